@@ -1,1 +1,26 @@
-//! Placeholder.
+//! The Linux binfmt_misc interface, and nothing else: no knowledge of QEMU.
+//!
+//! binfmt_misc lets the kernel run a binary through an interpreter chosen by the
+//! binary's first bytes (its "magic") or its extension. Entries are created by writing
+//! one line to `<mount>/register`, read back from `<mount>/<name>`, and enabled,
+//! disabled or removed by writing `1`, `0` or `-1` to that file. See
+//! [the kernel's documentation](https://docs.kernel.org/admin-guide/binfmt-misc.html).
+//!
+//! - [`entry`]: entries as plain data, the register-line encoder, the parser of entry
+//!   files and their comparison. No system calls; unit tested.
+//! - [`table`]: the [`Table`] trait and [`BinfmtMisc`], a real mount.
+//! - [`fake`]: [`FakeTable`](fake::FakeTable), an in-memory table for tests.
+//! - [`plan`]: compare what we want with what is there and apply the smallest change.
+//!
+//! Architecture invariant: only this crate writes to binfmt_misc.
+
+pub mod entry;
+mod error;
+pub mod fake;
+pub mod plan;
+pub mod table;
+
+pub use entry::{Difference, Entry, Flags, Matcher, Registration};
+pub use error::Error;
+pub use plan::{Change, apply, plan};
+pub use table::{BINFMTFS_MAGIC, BinfmtMisc, DEFAULT_MOUNT, Table};

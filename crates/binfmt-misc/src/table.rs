@@ -1,0 +1,294 @@
+//! The binfmt_misc table: the [`Table`] trait, the seam between the logic that decides
+//! what to change and the kernel, and [`BinfmtMisc`], its implementation over a real
+//! mount.
+//!
+//! [`BinfmtMisc`] holds a file descriptor to the mount directory, opened with
+//! `O_NOFOLLOW` and checked with `fstatfs(2)`, and reaches every file through
+//! `openat(2)` relative to it with names checked by [`validate_name`]: what was checked
+//! is what is written to, and no entry name can lead outside the mount.
+
+use std::ffi::OsStr;
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{CWD, Mode, OFlags};
+use rustix::io::Errno;
+
+use crate::entry::{CONTROL_FILES, Entry, Registration, validate_name};
+use crate::error::Error;
+
+/// `BINFMTFS_MAGIC` from `include/uapi/linux/magic.h`: `statfs(2)`'s `f_type` for a
+/// binfmt_misc mount.
+pub const BINFMTFS_MAGIC: u64 = 0x4249_4e4d;
+
+/// Where every distribution mounts binfmt_misc (systemd's
+/// `proc-sys-fs-binfmt_misc.automount`, or by hand).
+pub const DEFAULT_MOUNT: &str = "/proc/sys/fs/binfmt_misc";
+
+/// The operations on a binfmt_misc table that the rest of binfmt needs.
+///
+/// Implemented by [`BinfmtMisc`] for a real mount and by
+/// [`FakeTable`](crate::fake::FakeTable) for tests that need no kernel.
+pub trait Table {
+    /// Where the table is mounted, for messages.
+    fn path(&self) -> &Path;
+
+    /// The names of all entries, in directory order (not `register` or `status`).
+    fn entry_names(&self) -> Result<Vec<String>, Error>;
+
+    /// The entry of that name, or `None` when there is none.
+    fn read_entry(&self, name: &str) -> Result<Option<Entry>, Error>;
+
+    /// Registers an entry with one `write(2)` to `register`. Validates first: an
+    /// invalid registration writes nothing.
+    fn register(&self, registration: &Registration) -> Result<(), Error>;
+
+    /// Enables (`1`) or disables (`0`) one entry.
+    fn set_enabled(&self, name: &str, enabled: bool) -> Result<(), Error>;
+
+    /// Removes one entry (`-1`). Refuses control files and names that are not entries.
+    fn remove(&self, name: &str) -> Result<(), Error>;
+
+    /// Whether the whole table is enabled (`<mount>/status`).
+    fn is_enabled(&self) -> Result<bool, Error>;
+}
+
+/// A binfmt_misc mount.
+#[derive(Debug)]
+pub struct BinfmtMisc {
+    /// `O_PATH` descriptor of the mount directory, checked to be binfmt_misc.
+    dir: OwnedFd,
+    path: PathBuf,
+}
+
+impl BinfmtMisc {
+    /// Opens the binfmt_misc mount at `path`.
+    ///
+    /// Fails with [`Error::MountIsSymlink`] for a symbolic link and with
+    /// [`Error::NotBinfmtMisc`] (carrying the filesystem type, so the caller can tell
+    /// "nothing mounted here" apart) for any other filesystem.
+    pub fn open(path: impl Into<PathBuf>) -> Result<BinfmtMisc, Error> {
+        let path = path.into();
+        // O_NOFOLLOW with O_DIRECTORY fails on a symlink (ENOTDIR) instead of following
+        // it; look again with lstat to say so plainly.
+        let dir = rustix::fs::openat(
+            CWD,
+            &path,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|errno| {
+            let is_symlink = std::fs::symlink_metadata(&path)
+                .map(|m| m.file_type().is_symlink())
+                .unwrap_or(false);
+            if is_symlink {
+                Error::MountIsSymlink { path: path.clone() }
+            } else {
+                Error::OpenMount {
+                    path: path.clone(),
+                    source: errno.into(),
+                }
+            }
+        })?;
+        let stat = rustix::fs::fstatfs(&dir).map_err(|errno| Error::OpenMount {
+            path: path.clone(),
+            source: errno.into(),
+        })?;
+        // `f_type` is i64 on most architectures and u32 on s390x.
+        #[allow(clippy::unnecessary_cast)]
+        let fs_type = stat.f_type as u64;
+        if fs_type != BINFMTFS_MAGIC {
+            return Err(Error::NotBinfmtMisc { path, fs_type });
+        }
+        Ok(BinfmtMisc { dir, path })
+    }
+
+    /// Mounts binfmt_misc at `path` (`mount -t binfmt_misc binfmt_misc PATH`, with
+    /// nosuid, nodev and noexec as systemd does) and opens it.
+    ///
+    /// Calls [`mount(2)`](https://man7.org/linux/man-pages/man2/mount.2.html). In a
+    /// user namespace of its own (Linux 6.7 or newer) this creates a private instance
+    /// that only processes in that namespace see. The instance lives as long as some
+    /// mount of it does: mounted from a container's private mount namespace, it dies
+    /// with the container.
+    pub fn mount(path: impl Into<PathBuf>) -> Result<BinfmtMisc, Error> {
+        use rustix::mount::MountFlags;
+        let path = path.into();
+        rustix::mount::mount(
+            "binfmt_misc",
+            &path,
+            "binfmt_misc",
+            MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
+            None,
+        )
+        .map_err(|errno| Error::Mount {
+            path: path.clone(),
+            source: errno.into(),
+        })?;
+        BinfmtMisc::open(path)
+    }
+
+    fn file_path(&self, name: &str) -> PathBuf {
+        self.path.join(name)
+    }
+
+    fn open_file(&self, name: &str, flags: OFlags) -> Result<OwnedFd, Errno> {
+        rustix::fs::openat(
+            &self.dir,
+            name,
+            flags | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+    }
+
+    /// Writes `bytes` to the file `name` in one `write(2)`, as binfmt_misc expects.
+    fn write_once(&self, name: &str, bytes: &[u8]) -> Result<(), Errno> {
+        let fd = self.open_file(name, OFlags::WRONLY)?;
+        let written = rustix::io::write(&fd, bytes)?;
+        if written != bytes.len() {
+            // binfmt_misc consumes a whole line or fails; a short write means something
+            // else is mounted here.
+            return Err(Errno::IO);
+        }
+        Ok(())
+    }
+
+    fn write_control(&self, name: &str, value: &[u8], action: &'static str) -> Result<(), Error> {
+        self.write_once(name, value).map_err(|errno| Error::Write {
+            path: self.file_path(name),
+            action,
+            source: errno.into(),
+        })
+    }
+
+    fn read_file(&self, name: &str) -> Result<Option<String>, Error> {
+        let read_error = |source: io::Error| Error::Read {
+            path: self.file_path(name),
+            source,
+        };
+        let fd = match self.open_file(name, OFlags::RDONLY) {
+            Ok(fd) => fd,
+            Err(Errno::NOENT) => return Ok(None),
+            Err(errno) => return Err(read_error(errno.into())),
+        };
+        let mut text = String::new();
+        File::from(fd)
+            .read_to_string(&mut text)
+            .map_err(read_error)?;
+        Ok(Some(text))
+    }
+
+    /// Checks that `name` names an entry file, never a control file or a path.
+    fn entry_name<'a>(&self, name: &'a str) -> Result<&'a str, Error> {
+        validate_name(name).map_err(|reason| Error::Invalid {
+            name: name.to_owned(),
+            reason,
+        })?;
+        Ok(name)
+    }
+}
+
+impl Table for BinfmtMisc {
+    fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn entry_names(&self) -> Result<Vec<String>, Error> {
+        let list_error = |errno: Errno| Error::List {
+            path: self.path.clone(),
+            source: errno.into(),
+        };
+        // readdir needs a descriptor opened for reading; ours is O_PATH.
+        let fd = self
+            .open_file(".", OFlags::RDONLY | OFlags::DIRECTORY)
+            .map_err(list_error)?;
+        let mut names = Vec::new();
+        for item in rustix::fs::Dir::new(fd).map_err(list_error)? {
+            let item = item.map_err(list_error)?;
+            let name = OsStr::from_bytes(item.file_name().to_bytes());
+            let Some(name) = name.to_str() else {
+                // The kernel refuses nothing here, but we cannot have registered it.
+                log::warn!(
+                    "skipping binfmt_misc entry with a non-UTF-8 name {:?}",
+                    name
+                );
+                continue;
+            };
+            if name == "." || name == ".." || CONTROL_FILES.contains(&name) {
+                continue;
+            }
+            names.push(name.to_owned());
+        }
+        Ok(names)
+    }
+
+    fn read_entry(&self, name: &str) -> Result<Option<Entry>, Error> {
+        let name = self.entry_name(name)?;
+        let Some(text) = self.read_file(name)? else {
+            return Ok(None);
+        };
+        Entry::parse(name, &text)
+            .map(Some)
+            .map_err(|source| Error::Parse {
+                path: self.file_path(name),
+                source,
+            })
+    }
+
+    fn register(&self, registration: &Registration) -> Result<(), Error> {
+        let name = &registration.name;
+        let line = registration
+            .register_line()
+            .map_err(|reason| Error::Invalid {
+                name: name.clone(),
+                reason,
+            })?;
+        log::debug!(
+            "writing {} bytes to {}",
+            line.len(),
+            self.file_path("register").display()
+        );
+        self.write_once("register", &line)
+            .map_err(|errno| match errno {
+                Errno::EXIST => Error::AlreadyRegistered { name: name.clone() },
+                errno => Error::Register {
+                    name: name.clone(),
+                    interpreter: registration.interpreter.clone(),
+                    fix_binary: registration.flags.fix_binary,
+                    source: errno.into(),
+                },
+            })
+    }
+
+    fn set_enabled(&self, name: &str, enabled: bool) -> Result<(), Error> {
+        let name = self.entry_name(name)?;
+        let (value, action): (&[u8], _) = if enabled {
+            (b"1", "enable")
+        } else {
+            (b"0", "disable")
+        };
+        self.write_control(name, value, action)
+    }
+
+    fn remove(&self, name: &str) -> Result<(), Error> {
+        let name = self.entry_name(name)?;
+        self.write_control(name, b"-1", "remove")
+    }
+
+    fn is_enabled(&self) -> Result<bool, Error> {
+        let text = self.read_file("status")?.unwrap_or_default();
+        match text.trim_end() {
+            "enabled" => Ok(true),
+            "disabled" => Ok(false),
+            other => Err(Error::Parse {
+                path: self.file_path("status"),
+                source: crate::entry::ParseError::new(format!(
+                    "expected `enabled` or `disabled`, found {other:?}"
+                )),
+            }),
+        }
+    }
+}
