@@ -1,1 +1,134 @@
-//! Placeholder.
+//! Tiny static ELF executables for every architecture `binfmt` registers, built from
+//! a handful of hand-encoded instructions.
+//!
+//! Registering an emulator with binfmt_misc proves nothing until a foreign program
+//! actually runs through it. This crate makes such programs on the fly, with no
+//! cross toolchain and no checked-in binaries: [`hello`] writes a message to stdout and
+//! exits with a chosen status, so a test can check both; [`exit_with`] only exits, the
+//! smallest possible execution probe (the role of buildkit's per-architecture detection
+//! programs), meant to be run in an empty chroot where nothing but an `F` registration
+//! can serve it.
+//!
+//! Every program is one `PT_LOAD` segment mapping the whole file (ELF header, program
+//! header, message, code) read+execute at a fixed address; see the `elf` module. The
+//! per-architecture ELF identity (class, byte order, `e_machine`, `e_flags`), syscall
+//! numbers and instruction encodings live in one module per architecture under `arch`.
+//! Programs are tiny: `exit_with` is 96 to 132 bytes, `hello` adds the message and
+//! 18 to 44 bytes of code for the write.
+//!
+//! The crate has no dependencies and does no I/O: it returns bytes.
+
+mod arch;
+mod elf;
+
+/// A Linux architecture `binfmt` can register an emulator for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Machine {
+    /// 64-bit x86 (OCI `amd64`).
+    X86_64,
+    /// 32-bit x86 (OCI `386`).
+    I386,
+    /// 64-bit Arm (OCI `arm64`).
+    Aarch64,
+    /// 32-bit Arm, EABI, little-endian (OCI `arm`, v6 and v7).
+    Arm,
+    /// 64-bit RISC-V (OCI `riscv64`).
+    Riscv64,
+    /// 64-bit POWER, little-endian, ELFv2 ABI (OCI `ppc64le`).
+    Ppc64le,
+    /// IBM Z, 64-bit, big-endian (OCI `s390x`).
+    S390x,
+    /// 64-bit MIPS, little-endian, n64 ABI (OCI `mips64le`).
+    Mips64el,
+    /// 64-bit MIPS, big-endian, n64 ABI (OCI `mips64`).
+    Mips64,
+    /// 64-bit LoongArch (OCI `loong64`).
+    Loongarch64,
+}
+
+impl Machine {
+    /// Every supported machine, in the order of the architecture table.
+    pub const ALL: [Machine; 10] = [
+        Machine::X86_64,
+        Machine::I386,
+        Machine::Aarch64,
+        Machine::Arm,
+        Machine::Riscv64,
+        Machine::Ppc64le,
+        Machine::S390x,
+        Machine::Mips64el,
+        Machine::Mips64,
+        Machine::Loongarch64,
+    ];
+
+    /// QEMU's cpu name for this machine: the `<cpu>` in `qemu-<cpu>`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Machine::X86_64 => "x86_64",
+            Machine::I386 => "i386",
+            Machine::Aarch64 => "aarch64",
+            Machine::Arm => "arm",
+            Machine::Riscv64 => "riscv64",
+            Machine::Ppc64le => "ppc64le",
+            Machine::S390x => "s390x",
+            Machine::Mips64el => "mips64el",
+            Machine::Mips64 => "mips64",
+            Machine::Loongarch64 => "loongarch64",
+        }
+    }
+}
+
+/// The longest message [`hello`] accepts: 1 MiB.
+///
+/// Far more than any probe needs, and small enough that every address in the program
+/// stays below 2^31, which the instruction sequences rely on.
+pub const MAX_MESSAGE_LEN: usize = 1 << 20;
+
+/// Instructions start at a multiple of this file offset (and virtual address): the
+/// strictest alignment among our architectures (fixed 4-byte instructions).
+const CODE_ALIGN: usize = 4;
+
+/// A static ELF executable that writes `message` to fd 1 with one write(2) and then
+/// exits with `status` (exit_group).
+///
+/// The program ignores write's result, so it exits with `status` even when stdout is
+/// closed or the write is short.
+///
+/// # Panics
+///
+/// If `message` is longer than [`MAX_MESSAGE_LEN`].
+pub fn hello(machine: Machine, message: &[u8], status: u8) -> Vec<u8> {
+    assert!(
+        message.len() <= MAX_MESSAGE_LEN,
+        "message of {} bytes is longer than the {MAX_MESSAGE_LEN} bytes elf-probe supports",
+        message.len()
+    );
+    build(machine, Some(message), status)
+}
+
+/// A static ELF executable that only exits with `status` (exit_group): the smallest
+/// probe.
+pub fn exit_with(machine: Machine, status: u8) -> Vec<u8> {
+    build(machine, None, status)
+}
+
+/// Lays out `[headers][message][padding][code]` and writes the file. Without a
+/// message the code is only the exit.
+fn build(machine: Machine, message: Option<&[u8]>, status: u8) -> Vec<u8> {
+    let arch = arch::of(machine);
+    let message_offset = arch.format.headers_len();
+    let message_bytes = message.unwrap_or_default();
+
+    let mut body = message_bytes.to_vec();
+    let code_offset = (message_offset + body.len()).next_multiple_of(CODE_ALIGN);
+    body.resize(code_offset - message_offset, 0);
+    if message.is_some() {
+        let len = u32::try_from(message_bytes.len()).expect("bounded by MAX_MESSAGE_LEN");
+        body.extend(arch.write(arch::Span {
+            addr: elf::vaddr(message_offset),
+            len,
+        }));
+    }
+    body.extend(arch.exit(status));
+    elf::executable(&arch.format, &body, code_offset)
+}
