@@ -1,0 +1,17 @@
+//! Integration tests of elf-probe, through its public API only.
+//!
+//! - `structure`: every program's ELF header and program header, parsed here
+//!   independently of the crate's writer, for every machine.
+//! - `binfmt`: every program matches its own binfmt_misc magic/mask and no other.
+//! - `golden`: the machine code for one fixed program, compared with bytes assembled
+//!   by `llvm-mc`; this pins which address, length and status the code uses.
+//! - `native`: the x86_64 and i386 programs, actually run on this machine.
+//!
+//! The other architectures are run through registered emulators by the workspace's
+//! integration tests; nothing here needs qemu.
+
+mod binfmt;
+mod golden;
+mod native;
+mod structure;
+mod util;
