@@ -22,5 +22,5 @@ pub mod table;
 
 pub use entry::{Difference, Entry, Flags, Matcher, Registration};
 pub use error::Error;
-pub use plan::{Change, apply, plan};
+pub use plan::{Change, apply, compare, plan};
 pub use table::{BINFMTFS_MAGIC, BinfmtMisc, DEFAULT_MOUNT, Table};

@@ -5,7 +5,7 @@
 //! all), a disabled but otherwise identical one is enabled, and one that differs in
 //! any other way is replaced, with the differences reported.
 
-use crate::entry::{Difference, Registration};
+use crate::entry::{Difference, Entry, Registration};
 use crate::error::Error;
 use crate::table::Table;
 
@@ -24,15 +24,21 @@ pub enum Change {
 
 /// Compares `wanted` with the table's entry of the same name.
 pub fn plan(table: &impl Table, wanted: &Registration) -> Result<Change, Error> {
-    let Some(current) = table.read_entry(&wanted.name)? else {
-        return Ok(Change::Register);
+    Ok(compare(table.read_entry(&wanted.name)?.as_ref(), wanted))
+}
+
+/// Compares `wanted` with `current`, an entry of the same name already read (or
+/// `None` when there is none).
+pub fn compare(current: Option<&Entry>, wanted: &Registration) -> Change {
+    let Some(current) = current else {
+        return Change::Register;
     };
     let differences = current.differences(wanted);
-    Ok(match differences.as_slice() {
+    match differences.as_slice() {
         [] => Change::Unchanged,
         [Difference::Disabled] => Change::Enable,
         _ => Change::Replace(differences),
-    })
+    }
 }
 
 /// Carries out `change` for `wanted`.
