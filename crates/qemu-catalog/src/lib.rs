@@ -1,1 +1,20 @@
-//! Placeholder.
+//! What binfmt knows about QEMU: the architectures (names, magic, mask), the pinned
+//! emulators embedded in this binary, and how an emulator is put where the kernel can
+//! open it.
+//!
+//! - [`arch`]: [`Arch`], every usual spelling of an architecture, and
+//!   [`parse_list`](arch::parse_list) for `--install` lists.
+//! - [`emulator`]: [`Emulator`], the embedded blobs, decompressed with their size and
+//!   sha256 checked against the pin (`qemu-blobs/pins.toml`).
+//! - [`interpreter`]: writing an emulator to a directory on disk (atomically, named by
+//!   digest) or to a sealed memfd.
+//!
+//! This crate builds on `binfmt-misc` only for its `Matcher` type; it never writes to
+//! binfmt_misc itself.
+
+pub mod arch;
+pub mod emulator;
+pub mod interpreter;
+
+pub use arch::{Arch, Selection, UnknownArch, parse_list};
+pub use emulator::Emulator;
