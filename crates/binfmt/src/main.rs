@@ -1,1 +1,179 @@
-fn main() {}
+//! `binfmt`: register pinned, verified QEMU emulators with binfmt_misc.
+//!
+//! A thin binary over the library crates (ripgrep style): `main` parses arguments,
+//! calls [`run`], prints an error once and maps the result to an exit code. The work
+//! lives in `binfmt-misc` (the kernel interface) and `qemu-catalog` (architectures and
+//! embedded emulators); this crate holds one module per command.
+//!
+//! Exit codes: 0 when everything asked for is done, 1 when something could not be
+//! done (the cause and fix are on stderr), 2 when the arguments are invalid (nothing
+//! was changed).
+
+mod cli;
+mod install;
+mod status;
+mod uninstall;
+
+use std::fmt;
+use std::io::Write as _;
+use std::path::Path;
+use std::process::ExitCode;
+
+use binfmt_misc::{BinfmtMisc, DEFAULT_MOUNT};
+use clap::Parser;
+use qemu_catalog::interpreter::InterpreterDir;
+
+use crate::cli::Args;
+
+fn main() -> ExitCode {
+    init_logging();
+    let args = Args::parse();
+    match run(&args) {
+        Ok(code) => code,
+        Err(failure) => {
+            eprintln!("binfmt: {failure}");
+            failure.exit_code()
+        }
+    }
+}
+
+/// Why binfmt stops before doing everything it was asked.
+#[derive(Debug)]
+enum Failure {
+    /// The arguments are invalid; nothing was changed.
+    Usage(String),
+    /// Something failed while running.
+    Runtime(String),
+}
+
+impl Failure {
+    fn exit_code(&self) -> ExitCode {
+        match self {
+            Failure::Usage(_) => ExitCode::from(2),
+            Failure::Runtime(_) => ExitCode::FAILURE,
+        }
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::Usage(message) | Failure::Runtime(message) => f.write_str(message),
+        }
+    }
+}
+
+impl From<binfmt_misc::Error> for Failure {
+    fn from(error: binfmt_misc::Error) -> Failure {
+        Failure::Runtime(error.to_string())
+    }
+}
+
+fn run(args: &Args) -> Result<ExitCode, Failure> {
+    if args.version {
+        println!(
+            "binfmt/{} qemu/{} rust/{}",
+            env!("CARGO_PKG_VERSION"),
+            qemu_catalog::emulator::QEMU,
+            env!("BINFMT_RUSTC_VERSION")
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+
+    // Everything is validated before the first write: one bad item refuses the run.
+    let options = install::Options {
+        flags: args.flags,
+        interpreter_dir: InterpreterDir::new(&args.interpreter_dir),
+    };
+    let to_install = match &args.install {
+        Some(list) => {
+            let selection = qemu_catalog::parse_list(list)
+                .map_err(|error| Failure::Usage(format!("--install: {error}")))?;
+            let emulators = install::resolve(&selection)
+                .map_err(|error| Failure::Usage(format!("--install: {error}")))?;
+            for emulator in &emulators {
+                install::wanted(emulator, &options)
+                    .validate()
+                    .map_err(|reason| Failure::Usage(format!("--interpreter-dir: {reason}")))?;
+            }
+            Some(emulators)
+        }
+        None => None,
+    };
+    let to_uninstall = match &args.uninstall {
+        Some(list) => Some(
+            uninstall::parse(list)
+                .map_err(|error| Failure::Usage(format!("--uninstall: {error}")))?,
+        ),
+        None => None,
+    };
+
+    let table = open_table(&args.mount)?;
+    let mut complete = true;
+    if let Some(targets) = &to_uninstall {
+        complete &= uninstall::uninstall(&table, targets)? == 0;
+    }
+    if let Some(emulators) = &to_install {
+        let outcomes = install::install(&table, emulators, &options);
+        for (arch, outcome) in &outcomes {
+            eprintln!("installing: {arch} {outcome}");
+        }
+        let failed = outcomes
+            .iter()
+            .filter(|(_, outcome)| !outcome.is_ok())
+            .count();
+        if failed > 0 {
+            eprintln!(
+                "binfmt: {failed} of {} architectures are not registered; the lines above \
+                 give each cause",
+                outcomes.len()
+            );
+            complete = false;
+        }
+    }
+
+    let status = status::status(&table)?;
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(status::render(&status).as_bytes())
+        .and_then(|()| stdout.flush())
+        .map_err(|error| Failure::Runtime(format!("cannot write the status to stdout: {error}")))?;
+    Ok(if complete {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Opens the binfmt_misc mount, mounting it first when nothing is mounted at the
+/// default place (a host whose systemd automount never triggered, or a container).
+fn open_table(mount: &Path) -> Result<BinfmtMisc, Failure> {
+    match BinfmtMisc::open(mount) {
+        Err(binfmt_misc::Error::NotBinfmtMisc { .. }) if mount == Path::new(DEFAULT_MOUNT) => {
+            let table = BinfmtMisc::mount(mount)?;
+            log::warn!(
+                "binfmt_misc was not mounted at {DEFAULT_MOUNT}; mounted it. If this runs in a \
+                 container, registrations made through this mount vanish when the container \
+                 exits: mount binfmt_misc on the host first (`mount -t binfmt_misc binfmt_misc \
+                 {DEFAULT_MOUNT}`)"
+            );
+            Ok(table)
+        }
+        other => Ok(other?),
+    }
+}
+
+/// Log records go to stderr as `binfmt: <level>: <message>`; `BINFMT_LOG` sets the
+/// level (default `warn`; `debug` shows every write).
+fn init_logging() {
+    env_logger::Builder::from_env(env_logger::Env::new().filter_or("BINFMT_LOG", "warn"))
+        .format(|buf, record| {
+            writeln!(
+                buf,
+                "binfmt: {}: {}",
+                record.level().as_str().to_lowercase(),
+                record.args()
+            )
+        })
+        .init();
+}

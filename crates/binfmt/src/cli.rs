@@ -1,0 +1,56 @@
+//! The command line, compatible with tonistiigi/binfmt: `--install`, `--uninstall`,
+//! `--mount`, `--version`, and no arguments for the status JSON.
+
+use std::path::PathBuf;
+
+use binfmt_misc::Flags;
+use clap::Parser;
+
+/// Register pinned, verified QEMU emulators with binfmt_misc so programs of other
+/// architectures run on this machine.
+///
+/// With no option, prints the status as JSON on stdout:
+/// {"supported": [...platforms...], "emulators": [...entries...]}.
+/// Log lines go to stderr.
+#[derive(Debug, Parser)]
+#[command(name = "binfmt", version = None, disable_version_flag = true)]
+pub struct Args {
+    /// Architectures to register: `all`, or a comma-separated list in any usual
+    /// spelling (arm64, linux/arm64, aarch64, linux/arm/v7, riscv64, ...).
+    /// `all` means every architecture this machine does not run natively.
+    #[arg(long, value_name = "LIST")]
+    pub install: Option<String>,
+
+    /// Entries to remove: entry names (qemu-aarch64), globs (qemu-*) or architecture
+    /// names (arm64), comma-separated. Only matching entries are removed.
+    #[arg(long, value_name = "LIST")]
+    pub uninstall: Option<String>,
+
+    /// The binfmt_misc mount to use. When nothing is mounted at the default place,
+    /// binfmt mounts it there.
+    #[arg(long, value_name = "DIR", env = "BINFMT_MOUNT", default_value = binfmt_misc::DEFAULT_MOUNT)]
+    pub mount: PathBuf,
+
+    /// Flags of every entry registered, letters from POCF: P preserves argv[0], O
+    /// passes the binary as an open file, C takes credentials (setuid) from the
+    /// binary and implies O, F opens the emulator now so it works inside containers.
+    /// The default matches the tonistiigi/binfmt image; use `--flags PF` (or `OF`) to
+    /// drop C if setuid programs must not run the emulator with raised privileges.
+    #[arg(long, value_name = "LETTERS", env = "BINFMT_FLAGS", default_value = "POCF",
+          value_parser = parse_flags)]
+    pub flags: Flags,
+
+    /// Where emulator files are written (disk-backed, root-owned). On a read-only
+    /// filesystem binfmt falls back to an in-memory file (memfd).
+    #[arg(long, value_name = "DIR", env = "BINFMT_INTERPRETER_DIR",
+          default_value = qemu_catalog::interpreter::DEFAULT_DIR)]
+    pub interpreter_dir: PathBuf,
+
+    /// Print binfmt/<version> qemu/<version> rust/<version> and exit.
+    #[arg(long)]
+    pub version: bool,
+}
+
+fn parse_flags(letters: &str) -> Result<Flags, String> {
+    letters.parse::<Flags>().map_err(|e| e.to_string())
+}

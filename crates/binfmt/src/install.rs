@@ -1,0 +1,438 @@
+//! `--install LIST`: register the embedded emulators, idempotently.
+//!
+//! For each architecture: compare the entry we want with the one the table holds,
+//! make sure the interpreter file is the pinned emulator, apply the smallest change,
+//! and read the entry back to confirm it. An identical entry is left alone (nothing is
+//! written), a different one is replaced and the difference reported. Arguments were
+//! validated before this runs (see [`resolve`] and [`wanted`]).
+
+use std::fmt;
+
+use binfmt_misc::{Change, Entry, Error as TableError, Flags, Registration, Table};
+use qemu_catalog::interpreter::{self, FileState, InterpreterDir, is_memfd_path};
+use qemu_catalog::{Arch, Emulator, Selection};
+
+/// How entries are registered.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Flags of every entry.
+    pub flags: Flags,
+    /// Where interpreter files go.
+    pub interpreter_dir: InterpreterDir,
+}
+
+/// The architectures to install with their emulators, or why the selection is refused.
+///
+/// `all` means every emulator this binary carries, which never includes the host's
+/// own architectures. Naming one of those is refused: its emulator would take over
+/// every native program.
+pub fn resolve(selection: &Selection) -> Result<Vec<Emulator>, String> {
+    let arches = match selection {
+        Selection::All => return Ok(Emulator::all()),
+        Selection::Arches(arches) => arches,
+    };
+    let mut refused = Vec::new();
+    let mut emulators = Vec::new();
+    for &arch in arches {
+        match Emulator::for_arch(arch) {
+            Some(emulator) if !arch.is_native() => emulators.push(emulator),
+            _ => refused.push(format!(
+                "{arch} is this machine's own architecture: an emulator registered for it \
+                 would run every native program through QEMU, so binfmt never registers it \
+                 (it runs natively already)"
+            )),
+        }
+    }
+    if refused.is_empty() {
+        Ok(emulators)
+    } else {
+        Err(refused.join("; "))
+    }
+}
+
+/// The entry we want for `emulator`, with its interpreter on disk.
+pub fn wanted(emulator: &Emulator, options: &Options) -> Registration {
+    let arch = emulator.arch();
+    Registration {
+        name: arch.entry_name(),
+        matcher: arch.matcher(),
+        interpreter: options.interpreter_dir.path_for(emulator),
+        flags: options.flags,
+    }
+}
+
+/// What happened to one architecture.
+#[derive(Debug)]
+pub enum Outcome {
+    /// No entry existed; one was registered.
+    Registered,
+    /// The entry was already exactly right; nothing was written.
+    Unchanged,
+    /// The entry was right but disabled; it was enabled.
+    Enabled,
+    /// The entry differed and was replaced; the reasons say how.
+    Replaced(Vec<String>),
+    /// The entry was right but its interpreter file (used at exec time, no flag F)
+    /// was missing; the file was written.
+    FileRestored,
+    /// It could not be registered.
+    Failed(String),
+}
+
+impl Outcome {
+    /// Whether the architecture ended up registered.
+    pub fn is_ok(&self) -> bool {
+        !matches!(self, Outcome::Failed(_))
+    }
+}
+
+impl fmt::Display for Outcome {
+    /// The part after `installing: <arch> ` in tonistiigi/binfmt's log line.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Outcome::Registered => f.write_str("OK"),
+            Outcome::Unchanged => f.write_str("OK (already registered)"),
+            Outcome::Enabled => f.write_str("OK (entry was disabled; enabled)"),
+            Outcome::Replaced(reasons) => write!(f, "OK (replaced: {})", reasons.join(", ")),
+            Outcome::FileRestored => f.write_str("OK (interpreter file restored)"),
+            Outcome::Failed(error) => write!(f, "FAILED: {error}"),
+        }
+    }
+}
+
+/// Installs each emulator, one after another; a failure does not stop the rest.
+pub fn install(
+    table: &impl Table,
+    emulators: &[Emulator],
+    options: &Options,
+) -> Vec<(Arch, Outcome)> {
+    emulators
+        .iter()
+        .map(|emulator| {
+            let outcome = install_one(table, emulator, options)
+                .unwrap_or_else(|error| Outcome::Failed(error.to_string()));
+            (emulator.arch(), outcome)
+        })
+        .collect()
+}
+
+/// Why one architecture failed.
+#[derive(Debug)]
+enum Failure {
+    Table(TableError),
+    Interpreter(interpreter::Error),
+    /// The kernel accepted the registration but reads back something else.
+    NotConverged(String),
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::Table(error) => error.fmt(f),
+            Failure::Interpreter(error) => error.fmt(f),
+            Failure::NotConverged(what) => f.write_str(what),
+        }
+    }
+}
+
+impl From<TableError> for Failure {
+    fn from(error: TableError) -> Failure {
+        Failure::Table(error)
+    }
+}
+
+impl From<interpreter::Error> for Failure {
+    fn from(error: interpreter::Error) -> Failure {
+        Failure::Interpreter(error)
+    }
+}
+
+/// How many times to re-read and re-apply when another process changes the same entry
+/// between our read and our write (EEXIST on register, ENOENT on remove).
+const ATTEMPTS: usize = 3;
+
+fn install_one(
+    table: &impl Table,
+    emulator: &Emulator,
+    options: &Options,
+) -> Result<Outcome, Failure> {
+    let mut wanted = wanted(emulator, options);
+    let current = table.read_entry(&wanted.name)?;
+
+    // An entry registered from a memfd names a descriptor of the process that
+    // registered it: its content cannot be checked from here. When everything else
+    // matches, it is ours and is left alone.
+    if let Some(entry) = &current
+        && is_memfd_path(entry.interpreter())
+    {
+        let as_registered = Registration {
+            interpreter: entry.interpreter().to_owned(),
+            ..wanted.clone()
+        };
+        if let change @ (Change::Unchanged | Change::Enable) =
+            binfmt_misc::compare(Some(entry), &as_registered)
+        {
+            binfmt_misc::apply(table, &as_registered, &change)?;
+            return Ok(outcome_of(&change, Vec::new()));
+        }
+    }
+
+    let change = binfmt_misc::compare(current.as_ref(), &wanted);
+    let fixed_binary = wanted.flags.fix_binary;
+    // With flag F the kernel opened the interpreter when the entry was registered and
+    // holds it still; a path absent from this filesystem (another container wrote it)
+    // is no fault. The digest in the file name says which emulator it was.
+    if matches!(change, Change::Unchanged | Change::Enable)
+        && fixed_binary
+        && !wanted.interpreter.exists()
+    {
+        binfmt_misc::apply(table, &wanted, &change)?;
+        return Ok(outcome_of(&change, Vec::new()));
+    }
+
+    let (interpreter, found) = match options.interpreter_dir.ensure(emulator) {
+        Err(interpreter::Error::ReadOnly { path }) => {
+            log::warn!(
+                "{} is read-only: qemu-{} is held in memory (a memfd, {} MB of RAM while \
+                 registered); give a writable disk directory with --interpreter-dir to avoid that",
+                path.display(),
+                emulator.arch().qemu_cpu(),
+                emulator.size() / 1_000_000
+            );
+            (interpreter::write_memfd(emulator)?, FileState::Missing)
+        }
+        other => other?,
+    };
+    wanted.interpreter = interpreter.path().to_owned();
+
+    let mut change = binfmt_misc::compare(current.as_ref(), &wanted);
+    let mut notes = Vec::new();
+    if found == FileState::Tampered {
+        notes.push(format!(
+            "{} did not match its pinned sha256 and was rewritten",
+            wanted.interpreter.display()
+        ));
+        // With F the kernel holds the bad file open: only re-registering drops it.
+        if fixed_binary && matches!(change, Change::Unchanged | Change::Enable) {
+            change = Change::Replace(Vec::new());
+        }
+    }
+    if change == Change::Unchanged {
+        return Ok(if found == FileState::Intact {
+            Outcome::Unchanged
+        } else {
+            Outcome::FileRestored
+        });
+    }
+
+    apply_converging(table, &wanted, change, notes)
+    // `interpreter` (a memfd, if that is what it is) stays open until here: the kernel
+    // opened its own reference during registration.
+}
+
+/// Applies `change`, tolerating a concurrent writer, then reads the entry back.
+fn apply_converging(
+    table: &impl Table,
+    wanted: &Registration,
+    mut change: Change,
+    notes: Vec<String>,
+) -> Result<Outcome, Failure> {
+    let first = change.clone();
+    for attempt in 1..=ATTEMPTS {
+        match binfmt_misc::apply(table, wanted, &change) {
+            Ok(()) => break,
+            Err(error) if attempt < ATTEMPTS && is_race(&error) => {
+                log::debug!("{}: {error}; reading it again", wanted.name);
+                change = binfmt_misc::plan(table, wanted)?;
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
+    let entry: Option<Entry> = table.read_entry(&wanted.name)?;
+    match entry.map(|entry| entry.differences(wanted)) {
+        Some(differences) if differences.is_empty() => Ok(outcome_of(&first, notes)),
+        Some(differences) => Err(Failure::NotConverged(format!(
+            "registered {}, but the kernel reports {}",
+            wanted.name,
+            differences
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+        None => Err(Failure::NotConverged(format!(
+            "registered {}, but it is gone: another process removed it",
+            wanted.name
+        ))),
+    }
+}
+
+/// Whether another process changing the same entry explains the error: the name got
+/// taken before our register (EEXIST), or the entry vanished before our remove
+/// (ENOENT).
+fn is_race(error: &TableError) -> bool {
+    match error {
+        TableError::AlreadyRegistered { .. } => true,
+        TableError::Write { source, .. } => source.kind() == std::io::ErrorKind::NotFound,
+        _ => false,
+    }
+}
+
+fn outcome_of(change: &Change, notes: Vec<String>) -> Outcome {
+    match change {
+        Change::Unchanged => Outcome::Unchanged,
+        Change::Register => Outcome::Registered,
+        Change::Enable => Outcome::Enabled,
+        Change::Replace(differences) => Outcome::Replaced(
+            differences
+                .iter()
+                .map(ToString::to_string)
+                .chain(notes)
+                .collect(),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+
+    use binfmt_misc::fake::{FakeTable, Write};
+
+    use super::*;
+
+    fn options(dir: &Path) -> Options {
+        Options {
+            flags: Flags::POCF,
+            interpreter_dir: InterpreterDir::new(dir),
+        }
+    }
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("binfmt-install-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    fn riscv64() -> Emulator {
+        Emulator::for_arch(Arch::Riscv64).expect("riscv64 is foreign on every host")
+    }
+
+    #[test]
+    fn installs_then_writes_nothing_the_second_time() {
+        let dir = scratch("twice");
+        let table = FakeTable::new();
+        let options = options(&dir);
+        let first = install(&table, &[riscv64()], &options);
+        assert!(matches!(first[0].1, Outcome::Registered), "{:?}", first);
+        assert_eq!(table.writes(), [Write::Register("qemu-riscv64".into())]);
+        table.clear_writes();
+
+        let second = install(&table, &[riscv64()], &options);
+        assert!(matches!(second[0].1, Outcome::Unchanged), "{:?}", second);
+        assert_eq!(table.writes(), []);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_seeds_stale_entry_is_replaced() {
+        let dir = scratch("stale");
+        let table = FakeTable::new();
+        let options = options(&dir);
+        // Registered by hand, without F, at a path that is not in this container.
+        table.insert(Entry {
+            enabled: true,
+            registration: Registration {
+                interpreter: PathBuf::from("/usr/bin/qemu-riscv64-static"),
+                flags: "OC".parse().unwrap(),
+                ..wanted(&riscv64(), &options)
+            },
+        });
+        let outcome = install(&table, &[riscv64()], &options).remove(0).1;
+        let Outcome::Replaced(reasons) = outcome else {
+            panic!("expected a replacement, got {outcome:?}");
+        };
+        assert_eq!(reasons.len(), 2, "{reasons:?}");
+        assert!(reasons[0].starts_with("interpreter /usr/bin/qemu-riscv64-static -> "));
+        assert_eq!(reasons[1], "flags OC -> POCF");
+        let entry = table.read_entry("qemu-riscv64").unwrap().unwrap();
+        assert!(entry.differences(&wanted(&riscv64(), &options)).is_empty());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_tampered_interpreter_is_rewritten_and_reregistered() {
+        let dir = scratch("tamper");
+        let table = FakeTable::new();
+        let options = options(&dir);
+        install(&table, &[riscv64()], &options);
+        let path = options.interpreter_dir.path_for(&riscv64());
+        std::fs::write(&path, b"not qemu").unwrap();
+        table.clear_writes();
+
+        let outcome = install(&table, &[riscv64()], &options).remove(0).1;
+        let Outcome::Replaced(reasons) = outcome else {
+            panic!("expected a replacement, got {outcome:?}");
+        };
+        assert!(
+            reasons[0].contains("did not match its pinned sha256"),
+            "{reasons:?}"
+        );
+        assert_eq!(
+            table.writes(),
+            [
+                Write::Remove("qemu-riscv64".into()),
+                Write::Register("qemu-riscv64".into())
+            ]
+        );
+        assert_eq!(
+            options.interpreter_dir.check(&riscv64()).unwrap(),
+            FileState::Intact
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn an_entry_whose_file_lives_elsewhere_is_left_alone_with_flag_f() {
+        // Registered by an earlier container: same path (same digest), file not here.
+        let dir = scratch("elsewhere");
+        let table = FakeTable::new();
+        let options = options(&dir);
+        table.insert(Entry {
+            enabled: true,
+            registration: wanted(&riscv64(), &options),
+        });
+        let outcome = install(&table, &[riscv64()], &options).remove(0).1;
+        assert!(matches!(outcome, Outcome::Unchanged), "{outcome:?}");
+        assert_eq!(table.writes(), []);
+        assert!(!dir.exists(), "nothing is written when nothing changes");
+    }
+
+    #[test]
+    fn a_kernel_refusal_is_a_failure_with_its_reason() {
+        let dir = scratch("refused");
+        let table = FakeTable::new();
+        table.refuse("qemu-riscv64", rustix::io::Errno::PERM);
+        let outcome = install(&table, &[riscv64()], &options(&dir)).remove(0).1;
+        assert!(!outcome.is_ok());
+        let shown = outcome.to_string();
+        assert!(
+            shown.starts_with("FAILED: cannot register qemu-riscv64"),
+            "{shown}"
+        );
+        assert!(shown.contains("--privileged"), "{shown}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_hosts_own_arches_are_refused_by_name_and_skipped_by_all() {
+        for &native in Arch::native() {
+            let error = resolve(&Selection::Arches(vec![Arch::Riscv64, native])).unwrap_err();
+            assert!(error.contains("own architecture"), "{error}");
+        }
+        let all = resolve(&Selection::All).unwrap();
+        assert!(all.iter().all(|e| !e.arch().is_native()));
+        assert_eq!(all.len(), Arch::ALL.len() - Arch::native().len());
+    }
+}

@@ -1,0 +1,147 @@
+//! `--uninstall LIST`: remove entries by name, glob or architecture.
+//!
+//! Items are checked before anything is removed: a name that could not be an entry
+//! (`register`, `status`, `../x`, control characters) refuses the whole list. Only
+//! entries that exist are touched; an item that matches nothing is already in the
+//! state asked for, which is success (docker/setup-qemu-action runs
+//! `--uninstall qemu-*` on machines with nothing registered).
+
+use binfmt_misc::{Table, entry::validate_name};
+use qemu_catalog::Arch;
+
+/// One item of the list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// A glob with `*` and `?` over entry names (`qemu-*`).
+    Glob(String),
+    /// An entry name or an architecture (`qemu-aarch64`, `arm64`, `linux/arm64`): an
+    /// existing entry of exactly that name wins, else the architecture's entry.
+    Name(String),
+}
+
+/// Parses the list, refusing it whole if any item could not name an entry.
+pub fn parse(list: &str) -> Result<Vec<Target>, String> {
+    list.split(',')
+        .map(str::trim)
+        .map(|item| {
+            if item.contains(['*', '?']) {
+                // A glob must be a valid name once its wildcards are filled in.
+                validate_name(&item.replace(['*', '?'], "x"))
+                    .map(|()| Target::Glob(item.to_owned()))
+                    .map_err(|reason| format!("cannot uninstall {item:?}: {reason}"))
+            } else if Arch::parse(item).is_ok() {
+                Ok(Target::Name(item.to_owned()))
+            } else {
+                validate_name(item)
+                    .map(|()| Target::Name(item.to_owned()))
+                    .map_err(|reason| format!("cannot uninstall {item:?}: {reason}"))
+            }
+        })
+        .collect()
+}
+
+/// Which existing entries the targets select, each once, in table order.
+pub fn select(targets: &[Target], entries: &[String]) -> Vec<String> {
+    let wanted = |entry: &String| {
+        targets.iter().any(|target| match target {
+            Target::Glob(pattern) => glob_matches(pattern.as_bytes(), entry.as_bytes()),
+            Target::Name(name) if entries.contains(name) => name == entry,
+            Target::Name(name) => Arch::parse(name).is_ok_and(|arch| arch.entry_name() == *entry),
+        })
+    };
+    entries
+        .iter()
+        .filter(|entry| wanted(entry))
+        .cloned()
+        .collect()
+}
+
+/// Removes the selected entries, printing tonistiigi-style lines; returns how many
+/// removals failed.
+pub fn uninstall(table: &impl Table, targets: &[Target]) -> Result<usize, binfmt_misc::Error> {
+    let entries = table.entry_names()?;
+    let selected = select(targets, &entries);
+    if selected.is_empty() {
+        eprintln!("uninstalling: nothing matches, nothing to do");
+    }
+    let mut failed = 0;
+    for name in selected {
+        match table.remove(&name) {
+            Ok(()) => eprintln!("uninstalling: {name} OK"),
+            Err(error) => {
+                failed += 1;
+                eprintln!("uninstalling: {name} FAILED: {error}");
+            }
+        }
+    }
+    Ok(failed)
+}
+
+/// Shell-style matching with `*` (any run) and `?` (one byte), nothing else.
+fn glob_matches(pattern: &[u8], name: &[u8]) -> bool {
+    match pattern.split_first() {
+        None => name.is_empty(),
+        Some((b'*', rest)) => (0..=name.len()).any(|skip| glob_matches(rest, &name[skip..])),
+        Some((b'?', rest)) => !name.is_empty() && glob_matches(rest, &name[1..]),
+        Some((byte, rest)) => name.first() == Some(byte) && glob_matches(rest, &name[1..]),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn globs_names_and_arches_select_existing_entries() {
+        let entries = names(&["qemu-aarch64", "qemu-riscv64", "rosetta", "qemu-s390x"]);
+        let pick = |list: &str| select(&parse(list).unwrap(), &entries);
+        assert_eq!(
+            pick("qemu-*"),
+            names(&["qemu-aarch64", "qemu-riscv64", "qemu-s390x"])
+        );
+        assert_eq!(
+            pick("aarch64,riscv64"),
+            names(&["qemu-aarch64", "qemu-riscv64"])
+        );
+        assert_eq!(pick("linux/arm64"), names(&["qemu-aarch64"]));
+        assert_eq!(pick("rosetta"), names(&["rosetta"]));
+        assert_eq!(pick("qemu-?390x"), names(&["qemu-s390x"]));
+        assert_eq!(pick("qemu-mips64"), names(&[]));
+        assert_eq!(
+            pick("mips64,qemu-aarch64,qemu-a*"),
+            names(&["qemu-aarch64"])
+        );
+    }
+
+    #[test]
+    fn control_files_and_escapes_are_refused() {
+        for list in [
+            "register",
+            "status",
+            "../qemu-aarch64",
+            "qemu-*,register",
+            "a/b",
+            "x\ny",
+            "",
+            "qemu-aarch64,",
+        ] {
+            assert!(parse(list).is_err(), "{list:?} accepted");
+        }
+        // A glob can never reach a control file: they are not entries.
+        let entries = names(&["qemu-aarch64"]);
+        assert_eq!(select(&parse("*").unwrap(), &entries), entries);
+    }
+
+    #[test]
+    fn glob_semantics() {
+        assert!(glob_matches(b"*", b""));
+        assert!(glob_matches(b"q*64", b"qemu-riscv64"));
+        assert!(!glob_matches(b"q*64", b"qemu-s390x"));
+        assert!(glob_matches(b"a?c", b"abc"));
+        assert!(!glob_matches(b"a?c", b"ac"));
+    }
+}
