@@ -1,1 +1,12 @@
+//! binfmt's integration tests: one test binary, one module per area (ripgrep style).
+//!
+//! Everything that touches binfmt_misc runs in a private instance inside a user and
+//! mount namespace (see `util`), so the suite needs no root and leaves the machine's
+//! own table untouched; each such test also checks that.
 
+mod util;
+
+mod install;
+mod kernel;
+mod mount;
+mod uninstall;

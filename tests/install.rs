@@ -1,0 +1,196 @@
+//! `binfmt --install`: foreign programs run afterwards; reruns write nothing; stale
+//! entries are repaired; bad arguments change nothing.
+
+use std::fs;
+use std::path::PathBuf;
+
+use binfmt_misc::{Flags, Registration, Table};
+use qemu_catalog::Arch;
+
+use crate::util::{Sandbox, foreign_arches, make_read_only, namespace_test};
+
+namespace_test! {
+    /// The core promise: after `--install all`, a real program of every foreign arch
+    /// of the table runs, and its output and exit status come through.
+    fn install_all_runs_a_program_of_every_foreign_arch(sandbox: &Sandbox) {
+        for arch in foreign_arches() {
+            sandbox.assert_does_not_run(arch);
+        }
+        let run = sandbox.binfmt(&["--install", "all"]).success();
+        for arch in foreign_arches() {
+            assert!(run.stderr.contains(&format!("installing: {arch} OK\n")), "{run}");
+            sandbox.assert_runs(arch);
+        }
+        // Never the host's own architectures.
+        let entries = sandbox.entries();
+        for arch in Arch::native() {
+            assert!(!entries.contains_key(&arch.entry_name()), "{arch} registered");
+        }
+        assert_eq!(entries.len(), foreign_arches().len() + 2, "{entries:?}"); // + register, status
+        // Each entry: POCF, the table's magic and mask, a digest-named file.
+        let table = sandbox.table();
+        for arch in foreign_arches() {
+            let entry = table.read_entry(&arch.entry_name()).unwrap().unwrap();
+            assert!(entry.enabled);
+            assert_eq!(entry.registration.flags, Flags::POCF);
+            assert!(entry.registration.matcher.matches_same_files(&arch.matcher()));
+            assert!(entry.interpreter().starts_with(&sandbox.interpreters), "{entry:?}");
+        }
+        let status = run.status();
+        assert!(status["supported"].as_array().unwrap().contains(&"linux/arm64".into()));
+        assert_eq!(status["emulators"].as_array().unwrap().len(), foreign_arches().len());
+    }
+}
+
+namespace_test! {
+    /// Idempotence: a second identical run writes nothing, to the table or to disk.
+    /// The table and the interpreter directory are made read-only before the rerun,
+    /// so any write at all would fail it.
+    fn a_second_identical_run_writes_nothing(sandbox: &Sandbox) {
+        sandbox.binfmt(&["--install", "all"]).success();
+        let before = sandbox.entries();
+        let files_before = listing(&sandbox.interpreters);
+
+        crate::util::must("mount", &["-o", "remount,ro", sandbox.mount.to_str().unwrap()]);
+        make_read_only(&sandbox.interpreters);
+        let rerun = sandbox.binfmt(&["--install", "all"]).success();
+        assert_eq!(rerun.register_writes(), 0, "{rerun}");
+        for arch in foreign_arches() {
+            assert!(
+                rerun.stderr.contains(&format!("installing: {arch} OK (already registered)")),
+                "{rerun}"
+            );
+        }
+        assert_eq!(sandbox.entries(), before);
+        assert_eq!(listing(&sandbox.interpreters), files_before);
+        sandbox.assert_runs(Arch::Riscv64);
+    }
+}
+
+namespace_test! {
+    /// The seed's stale registration: qemu-aarch64 without F, pointing at a path that
+    /// does not exist here. Programs fail; `--install arm64` replaces it, says how it
+    /// differed, and they run.
+    fn the_seeds_stale_entry_is_repaired(sandbox: &Sandbox) {
+        let stale = Registration {
+            name: "qemu-aarch64".into(),
+            matcher: Arch::Arm64.matcher(),
+            interpreter: PathBuf::from("/usr/bin/qemu-aarch64-static"),
+            flags: "OC".parse().unwrap(),
+        };
+        sandbox.table().register(&stale).unwrap();
+        sandbox.assert_does_not_run(Arch::Arm64);
+
+        let run = sandbox.binfmt(&["--install", "linux/arm64"]).success();
+        assert!(
+            run.stderr.contains(
+                "installing: arm64 OK (replaced: interpreter /usr/bin/qemu-aarch64-static -> "
+            ),
+            "{run}"
+        );
+        assert!(run.stderr.contains("flags OC -> POCF"), "{run}");
+        sandbox.assert_runs(Arch::Arm64);
+    }
+}
+
+namespace_test! {
+    /// Flag F: the kernel holds the emulator open, so the entry keeps working after the
+    /// file is gone (the container that wrote it has exited).
+    fn the_entry_keeps_working_after_the_file_is_gone(sandbox: &Sandbox) {
+        sandbox.binfmt(&["--install", "riscv64,s390x"]).success();
+        fs::remove_dir_all(&sandbox.interpreters).unwrap();
+        sandbox.assert_runs(Arch::Riscv64);
+        sandbox.assert_runs(Arch::S390x);
+        // A rerun from "another container" (no file here) trusts the digest-named
+        // path and changes nothing.
+        let rerun = sandbox.binfmt(&["--install", "riscv64,s390x"]).success();
+        assert_eq!(rerun.register_writes(), 0, "{rerun}");
+        assert!(!sandbox.interpreters.exists());
+    }
+}
+
+namespace_test! {
+    /// A read-only filesystem (Kubernetes readOnlyRootFilesystem): the emulator goes
+    /// into a sealed memfd, and programs run.
+    fn a_read_only_interpreter_dir_falls_back_to_memfd(sandbox: &Sandbox) {
+        fs::create_dir_all(&sandbox.interpreters).unwrap();
+        make_read_only(&sandbox.interpreters);
+        let run = sandbox.binfmt(&["--install", "mips64le,mips64"]).success();
+        assert!(run.stderr.contains("is read-only"), "{run}");
+        for arch in [Arch::Mips64le, Arch::Mips64] {
+            let entry = sandbox.table().read_entry(&arch.entry_name()).unwrap().unwrap();
+            assert!(entry.interpreter().starts_with("/proc/self/fd/"), "{entry:?}");
+            sandbox.assert_runs(arch);
+        }
+        // Rerun: the memfd entries match in everything but the unverifiable path.
+        let rerun = sandbox.binfmt(&["--install", "mips64le,mips64"]).success();
+        assert_eq!(rerun.register_writes(), 0, "{rerun}");
+    }
+}
+
+namespace_test! {
+    /// A disabled entry or other flags are differences that get repaired.
+    fn disabled_entries_and_other_flags_are_repaired(sandbox: &Sandbox) {
+        sandbox.binfmt(&["--install", "loong64"]).success();
+        sandbox.table().set_enabled("qemu-loongarch64", false).unwrap();
+        sandbox.assert_does_not_run(Arch::Loong64);
+        let run = sandbox.binfmt(&["--install", "loongarch64"]).success();
+        assert!(run.stderr.contains("installing: loong64 OK (entry was disabled; enabled)"), "{run}");
+        sandbox.assert_runs(Arch::Loong64);
+
+        let run = sandbox.binfmt(&["--install", "loong64", "--flags", "PF"]).success();
+        assert!(run.stderr.contains("flags POCF -> PF"), "{run}");
+        let entry = sandbox.table().read_entry("qemu-loongarch64").unwrap().unwrap();
+        assert_eq!(entry.registration.flags.to_string(), "PF");
+        sandbox.assert_runs(Arch::Loong64);
+    }
+}
+
+namespace_test! {
+    /// Every argument is checked before the first write: one bad item registers nothing.
+    fn a_bad_item_registers_nothing(sandbox: &Sandbox) {
+        let run = sandbox.binfmt(&["--install", "arm64,bogus"]).exit(2);
+        assert!(run.stderr.contains("unknown architecture \"bogus\""), "{run}");
+        for arch in Arch::native() {
+            let run = sandbox.binfmt(&["--install", &format!("riscv64,{}", arch.oci())]).exit(2);
+            assert!(run.stderr.contains("own architecture"), "{run}");
+        }
+        sandbox.binfmt(&["--install", "arm64", "--flags", "PX"]).exit(2);
+        sandbox.binfmt(&["--install", "arm64", "--interpreter-dir", "relative/dir"]).exit(2);
+        sandbox.binfmt(&["--install", "arm64", "--interpreter-dir", "/a:b"]).exit(2);
+        assert_eq!(sandbox.entries().len(), 2, "{:?}", sandbox.entries()); // register, status
+        assert!(!sandbox.interpreters.exists());
+    }
+}
+
+namespace_test! {
+    /// When the kernel refuses, the exit code says so and stderr says why.
+    fn a_kernel_refusal_fails_the_run(sandbox: &Sandbox) {
+        // Another tool's entry of the same name that we cannot remove: simulate with
+        // the table switched to read-only after a first registration differs.
+        sandbox.binfmt(&["--install", "arm", "--flags", "F"]).success();
+        crate::util::must("mount", &["-o", "remount,ro", sandbox.mount.to_str().unwrap()]);
+        let run = sandbox.binfmt(&["--install", "arm,riscv64"]).exit(1);
+        assert!(run.stderr.contains("installing: arm FAILED: cannot remove"), "{run}");
+        assert!(run.stderr.contains("installing: riscv64 FAILED: cannot register"), "{run}");
+        assert!(run.stderr.contains("2 of 2 architectures are not registered"), "{run}");
+    }
+}
+
+fn listing(dir: &std::path::Path) -> Vec<(String, u64, std::time::SystemTime)> {
+    use std::os::unix::fs::MetadataExt;
+    let mut files: Vec<_> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let m = e.metadata().unwrap();
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                m.ino(),
+                m.modified().unwrap(),
+            )
+        })
+        .collect();
+    files.sort();
+    files
+}

@@ -1,0 +1,299 @@
+//! Helpers for the integration tests: private binfmt_misc instances, the `binfmt`
+//! binary, and foreign programs to run.
+//!
+//! Every test that touches binfmt_misc runs in a child process in a user and mount
+//! namespace of its own (Linux 6.7 or newer), where it mounts a private binfmt_misc
+//! instance: it needs no privileges, and neither the test runner nor the machine is
+//! changed. [`namespace_test!`] re-executes this test binary under
+//! `unshare --user --map-root-user --mount`, filtered to the one test; the child sees
+//! `BINFMT_TEST_SANDBOX` and runs the body. The parent checks that the child ran
+//! exactly one test and passed, and that the machine's global binfmt_misc is the same
+//! before and after.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use binfmt_misc::{BinfmtMisc, Table};
+use elf_probe::Machine;
+use qemu_catalog::Arch;
+
+/// Set in the child: the sandbox directory the parent made.
+const SANDBOX_ENV: &str = "BINFMT_TEST_SANDBOX";
+
+/// Defines a test whose body runs inside a private binfmt_misc instance.
+macro_rules! namespace_test {
+    ($(#[$meta:meta])* fn $name:ident($sandbox:ident: &$sandbox_type:ty) $body:block) => {
+        $(#[$meta])*
+        #[test]
+        fn $name() {
+            // libtest names tests by module path without the crate: `install::name`.
+            let path = concat!(module_path!(), "::", stringify!($name));
+            let path = path.split_once("::").map_or(path, |(_, rest)| rest);
+            $crate::util::in_private_binfmt_misc(path, |$sandbox: &$sandbox_type| $body);
+        }
+    };
+}
+pub(crate) use namespace_test;
+
+/// A test's private world: a binfmt_misc instance and scratch directories.
+pub struct Sandbox {
+    /// Where the private binfmt_misc instance is mounted.
+    pub mount: PathBuf,
+    /// Where `binfmt` writes interpreter files (`--interpreter-dir`).
+    pub interpreters: PathBuf,
+    /// Scratch space for programs and anything else.
+    pub scratch: PathBuf,
+}
+
+impl Sandbox {
+    fn at(root: &Path) -> Sandbox {
+        Sandbox {
+            mount: root.join("binfmt_misc"),
+            interpreters: root.join("interpreters"),
+            scratch: root.join("scratch"),
+        }
+    }
+
+    /// The private table, through the kernel layer.
+    pub fn table(&self) -> BinfmtMisc {
+        BinfmtMisc::open(&self.mount).expect("the sandbox's binfmt_misc is mounted")
+    }
+
+    /// `binfmt` with `--mount` and `--interpreter-dir` pointing into the sandbox.
+    pub fn binfmt(&self, args: &[&str]) -> Run {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_binfmt"));
+        command
+            .arg("--mount")
+            .arg(&self.mount)
+            .arg("--interpreter-dir")
+            .arg(&self.interpreters)
+            .args(args)
+            .env("BINFMT_LOG", "debug");
+        Run::of(command)
+    }
+
+    /// The names and contents of every entry, for comparing states.
+    pub fn entries(&self) -> BTreeMap<String, String> {
+        read_entries(&self.mount)
+    }
+
+    /// Writes a program for `arch` that prints `message` and exits with `status`.
+    pub fn program(&self, arch: Arch, message: &str, status: u8) -> PathBuf {
+        let path = self.scratch.join(format!("hello-{}", arch.qemu_cpu()));
+        fs::write(
+            &path,
+            elf_probe::hello(machine(arch), message.as_bytes(), status),
+        )
+        .expect("write program");
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).expect("chmod program");
+        path
+    }
+
+    /// Runs a program of `arch` and asserts that it printed its message and exited
+    /// with its status: the registered emulator really works.
+    pub fn assert_runs(&self, arch: Arch) {
+        let message = format!("hello from {}\n", arch.qemu_cpu());
+        let status = 40 + arch as u8;
+        let program = self.program(arch, &message, status);
+        let output = Command::new(&program).output().unwrap_or_else(|error| {
+            panic!(
+                "cannot run the {arch} program {}: {error}",
+                program.display()
+            )
+        });
+        assert_eq!(
+            String::from_utf8_lossy(&output.stdout),
+            message,
+            "{arch} program output; stderr: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert_eq!(
+            output.status.code(),
+            Some(i32::from(status)),
+            "{arch} exit status"
+        );
+    }
+
+    /// Asserts that a program of `arch` cannot be executed at all.
+    pub fn assert_does_not_run(&self, arch: Arch) {
+        let program = self.program(arch, "unreachable\n", 1);
+        let result = Command::new(&program).output();
+        assert!(result.is_err(), "the {arch} program ran: {result:?}");
+    }
+}
+
+/// The `elf_probe` machine for an architecture (their names are QEMU's cpu names).
+pub fn machine(arch: Arch) -> Machine {
+    Machine::ALL
+        .into_iter()
+        .find(|m| m.name() == arch.qemu_cpu())
+        .unwrap_or_else(|| panic!("elf-probe has no program for {arch}"))
+}
+
+/// Every architecture this build carries an emulator for (the foreign ones).
+pub fn foreign_arches() -> Vec<Arch> {
+    Arch::ALL.into_iter().filter(|a| !a.is_native()).collect()
+}
+
+/// A finished run of a command.
+#[derive(Debug)]
+pub struct Run {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    fn of(mut command: Command) -> Run {
+        let Output {
+            status,
+            stdout,
+            stderr,
+        } = command.output().expect("run binfmt");
+        Run {
+            code: status.code(),
+            stdout: String::from_utf8_lossy(&stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&stderr).into_owned(),
+        }
+    }
+
+    /// Asserts exit code 0 and returns self.
+    #[track_caller]
+    pub fn success(self) -> Run {
+        assert_eq!(self.code, Some(0), "binfmt failed:\n{self}");
+        self
+    }
+
+    /// Asserts the exit code and returns self.
+    #[track_caller]
+    pub fn exit(self, code: i32) -> Run {
+        assert_eq!(self.code, Some(code), "unexpected exit code:\n{self}");
+        self
+    }
+
+    /// The register writes the run logged (`BINFMT_LOG=debug`).
+    pub fn register_writes(&self) -> usize {
+        self.stderr.matches("bytes to ").count()
+    }
+
+    /// The stdout parsed as the status JSON.
+    #[track_caller]
+    pub fn status(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not the status JSON ({e}):\n{self}"))
+    }
+}
+
+impl std::fmt::Display for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "exit {:?}\n--- stdout\n{}--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+/// Runs a shell-free command inside the sandbox (mount, for example) and asserts it
+/// worked.
+#[track_caller]
+pub fn must(program: &str, args: &[&str]) {
+    let output = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+    assert!(
+        output.status.success(),
+        "{program} {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Makes `dir` a read-only bind mount of itself (inside the test's mount namespace).
+pub fn make_read_only(dir: &Path) {
+    let dir = dir.to_str().expect("UTF-8 path");
+    must("mount", &["--bind", dir, dir]);
+    must("mount", &["-o", "remount,bind,ro", dir]);
+}
+
+fn read_entries(mount: &Path) -> BTreeMap<String, String> {
+    let Ok(dir) = fs::read_dir(mount) else {
+        return BTreeMap::new();
+    };
+    dir.filter_map(Result::ok)
+        .map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let text =
+                fs::read_to_string(e.path()).unwrap_or_else(|e| format!("<unreadable: {e}>"));
+            (name, text)
+        })
+        .collect()
+}
+
+/// What the machine's own binfmt_misc looks like: whether it is mounted (and where)
+/// and every entry's text.
+fn global_snapshot() -> (Vec<String>, BTreeMap<String, String>) {
+    let mounts = fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter(|line| line.contains(" binfmt_misc "))
+        .map(|line| line.split(' ').nth(4).unwrap_or_default().to_owned())
+        .collect();
+    let entries = match BinfmtMisc::open(binfmt_misc::DEFAULT_MOUNT) {
+        Ok(table) => read_entries(table.path()),
+        Err(_) => BTreeMap::new(),
+    };
+    (mounts, entries)
+}
+
+/// Runs `body` in a child process inside a fresh user and mount namespace with a
+/// private binfmt_misc instance mounted at `sandbox.mount`.
+pub fn in_private_binfmt_misc(test_path: &str, body: impl FnOnce(&Sandbox)) {
+    if let Ok(root) = std::env::var(SANDBOX_ENV) {
+        // The child: inside the namespaces.
+        let sandbox = Sandbox::at(Path::new(&root));
+        BinfmtMisc::mount(&sandbox.mount).unwrap_or_else(|error| {
+            panic!(
+                "cannot mount a private binfmt_misc instance ({error}); these tests need \
+                 Linux 6.7 or newer with unprivileged user namespaces"
+            )
+        });
+        body(&sandbox);
+        return;
+    }
+
+    let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join("sandboxes")
+        .join(test_path.replace("::", "-"));
+    let _ = fs::remove_dir_all(&root);
+    let sandbox = Sandbox::at(&root);
+    for dir in [&sandbox.mount, &sandbox.scratch] {
+        fs::create_dir_all(dir).expect("create sandbox directories");
+    }
+
+    let before = global_snapshot();
+    let output = Command::new("unshare")
+        .args(["--user", "--map-root-user", "--mount", "--fork", "--"])
+        .arg(std::env::current_exe().expect("test binary path"))
+        .args([test_path, "--exact", "--nocapture", "--test-threads=1"])
+        .env(SANDBOX_ENV, &root)
+        .output()
+        .expect("run unshare (util-linux)");
+    let after = global_snapshot();
+
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success() && stdout.contains("1 passed"),
+        "{test_path} failed inside its namespace ({}):\n--- stdout\n{stdout}--- stderr\n{stderr}",
+        output.status
+    );
+    assert_eq!(
+        before, after,
+        "the machine's global binfmt_misc changed during {test_path}"
+    );
+    let _ = fs::remove_dir_all(&root);
+}
