@@ -1,1 +1,120 @@
-fn main() {}
+//! Developer tasks for the binfmt workspace, run as `cargo xtask <command>`.
+//!
+//! - `cargo xtask pin`: choose the Debian `qemu-user` version to embed and write
+//!   `qemu-blobs/pins.toml` ([`pin`]).
+//! - `cargo xtask fetch`: download the pinned packages and fill the emulator blob cache
+//!   that the build of `qemu-catalog` embeds from ([`fetch`]).
+//!
+//! Shared pieces: where packages are downloaded from ([`mirror`]), plain-HTTP downloads
+//! ([`http`]), reading a `.deb` without dpkg ([`deb`]), the compressed blob format
+//! ([`blob`]) and Debian version ordering ([`version`]).
+
+mod blob;
+mod deb;
+mod fetch;
+mod http;
+mod mirror;
+mod pin;
+mod version;
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Errors of xtask: anything printable, with a chain of sources.
+pub type Error = Box<dyn StdError + Send + Sync>;
+
+/// Result with xtask's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Parser)]
+#[command(
+    name = "cargo xtask",
+    about = "Developer tasks for the binfmt workspace"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Download the pinned qemu-user packages and fill the emulator blob cache.
+    Fetch(fetch::Args),
+    /// Pin a Debian qemu-user version: rewrite qemu-blobs/pins.toml (and fill the cache).
+    Pin(pin::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Fetch(args) => fetch::run(&args),
+        Command::Pin(args) => pin::run(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            let mut message = format!("xtask: error: {err}");
+            let mut source = err.source();
+            while let Some(cause) = source {
+                message.push_str(&format!(": {cause}"));
+                source = cause.source();
+            }
+            eprintln!("{message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The workspace root: the parent of this crate's directory.
+pub fn workspace_root() -> PathBuf {
+    let xtask_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    match xtask_dir.parent() {
+        Some(root) => root.to_path_buf(),
+        None => xtask_dir,
+    }
+}
+
+/// An error with a message saying what was being done, and the error that stopped it.
+#[derive(Debug)]
+pub struct Context {
+    message: String,
+    source: Error,
+}
+
+impl fmt::Display for Context {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl StdError for Context {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        Some(&*self.source)
+    }
+}
+
+/// Adds what was being done to an error, e.g. `.context(|| format!("reading {path}"))`.
+pub trait ResultExt<T> {
+    /// Wraps the error with the message `what` returns.
+    fn context(self, what: impl FnOnce() -> String) -> Result<T>;
+}
+
+impl<T, E: Into<Error>> ResultExt<T> for std::result::Result<T, E> {
+    fn context(self, what: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|source| {
+            Box::new(Context {
+                message: what(),
+                source: source.into(),
+            }) as Error
+        })
+    }
+}
+
+/// Formats a byte count for progress lines: `71.2 MB`.
+pub fn megabytes(bytes: u64) -> String {
+    format!("{:.1} MB", bytes as f64 / 1e6)
+}

@@ -1,0 +1,232 @@
+//! `cargo xtask fetch`: fill the emulator blob cache from the pinned packages.
+//!
+//! For each host in `qemu-blobs/pins.toml`, every pinned emulator's blob is checked in
+//! the cache (decoded and hashed). If all are valid nothing is downloaded, and no mirror
+//! is needed. Otherwise the host's `.deb` is downloaded into the cache directory while
+//! being hashed, checked against the pin, the missing emulators are extracted, checked
+//! against their pins and compressed into the cache, and the `.deb` is deleted.
+//! [`download_and_store`] is shared with `cargo xtask pin`.
+
+use std::fs::{self, File};
+use std::io::{BufWriter, Read, Write};
+use std::time::Instant;
+
+use qemu_pins::{BlobCache, MANIFEST_PATH, Manifest};
+use sha2::{Digest, Sha256};
+
+use crate::blob::{self, Cached, Stored, TempFile, Wanted};
+use crate::http::{self, HttpError};
+use crate::mirror::{MIRROR_ENV, Mirror};
+use crate::{Result, ResultExt, megabytes, workspace_root};
+
+/// Arguments of `cargo xtask fetch`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Which host's emulators to fetch (a Rust target_arch, or all pinned hosts).
+    #[arg(long, default_value = "all", value_parser = ["x86_64", "aarch64", "all"])]
+    host: String,
+}
+
+/// Runs `cargo xtask fetch`.
+pub fn run(args: &Args) -> Result<()> {
+    let manifest_path = workspace_root().join(MANIFEST_PATH);
+    let manifest = Manifest::load(&manifest_path)?;
+    let cache = BlobCache::from_env()?;
+    let hosts: Vec<_> = if args.host == "all" {
+        manifest.hosts.iter().collect()
+    } else {
+        let host = manifest.host(&args.host).ok_or_else(|| {
+            format!(
+                "{} pins no host {:?}; re-pin with `cargo xtask pin`",
+                manifest_path.display(),
+                args.host
+            )
+        })?;
+        vec![host]
+    };
+    eprintln!(
+        "qemu {} ({} {}), blob cache {}",
+        manifest.source.upstream_version(),
+        manifest.source.source_package,
+        manifest.source.version,
+        cache.root().display()
+    );
+    let mut mirror = None;
+    for host in hosts {
+        let start = Instant::now();
+        let mut missing = Vec::new();
+        let mut cached_size = 0;
+        for emulator in &host.emulators {
+            match blob::cached(&cache, emulator) {
+                Cached::Valid { compressed_size } => cached_size += compressed_size,
+                Cached::Missing => missing.push(emulator),
+                Cached::Invalid(err) => {
+                    eprintln!(
+                        "{}: cached blob {} of qemu-{} is invalid, fetching it again: {err}",
+                        host.arch,
+                        cache.compressed_path(emulator).display(),
+                        emulator.cpu
+                    );
+                    missing.push(emulator);
+                }
+            }
+        }
+        if missing.is_empty() {
+            eprintln!(
+                "{}: all {} emulators cached and verified ({} compressed) in {:.2} s, nothing to download",
+                host.arch,
+                host.emulators.len(),
+                megabytes(cached_size),
+                start.elapsed().as_secs_f64()
+            );
+            continue;
+        }
+        let mirror = match &mut mirror {
+            Some(mirror) => mirror,
+            None => mirror.insert(Mirror::from_env()?),
+        };
+        let wanted: Vec<Wanted> = missing
+            .iter()
+            .map(|emulator| Wanted {
+                oci: &emulator.oci,
+                cpu: &emulator.cpu,
+                path: &emulator.path,
+                pinned: Some(emulator),
+            })
+            .collect();
+        let package = Package {
+            pool_path: &host.pool_path,
+            size: host.size,
+            sha256: &host.sha256,
+            description: format!(
+                "{} {} for {}",
+                host.package, manifest.source.version, host.debian_arch
+            ),
+        };
+        let stored = download_and_store(mirror, &cache, &package, &wanted)?;
+        let fetched_size: u64 = stored.iter().map(|s| s.compressed_size).sum();
+        eprintln!(
+            "{}: {} emulators fetched, {} already cached; {} compressed in total",
+            host.arch,
+            stored.len(),
+            host.emulators.len() - stored.len(),
+            megabytes(cached_size + fetched_size)
+        );
+    }
+    Ok(())
+}
+
+/// A `.deb` to download, with what it must hash to.
+pub struct Package<'a> {
+    /// Path below the mirror root.
+    pub pool_path: &'a str,
+    /// Expected size in bytes.
+    pub size: u64,
+    /// Expected sha256.
+    pub sha256: &'a str,
+    /// For messages: `qemu-user 1:10.0.13+ds-0+deb13u1 for amd64`.
+    pub description: String,
+}
+
+/// Downloads `package` from `mirror` into the cache directory (hashing as it streams),
+/// checks size and sha256, stores the `wanted` emulators in the cache and deletes the
+/// `.deb`.
+pub fn download_and_store(
+    mirror: &Mirror,
+    cache: &BlobCache,
+    package: &Package<'_>,
+    wanted: &[Wanted<'_>],
+) -> Result<Vec<Stored>> {
+    let url = mirror.url(package.pool_path);
+    let file_name = package
+        .pool_path
+        .rsplit('/')
+        .next()
+        .unwrap_or(package.pool_path);
+    fs::create_dir_all(cache.root())
+        .context(|| format!("cannot create the blob cache {}", cache.root().display()))?;
+    // Dropping `temp` deletes the .deb: the cache keeps only compressed emulators.
+    let temp = TempFile::next_to(&cache.root().join(file_name));
+
+    eprintln!("downloading {url} ({})", megabytes(package.size));
+    let start = Instant::now();
+    let body = http::get(&url).map_err(|err| match err {
+        HttpError::NotFound { .. } => gone_from_mirror(&err, mirror, package),
+        err => err.into(),
+    })?;
+    if let Some(length) = body.length.filter(|&length| length != package.size) {
+        return Err(format!(
+            "{url}: the server announces {length} bytes, but {file_name} must have {} bytes",
+            package.size
+        )
+        .into());
+    }
+    let (size, sha256) = save_hashing(body.reader, temp.path())
+        .context(|| format!("downloading {url} to {}", temp.path().display()))?;
+    if size != package.size || sha256 != package.sha256 {
+        return Err(format!(
+            "{file_name} from {url} is not the pinned file: expected {} bytes with sha256 {}, \
+             got {size} bytes with sha256 {sha256}",
+            package.size, package.sha256
+        )
+        .into());
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    eprintln!(
+        "downloaded {} in {seconds:.1} s ({:.1} MB/s), sha256 {sha256} ok",
+        megabytes(size),
+        size as f64 / 1e6 / seconds.max(1e-3)
+    );
+
+    let start = Instant::now();
+    eprintln!(
+        "extracting and compressing {} emulators into {}",
+        wanted.len(),
+        cache.root().display()
+    );
+    let stored = blob::store_from_deb(cache, temp.path(), file_name, wanted)?;
+    let total: u64 = stored.iter().map(|s| s.compressed_size).sum();
+    eprintln!(
+        "stored {} emulators ({} compressed) in {:.1} s",
+        stored.len(),
+        megabytes(total),
+        start.elapsed().as_secs_f64()
+    );
+    Ok(stored)
+}
+
+/// Copies `reader` to a new file at `path`; returns the size and sha256 of what was copied.
+fn save_hashing(mut reader: impl Read, path: &std::path::Path) -> Result<(u64, String)> {
+    let mut out = BufWriter::new(File::create(path)?);
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0; 1 << 16];
+    let mut size = 0;
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(err) => return Err(err.into()),
+        };
+        hasher.update(&buf[..n]);
+        out.write_all(&buf[..n])?;
+        size += n as u64;
+    }
+    out.flush()?;
+    Ok((size, hex::encode(hasher.finalize())))
+}
+
+/// The error for a pinned `.deb` the mirror no longer has.
+fn gone_from_mirror(err: &HttpError, mirror: &Mirror, package: &Package<'_>) -> crate::Error {
+    format!(
+        "{err}: {} is gone from the mirror {} (from {}); Debian's regular mirrors drop \
+         superseded versions at point releases. Either re-pin to the version the mirror has \
+         now with `cargo xtask pin` (and commit qemu-blobs/pins.toml), or set {MIRROR_ENV} to \
+         a dated URL of Debian's snapshot archive, which keeps every version ever published \
+         (its archive/debian/<timestamp>/ directory from a date when this version was current)",
+        package.description,
+        mirror.base(),
+        mirror.origin()
+    )
+    .into()
+}
