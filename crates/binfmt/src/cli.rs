@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use binfmt_misc::Flags;
-use clap::Parser;
+use clap::{Parser, Subcommand};
 
 /// Register pinned, verified QEMU emulators with binfmt_misc so programs of other
 /// architectures run on this machine.
@@ -13,8 +13,17 @@ use clap::Parser;
 /// {"supported": [...platforms...], "emulators": [...entries...]}.
 /// Log lines go to stderr.
 #[derive(Debug, Parser)]
-#[command(name = "binfmt", version = None, disable_version_flag = true)]
+#[command(
+    name = "binfmt",
+    version = None,
+    disable_version_flag = true,
+    args_conflicts_with_subcommands = true
+)]
 pub struct Args {
+    /// A subcommand; without one, binfmt behaves as the tonistiigi/binfmt image.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// Architectures to register: `all`, or a comma-separated list in any usual
     /// spelling (arm64, linux/arm64, aarch64, linux/arm/v7, riscv64, ...).
     /// `all` means every architecture this machine does not run natively.
@@ -54,3 +63,7 @@ pub struct Args {
 fn parse_flags(letters: &str) -> Result<Flags, String> {
     letters.parse::<Flags>().map_err(|e| e.to_string())
 }
+
+/// Subcommands beyond the tonistiigi/binfmt flags (one module each in this crate).
+#[derive(Debug, Subcommand)]
+pub enum Command {}

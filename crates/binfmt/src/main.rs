@@ -70,6 +70,10 @@ impl From<binfmt_misc::Error> for Failure {
 }
 
 fn run(args: &Args) -> Result<ExitCode, Failure> {
+    if let Some(command) = &args.command {
+        // One arm per subcommand, each in its own module.
+        match *command {}
+    }
     if args.version {
         println!(
             "binfmt/{} qemu/{} rust/{}",
