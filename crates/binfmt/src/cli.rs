@@ -1,6 +1,7 @@
 //! The command line, compatible with tonistiigi/binfmt: `--install`, `--uninstall`,
 //! `--mount`, `--version`, and no arguments for the status JSON.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 
 use binfmt_misc::Flags;
@@ -66,4 +67,42 @@ fn parse_flags(letters: &str) -> Result<Flags, String> {
 
 /// Subcommands beyond the tonistiigi/binfmt flags (one module each in this crate).
 #[derive(Debug, Subcommand)]
-pub enum Command {}
+pub enum Command {
+    Run(RunArgs),
+}
+
+/// Run one command with foreign-architecture emulation, without privileges.
+///
+/// Creates a user and mount namespace, mounts a private binfmt_misc instance on
+/// /proc/sys/fs/binfmt_misc, registers the embedded emulators there and executes CMD
+/// in place of binfmt: stdio, working directory, environment and signals pass through,
+/// and CMD's exit status is binfmt's. The machine's own table is not touched. Needs
+/// Linux 6.7 or newer with unprivileged user namespaces; no root.
+///
+/// Exit status when CMD did not run: 2 invalid arguments, 125 the namespace or the
+/// registrations could not be set up (stderr says why and what to do), 126 CMD cannot
+/// be executed, 127 CMD not found.
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Examples:\n  binfmt run -- ./hello-arm64\n  binfmt run --platform linux/arm64 -- podman build --platform linux/arm64 .\n  binfmt run --root -- sh"
+)]
+pub struct RunArgs {
+    /// Architectures to emulate: `all` (every foreign architecture binfmt carries), or
+    /// a comma-separated list in any usual spelling (arm64, linux/arm64, aarch64, ...).
+    /// This machine's own architectures are skipped: they run natively.
+    #[arg(long, value_name = "LIST", default_value = "all")]
+    pub platform: String,
+
+    /// Run CMD as root (uid and gid 0) of the namespace, instead of as the caller.
+    #[arg(long)]
+    pub root: bool,
+
+    /// The command to run, and its arguments.
+    #[arg(
+        value_name = "CMD",
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    pub command: Vec<OsString>,
+}

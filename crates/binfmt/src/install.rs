@@ -19,6 +19,10 @@ pub struct Options {
     pub flags: Flags,
     /// Where interpreter files go.
     pub interpreter_dir: InterpreterDir,
+    /// Keep every emulator in a sealed memfd and write nothing to `interpreter_dir`
+    /// (`binfmt run`: its private table lives only as long as its namespace, and an
+    /// unprivileged user owns no directory the kernel should trust).
+    pub in_memory: bool,
 }
 
 /// The architectures to install with their emulators, or why the selection is refused.
@@ -184,24 +188,29 @@ fn install_one(
     // is no fault. The digest in the file name says which emulator it was.
     if matches!(change, Change::Unchanged | Change::Enable)
         && fixed_binary
+        && !options.in_memory
         && !wanted.interpreter.exists()
     {
         binfmt_misc::apply(table, &wanted, &change)?;
         return Ok(outcome_of(&change, Vec::new()));
     }
 
-    let (interpreter, found) = match options.interpreter_dir.ensure(emulator) {
-        Err(interpreter::Error::ReadOnly { path }) => {
-            log::warn!(
-                "{} is read-only: qemu-{} is held in memory (a memfd, {} MB of RAM while \
-                 registered); give a writable disk directory with --interpreter-dir to avoid that",
-                path.display(),
-                emulator.arch().qemu_cpu(),
-                emulator.size() / 1_000_000
-            );
-            (interpreter::write_memfd(emulator)?, FileState::Missing)
+    let (interpreter, found) = if options.in_memory {
+        (interpreter::write_memfd(emulator)?, FileState::Missing)
+    } else {
+        match options.interpreter_dir.ensure(emulator) {
+            Err(interpreter::Error::ReadOnly { path }) => {
+                log::warn!(
+                    "{} is read-only: qemu-{} is held in memory (a memfd, {} MB of RAM while \
+                     registered); give a writable disk directory with --interpreter-dir to avoid that",
+                    path.display(),
+                    emulator.arch().qemu_cpu(),
+                    emulator.size() / 1_000_000
+                );
+                (interpreter::write_memfd(emulator)?, FileState::Missing)
+            }
+            other => other?,
         }
-        other => other?,
     };
     wanted.interpreter = interpreter.path().to_owned();
 
@@ -305,6 +314,7 @@ mod tests {
         Options {
             flags: Flags::POCF,
             interpreter_dir: InterpreterDir::new(dir),
+            in_memory: false,
         }
     }
 

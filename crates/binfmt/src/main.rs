@@ -11,8 +11,10 @@
 
 mod cli;
 mod install;
+mod run;
 mod status;
 mod uninstall;
+mod userns;
 
 use std::fmt;
 use std::io::Write as _;
@@ -23,7 +25,7 @@ use binfmt_misc::{BinfmtMisc, DEFAULT_MOUNT};
 use clap::Parser;
 use qemu_catalog::interpreter::InterpreterDir;
 
-use crate::cli::Args;
+use crate::cli::{Args, Command};
 
 fn main() -> ExitCode {
     init_logging();
@@ -44,6 +46,8 @@ enum Failure {
     Usage(String),
     /// Something failed while running.
     Runtime(String),
+    /// `binfmt run` could not execute its command (its own exit statuses).
+    Run(run::Error),
 }
 
 impl Failure {
@@ -51,6 +55,7 @@ impl Failure {
         match self {
             Failure::Usage(_) => ExitCode::from(2),
             Failure::Runtime(_) => ExitCode::FAILURE,
+            Failure::Run(error) => ExitCode::from(error.code),
         }
     }
 }
@@ -59,6 +64,7 @@ impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Failure::Usage(message) | Failure::Runtime(message) => f.write_str(message),
+            Failure::Run(error) => error.fmt(f),
         }
     }
 }
@@ -72,7 +78,18 @@ impl From<binfmt_misc::Error> for Failure {
 fn run(args: &Args) -> Result<ExitCode, Failure> {
     if let Some(command) = &args.command {
         // One arm per subcommand, each in its own module.
-        match *command {}
+        match command {
+            Command::Run(run_args) => {
+                let request = run::Request {
+                    platform: &run_args.platform,
+                    root: run_args.root,
+                    command: &run_args.command,
+                };
+                // Returns only when CMD could not be executed.
+                let Err(error) = run::run(&request);
+                return Err(Failure::Run(error));
+            }
+        }
     }
     if args.version {
         println!(
@@ -88,6 +105,7 @@ fn run(args: &Args) -> Result<ExitCode, Failure> {
     let options = install::Options {
         flags: args.flags,
         interpreter_dir: InterpreterDir::new(&args.interpreter_dir),
+        in_memory: false,
     };
     let to_install = match &args.install {
         Some(list) => {

@@ -1,0 +1,348 @@
+//! `binfmt run [--platform LIST] [--root] -- CMD [ARGS...]`: one command, and
+//! everything it starts, gets foreign-architecture emulation without privileges.
+//!
+//! binfmt_misc is per user namespace since Linux 6.7, so an ordinary user can do all
+//! of this; the machine's own table is never touched. In order:
+//!
+//! 1. Validate `--platform` (nothing is created when it is wrong).
+//! 2. Create a user and a mount namespace, mapping the caller to root inside (the
+//!    only single id an unprivileged process may map besides its own, and the one
+//!    that owns the binfmt_misc instance mounted next).
+//! 3. Cut the mounts off from the caller's namespace (private, then shared among
+//!    themselves for the container engines CMD may start) and mount a binfmt_misc
+//!    instance of this namespace on `/proc/sys/fs/binfmt_misc`, where CMD and the
+//!    tools it runs look for it.
+//! 4. Register the embedded emulators, each from a sealed memfd with flag `F`: the
+//!    kernel holds them open, so they work in every container CMD starts, and nothing
+//!    is written to disk (an unprivileged user owns no directory the kernel should
+//!    trust). Same code as `--install`.
+//! 5. Unless `--root`: create a nested user namespace that maps the caller's own uid
+//!    and gid back to themselves, so CMD runs as the caller. It uses its parent's
+//!    binfmt_misc instance (the kernel looks up the user namespace chain).
+//! 6. Execute CMD in place of binfmt: same process, so stdin, stdout, stderr, the
+//!    working directory, the environment and signals pass through, and CMD's exit
+//!    status (or the signal that killed it) is binfmt's.
+//!
+//! Registering needs `CAP_SYS_ADMIN` over the instance and writing its files needs
+//! its owner (root of the outer namespace): binfmt holds both until it executes CMD.
+//! The private table replaces the machine's for CMD: only the architectures of LIST
+//! (and native ones) run inside, even if the machine registers more.
+//!
+//! Exit status when binfmt itself fails: 2 for invalid arguments, 125 when the
+//! namespaces or the registrations cannot be set up, 126 when CMD cannot be
+//! executed, 127 when it is not found (the conventions of `env`, `chroot` and
+//! `podman run`). Like Rust's `Command`, binfmt resets the signal mask and `SIGPIPE`
+//! to their defaults for CMD.
+
+use std::convert::Infallible;
+use std::ffi::{OsStr, OsString};
+use std::fmt;
+use std::fs;
+use std::io::{self, Read as _};
+use std::os::unix::ffi::OsStrExt as _;
+use std::os::unix::process::CommandExt as _;
+use std::path::PathBuf;
+use std::process::Command;
+
+use binfmt_misc::{BinfmtMisc, DEFAULT_MOUNT, Flags};
+use qemu_catalog::interpreter::{DEFAULT_DIR, InterpreterDir};
+use qemu_catalog::{Arch, Emulator, Selection};
+
+use crate::install;
+use crate::userns::{self, IdMap, Mapping, Step};
+
+/// Exit status when binfmt cannot set up the namespaces or the registrations.
+pub const SETUP_FAILED: u8 = 125;
+/// Exit status when CMD exists but cannot be executed.
+pub const CANNOT_EXECUTE: u8 = 126;
+/// Exit status when CMD is not found.
+pub const NOT_FOUND: u8 = 127;
+/// Exit status for invalid arguments (as for every binfmt command).
+pub const USAGE: u8 = 2;
+
+/// Flags of the private entries: those of `--install` (and tonistiigi/binfmt). `F`
+/// matters most: the emulator lives in a memfd of this process, which is gone once CMD
+/// replaces it, so the kernel must open it at registration.
+const FLAGS: Flags = Flags::POCF;
+
+/// What `binfmt run` was asked to do.
+#[derive(Debug)]
+pub struct Request<'a> {
+    /// `--platform`: `all` or a comma-separated list.
+    pub platform: &'a str,
+    /// `--root`: CMD runs as root of the namespace instead of as the caller.
+    pub root: bool,
+    /// CMD and its arguments (at least CMD).
+    pub command: &'a [OsString],
+}
+
+/// Why binfmt did not execute CMD, with the exit status to report.
+#[derive(Debug)]
+pub struct Error {
+    pub code: u8,
+    pub message: String,
+}
+
+impl Error {
+    fn setup(message: impl fmt::Display) -> Error {
+        Error {
+            code: SETUP_FAILED,
+            message: format!("run: {message}"),
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// Sets everything up and executes CMD; returns only when something failed.
+pub fn run(request: &Request<'_>) -> Result<Infallible, Error> {
+    let emulators = emulators_for(request.platform)?;
+    let Some((program, arguments)) = request.command.split_first() else {
+        return Err(Error {
+            code: USAGE,
+            message: "run: no command given: `binfmt run -- CMD [ARGS...]`".into(),
+        });
+    };
+
+    // execvp(3) in glibc runs a file the kernel refuses with ENOEXEC through /bin/sh,
+    // which turns "no emulator for this architecture" into a shell's syntax error:
+    // say it plainly instead, before anything is created.
+    if let Some(arch) = unemulated_arch(program, &emulators) {
+        let mut platforms: Vec<&str> = emulators.iter().map(|e| e.arch().oci()).collect();
+        platforms.push(arch.oci());
+        return Err(Error {
+            code: CANNOT_EXECUTE,
+            message: format!(
+                "run: cannot execute {}: it is a {arch} program, and {arch} is not emulated \
+                 (--platform gives: {}); add it: `--platform {}`",
+                program.to_string_lossy(),
+                arch_list(&emulators),
+                platforms.join(",")
+            ),
+        });
+    }
+
+    let uid = rustix::process::geteuid().as_raw();
+    let gid = rustix::process::getegid().as_raw();
+    userns::enter_user_namespace(
+        Mapping {
+            uid: IdMap {
+                inside: 0,
+                outside: uid,
+            },
+            gid: IdMap {
+                inside: 0,
+                outside: gid,
+            },
+        },
+        true,
+    )
+    .map_err(Error::setup)?;
+    userns::isolate_mounts().map_err(Error::setup)?;
+    let table = mount_private_instance()?;
+    register(&table, &emulators)?;
+    drop(table);
+
+    if !request.root {
+        // The nested namespace maps the caller's ids to the outer one's root, which is
+        // the caller outside: CMD runs as the caller all the way through.
+        userns::enter_user_namespace(
+            Mapping {
+                uid: IdMap {
+                    inside: uid,
+                    outside: 0,
+                },
+                gid: IdMap {
+                    inside: gid,
+                    outside: 0,
+                },
+            },
+            false,
+        )
+        .map_err(Error::setup)?;
+    }
+
+    log::debug!("executing {program:?} with {} arguments", arguments.len());
+    let error = Command::new(program).args(arguments).exec();
+    Err(exec_failed(program, &error, &emulators))
+}
+
+/// The architectures of `emulators`, for messages (`none` when empty).
+fn arch_list(emulators: &[Emulator]) -> String {
+    if emulators.is_empty() {
+        return "none".to_owned();
+    }
+    let names: Vec<&str> = emulators.iter().map(|e| e.arch().oci()).collect();
+    names.join(", ")
+}
+
+/// The foreign architecture of the ELF program execvp(3) would run for `program`,
+/// when it is not among `emulators` (so the kernel would refuse it). `None` for
+/// native programs, scripts, and anything that cannot be read.
+fn unemulated_arch(program: &OsStr, emulators: &[Emulator]) -> Option<Arch> {
+    let path = find_program(program)?;
+    let mut header = [0u8; 20];
+    fs::File::open(path).ok()?.read_exact(&mut header).ok()?;
+    let arch = Arch::ALL.into_iter().find(|arch| {
+        header
+            .iter()
+            .zip(arch.magic().iter().zip(arch.mask()))
+            .all(|(byte, (magic, mask))| byte & mask == magic & mask)
+    })?;
+    let emulated = emulators.iter().any(|e| e.arch() == arch);
+    (!arch.is_native() && !emulated).then_some(arch)
+}
+
+/// The file execvp(3) would execute for `program`: itself when it contains a `/`,
+/// else the first regular file of that name in `PATH`.
+fn find_program(program: &OsStr) -> Option<PathBuf> {
+    if program.as_bytes().contains(&b'/') {
+        return Some(PathBuf::from(program));
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|candidate| candidate.is_file())
+}
+
+/// The emulators for `--platform`: every one this binary carries for `all`; for a
+/// list, those named, skipping this machine's own architectures (they run natively;
+/// an emulator for them would take over every native program).
+fn emulators_for(platform: &str) -> Result<Vec<Emulator>, Error> {
+    let usage = |message: String| Error {
+        code: USAGE,
+        message: format!("run: --platform: {message}"),
+    };
+    let selection = qemu_catalog::parse_list(platform).map_err(|e| usage(e.to_string()))?;
+    let arches = match selection {
+        Selection::All => return Ok(Emulator::all()),
+        Selection::Arches(arches) => arches,
+    };
+    let mut emulators = Vec::new();
+    for arch in arches {
+        if arch.is_native() {
+            log::info!("{arch} runs natively here; nothing to register for it");
+            continue;
+        }
+        match Emulator::for_arch(arch) {
+            Some(emulator) => emulators.push(emulator),
+            None => return Err(usage(format!("this binfmt carries no emulator for {arch}"))),
+        }
+    }
+    Ok(emulators)
+}
+
+/// Mounts this namespace's own binfmt_misc instance on the usual place. Whatever was
+/// there (the machine's instance, an automount point) stays underneath, unchanged,
+/// and out of CMD's sight.
+fn mount_private_instance() -> Result<BinfmtMisc, Error> {
+    BinfmtMisc::mount(DEFAULT_MOUNT).map_err(|error| match error {
+        binfmt_misc::Error::Mount { source, .. } => Error::setup(format!(
+            "{} on {DEFAULT_MOUNT}",
+            userns::Error::diagnosed(Step::MountBinfmtMisc, source)
+        )),
+        other => Error::setup(other),
+    })
+}
+
+/// Registers every emulator in the private instance, each from a sealed memfd.
+fn register(table: &BinfmtMisc, emulators: &[Emulator]) -> Result<(), Error> {
+    let options = install::Options {
+        flags: FLAGS,
+        // Never written to: `in_memory` keeps every emulator in a memfd.
+        interpreter_dir: InterpreterDir::new(DEFAULT_DIR),
+        in_memory: true,
+    };
+    let outcomes = install::install(table, emulators, &options);
+    let failures: Vec<String> = outcomes
+        .iter()
+        .filter(|(_, outcome)| !outcome.is_ok())
+        .map(|(arch, outcome)| format!("{arch} {outcome}"))
+        .collect();
+    for (arch, outcome) in &outcomes {
+        log::info!("registering {arch} in the private binfmt_misc instance: {outcome}");
+    }
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::setup(format!(
+            "cannot register in the private binfmt_misc instance: {}",
+            failures.join("; ")
+        )))
+    }
+}
+
+/// The error for an `execvp(3)` of CMD that returned.
+fn exec_failed(program: &OsString, error: &io::Error, emulators: &[Emulator]) -> Error {
+    let program = program.to_string_lossy();
+    if error.kind() == io::ErrorKind::NotFound {
+        return Error {
+            code: NOT_FOUND,
+            message: format!("run: cannot execute {program}: {error} (not in PATH?)"),
+        };
+    }
+    let mut message = format!("run: cannot execute {program}: {error}");
+    if error.raw_os_error() == Some(rustix::io::Errno::NOEXEC.raw_os_error()) {
+        let native: Vec<&str> = Arch::native().iter().map(|a| a.oci()).collect();
+        message.push_str(&format!(
+            " (is it a program of another architecture? Natively this machine runs {}; \
+             emulated here: {}; add its architecture to --platform)",
+            native.join(", "),
+            arch_list(emulators)
+        ));
+    }
+    Error {
+        code: CANNOT_EXECUTE,
+        message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_means_every_carried_emulator() {
+        let emulators = emulators_for("all").unwrap();
+        assert_eq!(emulators.len(), Emulator::all().len());
+        assert!(emulators.iter().all(|e| !e.arch().is_native()));
+    }
+
+    #[test]
+    fn native_arches_in_a_list_are_skipped_not_registered() {
+        let mut list: Vec<&str> = Arch::native().iter().map(|a| a.oci()).collect();
+        list.push("linux/s390x");
+        let emulators = emulators_for(&list.join(",")).unwrap();
+        let arches: Vec<Arch> = emulators.iter().map(Emulator::arch).collect();
+        assert_eq!(arches, [Arch::S390x]);
+    }
+
+    #[test]
+    fn an_unknown_platform_is_a_usage_error() {
+        let error = emulators_for("arm64,linux/bogus").unwrap_err();
+        assert_eq!(error.code, USAGE);
+        assert!(
+            error
+                .message
+                .contains("unknown architecture \"linux/bogus\""),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn exec_errors_map_to_the_usual_statuses() {
+        let program = OsString::from("prog");
+        let not_found = io::Error::from_raw_os_error(rustix::io::Errno::NOENT.raw_os_error());
+        assert_eq!(exec_failed(&program, &not_found, &[]).code, NOT_FOUND);
+        let denied = io::Error::from_raw_os_error(rustix::io::Errno::ACCESS.raw_os_error());
+        assert_eq!(exec_failed(&program, &denied, &[]).code, CANNOT_EXECUTE);
+        let format = io::Error::from_raw_os_error(rustix::io::Errno::NOEXEC.raw_os_error());
+        let error = exec_failed(&program, &format, &emulators_for("riscv64").unwrap());
+        assert_eq!(error.code, CANNOT_EXECUTE);
+        assert!(error.message.contains("emulated here: riscv64"), "{error}");
+    }
+}
