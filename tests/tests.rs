@@ -9,4 +9,5 @@ mod util;
 mod install;
 mod kernel;
 mod mount;
+mod run;
 mod uninstall;

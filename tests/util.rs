@@ -233,20 +233,90 @@ fn read_entries(mount: &Path) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// What the machine's own binfmt_misc looks like: whether it is mounted (and where)
-/// and every entry's text.
-fn global_snapshot() -> (Vec<String>, BTreeMap<String, String>) {
+/// What the machine's own binfmt_misc looks like: where it is mounted in this mount
+/// namespace, every entry visible there, and, when the tests run as root, every entry
+/// of the machine's instance read through a mount of its own (so a change is seen
+/// even where nothing is mounted).
+#[derive(Debug, PartialEq, Eq)]
+pub struct GlobalSnapshot {
+    mounts: Vec<String>,
+    visible_entries: BTreeMap<String, String>,
+    instance_entries: Option<BTreeMap<String, String>>,
+}
+
+pub fn global_snapshot() -> GlobalSnapshot {
     let mounts = fs::read_to_string("/proc/self/mountinfo")
         .unwrap_or_default()
         .lines()
         .filter(|line| line.contains(" binfmt_misc "))
         .map(|line| line.split(' ').nth(4).unwrap_or_default().to_owned())
         .collect();
-    let entries = match BinfmtMisc::open(binfmt_misc::DEFAULT_MOUNT) {
+    let visible_entries = match BinfmtMisc::open(binfmt_misc::DEFAULT_MOUNT) {
         Ok(table) => read_entries(table.path()),
         Err(_) => BTreeMap::new(),
     };
-    (mounts, entries)
+    GlobalSnapshot {
+        mounts,
+        visible_entries,
+        instance_entries: global_instance_entries(),
+    }
+}
+
+/// Every entry of the machine's own (initial user namespace's) binfmt_misc instance,
+/// read through a mount in a private mount namespace; `None` when the tests do not
+/// run as root and cannot mount it.
+///
+/// The mount goes away with that namespace. If it was the instance's only mount, the
+/// instance had no entries (they die with its last mount), so nothing is lost.
+fn global_instance_entries() -> Option<BTreeMap<String, String>> {
+    if !rustix::process::geteuid().is_root() {
+        return None;
+    }
+    static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "global-binfmt_misc-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    fs::create_dir_all(&dir).expect("create a mount point");
+    // Prints `name NUL content NUL` for every entry (register is write-only).
+    let output = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "--", "sh", "-c"])
+        .arg(
+            r#"mount -t binfmt_misc binfmt_misc "$1" && cd "$1" && for f in *; do
+                 [ "$f" = register ] || { printf '%s\0' "$f"; cat "$f"; printf '\0'; }
+               done"#,
+        )
+        .arg("sh")
+        .arg(&dir)
+        .output()
+        .expect("run unshare (util-linux)");
+    let _ = fs::remove_dir(&dir);
+    assert!(
+        output.status.success(),
+        "cannot read the machine's binfmt_misc instance through a private mount: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = String::from_utf8_lossy(&output.stdout);
+    let mut fields = text.split('\0');
+    let mut entries = BTreeMap::new();
+    while let (Some(name), Some(content)) = (fields.next(), fields.next()) {
+        entries.insert(name.to_owned(), content.to_owned());
+    }
+    Some(entries)
+}
+
+/// Runs `body` and asserts that the machine's own binfmt_misc is the same afterwards.
+#[track_caller]
+pub fn assert_global_table_unchanged<T>(what: &str, body: impl FnOnce() -> T) -> T {
+    let before = global_snapshot();
+    let result = body();
+    assert_eq!(
+        before,
+        global_snapshot(),
+        "the machine's global binfmt_misc changed during {what}"
+    );
+    result
 }
 
 /// Runs `body` in a child process inside a fresh user and mount namespace with a
