@@ -7,7 +7,8 @@
 //! exits with a chosen status, so a test can check both; [`exit_with`] only exits, the
 //! smallest possible execution probe (the role of buildkit's per-architecture detection
 //! programs), meant to be run in an empty chroot where nothing but an `F` registration
-//! can serve it.
+//! can serve it. [`x86_64_level`] is the x86_64 probe that also reports the CPU's
+//! microarchitecture level (x86-64-v1 to v4) in its exit status, as buildkit's does.
 //!
 //! Every program is one `PT_LOAD` segment mapping the whole file (ELF header, program
 //! header, message, code) read+execute at a fixed address; see the `elf` module. The
@@ -110,6 +111,26 @@ pub fn hello(machine: Machine, message: &[u8], status: u8) -> Vec<u8> {
 /// probe.
 pub fn exit_with(machine: Machine, status: u8) -> Vec<u8> {
     build(machine, None, status)
+}
+
+/// The exit status of [`x86_64_level`] is this plus the level: 65 for x86-64-v1, 66
+/// for v2, 67 for v3, 68 for v4 (buildkit's amd64 probe uses 65 and 66 the same way).
+pub const X86_64_LEVEL_STATUS_BASE: u8 = 64;
+
+/// A static x86_64 executable that exits with [`X86_64_LEVEL_STATUS_BASE`] plus the
+/// highest x86-64 microarchitecture level (psABI x86-64-v1 to v4) of the CPU that runs
+/// it, native or emulated: CPUID features, and for v3 and v4 also whether the kernel
+/// saves the AVX and AVX-512 register state (XGETBV).
+///
+/// One program, one run: the level is in the status, rather than one program per
+/// level that exits 0 or not. About 350 bytes.
+pub fn x86_64_level() -> Vec<u8> {
+    let arch = arch::of(Machine::X86_64);
+    let headers_len = arch.format.headers_len();
+    let code_offset = headers_len.next_multiple_of(CODE_ALIGN);
+    let mut body = vec![0; code_offset - headers_len];
+    body.extend(arch::x86_64_level_probe());
+    elf::executable(&arch.format, &body, code_offset)
 }
 
 /// Lays out `[headers][message][padding][code]` and writes the file. Without a

@@ -145,3 +145,42 @@ fn exit_with_code(machine: Machine) -> Vec<u8> {
 fn to_hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// The x86_64 level probe, assembled from this listing with
+/// `llvm-mc -triple=x86_64 -filetype=obj` (LLVM 14, Intel syntax, every jump forced to
+/// `{disp32}`) and extracted with `objcopy -O binary -j .text`:
+///
+/// ```text
+///   mov edi, 65; xor eax, eax; cpuid; mov r8d, eax
+///   mov eax, 0x80000000; cpuid; cmp eax, 0x80000001; jb exit
+///   mov eax, 0x80000001; cpuid; mov r9d, ecx; mov eax, 1; cpuid; mov r10d, ecx
+///   mov eax, r10d; and eax, 0x982201; cmp eax, 0x982201; jne exit
+///   test r9d, 1; je exit; mov edi, 66
+///   cmp r8d, 7; jb exit
+///   mov eax, r10d; and eax, 0x38401000; cmp eax, 0x38401000; jne exit
+///   test r9d, 0x20; je exit
+///   mov eax, 7; xor ecx, ecx; cpuid; mov esi, ebx
+///   and ebx, 0x128; cmp ebx, 0x128; jne exit
+///   xor ecx, ecx; xgetbv; mov r11d, eax; and eax, 6; cmp eax, 6; jne exit
+///   mov edi, 67
+///   mov eax, esi; and eax, 0xd0030000; cmp eax, 0xd0030000; jne exit
+///   and r11d, 0xe0; cmp r11d, 0xe0; jne exit
+///   mov edi, 68
+/// exit:
+///   mov eax, 231; syscall
+/// ```
+const X86_64_LEVEL: &str = "\
+    bf4100000031c00fa24189c0b8000000800fa23d010000800f82c4000000b8010000800fa24189c9b8\
+    010000000fa24189ca4489d025012298003d012298000f859d00000041f7c1010000000f8490000000\
+    bf420000004183f8070f82810000004489d025001040383d001040380f856e00000041f7c120000000\
+    0f8461000000b80700000031c90fa289de81e32801000081fb280100000f854400000031c90f01d041\
+    89c383e00683f8060f8530000000bf4300000089f025000003d03d000003d00f85190000004181e3e0\
+    0000004181fbe00000000f8505000000bf44000000b8e70000000f05";
+
+#[test]
+fn x86_64_level_probe_matches_llvm_mc() {
+    let bytes = elf_probe::x86_64_level();
+    let e = Elf::parse(&bytes);
+    let code = &bytes[e.offset_of(e.e_entry)..];
+    assert_eq!(to_hex(code), to_hex(&unhex(X86_64_LEVEL)));
+}

@@ -173,3 +173,10 @@ fn longest_message_is_accepted() {
 fn too_long_message_panics() {
     hello(Machine::Aarch64, &vec![0; MAX_MESSAGE_LEN + 1], 0);
 }
+
+#[test]
+fn the_x86_64_level_probe_is_well_formed_and_tiny() {
+    let bytes = elf_probe::x86_64_level();
+    check_structure(Machine::X86_64, &bytes);
+    assert!(bytes.len() <= 512, "level probe is {} bytes", bytes.len());
+}

@@ -5,7 +5,8 @@
 //! - `binfmt`: every program matches its own binfmt_misc magic/mask and no other.
 //! - `golden`: the machine code for one fixed program, compared with bytes assembled
 //!   by `llvm-mc`; this pins which address, length and status the code uses.
-//! - `native`: the x86_64 and i386 programs, actually run on this machine.
+//! - `native`: the x86_64 and i386 programs, actually run on this machine, and the
+//!   x86_64 level probe against the kernel's /proc/cpuinfo flags.
 //!
 //! The other architectures are run through registered emulators by the workspace's
 //! integration tests; nothing here needs qemu.

@@ -30,6 +30,8 @@ mod x86_64;
 use crate::Machine;
 use crate::elf::{Data, Format};
 
+pub(crate) use x86_64::level_probe as x86_64_level_probe;
+
 /// Where the message lies in the loaded image.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Span {
