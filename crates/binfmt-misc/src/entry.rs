@@ -151,6 +151,43 @@ pub enum Matcher {
 }
 
 impl Matcher {
+    /// Whether the kernel would hand a file named `file_name` whose first bytes are
+    /// `header` to this entry (`check_file()` in `fs/binfmt_misc.c`).
+    ///
+    /// A magic is compared at its offset under its mask; bytes beyond the end of
+    /// `header` count as zero, as in the kernel's zero-filled `bprm->buf`. An
+    /// extension is compared with what follows the last `.` of the file name. Whether
+    /// the entry is enabled is the caller's business.
+    pub fn matches_file(&self, file_name: &str, header: &[u8]) -> bool {
+        match self {
+            Matcher::Magic {
+                offset,
+                magic,
+                mask,
+            } => {
+                let Ok(start) = usize::try_from(*offset) else {
+                    return false;
+                };
+                magic.iter().enumerate().all(|(i, &magic_byte)| {
+                    let byte = start
+                        .checked_add(i)
+                        .and_then(|at| header.get(at))
+                        .copied()
+                        .unwrap_or(0);
+                    let bits = mask
+                        .as_ref()
+                        .and_then(|m| m.get(i))
+                        .copied()
+                        .unwrap_or(0xff);
+                    (byte ^ magic_byte) & bits == 0
+                })
+            }
+            Matcher::Extension(extension) => file_name
+                .rsplit_once('.')
+                .is_some_and(|(_, ext)| ext == extension),
+        }
+    }
+
     /// Whether the two match exactly the same files.
     ///
     /// The kernel stores the magic as given (bits outside the mask are kept and printed
@@ -844,5 +881,30 @@ mod tests {
                 "entry was disabled",
             ]
         );
+    }
+
+    #[test]
+    fn matches_file_compares_magic_under_mask_and_extensions() {
+        let matcher = Matcher::Magic {
+            offset: 1,
+            magic: vec![0xab, 0x0f],
+            mask: Some(vec![0xff, 0x0f]),
+        };
+        assert!(matcher.matches_file("x", &[0, 0xab, 0xff]));
+        assert!(matcher.matches_file("x", &[0, 0xab, 0x0f]));
+        assert!(!matcher.matches_file("x", &[0xab, 0x0f]));
+        assert!(!matcher.matches_file("x", &[0, 0xab, 0x0e]));
+        // Beyond the header the kernel's buffer holds zeros.
+        let zero = Matcher::Magic {
+            offset: 2,
+            magic: vec![0],
+            mask: None,
+        };
+        assert!(zero.matches_file("x", &[1]));
+        assert!(!zero.matches_file("x", &[1, 1, 1]));
+        let extension = Matcher::Extension("exe".into());
+        assert!(extension.matches_file("a.b.exe", b""));
+        assert!(!extension.matches_file("exe", b""));
+        assert!(!extension.matches_file("a.exe.b", b""));
     }
 }

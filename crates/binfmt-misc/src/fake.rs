@@ -5,7 +5,7 @@
 //! and records every write, so a test can assert that a second identical run writes
 //! nothing.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -30,6 +30,8 @@ pub struct FakeTable {
     entries: RefCell<Vec<Entry>>,
     writes: RefCell<Vec<Write>>,
     refused: RefCell<BTreeMap<String, rustix::io::Errno>>,
+    /// `status` says `disabled` (the whole table is off).
+    disabled: Cell<bool>,
 }
 
 impl FakeTable {
@@ -50,6 +52,12 @@ impl FakeTable {
     /// with flag F and a missing interpreter, for example.
     pub fn refuse(&self, name: &str, errno: rustix::io::Errno) {
         self.refused.borrow_mut().insert(name.to_owned(), errno);
+    }
+
+    /// Sets what `status` says, as `echo 1`/`echo 0 > status` would; not recorded as a
+    /// write.
+    pub fn set_status(&self, enabled: bool) {
+        self.disabled.set(!enabled);
     }
 
     /// Every write made so far, in order.
@@ -165,7 +173,7 @@ impl Table for FakeTable {
     }
 
     fn is_enabled(&self) -> Result<bool, Error> {
-        Ok(true)
+        Ok(!self.disabled.get())
     }
 }
 

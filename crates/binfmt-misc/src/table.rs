@@ -131,6 +131,18 @@ impl BinfmtMisc {
         BinfmtMisc::open(path)
     }
 
+    /// Unmounts this mount, for a caller that mounted it only to look inside:
+    /// [`umount2(2)`](https://man7.org/linux/man-pages/man2/umount2.2.html) with
+    /// `MNT_DETACH`, after closing the directory descriptor.
+    ///
+    /// Unmounting the last mount of an instance destroys it with every entry (Linux
+    /// 6.7 and later), which is why only the caller that mounted it may do this.
+    pub fn unmount(self) -> io::Result<()> {
+        let BinfmtMisc { dir, path } = self;
+        drop(dir);
+        rustix::mount::unmount(&path, rustix::mount::UnmountFlags::DETACH).map_err(io::Error::from)
+    }
+
     fn file_path(&self, name: &str) -> PathBuf {
         self.path.join(name)
     }
