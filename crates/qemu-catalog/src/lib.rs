@@ -8,6 +8,8 @@
 //!   sha256 checked against the pin (`qemu-blobs/pins.toml`).
 //! - [`interpreter`]: writing an emulator to a directory on disk (atomically, named by
 //!   digest) or to a sealed memfd.
+//! - [`probe`]: the execution probe of each architecture (a tiny program from
+//!   `elf-probe`) and what its exit status proves.
 //!
 //! This crate builds on `binfmt-misc` only for its `Matcher` type; it never writes to
 //! binfmt_misc itself.
@@ -15,6 +17,8 @@
 pub mod arch;
 pub mod emulator;
 pub mod interpreter;
+pub mod probe;
 
 pub use arch::{Arch, Selection, UnknownArch, parse_list};
 pub use emulator::Emulator;
+pub use probe::{Probe, Proof};
