@@ -69,6 +69,15 @@ fn parse_flags(letters: &str) -> Result<Flags, String> {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     Run(RunArgs),
+    /// Prove that PLATFORMS run here, by running a tiny program of each (CI preflight).
+    ///
+    /// Exits 0 only if every platform is proved. Otherwise prints, per platform, what
+    /// is missing and why (no entry, disabled, no flag F, probe failed) and the
+    /// command that fixes it, and exits 1.
+    Check(CheckArgs),
+    /// Inspect the kernel, binfmt_misc and every entry; report each problem with its
+    /// cause and fix. Exits 1 when anything is wrong. Changes nothing.
+    Doctor(DoctorArgs),
 }
 
 /// Run one command with foreign-architecture emulation, without privileges.
@@ -105,4 +114,35 @@ pub struct RunArgs {
         allow_hyphen_values = true
     )]
     pub command: Vec<OsString>,
+}
+
+/// `binfmt check`.
+#[derive(Debug, clap::Args)]
+pub struct CheckArgs {
+    /// Platforms that must run, comma- or space-separated, in any usual spelling:
+    /// linux/arm64, arm64, linux/arm/v7, linux/amd64/v3, riscv64, or entry names as
+    /// the seed's verify-qemu.sh lists them (qemu-aarch64).
+    #[arg(value_name = "PLATFORMS", required = true)]
+    pub platforms: Vec<String>,
+
+    /// Print a JSON report on stdout instead of text.
+    #[arg(long)]
+    pub json: bool,
+
+    /// The binfmt_misc mount to read (never mounted by this command).
+    #[arg(long, value_name = "DIR", env = "BINFMT_MOUNT", default_value = binfmt_misc::DEFAULT_MOUNT)]
+    pub mount: PathBuf,
+}
+
+/// `binfmt doctor`.
+#[derive(Debug, clap::Args)]
+pub struct DoctorArgs {
+    /// Print a JSON report on stdout instead of text.
+    #[arg(long)]
+    pub json: bool,
+
+    /// The binfmt_misc mount to inspect. When nothing is mounted at the default
+    /// place, doctor mounts it to look inside and unmounts it again.
+    #[arg(long, value_name = "DIR", env = "BINFMT_MOUNT", default_value = binfmt_misc::DEFAULT_MOUNT)]
+    pub mount: PathBuf,
 }

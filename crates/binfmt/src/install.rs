@@ -12,6 +12,9 @@ use binfmt_misc::{Change, Entry, Error as TableError, Flags, Registration, Table
 use qemu_catalog::interpreter::{self, FileState, InterpreterDir, is_memfd_path};
 use qemu_catalog::{Arch, Emulator, Selection};
 
+use crate::probe::Prober;
+use crate::survey::Survey;
+
 /// How entries are registered.
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -52,6 +55,39 @@ pub fn resolve(selection: &Selection) -> Result<Vec<Emulator>, String> {
     } else {
         Err(refused.join("; "))
     }
+}
+
+/// For `--install all`: leaves out the architectures this machine runs natively,
+/// measured by execution (32-bit arm on an aarch64 CPU with AArch32): those no enabled
+/// entry claims whose probe runs anyway. Each one left out is logged.
+///
+/// The host's own architectures are never in `emulators` to begin with (see
+/// [`resolve`]); this catches what only running a program can tell.
+pub fn skip_native(
+    table: &dyn Table,
+    emulators: Vec<Emulator>,
+    prober: &dyn Prober,
+) -> Result<Vec<Emulator>, TableError> {
+    let mut survey = Survey::read(Some(table))?;
+    let unclaimed: Vec<Arch> = emulators
+        .iter()
+        .map(Emulator::arch)
+        .filter(|arch| survey.serving_claims(*arch).is_empty())
+        .collect();
+    survey.probe(prober, &unclaimed);
+    Ok(emulators
+        .into_iter()
+        .filter(|emulator| {
+            let native = survey.runs_natively(emulator.arch());
+            if native {
+                eprintln!(
+                    "installing: {} skipped (this machine runs it natively)",
+                    emulator.arch()
+                );
+            }
+            !native
+        })
+        .collect())
 }
 
 /// The entry we want for `emulator`, with its interpreter on disk.
@@ -433,6 +469,31 @@ mod tests {
         );
         assert!(shown.contains("--privileged"), "{shown}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn all_skips_what_the_cpu_runs_natively() {
+        use crate::survey::tests::{FakeProber, entry};
+        // A CPU that runs arm programs natively (an aarch64 CPU with AArch32, say),
+        // and riscv64 programs through an entry already registered.
+        let table = FakeTable::new();
+        table.insert(entry(Arch::Riscv64, true, "POCF"));
+        let prober = FakeProber::running(&[Arch::Arm, Arch::Riscv64], 1);
+        let all = resolve(&Selection::All).unwrap();
+        let kept: Vec<Arch> = skip_native(&table, all.clone(), &prober)
+            .unwrap()
+            .iter()
+            .map(Emulator::arch)
+            .collect();
+        let expected: Vec<Arch> = all
+            .iter()
+            .map(Emulator::arch)
+            .filter(|arch| *arch != Arch::Arm)
+            .collect();
+        assert_eq!(
+            kept, expected,
+            "arm skipped; riscv64 kept (its entry serves it)"
+        );
     }
 
     #[test]

@@ -9,10 +9,14 @@
 //! done (the cause and fix are on stderr), 2 when the arguments are invalid (nothing
 //! was changed).
 
+mod check;
 mod cli;
+mod doctor;
 mod install;
+mod probe;
 mod run;
 mod status;
+mod survey;
 mod uninstall;
 mod userns;
 
@@ -25,7 +29,7 @@ use binfmt_misc::{BinfmtMisc, DEFAULT_MOUNT};
 use clap::Parser;
 use qemu_catalog::interpreter::InterpreterDir;
 
-use crate::cli::{Args, Command};
+use crate::cli::{Args, CheckArgs, Command, DoctorArgs};
 
 fn main() -> ExitCode {
     init_logging();
@@ -89,6 +93,8 @@ fn run(args: &Args) -> Result<ExitCode, Failure> {
                 let Err(error) = run::run(&request);
                 return Err(Failure::Run(error));
             }
+            Command::Check(check) => return run_check(check),
+            Command::Doctor(doctor) => return run_doctor(doctor),
         }
     }
     if args.version {
@@ -118,7 +124,7 @@ fn run(args: &Args) -> Result<ExitCode, Failure> {
                     .validate()
                     .map_err(|reason| Failure::Usage(format!("--interpreter-dir: {reason}")))?;
             }
-            Some(emulators)
+            Some((selection, emulators))
         }
         None => None,
     };
@@ -135,8 +141,13 @@ fn run(args: &Args) -> Result<ExitCode, Failure> {
     if let Some(targets) = &to_uninstall {
         complete &= uninstall::uninstall(&table, targets)? == 0;
     }
-    if let Some(emulators) = &to_install {
-        let outcomes = install::install(&table, emulators, &options);
+    if let Some((selection, emulators)) = to_install {
+        let emulators = if selection == qemu_catalog::Selection::All {
+            install::skip_native(&table, emulators, &probe::System)?
+        } else {
+            emulators
+        };
+        let outcomes = install::install(&table, &emulators, &options);
         for (arch, outcome) in &outcomes {
             eprintln!("installing: {arch} {outcome}");
         }
@@ -154,17 +165,57 @@ fn run(args: &Args) -> Result<ExitCode, Failure> {
         }
     }
 
-    let status = status::status(&table)?;
-    let mut stdout = std::io::stdout().lock();
-    stdout
-        .write_all(status::render(&status).as_bytes())
-        .and_then(|()| stdout.flush())
-        .map_err(|error| Failure::Runtime(format!("cannot write the status to stdout: {error}")))?;
+    let survey = survey::Survey::take(Some(&table), &probe::System)?;
+    let status = status::status(&survey);
+    print_stdout(&status::render(&status))?;
     Ok(if complete {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// `binfmt check PLATFORMS`: see the `check` module.
+fn run_check(args: &CheckArgs) -> Result<ExitCode, Failure> {
+    let wanted =
+        check::parse(&args.platforms).map_err(|error| Failure::Usage(format!("check: {error}")))?;
+    let report = check::check(&args.mount, wanted, &probe::System);
+    let text = if args.json {
+        report.render_json()
+    } else {
+        report.render_text()
+    };
+    print_stdout(&text)?;
+    Ok(if report.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// `binfmt doctor`: see the `doctor` module.
+fn run_doctor(args: &DoctorArgs) -> Result<ExitCode, Failure> {
+    let report = doctor::doctor(&doctor::Environment::host(), &args.mount, &probe::System);
+    let text = if args.json {
+        report.render_json()
+    } else {
+        report.render_text()
+    };
+    print_stdout(&text)?;
+    Ok(if report.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Writes a report to stdout; failing to is an error (a closed pipe in CI).
+fn print_stdout(text: &str) -> Result<(), Failure> {
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+        .map_err(|error| Failure::Runtime(format!("cannot write to stdout: {error}")))
 }
 
 /// Opens the binfmt_misc mount, mounting it first when nothing is mounted at the

@@ -4,13 +4,17 @@
 //! docker/setup-qemu-action `JSON.parse`s it and publishes `supported` as its output,
 //! so stdout carries this document and nothing else.
 //!
-//! `supported` lists the host's native platforms and those of every enabled
-//! `qemu-<cpu>` entry. It says what the table claims; proving each platform by running
-//! a program of it is not done here.
+//! `supported` is proved by execution, as buildkit's `archutil.SupportedPlatforms`
+//! (which tonistiigi/binfmt prints) does: the host's own platform first, then every
+//! platform whose probe ran, in buildkit's order, spelled as containerd spells them
+//! (`linux/arm/v7`, `linux/amd64/v2`). The amd64 probe's level adds
+//! `linux/amd64/v2` up to `/v4`. `emulators` lists the enabled entries, whatever
+//! their names.
 
-use binfmt_misc::Table;
 use qemu_catalog::Arch;
 use serde::Serialize;
+
+use crate::survey::Survey;
 
 /// The document.
 #[derive(Debug, Serialize, PartialEq, Eq)]
@@ -21,27 +25,69 @@ pub struct Status {
     pub emulators: Vec<String>,
 }
 
-/// Reads the table and builds the document.
-pub fn status(table: &impl Table) -> Result<Status, binfmt_misc::Error> {
-    let mut emulators = Vec::new();
-    for name in table.entry_names()? {
-        if table.read_entry(&name)?.is_some_and(|entry| entry.enabled) {
-            emulators.push(name);
+/// buildkit's order of the platforms after the host's own.
+const ORDER: [Arch; 10] = [
+    Arch::Amd64,
+    Arch::Arm64,
+    Arch::Riscv64,
+    Arch::Ppc64le,
+    Arch::S390x,
+    Arch::I386,
+    Arch::Mips64le,
+    Arch::Mips64,
+    Arch::Loong64,
+    Arch::Arm,
+];
+
+/// The platforms of `arch` that `survey` proves, in containerd's spelling; for amd64
+/// also one `linux/amd64/vN` per level above v1 that the probe reported.
+pub fn proved_platforms(survey: &Survey, arch: Arch) -> Vec<String> {
+    let Some(proof) = survey.arch(arch).proof() else {
+        return Vec::new();
+    };
+    let mut platforms: Vec<String> = arch.platforms().iter().map(|p| (*p).to_owned()).collect();
+    if let Some(level) = proof.level {
+        platforms.extend((2..=level).map(|v| format!("linux/{}/v{v}", arch.oci())));
+    }
+    platforms
+}
+
+/// Builds the document from a survey that probed every architecture.
+pub fn status(survey: &Survey) -> Status {
+    let mut emulators: Vec<String> = survey
+        .entries
+        .iter()
+        .filter(|entry| entry.enabled)
+        .map(|entry| entry.registration.name.clone())
+        .collect();
+    emulators.sort();
+
+    let host = Arch::native().first().copied();
+    let mut supported = Vec::new();
+    if let Some(host) = host {
+        // This program runs, which proves the host's platform even if its probe could
+        // not tell more (the level) or could not run.
+        supported = proved_platforms(survey, host);
+        if supported.is_empty() {
+            supported = host.platforms().iter().map(|p| (*p).to_owned()).collect();
         }
     }
-    emulators.sort();
-    let table_enabled = table.is_enabled()?;
-    let supported = Arch::ALL
-        .into_iter()
-        .filter(|arch| {
-            arch.is_native() || (table_enabled && emulators.contains(&arch.entry_name()))
-        })
-        .flat_map(|arch| arch.platforms().iter().map(|p| (*p).to_owned()))
-        .collect();
-    Ok(Status {
+    if survey.probe_error.is_some() {
+        // Nothing could be executed: say what the table claims, as before probes.
+        for arch in ORDER.into_iter().filter(|arch| Some(*arch) != host) {
+            if arch.is_native() || !survey.serving_claims(arch).is_empty() {
+                supported.extend(arch.platforms().iter().map(|p| (*p).to_owned()));
+            }
+        }
+    } else {
+        for arch in ORDER.into_iter().filter(|arch| Some(*arch) != host) {
+            supported.extend(proved_platforms(survey, arch));
+        }
+    }
+    Status {
         supported,
         emulators,
-    })
+    }
 }
 
 /// The document as tonistiigi/binfmt prints it (indented JSON, a final newline).
@@ -55,33 +101,58 @@ pub fn render(status: &Status) -> String {
 #[cfg(test)]
 mod tests {
     use binfmt_misc::fake::FakeTable;
-    use binfmt_misc::{Entry, Flags, Registration};
 
     use super::*;
+    use crate::survey::tests::{FakeProber, entry};
 
     #[test]
-    fn lists_native_platforms_and_enabled_entries() {
+    fn supported_is_what_ran_in_buildkits_order_with_amd64_levels() {
         let table = FakeTable::new();
-        for (arch, enabled) in [(Arch::Arm64, true), (Arch::S390x, false)] {
-            table.insert(Entry {
-                enabled,
-                registration: Registration {
-                    name: arch.entry_name(),
-                    matcher: arch.matcher(),
-                    interpreter: "/x".into(),
-                    flags: Flags::POCF,
-                },
-            });
+        table.insert(entry(Arch::Arm64, true, "POCF"));
+        table.insert(entry(Arch::Arm, true, "POCF"));
+        table.insert(entry(Arch::S390x, false, "POCF"));
+        // riscv64 has an entry that does not work: it is not supported.
+        table.insert(entry(Arch::Riscv64, true, "OC"));
+        let prober = FakeProber::running(&[Arch::Amd64, Arch::I386, Arch::Arm64, Arch::Arm], 3);
+        let status = status(&Survey::take(Some(&table), &prober).unwrap());
+        assert_eq!(
+            status.emulators,
+            ["qemu-aarch64", "qemu-arm", "qemu-riscv64"]
+        );
+        if cfg!(target_arch = "x86_64") {
+            assert_eq!(
+                status.supported,
+                [
+                    "linux/amd64",
+                    "linux/amd64/v2",
+                    "linux/amd64/v3",
+                    "linux/arm64",
+                    "linux/386",
+                    "linux/arm/v7",
+                    "linux/arm/v6"
+                ]
+            );
         }
-        let status = status(&table).unwrap();
-        assert_eq!(status.emulators, ["qemu-aarch64"]);
+        let json: serde_json::Value = serde_json::from_str(&render(&status)).unwrap();
+        assert_eq!(json["emulators"][0], "qemu-aarch64");
+    }
+
+    #[test]
+    fn without_probes_supported_is_what_the_table_claims() {
+        struct Broken;
+        impl crate::probe::Prober for Broken {
+            fn run(&self, _: &[Arch]) -> Result<crate::probe::Run, crate::probe::Error> {
+                Err(crate::probe::Error("no directory".into()))
+            }
+        }
+        let table = FakeTable::new();
+        table.insert(entry(Arch::Arm64, true, "POCF"));
+        let status = status(&Survey::take(Some(&table), &Broken).unwrap());
         if cfg!(target_arch = "x86_64") {
             assert_eq!(
                 status.supported,
                 ["linux/amd64", "linux/arm64", "linux/386"]
             );
         }
-        let json: serde_json::Value = serde_json::from_str(&render(&status)).unwrap();
-        assert_eq!(json["emulators"][0], "qemu-aarch64");
     }
 }
