@@ -6,8 +6,12 @@
 
 mod util;
 
+mod check;
+mod compat;
+mod doctor;
 mod install;
 mod kernel;
 mod mount;
+mod probe;
 mod run;
 mod uninstall;

@@ -75,6 +75,49 @@ impl Sandbox {
         Run::of(command)
     }
 
+    /// `binfmt <subcommand> --mount <sandbox> args...`: the subcommands take their own
+    /// `--mount` (top-level options do not mix with subcommands).
+    pub fn subcommand(&self, subcommand: &str, args: &[&str]) -> Run {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_binfmt"));
+        command
+            .arg(subcommand)
+            .arg("--mount")
+            .arg(&self.mount)
+            .args(args)
+            .env("BINFMT_LOG", "debug");
+        Run::of(command)
+    }
+
+    /// Registers an entry for `arch`'s programs (the catalog's magic and mask) under
+    /// `name`, with `interpreter` and `flags`, straight through the kernel layer: the
+    /// states other tools leave behind.
+    pub fn register(&self, name: &str, arch: Arch, interpreter: &Path, flags: &str) {
+        let registration = binfmt_misc::Registration {
+            name: name.to_owned(),
+            matcher: arch.matcher(),
+            interpreter: interpreter.to_owned(),
+            flags: flags.parse().expect("valid flags"),
+        };
+        self.table()
+            .register(&registration)
+            .unwrap_or_else(|error| panic!("cannot register {name}: {error}"));
+    }
+
+    /// Writes `bytes` as an executable file in the scratch directory.
+    pub fn executable(&self, name: &str, bytes: &[u8]) -> PathBuf {
+        let path = self.scratch.join(name);
+        fs::write(&path, bytes).expect("write executable");
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).expect("chmod executable");
+        path
+    }
+
+    /// Writes `text` to a binfmt_misc control file (`status`, or an entry's file), as
+    /// `echo text > file` does.
+    pub fn write_control(&self, file: &str, text: &str) {
+        fs::write(self.mount.join(file), text)
+            .unwrap_or_else(|error| panic!("cannot write {text:?} to {file}: {error}"));
+    }
+
     /// The names and contents of every entry, for comparing states.
     pub fn entries(&self) -> BTreeMap<String, String> {
         read_entries(&self.mount)
@@ -177,6 +220,25 @@ impl Run {
     /// The register writes the run logged (`BINFMT_LOG=debug`).
     pub fn register_writes(&self) -> usize {
         self.stderr.matches("bytes to ").count()
+    }
+
+    /// Asserts that stderr holds no error: log lines at warn or error level, or a
+    /// `binfmt: ` failure line (BINFMT_LOG=debug adds only debug records).
+    #[track_caller]
+    pub fn assert_no_errors(&self) {
+        for line in self.stderr.lines() {
+            assert!(
+                !line.starts_with("binfmt: warn") && !line.starts_with("binfmt: error"),
+                "unexpected complaint on stderr:\n{self}"
+            );
+        }
+    }
+
+    /// The stdout parsed as JSON.
+    #[track_caller]
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{self}"))
     }
 
     /// The stdout parsed as the status JSON.
@@ -366,4 +428,79 @@ pub fn in_private_binfmt_misc(test_path: &str, body: impl FnOnce(&Sandbox)) {
         "the machine's global binfmt_misc changed during {test_path}"
     );
     let _ = fs::remove_dir_all(&root);
+}
+
+/// The machine's own architecture (the first of [`Arch::native`]).
+pub fn host_arch() -> Arch {
+    *Arch::native()
+        .first()
+        .expect("these tests run on x86_64 or aarch64 hosts")
+}
+
+/// A static program of the host's own architecture that exits 0 at once: an
+/// interpreter that is not an emulator (it "runs" any foreign program by ignoring it).
+pub fn native_exit_zero() -> Vec<u8> {
+    elf_probe::exit_with(host_arch().machine(), 0)
+}
+
+/// A static program of the host's own architecture that loops forever: a hung
+/// interpreter. Its code is `exit_with`'s with the first instruction replaced by a
+/// jump to itself (`jmp $` on x86_64, `b .` on aarch64).
+pub fn native_spinning() -> Vec<u8> {
+    let mut program = native_exit_zero();
+    let entry = u64::from_le_bytes(program[24..32].try_into().expect("ELF64 e_entry"));
+    let at = usize::try_from(entry - 0x40_0000).expect("entry inside the file");
+    let jump_to_self: &[u8] = match host_arch() {
+        Arch::Amd64 => &[0xeb, 0xfe],
+        Arch::Arm64 => &[0x00, 0x00, 0x00, 0x14],
+        other => panic!("no spinning program for {other}"),
+    };
+    program[at..at + jump_to_self.len()].copy_from_slice(jump_to_self);
+    program
+}
+
+/// The x86-64 level of this machine from the kernel's /proc/cpuinfo flags (the
+/// psABI lists in the kernel's names), independent of the probe's CPUID code.
+pub fn cpu_level() -> u8 {
+    let cpuinfo = fs::read_to_string("/proc/cpuinfo").expect("read /proc/cpuinfo");
+    let flags: Vec<&str> = cpuinfo
+        .lines()
+        .find_map(|line| line.strip_prefix("flags"))
+        .and_then(|rest| rest.split_once(':'))
+        .map(|(_, flags)| flags.split_whitespace().collect())
+        .expect("/proc/cpuinfo has a flags line");
+    let all = |names: &[&str]| names.iter().all(|name| flags.contains(name));
+    let v2 = all(&[
+        "cx16", "lahf_lm", "popcnt", "pni", "sse4_1", "sse4_2", "ssse3",
+    ]);
+    let v3 = v2
+        && all(&[
+            "avx", "avx2", "bmi1", "bmi2", "f16c", "fma", "abm", "movbe", "xsave",
+        ]);
+    let v4 = v3 && all(&["avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl"]);
+    1 + u8::from(v2) + u8::from(v3) + u8::from(v4)
+}
+
+/// Runs `binfmt args...` with no capabilities at all (`setpriv` clears the bounding
+/// set, so none survive exec), as root without privileges: it may not chroot, and it
+/// may not write files whose mode denies it. The tests' user namespaces map only root,
+/// so no other user exists to run as; this is as close as they get to an ordinary
+/// user.
+pub fn binfmt_without_capabilities(args: &[&str]) -> Run {
+    let mut command = Command::new("setpriv");
+    command
+        .args(["--inh-caps=-all", "--bounding-set=-all", "--"])
+        .arg(env!("CARGO_BIN_EXE_binfmt"))
+        .args(args)
+        .env("BINFMT_LOG", "debug");
+    Run::of(command)
+}
+
+/// The first line of `text` that contains `needle`; panics with the whole text when
+/// there is none.
+#[track_caller]
+pub fn line_with<'a>(text: &'a str, needle: &str) -> &'a str {
+    text.lines()
+        .find(|line| line.contains(needle))
+        .unwrap_or_else(|| panic!("no line contains {needle:?} in:\n{text}"))
 }

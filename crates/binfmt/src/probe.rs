@@ -101,8 +101,9 @@ impl fmt::Display for Failure {
                         f.write_str(" (no enabled binfmt_misc entry recognises the program)")
                     }
                     Errno::NOENT => f.write_str(
-                        " (the entry's interpreter does not exist in the probe's empty root: \
-                         an entry without flag F)",
+                        " (a file the kernel needs is not in the probe's empty root: the \
+                         interpreter of an entry without flag F, or the dynamic loader of an \
+                         interpreter that is not a static emulator)",
                     ),
                     Errno::LOOP => f.write_str(
                         " (the interpreter is itself handed to binfmt_misc: an entry for the \
