@@ -57,12 +57,14 @@ namespace_test! {
             assert!(line.starts_with("MISSING ") && line.contains(reason), "{platform}: {run}");
         }
         assert!(out.contains("/usr/bin/qemu-ppc64le-static"), "names the path: {run}");
+        // Fixes name the mount when it is not the default one.
+        let binfmt = format!("binfmt --mount {}", sandbox.mount.display());
         for arch in ["s390x", "ppc64le", "mips64le", "riscv64"] {
-            assert!(out.contains(&format!("fix: binfmt --install {arch}\n")), "{arch}: {run}");
+            assert!(out.contains(&format!("fix: {binfmt} --install {arch}\n")), "{arch}: {run}");
         }
         let summary = line_with(out, "binfmt check: 4 of 5 platforms do not run");
         let fix = summary.split("to fix: ").nth(1).expect("one fix for everything");
-        assert_eq!(fix, "binfmt --install s390x,ppc64le,mips64le,riscv64");
+        assert_eq!(fix, format!("{binfmt} --install s390x,ppc64le,mips64le,riscv64"));
 
         let json = sandbox
             .subcommand("check", &["--json", "arm64,s390x,ppc64le,mips64le,riscv64"])
@@ -77,8 +79,9 @@ namespace_test! {
         assert_eq!(reasons, ["ok", "disabled", "no-f", "probe-failed", "no-entry"]);
         assert_eq!(json["fix"], fix);
 
-        // The printed command is the fix.
-        let args: Vec<&str> = fix.split(' ').skip(1).collect();
+        // The printed command is the fix (run with the sandbox's interpreter
+        // directory, which Sandbox::binfmt adds with the mount).
+        let args: Vec<&str> = fix.strip_prefix(&binfmt).unwrap().split_whitespace().collect();
         sandbox.binfmt(&args).success();
         sandbox
             .subcommand("check", &["arm64,s390x,ppc64le,mips64le,riscv64"])

@@ -30,6 +30,11 @@ fn doctor(sandbox: &Sandbox) -> (Run, Value) {
     (run, json)
 }
 
+/// How fixes start for the sandbox's table (not at the default place).
+fn binfmt(sandbox: &Sandbox) -> String {
+    format!("binfmt --mount {}", sandbox.mount.display())
+}
+
 /// The findings with this id.
 fn findings<'a>(json: &'a Value, id: &str) -> Vec<&'a Value> {
     json["findings"]
@@ -233,7 +238,7 @@ namespace_test! {
             "qemu-aarch64 has no flag F and its interpreter /usr/bin/qemu-aarch64-static does \
              not exist in this mount namespace"
         );
-        assert_eq!(text(&found["fix"]), "binfmt --install arm64");
+        assert_eq!(text(&found["fix"]), format!("{} --install arm64", binfmt(sandbox)));
         assert_eq!(json["findings"].as_array().unwrap().len(), 1, "{run}");
         sandbox.binfmt(&["--install", "arm64"]).success();
         let (run, json) = doctor(sandbox);
@@ -321,7 +326,7 @@ namespace_test! {
         let (run, json) = doctor(sandbox);
         let found = finding(&json, &run, "entry-disabled");
         assert_eq!(text(&found["problem"]), "qemu-s390x is disabled");
-        assert!(text(&found["fix"]).contains("binfmt --install s390x"), "{run}");
+        assert!(text(&found["fix"]).contains(&format!("{} --install s390x", binfmt(sandbox))), "{run}");
         assert_eq!(json["findings"].as_array().unwrap().len(), 1, "{run}");
     }
 }
@@ -337,7 +342,10 @@ namespace_test! {
         let found = finding(&json, &run, "duplicate-arch");
         assert!(text(&found["problem"]).starts_with("2 enabled entries claim riscv64 programs"), "{run}");
         assert!(text(&found["problem"]).contains("qemu-riscv64") && text(&found["problem"]).contains("riscv64-debian"), "{run}");
-        assert_eq!(text(&found["fix"]), "keep qemu-riscv64: binfmt --uninstall riscv64-debian");
+        assert_eq!(
+            text(&found["fix"]),
+            format!("keep qemu-riscv64: {} --uninstall riscv64-debian", binfmt(sandbox))
+        );
         assert_eq!(json["findings"].as_array().unwrap().len(), 1, "{run}");
     }
 }
@@ -352,7 +360,7 @@ namespace_test! {
         let problem = text(&found["problem"]);
         assert!(problem.starts_with("a loong64 program does not run through qemu-loongarch64"), "{run}");
         assert!(problem.contains("exited with status 0, not the exit status 109"), "{run}");
-        assert_eq!(text(&found["fix"]), "binfmt --install loong64");
+        assert_eq!(text(&found["fix"]), format!("{} --install loong64", binfmt(sandbox)));
         assert_eq!(json["findings"].as_array().unwrap().len(), 1, "{run}");
         sandbox.binfmt(&["--install", "loong64"]).success();
         let (run, json) = doctor(sandbox);

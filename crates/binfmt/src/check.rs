@@ -225,6 +225,16 @@ impl Reason {
     }
 }
 
+/// `binfmt`, with `--mount` when the mount is not the default one: the start of every
+/// command a fix suggests.
+pub fn binfmt_command(mount: &Path) -> String {
+    if mount == Path::new(binfmt_misc::DEFAULT_MOUNT) {
+        "binfmt".to_owned()
+    } else {
+        format!("binfmt --mount {}", mount.display())
+    }
+}
+
 /// The entries among `names` that are not binfmt's own `qemu-<cpu>`: they must go for
 /// ours to be the one the kernel uses.
 fn others<'a>(arch: Arch, names: impl Iterator<Item = &'a String>) -> Vec<String> {
@@ -249,11 +259,11 @@ pub enum Fix {
 }
 
 impl Fix {
-    /// The command, if there is one.
-    pub fn command(&self) -> Option<String> {
+    /// The command, if there is one, for the table at `mount`.
+    pub fn command(&self, mount: &Path) -> Option<String> {
         match self {
             Fix::Install { uninstall, arch } => {
-                let mut command = "binfmt".to_owned();
+                let mut command = binfmt_command(mount);
                 if !uninstall.is_empty() {
                     command.push_str(&format!(" --uninstall {}", uninstall.join(",")));
                 }
@@ -434,7 +444,7 @@ impl Report {
         // Enabling the table comes first: installing into a disabled table is not enough.
         let mut all = commands;
         if !install.is_empty() || !uninstall.is_empty() {
-            let mut command = "binfmt".to_owned();
+            let mut command = binfmt_command(&self.mount);
             if !uninstall.is_empty() {
                 command.push_str(&format!(" --uninstall {}", uninstall.join(",")));
             }
@@ -476,7 +486,7 @@ impl Report {
                         reason.describe(wanted.arch, &self.mount)
                     ));
                     let fix = reason.fix(wanted.arch, &self.mount);
-                    let line = match (&fix, fix.command()) {
+                    let line = match (&fix, fix.command(&self.mount)) {
                         (_, Some(command)) => format!("fix: {command}"),
                         (Fix::None(why), None) => format!("no fix: {why}"),
                         _ => continue,
@@ -543,7 +553,7 @@ impl Report {
                     entries: Vec::new(),
                     reason: Some(reason.code()),
                     detail: Some(reason.describe(wanted.arch, &self.mount)),
-                    fix: reason.fix(wanted.arch, &self.mount).command(),
+                    fix: reason.fix(wanted.arch, &self.mount).command(&self.mount),
                 },
             })
             .collect();

@@ -29,6 +29,7 @@ use binfmt_misc::{BinfmtMisc, DEFAULT_MOUNT, Error as TableError, Table};
 use qemu_catalog::Arch;
 use serde::Serialize;
 
+use crate::check::binfmt_command;
 use crate::probe::{Confinement, Prober};
 use crate::status;
 use crate::survey::{Survey, claims};
@@ -454,7 +455,7 @@ fn check_table(facts: &KernelFacts, mount: &Path, prober: &dyn Prober, report: &
         ),
     }
     check_entries(&survey, mount, report);
-    check_arches(&survey, report);
+    check_arches(&survey, mount, report);
     if survey.probe_error.is_none() {
         report.supported = status::status(&survey).supported;
     }
@@ -498,14 +499,12 @@ fn check_permission(table: &BinfmtMisc, report: &mut Report) {
 /// Per-entry findings: disabled, the host's architecture, no F.
 fn check_entries(survey: &Survey, mount: &Path, report: &mut Report) {
     let shown = mount.display();
-    if survey.entries.is_empty() {
-        return;
-    }
+    let binfmt = binfmt_command(mount);
     for entry in &survey.entries {
         let name = &entry.registration.name;
         let arch = Arch::ALL.into_iter().find(|arch| claims(entry, *arch));
         let install = |arch: Option<Arch>| match arch {
-            Some(arch) if !arch.is_native() => format!("binfmt --install {arch}"),
+            Some(arch) if !arch.is_native() => format!("{binfmt} --install {arch}"),
             _ => format!("echo -1 > {shown}/{name} (removes it)"),
         };
         if !entry.enabled {
@@ -516,7 +515,7 @@ fn check_entries(survey: &Survey, mount: &Path, report: &mut Report) {
                  `exec format error`",
                 match arch {
                     Some(arch) if !arch.is_native() => format!(
-                        "echo 1 > {shown}/{name}, or binfmt --install {arch} (enables or \
+                        "echo 1 > {shown}/{name}, or {binfmt} --install {arch} (enables or \
                          replaces it)"
                     ),
                     _ => format!("echo -1 > {shown}/{name} (removes it)"),
@@ -580,7 +579,8 @@ fn check_entries(survey: &Survey, mount: &Path, report: &mut Report) {
 }
 
 /// Per-architecture findings: duplicates and failing probes.
-fn check_arches(survey: &Survey, report: &mut Report) {
+fn check_arches(survey: &Survey, mount: &Path, report: &mut Report) {
+    let binfmt = binfmt_command(mount);
     for state in &survey.arches {
         let arch = state.arch;
         let enabled = state.enabled_claims();
@@ -592,9 +592,9 @@ fn check_arches(survey: &Survey, report: &mut Report) {
             let ours = arch.entry_name();
             let others: Vec<&str> = names.iter().copied().filter(|n| *n != ours).collect();
             let keep = if names.contains(&ours.as_str()) {
-                format!("keep {ours}: binfmt --uninstall {}", others.join(","))
+                format!("keep {ours}: {binfmt} --uninstall {}", others.join(","))
             } else {
-                format!("keep one: binfmt --uninstall {}", names[1..].join(","))
+                format!("keep one: {binfmt} --uninstall {}", names[1..].join(","))
             };
             report.find(Finding::new(
                 "duplicate-arch",
@@ -629,10 +629,10 @@ fn check_arches(survey: &Survey, report: &mut Report) {
                 .collect();
             let others: Vec<&String> = names.iter().filter(|n| **n != arch.entry_name()).collect();
             let fix = if others.is_empty() {
-                format!("binfmt --install {arch}")
+                format!("{binfmt} --install {arch}")
             } else {
                 format!(
-                    "binfmt --uninstall {} --install {arch}",
+                    "{binfmt} --uninstall {} --install {arch}",
                     others
                         .iter()
                         .map(|s| s.as_str())
