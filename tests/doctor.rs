@@ -90,9 +90,21 @@ fn fake_proc_file(sandbox: &Sandbox, proc_file: &str, content: &str) {
 }
 
 namespace_test! {
-    /// A healthy machine: everything installed, nothing to report, exit 0.
+    /// A healthy machine: everything installed, nothing to report, exit 0. Entries
+    /// for other kinds of files (binfmt-support's jar entry, here disabled and
+    /// without F) are none of doctor's business.
     fn a_healthy_table_has_no_findings(sandbox: &Sandbox) {
         sandbox.binfmt(&["--install", "all"]).success();
+        sandbox
+            .table()
+            .register(&Registration {
+                name: "jar".into(),
+                matcher: Matcher::Extension("jar".into()),
+                interpreter: "/bin/true".into(),
+                flags: "".parse().unwrap(),
+            })
+            .unwrap();
+        sandbox.write_control("jar", "0");
         let run = sandbox.subcommand("doctor", &[]).success();
         assert!(run.stdout.ends_with("binfmt doctor: no problems found\n"), "{run}");
         for check in ["binfmt_misc is in the kernel", "binfmt_misc is enabled", "probes ran in an empty root"] {

@@ -581,14 +581,13 @@ pub fn check(mount: &Path, wanted: Vec<Wanted>, prober: &dyn Prober) -> Report {
         Err(error) => (None, Some(error.to_string())),
     };
     let mut table_problem = table_problem;
-    let survey = match Survey::read(table.as_ref().map(|t| t as &dyn Table)) {
+    let mut survey = match Survey::read(table.as_ref().map(|t| t as &dyn Table)) {
         Ok(survey) => survey,
         Err(error) => {
             table_problem = Some(error.to_string());
-            Survey::read(None).unwrap_or_else(|_| unreachable!("reading no table cannot fail"))
+            Survey::without_table()
         }
     };
-    let mut survey = survey;
     let arches: Vec<Arch> = Arch::ALL
         .into_iter()
         .filter(|arch| wanted.iter().any(|w| w.arch == *arch))

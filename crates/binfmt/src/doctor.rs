@@ -16,7 +16,9 @@
 //! 4. every entry: disabled; claiming the machine's own architecture; no flag F with
 //!    an interpreter missing from this mount namespace (the seed's stale entry), or
 //!    present here but not in containers; two enabled entries claiming one
-//!    architecture (Debian's qemu-user-binfmt next to ours, Rosetta);
+//!    architecture (Debian's qemu-user-binfmt next to ours, Rosetta). Entries for
+//!    other kinds of files (binfmt-support's jar and python entries, WSLInterop) are
+//!    only reported when stale;
 //! 5. every architecture's probe, run in an empty root: an entry whose probe fails.
 //!
 //! Nothing is written to binfmt_misc.
@@ -434,9 +436,7 @@ fn check_table(facts: &KernelFacts, mount: &Path, prober: &dyn Prober, report: &
         }
     }
 
-    let mut survey = survey.unwrap_or_else(|| {
-        Survey::read(None).unwrap_or_else(|_| unreachable!("reading no table cannot fail"))
-    });
+    let mut survey = survey.unwrap_or_else(Survey::without_table);
     survey.probe(prober, &Arch::ALL);
     match (&survey.probe_error, survey.confinement) {
         (Some(why), _) => report.find(Finding::new(
@@ -507,7 +507,10 @@ fn check_entries(survey: &Survey, mount: &Path, report: &mut Report) {
             Some(arch) if !arch.is_native() => format!("{binfmt} --install {arch}"),
             _ => format!("echo -1 > {shown}/{name} (removes it)"),
         };
-        if !entry.enabled {
+        // Entries for other kinds of files (binfmt-support's jar or python entries,
+        // WSLInterop) are someone else's business, unless plainly broken (stale).
+        let emulates = arch.is_some();
+        if !entry.enabled && emulates {
             report.find(Finding::new(
                 "entry-disabled",
                 format!("{name} is disabled"),
@@ -560,7 +563,7 @@ fn check_entries(survey: &Survey, mount: &Path, report: &mut Report) {
                      or ENOENT (the seed's stale registration)",
                     install(arch),
                 ));
-            } else {
+            } else if emulates {
                 report.find(Finding::new(
                     "no-fix-binary",
                     format!(

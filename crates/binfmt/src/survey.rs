@@ -76,19 +76,25 @@ pub fn claims(entry: &Entry, arch: Arch) -> bool {
 impl Survey {
     /// Reads the table, if there is one; runs nothing.
     pub fn read(table: Option<&dyn Table>) -> Result<Survey, binfmt_misc::Error> {
-        let (table_enabled, entries) = match table {
-            Some(table) => {
-                let mut entries = Vec::new();
-                for name in table.entry_names()? {
-                    // An entry removed between listing and reading is simply gone.
-                    if let Some(entry) = table.read_entry(&name)? {
-                        entries.push(entry);
-                    }
-                }
-                (table.is_enabled()?, entries)
-            }
-            None => (false, Vec::new()),
+        let Some(table) = table else {
+            return Ok(Survey::without_table());
         };
+        let mut entries = Vec::new();
+        for name in table.entry_names()? {
+            // An entry removed between listing and reading is simply gone.
+            if let Some(entry) = table.read_entry(&name)? {
+                entries.push(entry);
+            }
+        }
+        Ok(Survey::of(table.is_enabled()?, entries))
+    }
+
+    /// A survey with no table to read (not mounted, say): probes only.
+    pub fn without_table() -> Survey {
+        Survey::of(false, Vec::new())
+    }
+
+    fn of(table_enabled: bool, entries: Vec<Entry>) -> Survey {
         let arches = Arch::ALL
             .into_iter()
             .map(|arch| ArchSurvey {
@@ -101,13 +107,13 @@ impl Survey {
                 outcome: None,
             })
             .collect();
-        Ok(Survey {
+        Survey {
             table_enabled,
             entries,
             arches,
             confinement: None,
             probe_error: None,
-        })
+        }
     }
 
     /// Runs the probes of `arches` and records their outcomes.
