@@ -44,6 +44,8 @@ pub enum Error {
     Read { path: PathBuf, source: io::Error },
     /// An entry file did not have the format the kernel prints.
     Parse { path: PathBuf, source: ParseError },
+    /// Locking the instance against other binfmt runs failed.
+    Lock { path: PathBuf, source: io::Error },
     /// Writing `1`, `0` or `-1` to an entry or the status file failed.
     Write {
         path: PathBuf,
@@ -148,6 +150,11 @@ impl fmt::Display for Error {
                 "cannot understand {}: {source}; is it a binfmt_misc entry?",
                 path.display()
             ),
+            Error::Lock { path, source } => write!(
+                f,
+                "cannot lock {} against other binfmt runs: {source}",
+                path.display()
+            ),
             Error::Write {
                 path,
                 action,
@@ -170,6 +177,7 @@ impl std::error::Error for Error {
             | Error::Register { source, .. }
             | Error::List { source, .. }
             | Error::Read { source, .. }
+            | Error::Lock { source, .. }
             | Error::Write { source, .. } => Some(source),
             Error::Invalid { reason, .. } => Some(reason),
             Error::Parse { source, .. } => Some(source),

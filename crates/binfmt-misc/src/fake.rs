@@ -3,7 +3,9 @@
 //!
 //! It applies the kernel's rules (validation, EEXIST on a taken name, `C` implies `O`)
 //! and records every write, so a test can assert that a second identical run writes
-//! nothing.
+//! nothing. What it stores is what the [`model`](crate::model) of the kernel's parser
+//! makes of the encoded register line, and reads go through the kernel's print format
+//! and [`Entry::parse`]: a bug in the encoder or the parser shows up here too.
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -11,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use crate::entry::{Entry, Registration, validate_name};
 use crate::error::Error;
+use crate::model;
 use crate::table::Table;
 
 /// One write the code under test made.
@@ -32,6 +35,8 @@ pub struct FakeTable {
     refused: RefCell<BTreeMap<String, rustix::io::Errno>>,
     /// `status` says `disabled` (the whole table is off).
     disabled: Cell<bool>,
+    /// How many more writes succeed; `None`: all of them.
+    write_budget: Cell<Option<usize>>,
 }
 
 impl FakeTable {
@@ -58,6 +63,33 @@ impl FakeTable {
     /// write.
     pub fn set_status(&self, enabled: bool) {
         self.disabled.set(!enabled);
+    }
+
+    /// Lets only the next `writes` writes through; every later one fails with EIO and
+    /// changes nothing, as if the process had been killed at that point.
+    pub fn fail_after(&self, writes: usize) {
+        self.write_budget.set(Some(writes));
+    }
+
+    /// Lets every write through again (the next run, after a kill).
+    pub fn allow_all(&self) {
+        self.write_budget.set(None);
+    }
+
+    /// Consumes one write from the budget, or fails when it is spent.
+    fn spend_write(&self, path: PathBuf) -> Result<(), Error> {
+        match self.write_budget.get() {
+            None => Ok(()),
+            Some(0) => Err(Error::Write {
+                path,
+                action: "write",
+                source: rustix::io::Errno::IO.into(),
+            }),
+            Some(left) => {
+                self.write_budget.set(Some(left - 1));
+                Ok(())
+            }
+        }
     }
 
     /// Every write made so far, in order.
@@ -114,23 +146,29 @@ impl Table for FakeTable {
             name: name.to_owned(),
             reason,
         })?;
-        Ok(self
-            .entries
-            .borrow()
-            .iter()
-            .find(|e| e.registration.name == name)
-            .cloned())
+        let entries = self.entries.borrow();
+        let Some(entry) = entries.iter().find(|e| e.registration.name == name) else {
+            return Ok(None);
+        };
+        // As the kernel does: print the entry, and let the caller's parser read it.
+        Entry::parse(name, &model::status_text(entry))
+            .map(Some)
+            .map_err(|source| Error::Parse {
+                path: self.path().join(name),
+                source,
+            })
     }
 
     fn register(&self, registration: &Registration) -> Result<(), Error> {
         let name = &registration.name;
-        registration
+        let line = registration
             .register_line()
             .map_err(|reason| Error::Invalid {
                 name: name.clone(),
                 reason,
             })?;
         self.writes.borrow_mut().push(Write::Register(name.clone()));
+        self.spend_write(self.path().join("register"))?;
         if let Some(&errno) = self.refused.borrow().get(name) {
             return Err(Error::Register {
                 name: name.clone(),
@@ -147,8 +185,13 @@ impl Table for FakeTable {
         {
             return Err(Error::AlreadyRegistered { name: name.clone() });
         }
-        let mut stored = registration.clone();
-        stored.flags = stored.flags.normalized();
+        // What the kernel would store from the bytes written, not what we meant.
+        let stored = model::parse_register_line(&line).map_err(|rejected| Error::Register {
+            name: name.clone(),
+            interpreter: registration.interpreter.clone(),
+            fix_binary: registration.flags.fix_binary,
+            source: std::io::Error::new(std::io::ErrorKind::InvalidInput, rejected),
+        })?;
         self.entries.borrow_mut().push(Entry {
             enabled: true,
             registration: stored,
@@ -160,6 +203,7 @@ impl Table for FakeTable {
         self.writes
             .borrow_mut()
             .push(Write::SetEnabled(name.to_owned(), enabled));
+        self.spend_write(self.path().join(name))?;
         self.with_entry(name, |entries, index| entries[index].enabled = enabled)
     }
 
@@ -167,6 +211,7 @@ impl Table for FakeTable {
         self.writes
             .borrow_mut()
             .push(Write::Remove(name.to_owned()));
+        self.spend_write(self.path().join(name))?;
         self.with_entry(name, |entries, index| {
             entries.remove(index);
         })

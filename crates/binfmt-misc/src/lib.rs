@@ -9,6 +9,8 @@
 //! - [`entry`]: entries as plain data, the register-line encoder, the parser of entry
 //!   files and their comparison. No system calls; unit tested.
 //! - [`table`]: the [`Table`] trait and [`BinfmtMisc`], a real mount.
+//! - [`model`]: the kernel's side modelled: how it reads a register line and prints
+//!   an entry, for the fake table and the fuzz targets.
 //! - [`fake`]: [`FakeTable`](fake::FakeTable), an in-memory table for tests.
 //! - [`plan`]: compare what we want with what is there and apply the smallest change.
 //!
@@ -17,10 +19,15 @@
 pub mod entry;
 mod error;
 pub mod fake;
+#[doc(hidden)]
+pub mod kill_point;
+pub mod model;
 pub mod plan;
 pub mod table;
 
 pub use entry::{Difference, Entry, Flags, Matcher, Registration};
 pub use error::Error;
-pub use plan::{Change, apply, compare, plan};
-pub use table::{BINFMTFS_MAGIC, BinfmtMisc, DEFAULT_MOUNT, Table};
+pub use plan::{
+    Change, STAGING_SUFFIX, apply, compare, plan, remove_staging, staged_name, staging_name,
+};
+pub use table::{BINFMTFS_MAGIC, BinfmtMisc, DEFAULT_MOUNT, Table, TableLock};

@@ -6,6 +6,11 @@
 //! `O_NOFOLLOW` and checked with `fstatfs(2)`, and reaches every file through
 //! `openat(2)` relative to it with names checked by [`validate_name`]: what was checked
 //! is what is written to, and no entry name can lead outside the mount.
+//!
+//! [`BinfmtMisc::lock`] serialises binfmt runs on one instance with `flock(2)` on the
+//! mount's root directory. Every mount of an instance (the host's, a privileged
+//! container's) shares that one inode, so the lock holds across containers with no
+//! lock file to create; the kernel drops it when its holder dies, even by SIGKILL.
 
 use std::ffi::OsStr;
 use std::fs::File;
@@ -14,11 +19,12 @@ use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{CWD, Mode, OFlags};
+use rustix::fs::{CWD, FlockOperation, Mode, OFlags};
 use rustix::io::Errno;
 
 use crate::entry::{CONTROL_FILES, Entry, Registration, validate_name};
 use crate::error::Error;
+use crate::kill_point;
 
 /// `BINFMTFS_MAGIC` from `include/uapi/linux/magic.h`: `statfs(2)`'s `f_type` for a
 /// binfmt_misc mount.
@@ -54,6 +60,13 @@ pub trait Table {
 
     /// Whether the whole table is enabled (`<mount>/status`).
     fn is_enabled(&self) -> Result<bool, Error>;
+}
+
+/// An exclusive lock on a binfmt_misc instance (see [`BinfmtMisc::lock`]); dropping it
+/// unlocks.
+#[derive(Debug)]
+pub struct TableLock {
+    _dir: OwnedFd,
 }
 
 /// A binfmt_misc mount.
@@ -156,9 +169,47 @@ impl BinfmtMisc {
         )
     }
 
+    /// Takes an exclusive lock on this binfmt_misc instance, waiting while another
+    /// binfmt holds it; the lock lasts until the returned value is dropped or the
+    /// process ends.
+    ///
+    /// Calls [`flock(2)`](https://man7.org/linux/man-pages/man2/flock.2.html) on the
+    /// mount's root directory, opened for reading (an `O_PATH` descriptor cannot be
+    /// locked). Two runs that change the same entries one after the other give the
+    /// same table in any order; at the same time, each could undo the other's step.
+    pub fn lock(&self) -> Result<TableLock, Error> {
+        let lock_error = |errno: Errno| Error::Lock {
+            path: self.path.clone(),
+            source: errno.into(),
+        };
+        let dir = self
+            .open_file(".", OFlags::RDONLY | OFlags::DIRECTORY)
+            .map_err(lock_error)?;
+        match rustix::fs::flock(&dir, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => {}
+            Err(Errno::WOULDBLOCK) => {
+                log::info!(
+                    "another binfmt is changing {}; waiting for it to finish",
+                    self.path.display()
+                );
+                rustix::fs::flock(&dir, FlockOperation::LockExclusive).map_err(lock_error)?;
+            }
+            Err(errno) => return Err(lock_error(errno)),
+        }
+        log::debug!("locked {}", self.path.display());
+        Ok(TableLock { _dir: dir })
+    }
+
     /// Writes `bytes` to the file `name` in one `write(2)`, as binfmt_misc expects.
-    fn write_once(&self, name: &str, bytes: &[u8]) -> Result<(), Errno> {
+    /// `what` describes the step for the kill-safety tests ([`kill_point`]).
+    fn write_once(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        what: &dyn std::fmt::Display,
+    ) -> Result<(), Errno> {
         let fd = self.open_file(name, OFlags::WRONLY)?;
+        kill_point::step(what);
         let written = rustix::io::write(&fd, bytes)?;
         if written != bytes.len() {
             // binfmt_misc consumes a whole line or fails; a short write means something
@@ -169,11 +220,13 @@ impl BinfmtMisc {
     }
 
     fn write_control(&self, name: &str, value: &[u8], action: &'static str) -> Result<(), Error> {
-        self.write_once(name, value).map_err(|errno| Error::Write {
-            path: self.file_path(name),
-            action,
-            source: errno.into(),
-        })
+        let what = format_args!("{action} {name}");
+        self.write_once(name, value, &what)
+            .map_err(|errno| Error::Write {
+                path: self.file_path(name),
+                action,
+                source: errno.into(),
+            })
     }
 
     fn read_file(&self, name: &str) -> Result<Option<String>, Error> {
@@ -263,7 +316,7 @@ impl Table for BinfmtMisc {
             line.len(),
             self.file_path("register").display()
         );
-        self.write_once("register", &line)
+        self.write_once("register", &line, &format_args!("register {name}"))
             .map_err(|errno| match errno {
                 Errno::EXIST => Error::AlreadyRegistered { name: name.clone() },
                 errno => Error::Register {
