@@ -115,6 +115,10 @@ pub enum Outcome {
     /// The entry was right but its interpreter file (used at exec time, no flag F)
     /// was missing; the file was written.
     FileRestored,
+    /// Something was wrong besides the entry (an interpreter file that did not match
+    /// its pin, a staging entry a killed run left) and was put right; the entry is
+    /// right. The notes say what was done.
+    Repaired(Vec<String>),
     /// It could not be registered.
     Failed(String),
 }
@@ -135,6 +139,7 @@ impl fmt::Display for Outcome {
             Outcome::Enabled => f.write_str("OK (entry was disabled; enabled)"),
             Outcome::Replaced(reasons) => write!(f, "OK (replaced: {})", reasons.join(", ")),
             Outcome::FileRestored => f.write_str("OK (interpreter file restored)"),
+            Outcome::Repaired(notes) => write!(f, "OK (repaired: {})", notes.join(", ")),
             Outcome::Failed(error) => write!(f, "FAILED: {error}"),
         }
     }
@@ -146,6 +151,11 @@ pub fn install(
     emulators: &[Emulator],
     options: &Options,
 ) -> Vec<(Arch, Outcome)> {
+    // A run killed while writing an emulator left a temporary file as big as one;
+    // remove it even if no entry needs a file this time.
+    if let Err(error) = options.interpreter_dir.remove_leftovers() {
+        log::debug!("not removing leftover temporary files: {error}");
+    }
     emulators
         .iter()
         .map(|emulator| {
@@ -192,6 +202,36 @@ impl From<interpreter::Error> for Failure {
 const ATTEMPTS: usize = 3;
 
 fn install_one(
+    table: &impl Table,
+    emulator: &Emulator,
+    options: &Options,
+) -> Result<Outcome, Failure> {
+    let outcome = converge(table, emulator, options)?;
+    // Only now that the entry itself is right: a staging entry left by a killed run is
+    // matched before it and may hold something else.
+    let name = emulator.arch().entry_name();
+    if !binfmt_misc::remove_staging(table, &name)? {
+        return Ok(outcome);
+    }
+    let note = format!(
+        "removed {}, left by an interrupted run",
+        binfmt_misc::staging_name(&name)
+    );
+    Ok(match outcome {
+        Outcome::Replaced(mut notes) => {
+            notes.push(note);
+            Outcome::Replaced(notes)
+        }
+        Outcome::Repaired(mut notes) => {
+            notes.push(note);
+            Outcome::Repaired(notes)
+        }
+        _ => Outcome::Repaired(vec![note]),
+    })
+}
+
+/// Brings the entry itself to what we want.
+fn converge(
     table: &impl Table,
     emulator: &Emulator,
     options: &Options,
@@ -252,12 +292,18 @@ fn install_one(
 
     let mut change = binfmt_misc::compare(current.as_ref(), &wanted);
     let mut notes = Vec::new();
-    if found == FileState::Tampered {
+    let replaced_file = match found {
+        FileState::Tampered => Some("did not match its pinned sha256".to_owned()),
+        FileState::Unsafe(problem) => Some(problem.to_string()),
+        FileState::Missing | FileState::Intact => None,
+    };
+    if let Some(problem) = replaced_file {
         notes.push(format!(
-            "{} did not match its pinned sha256 and was rewritten",
+            "{} {problem} and was replaced",
             wanted.interpreter.display()
         ));
-        // With F the kernel holds the bad file open: only re-registering drops it.
+        // With F the kernel holds the file it opened at registration, which may be
+        // the bad one: only registering again makes it open the new file.
         if fixed_binary && matches!(change, Change::Unchanged | Change::Enable) {
             change = Change::Replace(Vec::new());
         }
@@ -325,6 +371,9 @@ fn is_race(error: &TableError) -> bool {
 
 fn outcome_of(change: &Change, notes: Vec<String>) -> Outcome {
     match change {
+        Change::Unchanged | Change::Register | Change::Enable if !notes.is_empty() => {
+            Outcome::Repaired(notes)
+        }
         Change::Unchanged => Outcome::Unchanged,
         Change::Register => Outcome::Registered,
         Change::Enable => Outcome::Enabled,
@@ -354,9 +403,10 @@ mod tests {
         }
     }
 
+    /// A directory under the build's target directory: not `/tmp`, which everyone
+    /// can write, so binfmt refuses to put interpreters there.
     fn scratch(name: &str) -> PathBuf {
-        let dir =
-            std::env::temp_dir().join(format!("binfmt-install-{name}-{}", std::process::id()));
+        let dir = Path::new(env!("OUT_DIR")).join(format!("install-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         dir
     }
@@ -422,20 +472,49 @@ mod tests {
             panic!("expected a replacement, got {outcome:?}");
         };
         assert!(
-            reasons[0].contains("did not match its pinned sha256"),
+            reasons[0].contains("did not match its pinned sha256 and was replaced"),
             "{reasons:?}"
         );
         assert_eq!(
             table.writes(),
             [
+                Write::Register("qemu-riscv64.binfmt-new".into()),
                 Write::Remove("qemu-riscv64".into()),
-                Write::Register("qemu-riscv64".into())
+                Write::Register("qemu-riscv64".into()),
+                Write::Remove("qemu-riscv64.binfmt-new".into()),
             ]
         );
         assert_eq!(
             options.interpreter_dir.check(&riscv64()).unwrap(),
             FileState::Intact
         );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_killed_runs_staging_entry_is_removed_once_the_entry_is_right() {
+        let dir = scratch("staging");
+        let table = FakeTable::new();
+        let options = options(&dir);
+        install(&table, &[riscv64()], &options);
+        // A replacement killed after registering its staging entry.
+        let staging = Registration {
+            name: "qemu-riscv64.binfmt-new".into(),
+            ..wanted(&riscv64(), &options)
+        };
+        table.register(&staging).unwrap();
+        table.clear_writes();
+
+        let outcome = install(&table, &[riscv64()], &options).remove(0).1;
+        assert_eq!(
+            outcome.to_string(),
+            "OK (repaired: removed qemu-riscv64.binfmt-new, left by an interrupted run)"
+        );
+        assert_eq!(
+            table.writes(),
+            [Write::Remove("qemu-riscv64.binfmt-new".into())]
+        );
+        assert_eq!(table.entry_names().unwrap(), ["qemu-riscv64"]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

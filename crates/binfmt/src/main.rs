@@ -27,7 +27,7 @@ use std::process::ExitCode;
 
 use binfmt_misc::{BinfmtMisc, DEFAULT_MOUNT};
 use clap::Parser;
-use qemu_catalog::interpreter::InterpreterDir;
+use qemu_catalog::interpreter::{self, InterpreterDir};
 
 use crate::cli::{Args, CheckArgs, Command, DoctorArgs};
 
@@ -124,6 +124,16 @@ fn run(args: &Args) -> Result<ExitCode, Failure> {
                     .validate()
                     .map_err(|reason| Failure::Usage(format!("--interpreter-dir: {reason}")))?;
             }
+            // A directory others could write to would let them choose what the kernel
+            // runs: refused while nothing has changed yet (and checked again, through
+            // open descriptors, when files are written).
+            match options.interpreter_dir.check_dir() {
+                Ok(()) => {}
+                Err(error @ interpreter::Error::Unsafe(_)) => {
+                    return Err(Failure::Usage(format!("--interpreter-dir: {error}")));
+                }
+                Err(error) => log::debug!("not checking the interpreter directory now: {error}"),
+            }
             Some((selection, emulators))
         }
         None => None,
@@ -137,6 +147,13 @@ fn run(args: &Args) -> Result<ExitCode, Failure> {
     };
 
     let table = open_table(&args.mount)?;
+    // One binfmt at a time changes this table (a second `--install all` waits, then
+    // finds everything in place); a status-only run reads without waiting.
+    let _lock = if to_install.is_some() || to_uninstall.is_some() {
+        Some(table.lock()?)
+    } else {
+        None
+    };
     let mut complete = true;
     if let Some(targets) = &to_uninstall {
         complete &= uninstall::uninstall(&table, targets)? == 0;

@@ -8,6 +8,7 @@
 
 use binfmt_misc::{Table, entry::validate_name};
 use qemu_catalog::Arch;
+use qemu_catalog::arch::MAX_LIST_LENGTH;
 
 /// One item of the list.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -21,8 +22,16 @@ pub enum Target {
 
 /// Parses the list, refusing it whole if any item could not name an entry.
 pub fn parse(list: &str) -> Result<Vec<Target>, String> {
+    if list.len() > MAX_LIST_LENGTH {
+        return Err(format!(
+            "the list is {} bytes long; at most {MAX_LIST_LENGTH} are accepted: give a glob \
+             such as `qemu-*` instead",
+            list.len()
+        ));
+    }
     list.split(',')
-        .map(str::trim)
+        // Only spaces are trimmed: a newline or other control character refuses the list.
+        .map(|item| item.trim_matches(' '))
         .map(|item| {
             if item.contains(['*', '?']) {
                 // A glob must be a valid name once its wildcards are filled in.
@@ -41,12 +50,21 @@ pub fn parse(list: &str) -> Result<Vec<Target>, String> {
 }
 
 /// Which existing entries the targets select, each once, in table order.
+///
+/// A staging entry that an interrupted `--install` left (`qemu-aarch64.binfmt-new`)
+/// goes with the entry it stands in for: it would keep the architecture working.
 pub fn select(targets: &[Target], entries: &[String]) -> Vec<String> {
+    let matches = |target: &Target, entry: &str| match target {
+        Target::Glob(pattern) => glob_matches(pattern.as_bytes(), entry.as_bytes()),
+        Target::Name(name) if entries.contains(name) => name == entry,
+        Target::Name(name) => {
+            name == entry || Arch::parse(name).is_ok_and(|arch| arch.entry_name() == entry)
+        }
+    };
     let wanted = |entry: &String| {
-        targets.iter().any(|target| match target {
-            Target::Glob(pattern) => glob_matches(pattern.as_bytes(), entry.as_bytes()),
-            Target::Name(name) if entries.contains(name) => name == entry,
-            Target::Name(name) => Arch::parse(name).is_ok_and(|arch| arch.entry_name() == *entry),
+        targets.iter().any(|target| {
+            matches(target, entry)
+                || binfmt_misc::staged_name(entry).is_some_and(|staged| matches(target, staged))
         })
     };
     entries
@@ -78,13 +96,37 @@ pub fn uninstall(table: &impl Table, targets: &[Target]) -> Result<usize, binfmt
 }
 
 /// Shell-style matching with `*` (any run) and `?` (one byte), nothing else.
+///
+/// Greedy with one backtrack point (the last `*`), so it takes at most
+/// `pattern × name` steps: a hostile pattern such as `*a*a*a…b` cannot make it
+/// exponential, as naive recursion would be.
 fn glob_matches(pattern: &[u8], name: &[u8]) -> bool {
-    match pattern.split_first() {
-        None => name.is_empty(),
-        Some((b'*', rest)) => (0..=name.len()).any(|skip| glob_matches(rest, &name[skip..])),
-        Some((b'?', rest)) => !name.is_empty() && glob_matches(rest, &name[1..]),
-        Some((byte, rest)) => name.first() == Some(byte) && glob_matches(rest, &name[1..]),
+    let (mut p, mut n) = (0, 0);
+    // Where to resume after the last `*`: its pattern position and the name position
+    // it was tried at.
+    let mut backtrack: Option<(usize, usize)> = None;
+    while n < name.len() {
+        match pattern.get(p) {
+            Some(b'*') => {
+                p += 1;
+                backtrack = Some((p, n));
+            }
+            Some(&byte) if byte == b'?' || byte == name[n] => {
+                p += 1;
+                n += 1;
+            }
+            _ => match backtrack {
+                // Let the last `*` take one more byte and try again.
+                Some((after_star, tried_at)) => {
+                    p = after_star;
+                    n = tried_at + 1;
+                    backtrack = Some((after_star, n));
+                }
+                None => return false,
+            },
+        }
     }
+    pattern[p..].iter().all(|&byte| byte == b'*')
 }
 
 #[cfg(test)]
@@ -143,5 +185,50 @@ mod tests {
         assert!(!glob_matches(b"q*64", b"qemu-s390x"));
         assert!(glob_matches(b"a?c", b"abc"));
         assert!(!glob_matches(b"a?c", b"ac"));
+        assert!(glob_matches(b"*a*b", b"xaxxab"));
+        assert!(glob_matches(b"a**b", b"ab"));
+        assert!(!glob_matches(b"a*b", b"abc"));
+        assert!(glob_matches(b"*?", b"x"));
+        assert!(!glob_matches(b"*?", b""));
+        assert!(glob_matches(b"qemu-*", b"qemu-aarch64.binfmt-new"));
+    }
+
+    /// Regression: recursive matching took exponential time on many stars; a list of
+    /// them is as long as the length limit allows and must still answer at once.
+    #[test]
+    fn hostile_globs_are_fast() {
+        let pattern = "*a".repeat(120) + "b";
+        let name = "a".repeat(255);
+        let started = std::time::Instant::now();
+        assert!(!glob_matches(pattern.as_bytes(), name.as_bytes()));
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+    }
+
+    #[test]
+    fn staging_entries_go_with_their_entry() {
+        let entries = names(&[
+            "qemu-aarch64",
+            "qemu-aarch64.binfmt-new",
+            "qemu-s390x.binfmt-new",
+        ]);
+        let pick = |list: &str| select(&parse(list).unwrap(), &entries);
+        assert_eq!(
+            pick("arm64"),
+            names(&["qemu-aarch64", "qemu-aarch64.binfmt-new"])
+        );
+        assert_eq!(
+            pick("qemu-aarch64"),
+            names(&["qemu-aarch64", "qemu-aarch64.binfmt-new"])
+        );
+        assert_eq!(pick("s390x"), names(&["qemu-s390x.binfmt-new"]));
+        assert_eq!(pick("qemu-s390x"), names(&["qemu-s390x.binfmt-new"]));
+    }
+
+    #[test]
+    fn absurd_lists_are_refused() {
+        let error = parse(&"qemu-*,".repeat(20_000)).unwrap_err();
+        assert!(error.contains("140000 bytes long"), "{error}");
+        assert!(parse("qemu-aarch64\n").is_err());
+        assert!(parse("\tqemu-aarch64").is_err());
     }
 }

@@ -320,23 +320,52 @@ pub enum Selection {
 
 /// The longest list accepted: far more than every spelling of every architecture, short
 /// enough that nothing absurd is echoed back in an error.
-const MAX_LIST_LENGTH: usize = 4096;
+pub const MAX_LIST_LENGTH: usize = 4096;
+
+/// Why a list of architectures was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ListError {
+    /// One item names no architecture binfmt knows.
+    Unknown(UnknownArch),
+    /// The list is longer than [`MAX_LIST_LENGTH`] bytes.
+    TooLong { length: usize },
+}
+
+impl fmt::Display for ListError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ListError::Unknown(unknown) => unknown.fmt(f),
+            ListError::TooLong { length } => write!(
+                f,
+                "the list is {length} bytes long; at most {MAX_LIST_LENGTH} are accepted \
+                 (every architecture in every spelling fits in far less): give `all` or \
+                 the architectures you need"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ListError {}
+
+impl From<UnknownArch> for ListError {
+    fn from(unknown: UnknownArch) -> ListError {
+        ListError::Unknown(unknown)
+    }
+}
 
 /// Parses a comma-separated list such as `arm64,linux/riscv64` or `all`.
 ///
 /// Every item is checked before anything is returned: one unknown name refuses the
 /// whole list, so a caller validates everything before its first write.
-pub fn parse_list(list: &str) -> Result<Selection, UnknownArch> {
+pub fn parse_list(list: &str) -> Result<Selection, ListError> {
     if list.len() > MAX_LIST_LENGTH {
-        return Err(UnknownArch(format!(
-            "{}... ({} bytes)",
-            &list[..list.floor_char_boundary(32)],
-            list.len()
-        )));
+        return Err(ListError::TooLong { length: list.len() });
     }
     let mut arches = Vec::new();
     let mut all = false;
-    for item in list.split(',').map(str::trim) {
+    // Only spaces are trimmed (`arm64, riscv64`): a newline, tab or NUL is no part of
+    // any name and refuses the list.
+    for item in list.split(',').map(|item| item.trim_matches(' ')) {
         if item.eq_ignore_ascii_case("all") {
             all = true;
             continue;
@@ -432,6 +461,10 @@ mod tests {
             "linux/../arm64",
             "arm64\n",
             "arm64\0",
+            "\0",
+            "arm64\r",
+            "arm64 rm",
+            "ARM64\u{200b}",
             "linux/arm/v9",
             "linux/amd64/v5",
             "linux/arm64/v8/x",
@@ -450,14 +483,35 @@ mod tests {
             Ok(Selection::Arches(vec![Arch::Arm64, Arch::Riscv64]))
         );
         assert_eq!(parse_list("all"), Ok(Selection::All));
+        assert_eq!(
+            parse_list(" arm64 , riscv64"),
+            Ok(Selection::Arches(vec![Arch::Arm64, Arch::Riscv64]))
+        );
+        for hostile in [
+            "arm64;rm -rf /",
+            "arm64,linux/arm64/..",
+            "../../etc/passwd",
+            "arm64\n",
+            "arm64,\nriscv64",
+            "arm64\t",
+            "arm64,\0",
+            "all\0",
+            "linux/arm/v9",
+        ] {
+            assert!(parse_list(hostile).is_err(), "{hostile:?} accepted");
+        }
         assert_eq!(parse_list("arm64,all"), Ok(Selection::All));
         let error = parse_list("arm64,bogus").unwrap_err();
-        assert_eq!(error, UnknownArch("bogus".to_owned()));
+        assert_eq!(error, ListError::Unknown(UnknownArch("bogus".to_owned())));
         assert!(error.to_string().contains("arm64, arm, 386"));
         assert!(parse_list("").is_err());
         assert!(parse_list("arm64,").is_err());
         let absurd = "arm64,".repeat(10_000);
-        assert!(parse_list(&absurd).unwrap_err().0.contains("bytes"));
+        assert_eq!(
+            parse_list(&absurd),
+            Err(ListError::TooLong { length: 60_000 })
+        );
+        assert!(parse_list(&"a".repeat(MAX_LIST_LENGTH)).is_err());
     }
 
     #[test]

@@ -10,15 +10,18 @@
 //!   digest) or to a sealed memfd.
 //! - [`probe`]: the execution probe of each architecture (a tiny program from
 //!   `elf-probe`) and what its exit status proves.
+//! - [`secure_dir`]: checking that only root can change that directory and every
+//!   directory above it.
 //!
-//! This crate builds on `binfmt-misc` only for its `Matcher` type; it never writes to
-//! binfmt_misc itself.
+//! This crate builds on `binfmt-misc` only for its `Matcher` type (and the debug-only
+//! kill points of the crash tests); it never writes to binfmt_misc itself.
 
 pub mod arch;
 pub mod emulator;
 pub mod interpreter;
 pub mod probe;
+pub mod secure_dir;
 
-pub use arch::{Arch, Selection, UnknownArch, parse_list};
+pub use arch::{Arch, ListError, Selection, UnknownArch, parse_list};
 pub use emulator::Emulator;
 pub use probe::{Probe, Proof};
