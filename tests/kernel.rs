@@ -68,3 +68,66 @@ namespace_test! {
         assert!(table.remove("qemu-s390x").is_err(), "removing an absent entry");
     }
 }
+
+namespace_test! {
+    /// The model of the kernel's parser and printer (`binfmt_misc::model`, behind the
+    /// fake table and the fuzz targets) agrees with the kernel: on which lines it
+    /// accepts, on what it stores, and on the text it prints back.
+    fn the_kernel_model_agrees_with_the_kernel(sandbox: &Sandbox) {
+        let lines: &[&[u8]] = &[
+            b":plain:M::\\x7f\\x45\\x4c\\x46::/bin/true:",
+            b"|pipes|M|3|ABC|\\xff\\x00\\xff|/bin/true|POC\n",
+            b":raw:M::AB\\\\C::/bin/true:P",
+            b":offset:M:236:\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00::/bin/true:",
+            b":offset:M:237:\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00::/bin/true:",
+            b":plus:M:+5:\\x41::/bin/true:",
+            b":minus:M:-0:\\x41::/bin/true:",
+            b":negative:M:-1:\\x41::/bin/true:",
+            b":space:M: 5:\\x41::/bin/true:",
+            b":hex:M:0x5:\\x41::/bin/true:",
+            b":masklen:M::\\x41\\x42:\\xff:/bin/true:",
+            b":onedigit:M::\\x4::/bin/true:",
+            b":nomagic:M:::\\xff:/bin/true:",
+            b":ext:E::wasm::/bin/true:",
+            b":extslash:E::a/b::/bin/true:",
+            b":extempty:E::::/bin/true:",
+            b":badtype:X::\\x41::/bin/true:",
+            b":..:M::\\x41::/bin/true:",
+            b":a/b:M::\\x41::/bin/true:",
+            b"::M::\\x41::/bin/true:",
+            b":flags:M::\\x41::/bin/true:PX",
+            b":newline:M::\\x41::/bin/true:F\n",
+            b":newlines:M::\\x41::/bin/true:P\n\n",
+            b":noflags:M::\\x41::/bin/true",
+            b":nointerp:M::\\x41:::P",
+            b":short:E",
+            b":cimpliesO:M::\\x41::/bin/true:C",
+        ];
+        let register = sandbox.mount.join("register");
+        for &line in lines {
+            let shown = String::from_utf8_lossy(line);
+            let model = binfmt_misc::model::parse_register_line(line);
+            let kernel = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&register)
+                .and_then(|mut file| std::io::Write::write(&mut file, line));
+            match (model, kernel) {
+                (Ok(registration), Ok(written)) => {
+                    assert_eq!(written, line.len());
+                    let path = sandbox.mount.join(&registration.name);
+                    let printed = std::fs::read_to_string(&path).unwrap();
+                    let entry = Entry { enabled: true, registration };
+                    assert_eq!(binfmt_misc::model::status_text(&entry), printed, "{shown:?}");
+                    assert_eq!(Entry::parse(&entry.registration.name, &printed), Ok(entry.clone()));
+                    sandbox.table().remove(&entry.registration.name).unwrap();
+                }
+                (Err(rejected), Err(error)) => {
+                    assert_eq!(error.raw_os_error(), Some(rustix::io::Errno::INVAL.raw_os_error()),
+                        "{shown:?}: {error}; model: {rejected}");
+                }
+                (model, kernel) => panic!("{shown:?}: the model says {model:?}, the kernel {kernel:?}"),
+            }
+        }
+        assert_eq!(sandbox.table().entry_names().unwrap(), Vec::<String>::new());
+    }
+}

@@ -8,8 +8,11 @@ mod util;
 
 mod check;
 mod compat;
+mod crash;
 mod doctor;
+mod hostile;
 mod install;
+mod interpreter_files;
 mod kernel;
 mod mount;
 mod probe;

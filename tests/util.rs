@@ -64,6 +64,11 @@ impl Sandbox {
 
     /// `binfmt` with `--mount` and `--interpreter-dir` pointing into the sandbox.
     pub fn binfmt(&self, args: &[&str]) -> Run {
+        Run::of(self.command(args))
+    }
+
+    /// The command [`Sandbox::binfmt`] runs, to add environment or spawn it.
+    pub fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_binfmt"));
         command
             .arg("--mount")
@@ -72,7 +77,7 @@ impl Sandbox {
             .arg(&self.interpreters)
             .args(args)
             .env("BINFMT_LOG", "debug");
-        Run::of(command)
+        command
     }
 
     /// `binfmt <subcommand> --mount <sandbox> args...`: the subcommands take their own
@@ -185,19 +190,29 @@ pub fn foreign_arches() -> Vec<Arch> {
 #[derive(Debug)]
 pub struct Run {
     pub code: Option<i32>,
+    /// The signal that ended it, if one did.
+    pub signal: Option<i32>,
     pub stdout: String,
     pub stderr: String,
 }
 
 impl Run {
-    fn of(mut command: Command) -> Run {
+    /// Runs `command` to the end.
+    pub fn of(mut command: Command) -> Run {
+        Run::from_output(command.output().expect("run binfmt"))
+    }
+
+    /// The result of a command already waited for.
+    pub fn from_output(output: Output) -> Run {
+        use std::os::unix::process::ExitStatusExt;
         let Output {
             status,
             stdout,
             stderr,
-        } = command.output().expect("run binfmt");
+        } = output;
         Run {
             code: status.code(),
+            signal: status.signal(),
             stdout: String::from_utf8_lossy(&stdout).into_owned(),
             stderr: String::from_utf8_lossy(&stderr).into_owned(),
         }
@@ -253,8 +268,8 @@ impl std::fmt::Display for Run {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "exit {:?}\n--- stdout\n{}--- stderr\n{}",
-            self.code, self.stdout, self.stderr
+            "exit {:?} (signal {:?})\n--- stdout\n{}--- stderr\n{}",
+            self.code, self.signal, self.stdout, self.stderr
         )
     }
 }
