@@ -4,6 +4,8 @@
 //!   `qemu-blobs/pins.toml` ([`pin`]).
 //! - `cargo xtask fetch`: download the pinned packages and fill the emulator blob cache
 //!   that the build of `qemu-catalog` embeds from ([`fetch`]).
+//! - `cargo xtask fuzz [--seconds N]`: run every fuzz target in `fuzz/` for a bounded
+//!   time ([`fuzz`]).
 //!
 //! Shared pieces: where packages are downloaded from ([`mirror`]), plain-HTTP downloads
 //! ([`http`]), reading a `.deb` without dpkg ([`deb`]), the compressed blob format
@@ -12,6 +14,7 @@
 mod blob;
 mod deb;
 mod fetch;
+mod fuzz;
 mod http;
 mod mirror;
 mod pin;
@@ -46,6 +49,8 @@ enum Command {
     Fetch(fetch::Args),
     /// Pin a Debian qemu-user version: rewrite qemu-blobs/pins.toml (and fill the cache).
     Pin(pin::Args),
+    /// Run every fuzz target (or those named) for a bounded time (nightly, cargo-fuzz).
+    Fuzz(fuzz::Args),
 }
 
 fn main() -> ExitCode {
@@ -53,6 +58,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Fetch(args) => fetch::run(&args),
         Command::Pin(args) => pin::run(&args),
+        Command::Fuzz(args) => fuzz::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
