@@ -65,12 +65,7 @@ fn doctor_default() -> (Run, Value) {
     command
         .args(["doctor", "--json"])
         .env("BINFMT_LOG", "debug");
-    let output = command.output().expect("run binfmt");
-    let run = Run {
-        code: output.status.code(),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    };
+    let run = Run::of(command);
     let json = run.json();
     (run, json)
 }

@@ -152,8 +152,11 @@ pub fn install(
     options: &Options,
 ) -> Vec<(Arch, Outcome)> {
     // A run killed while writing an emulator left a temporary file as big as one;
-    // remove it even if no entry needs a file this time.
-    if let Err(error) = options.interpreter_dir.remove_leftovers() {
+    // remove it even if no entry needs a file this time. (In memory, the directory
+    // is not ours to touch.)
+    if !options.in_memory
+        && let Err(error) = options.interpreter_dir.remove_leftovers()
+    {
         log::debug!("not removing leftover temporary files: {error}");
     }
     emulators
