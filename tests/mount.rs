@@ -1,5 +1,6 @@
 //! `--mount`: another binfmt_misc mount is used, anything else refused; nothing
-//! mounted at the default place gets mounted.
+//! mounted at the default place gets mounted (where registrations outlive the
+//! process: see `persist` for the cases where they would not).
 
 use std::fs;
 use std::os::unix::fs::symlink;
@@ -40,18 +41,24 @@ namespace_test! {
 namespace_test! {
     /// With no binfmt_misc at /proc/sys/fs/binfmt_misc, binfmt mounts it there. The
     /// test hides whatever the machine has at that place under a tmpfs (in its own
-    /// mount namespace only) so the case is the same on every machine.
+    /// mount namespace only) so the case is the same on every machine. The sandbox's
+    /// own mount holds the instance, so registrations outlive binfmt's mount.
     fn nothing_mounted_at_the_default_place_gets_mounted(sandbox: &Sandbox) {
         must("mount", &["-t", "tmpfs", "tmpfs", "/proc/sys/fs"]);
         fs::create_dir("/proc/sys/fs/binfmt_misc").unwrap();
         let run = std::process::Command::new(env!("CARGO_BIN_EXE_binfmt"))
             .args(["--install", "ppc64le", "--interpreter-dir"])
             .arg(&sandbox.interpreters)
+            .env("BINFMT_LOG", "info")
             .output()
             .unwrap();
         let stderr = String::from_utf8_lossy(&run.stderr);
         assert!(run.status.success(), "{stderr}");
-        assert!(stderr.contains("binfmt_misc was not mounted at /proc/sys/fs/binfmt_misc; mounted it"), "{stderr}");
+        assert!(
+            stderr.contains("binfmt_misc was not mounted here; mounted it, and the instance is \
+                             shared with another mount"),
+            "{stderr}"
+        );
         assert!(fs::metadata("/proc/sys/fs/binfmt_misc/qemu-ppc64le").is_ok());
         // The entry lives in the instance just mounted, which this namespace uses.
         sandbox.assert_runs(Arch::Ppc64le);

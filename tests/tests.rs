@@ -15,6 +15,7 @@ mod install;
 mod interpreter_files;
 mod kernel;
 mod mount;
+mod persist;
 mod probe;
 mod run;
 mod uninstall;

@@ -24,6 +24,14 @@ pub enum Error {
     NotBinfmtMisc { path: PathBuf, fs_type: u64 },
     /// `mount -t binfmt_misc` failed.
     Mount { path: PathBuf, source: io::Error },
+    /// Unmounting a binfmt_misc mount we made failed.
+    Unmount { path: PathBuf, source: io::Error },
+    /// Entering or leaving another mount namespace (`setns(2)`) failed.
+    Namespace {
+        action: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
     /// The registration breaks a rule of the kernel's; nothing was written.
     Invalid {
         name: String,
@@ -110,6 +118,23 @@ impl fmt::Display for Error {
                     _ => Ok(()),
                 }
             }
+            Error::Unmount { path, source } => {
+                write!(f, "cannot unmount {}: {source}", path.display())
+            }
+            Error::Namespace {
+                action,
+                path,
+                source,
+            } => {
+                write!(f, "cannot {action} {}: {source}", path.display())?;
+                match errno(source) {
+                    Some(Errno::PERM | Errno::ACCESS) => f.write_str(
+                        " (needs CAP_SYS_ADMIN, CAP_SYS_CHROOT and ptrace access to pid 1, as \
+                         in a container run with --privileged)",
+                    ),
+                    _ => Ok(()),
+                }
+            }
             Error::Invalid { name, reason } => write!(f, "entry {name}: {reason}"),
             Error::AlreadyRegistered { name } => write!(
                 f,
@@ -174,6 +199,8 @@ impl std::error::Error for Error {
         match self {
             Error::OpenMount { source, .. }
             | Error::Mount { source, .. }
+            | Error::Unmount { source, .. }
+            | Error::Namespace { source, .. }
             | Error::Register { source, .. }
             | Error::List { source, .. }
             | Error::Read { source, .. }

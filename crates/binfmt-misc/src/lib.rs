@@ -13,6 +13,8 @@
 //!   an entry, for the fake table and the fuzz targets.
 //! - [`fake`]: [`FakeTable`](fake::FakeTable), an in-memory table for tests.
 //! - [`plan`]: compare what we want with what is there and apply the smallest change.
+//! - [`persist`]: open binfmt_misc at its usual place so that registrations outlive
+//!   this process (a container), or say that they would not.
 //!
 //! Architecture invariant: only this crate writes to binfmt_misc.
 
@@ -22,6 +24,7 @@ pub mod fake;
 #[doc(hidden)]
 pub mod kill_point;
 pub mod model;
+pub mod persist;
 pub mod plan;
 pub mod table;
 

@@ -36,8 +36,9 @@ pub struct Args {
     #[arg(long, value_name = "LIST")]
     pub uninstall: Option<String>,
 
-    /// The binfmt_misc mount to use. When nothing is mounted at the default place,
-    /// binfmt mounts it there.
+    /// The binfmt_misc mount to use. When nothing is mounted at the default place (as
+    /// in every container), binfmt mounts it there, and refuses to register when the
+    /// registrations would vanish with the container (nothing mounted on the host).
     #[arg(long, value_name = "DIR", env = "BINFMT_MOUNT", default_value = binfmt_misc::DEFAULT_MOUNT)]
     pub mount: PathBuf,
 

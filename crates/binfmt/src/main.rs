@@ -25,6 +25,7 @@ use std::io::Write as _;
 use std::path::Path;
 use std::process::ExitCode;
 
+use binfmt_misc::persist::{self, Placement};
 use binfmt_misc::{BinfmtMisc, DEFAULT_MOUNT};
 use clap::Parser;
 use qemu_catalog::interpreter::{self, InterpreterDir};
@@ -146,7 +147,7 @@ fn run(args: &Args) -> Result<ExitCode, Failure> {
         None => None,
     };
 
-    let table = open_table(&args.mount)?;
+    let table = open_table(&args.mount, to_install.is_some())?;
     // One binfmt at a time changes this table (a second `--install all` waits, then
     // finds everything in place); a status-only run reads without waiting.
     let _lock = if to_install.is_some() || to_uninstall.is_some() {
@@ -235,22 +236,46 @@ fn print_stdout(text: &str) -> Result<(), Failure> {
         .map_err(|error| Failure::Runtime(format!("cannot write to stdout: {error}")))
 }
 
-/// Opens the binfmt_misc mount, mounting it first when nothing is mounted at the
-/// default place (a host whose systemd automount never triggered, or a container).
-fn open_table(mount: &Path) -> Result<BinfmtMisc, Failure> {
-    match BinfmtMisc::open(mount) {
-        Err(binfmt_misc::Error::NotBinfmtMisc { .. }) if mount == Path::new(DEFAULT_MOUNT) => {
-            let table = BinfmtMisc::mount(mount)?;
-            log::warn!(
-                "binfmt_misc was not mounted at {DEFAULT_MOUNT}; mounted it. If this runs in a \
-                 container, registrations made through this mount vanish when the container \
-                 exits: mount binfmt_misc on the host first (`mount -t binfmt_misc binfmt_misc \
-                 {DEFAULT_MOUNT}`)"
-            );
-            Ok(table)
-        }
-        other => Ok(other?),
+/// What to do when registrations would vanish with this container.
+const LOST_WITH_CONTAINER_FIX: &str = "Nothing was registered. Fix: mount binfmt_misc on the \
+     host first (`sudo mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc`, or `sudo \
+     systemctl start proc-sys-fs-binfmt_misc.mount` where systemd runs), or run this container \
+     with --pid=host as well, so that binfmt mounts it in the host's mount namespace";
+
+/// Opens the binfmt_misc table.
+///
+/// At the default place a container finds nothing mounted and has to mount
+/// binfmt_misc itself; `binfmt_misc::persist` works out whether registrations made
+/// through that mount outlive the container. When they would not, registering is
+/// refused with the fix rather than reported done (reading the status is still true:
+/// the host then has no entries).
+fn open_table(mount: &Path, registering: bool) -> Result<BinfmtMisc, Failure> {
+    if mount != Path::new(DEFAULT_MOUNT) {
+        return Ok(BinfmtMisc::open(mount)?);
     }
+    let (table, placement) = persist::open_or_mount(mount)?;
+    match &placement {
+        Placement::AlreadyMounted => {}
+        Placement::Private { .. } if registering => {
+            // Leave nothing behind; the instance dies with this mount anyway.
+            if let Err(error) = persist::unmount(table) {
+                log::warn!("{error}");
+            }
+            return Err(Failure::Runtime(format!(
+                "{placement}. {LOST_WITH_CONTAINER_FIX}"
+            )));
+        }
+        Placement::Private { .. }
+        | Placement::Pid1Namespace {
+            pid1_is_machine_init: false,
+        } => log::warn!("{placement}"),
+        Placement::SharedInstance
+        | Placement::HostNamespace
+        | Placement::Pid1Namespace {
+            pid1_is_machine_init: true,
+        } => log::info!("{placement}"),
+    }
+    Ok(table)
 }
 
 /// Log records go to stderr as `binfmt: <level>: <message>`; `BINFMT_LOG` sets the
