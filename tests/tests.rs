@@ -6,6 +6,7 @@
 
 mod util;
 
+mod apply;
 mod check;
 mod compat;
 mod crash;

@@ -79,6 +79,21 @@ pub enum Command {
     /// Inspect the kernel, binfmt_misc and every entry; report each problem with its
     /// cause and fix. Exits 1 when anything is wrong. Changes nothing.
     Doctor(DoctorArgs),
+    /// Register what a config file lists: for the systemd unit and Kubernetes.
+    ///
+    /// The file (TOML) names the architectures and, optionally, the flags, the
+    /// interpreter directory and the binfmt_misc mount, for example:
+    ///
+    ///     architectures = ["arm64", "riscv64"]   # or ["all"]
+    ///     flags = "POCF"                          # the default
+    ///     interpreter_dir = "/var/lib/binfmt"     # the default
+    ///     mount = "/proc/sys/fs/binfmt_misc"      # the default
+    ///
+    /// The file is checked whole before anything is written; the top-level options
+    /// and their BINFMT_* variables do not apply here. Exit codes as without a
+    /// subcommand.
+    #[command(verbatim_doc_comment)]
+    Apply(ApplyArgs),
 }
 
 /// Run one command with foreign-architecture emulation, without privileges.
@@ -146,4 +161,25 @@ pub struct DoctorArgs {
     /// place, doctor mounts it to look inside and unmounts it again.
     #[arg(long, value_name = "DIR", env = "BINFMT_MOUNT", default_value = binfmt_misc::DEFAULT_MOUNT)]
     pub mount: PathBuf,
+}
+
+/// Options of `binfmt apply`.
+#[derive(Debug, clap::Args)]
+pub struct ApplyArgs {
+    /// The config file.
+    #[arg(long, value_name = "FILE", default_value = crate::config::DEFAULT_PATH)]
+    pub config: PathBuf,
+
+    /// Check the config file and exit, changing nothing.
+    #[arg(long)]
+    pub check: bool,
+
+    /// Keep running and apply the config again every SECONDS (1 to 86400), so that
+    /// entries removed behind binfmt's back (systemd-binfmt wipes them all when it
+    /// restarts) come back within that time. Only changes are printed. Stops, with
+    /// exit code 0, on SIGTERM or SIGINT; the registrations stay. The first round must
+    /// succeed; a later failing round is reported and tried again.
+    #[arg(long, value_name = "SECONDS",
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub watch: Option<u64>,
 }

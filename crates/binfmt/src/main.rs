@@ -9,12 +9,15 @@
 //! done (the cause and fix are on stderr), 2 when the arguments are invalid (nothing
 //! was changed).
 
+mod apply;
 mod check;
 mod cli;
+mod config;
 mod doctor;
 mod install;
 mod probe;
 mod run;
+mod signals;
 mod status;
 mod survey;
 mod uninstall;
@@ -22,13 +25,14 @@ mod userns;
 
 use std::fmt;
 use std::io::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use binfmt_misc::persist::{self, Placement};
 use binfmt_misc::{BinfmtMisc, DEFAULT_MOUNT};
 use clap::Parser;
 use qemu_catalog::interpreter::{self, InterpreterDir};
+use qemu_catalog::{Emulator, Selection};
 
 use crate::cli::{Args, CheckArgs, Command, DoctorArgs};
 
@@ -46,7 +50,7 @@ fn main() -> ExitCode {
 
 /// Why binfmt stops before doing everything it was asked.
 #[derive(Debug)]
-enum Failure {
+pub enum Failure {
     /// The arguments are invalid; nothing was changed.
     Usage(String),
     /// Something failed while running.
@@ -96,6 +100,7 @@ fn run(args: &Args) -> Result<ExitCode, Failure> {
             }
             Command::Check(check) => return run_check(check),
             Command::Doctor(doctor) => return run_doctor(doctor),
+            Command::Apply(apply_args) => return apply::run(apply_args),
         }
     }
     if args.version {
@@ -114,7 +119,7 @@ fn run(args: &Args) -> Result<ExitCode, Failure> {
         interpreter_dir: InterpreterDir::new(&args.interpreter_dir),
         in_memory: false,
     };
-    let to_install = match &args.install {
+    let install = match &args.install {
         Some(list) => {
             let selection = qemu_catalog::parse_list(list)
                 .map_err(|error| Failure::Usage(format!("--install: {error}")))?;
@@ -125,49 +130,105 @@ fn run(args: &Args) -> Result<ExitCode, Failure> {
                     .validate()
                     .map_err(|reason| Failure::Usage(format!("--interpreter-dir: {reason}")))?;
             }
-            // A directory others could write to would let them choose what the kernel
-            // runs: refused while nothing has changed yet (and checked again, through
-            // open descriptors, when files are written).
-            match options.interpreter_dir.check_dir() {
-                Ok(()) => {}
-                Err(error @ interpreter::Error::Unsafe(_)) => {
-                    return Err(Failure::Usage(format!("--interpreter-dir: {error}")));
-                }
-                Err(error) => log::debug!("not checking the interpreter directory now: {error}"),
-            }
-            Some((selection, emulators))
+            check_interpreter_dir(&options, "--interpreter-dir")?;
+            Some(Install {
+                selection,
+                emulators,
+                options,
+            })
         }
         None => None,
     };
-    let to_uninstall = match &args.uninstall {
+    let uninstall = match &args.uninstall {
         Some(list) => Some(
             uninstall::parse(list)
                 .map_err(|error| Failure::Usage(format!("--uninstall: {error}")))?,
         ),
         None => None,
     };
+    let request = Request {
+        mount: args.mount.clone(),
+        uninstall,
+        install,
+    };
+    execute(&request, Report::Everything)
+}
 
-    let table = open_table(&args.mount, to_install.is_some())?;
+/// Refuses an interpreter directory others could write to (they would choose what the
+/// kernel runs), while nothing has changed yet; it is checked again, through open
+/// descriptors, when files are written. `what` names the option or key.
+fn check_interpreter_dir(options: &install::Options, what: &str) -> Result<(), Failure> {
+    match options.interpreter_dir.check_dir() {
+        Ok(()) => Ok(()),
+        Err(error @ interpreter::Error::Unsafe(_)) => {
+            Err(Failure::Usage(format!("{what}: {error}")))
+        }
+        Err(error) => {
+            log::debug!("not checking the interpreter directory now: {error}");
+            Ok(())
+        }
+    }
+}
+
+/// One validated run: what to remove, then what to register, in which mount.
+#[derive(Debug)]
+pub struct Request {
+    /// The binfmt_misc mount.
+    pub mount: PathBuf,
+    /// Entries to remove first.
+    pub uninstall: Option<Vec<uninstall::Target>>,
+    /// What to register, and how.
+    pub install: Option<Install>,
+}
+
+/// The validated `--install` part of a request.
+#[derive(Debug)]
+pub struct Install {
+    /// As asked (`all` leaves out, by execution, what this machine runs natively).
+    pub selection: Selection,
+    /// The emulators of the selection.
+    pub emulators: Vec<Emulator>,
+    /// How to register them.
+    pub options: install::Options,
+}
+
+/// How much a run prints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Report {
+    /// A line per architecture and the status JSON, as tonistiigi/binfmt prints them.
+    Everything,
+    /// Only what changed (for `apply --watch` rounds after the first): lines for
+    /// architectures that were not already in place, and the status after them.
+    Changes,
+}
+
+/// Carries out a request on the table: uninstall, install, print the status.
+pub fn execute(request: &Request, report: Report) -> Result<ExitCode, Failure> {
+    let table = open_table(&request.mount, request.install.is_some())?;
     // One binfmt at a time changes this table (a second `--install all` waits, then
     // finds everything in place); a status-only run reads without waiting.
-    let _lock = if to_install.is_some() || to_uninstall.is_some() {
+    let _lock = if request.install.is_some() || request.uninstall.is_some() {
         Some(table.lock()?)
     } else {
         None
     };
     let mut complete = true;
-    if let Some(targets) = &to_uninstall {
+    let mut changed = report == Report::Everything;
+    if let Some(targets) = &request.uninstall {
         complete &= uninstall::uninstall(&table, targets)? == 0;
     }
-    if let Some((selection, emulators)) = to_install {
-        let emulators = if selection == qemu_catalog::Selection::All {
-            install::skip_native(&table, emulators, &probe::System)?
+    if let Some(wanted) = &request.install {
+        let emulators = if wanted.selection == Selection::All {
+            install::skip_native(&table, wanted.emulators.clone(), &probe::System)?
         } else {
-            emulators
+            wanted.emulators.clone()
         };
-        let outcomes = install::install(&table, &emulators, &options);
+        let outcomes = install::install(&table, &emulators, &wanted.options);
         for (arch, outcome) in &outcomes {
-            eprintln!("installing: {arch} {outcome}");
+            if report == Report::Everything || !matches!(outcome, install::Outcome::Unchanged) {
+                eprintln!("installing: {arch} {outcome}");
+                changed = true;
+            }
         }
         let failed = outcomes
             .iter()
@@ -183,9 +244,11 @@ fn run(args: &Args) -> Result<ExitCode, Failure> {
         }
     }
 
-    let survey = survey::Survey::take(Some(&table), &probe::System)?;
-    let status = status::status(&survey);
-    print_stdout(&status::render(&status))?;
+    if changed {
+        let survey = survey::Survey::take(Some(&table), &probe::System)?;
+        let status = status::status(&survey);
+        print_stdout(&status::render(&status))?;
+    }
     Ok(if complete {
         ExitCode::SUCCESS
     } else {

@@ -1,0 +1,238 @@
+//! The config file of `binfmt apply`, read by the systemd unit and the Kubernetes
+//! DaemonSet: which architectures, which flags, where the emulators and the
+//! binfmt_misc mount are. TOML:
+//!
+//! ```toml
+//! # /etc/binfmt/config.toml
+//! architectures = ["arm64", "riscv64"]   # or ["all"]: every foreign one
+//! flags = "POCF"                          # optional, default POCF
+//! interpreter_dir = "/var/lib/binfmt"     # optional, default /var/lib/binfmt
+//! mount = "/proc/sys/fs/binfmt_misc"      # optional, default /proc/sys/fs/binfmt_misc
+//! ```
+//!
+//! Everything is checked when the file is read, before anything is written: unknown
+//! keys (a misspelt `architecture` would otherwise be ignored), unknown architectures,
+//! the machine's own architectures, bad flag letters and relative paths are refused,
+//! each error naming the file, the key and the fix.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use binfmt_misc::{DEFAULT_MOUNT, Flags};
+use qemu_catalog::interpreter::{DEFAULT_DIR, InterpreterDir};
+use qemu_catalog::{Emulator, Selection};
+use serde::Deserialize;
+
+use crate::install;
+
+/// Where `binfmt apply` looks without `--config`.
+pub const DEFAULT_PATH: &str = "/etc/binfmt/config.toml";
+
+/// The file as written; [`Config::load`] checks it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    architectures: Vec<String>,
+    flags: Option<String>,
+    interpreter_dir: Option<PathBuf>,
+    mount: Option<PathBuf>,
+}
+
+/// A checked config.
+#[derive(Debug)]
+pub struct Config {
+    /// The architectures as listed (`all` leaves out, by execution, what the machine
+    /// runs natively, as `--install all` does).
+    pub selection: Selection,
+    /// The emulators to register (never the machine's own architectures).
+    pub emulators: Vec<Emulator>,
+    /// How to register them.
+    pub options: install::Options,
+    /// The binfmt_misc mount.
+    pub mount: PathBuf,
+}
+
+/// A config that cannot be used, and why.
+#[derive(Debug)]
+pub struct ConfigError {
+    path: PathBuf,
+    message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "config {}: {}", self.path.display(), self.message)
+    }
+}
+
+impl Config {
+    /// Reads and checks the file at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError {
+            path: path.to_owned(),
+            message: if error.kind() == std::io::ErrorKind::NotFound {
+                format!(
+                    "{error}; write one (see `binfmt apply --help` or the README) or give \
+                     another file with --config"
+                )
+            } else {
+                error.to_string()
+            },
+        })?;
+        Config::parse(&text).map_err(|message| ConfigError {
+            path: path.to_owned(),
+            message,
+        })
+    }
+
+    /// Checks the text of a config file.
+    pub fn parse(text: &str) -> Result<Config, String> {
+        // toml's message names the line, the column and the key.
+        let file: ConfigFile = toml::from_str(text).map_err(|error| {
+            let message = error.to_string();
+            message.trim_end().replace('\n', "\n  ")
+        })?;
+
+        if file.architectures.is_empty() {
+            return Err(
+                "architectures is empty: list some (`[\"arm64\", \"riscv64\"]`) or `[\"all\"]`"
+                    .to_owned(),
+            );
+        }
+        if let Some(item) = file.architectures.iter().find(|item| item.contains(',')) {
+            return Err(format!(
+                "architectures: {item:?} holds a comma; give one architecture per string"
+            ));
+        }
+        let selection: Selection = qemu_catalog::parse_list(&file.architectures.join(","))
+            .map_err(|error| format!("architectures: {error}"))?;
+        let emulators =
+            install::resolve(&selection).map_err(|error| format!("architectures: {error}"))?;
+
+        let flags = match &file.flags {
+            Some(letters) => letters
+                .parse::<Flags>()
+                .map_err(|error| format!("flags {letters:?}: {error}"))?,
+            None => Flags::POCF,
+        };
+        let interpreter_dir = absolute("interpreter_dir", file.interpreter_dir, DEFAULT_DIR)?;
+        let mount = absolute("mount", file.mount, DEFAULT_MOUNT)?;
+
+        let options = install::Options {
+            flags,
+            interpreter_dir: InterpreterDir::new(interpreter_dir),
+            in_memory: false,
+        };
+        for emulator in &emulators {
+            install::wanted(emulator, &options)
+                .validate()
+                .map_err(|reason| format!("interpreter_dir: {reason}"))?;
+        }
+        Ok(Config {
+            selection,
+            emulators,
+            options,
+            mount,
+        })
+    }
+}
+
+/// The path given for `key`, or `default`; it must be absolute (a unit or a pod has
+/// no meaningful working directory).
+fn absolute(key: &str, path: Option<PathBuf>, default: &str) -> Result<PathBuf, String> {
+    let path = path.unwrap_or_else(|| PathBuf::from(default));
+    if path.is_absolute() {
+        Ok(path)
+    } else {
+        Err(format!(
+            "{key} {:?} is relative; give an absolute path",
+            path.display().to_string()
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use qemu_catalog::Arch;
+
+    use super::*;
+
+    fn refused(text: &str) -> String {
+        match Config::parse(text) {
+            Ok(config) => panic!("accepted {text:?}: {config:?}"),
+            Err(message) => message,
+        }
+    }
+
+    #[test]
+    fn a_full_config_is_read() {
+        let config = Config::parse(
+            r#"
+            architectures = ["arm64", "linux/riscv64"]
+            flags = "PF"
+            interpreter_dir = "/opt/binfmt"
+            mount = "/host/binfmt_misc"
+            "#,
+        )
+        .unwrap();
+        let arches: Vec<Arch> = config.emulators.iter().map(Emulator::arch).collect();
+        if cfg!(target_arch = "x86_64") {
+            assert_eq!(arches, [Arch::Arm64, Arch::Riscv64]);
+        }
+        assert_eq!(config.options.flags, "PF".parse().unwrap());
+        assert_eq!(
+            config.options.interpreter_dir.dir(),
+            Path::new("/opt/binfmt")
+        );
+        assert_eq!(config.mount, Path::new("/host/binfmt_misc"));
+    }
+
+    #[test]
+    fn defaults_match_the_command_line() {
+        let config = Config::parse(r#"architectures = ["all"]"#).unwrap();
+        assert_eq!(config.emulators.len(), Emulator::all().len());
+        assert_eq!(config.options.flags, Flags::POCF);
+        assert_eq!(config.options.interpreter_dir.dir(), Path::new(DEFAULT_DIR));
+        assert_eq!(config.mount, Path::new(DEFAULT_MOUNT));
+    }
+
+    #[test]
+    fn bad_configs_are_refused_with_the_key_and_the_fix() {
+        let message = refused(r#"architecture = ["arm64"]"#);
+        assert!(
+            message.contains("unknown field `architecture`"),
+            "{message}"
+        );
+        assert!(message.contains("line 1"), "{message}");
+        assert!(refused("flags = \"POCF\"").contains("missing field `architectures`"));
+        assert!(refused("architectures = []").contains("architectures is empty"));
+        assert!(refused(r#"architectures = "arm64""#).contains("architectures"));
+        assert!(refused(r#"architectures = ["arm64,riscv64"]"#).contains("one architecture per"));
+        assert!(refused(r#"architectures = ["arm64", "bogus"]"#).contains("bogus"));
+        let native = Arch::native()[0].to_string();
+        let message = refused(&format!(r#"architectures = ["{native}"]"#));
+        assert!(message.contains("own architecture"), "{message}");
+        let message = refused("architectures = [\"arm64\"]\nflags = \"POX\"");
+        assert!(message.starts_with("flags \"POX\""), "{message}");
+        let message = refused("architectures = [\"arm64\"]\ninterpreter_dir = \"lib/binfmt\"");
+        assert!(
+            message.contains("interpreter_dir \"lib/binfmt\" is relative"),
+            "{message}"
+        );
+        let message = refused("architectures = [\"arm64\"]\ninterpreter_dir = \"/a:b\"");
+        assert!(message.starts_with("interpreter_dir: "), "{message}");
+        assert!(refused("architectures = [\"arm64\"]\nmount = \"proc\"").contains("mount"));
+        assert!(refused("architectures = [\"arm64\"").contains("line 1"));
+    }
+
+    #[test]
+    fn a_missing_file_says_how_to_get_one() {
+        let error = Config::load(Path::new("/nonexistent/binfmt.toml")).unwrap_err();
+        let shown = error.to_string();
+        assert!(
+            shown.starts_with("config /nonexistent/binfmt.toml: "),
+            "{shown}"
+        );
+        assert!(shown.contains("--config"), "{shown}");
+    }
+}
