@@ -10,6 +10,8 @@ mod apply;
 mod check;
 mod compat;
 mod crash;
+mod dist;
+mod docker;
 mod doctor;
 mod hostile;
 mod install;

@@ -386,6 +386,8 @@ fn global_instance_entries() -> Option<BTreeMap<String, String>> {
 /// Runs `body` and asserts that the machine's own binfmt_misc is the same afterwards.
 #[track_caller]
 pub fn assert_global_table_unchanged<T>(what: &str, body: impl FnOnce() -> T) -> T {
+    // Kept out of the window of a test that changes the machine's table (`docker`).
+    let _window = GlobalTable::shared();
     let before = global_snapshot();
     let result = body();
     assert_eq!(
@@ -421,6 +423,9 @@ pub fn in_private_binfmt_misc(test_path: &str, body: impl FnOnce(&Sandbox)) {
         fs::create_dir_all(dir).expect("create sandbox directories");
     }
 
+    // Tests that change the machine's table (`docker`) wait until no snapshot window
+    // is open, here or in another test process.
+    let _window = GlobalTable::shared();
     let before = global_snapshot();
     let output = Command::new("unshare")
         .args(["--user", "--map-root-user", "--mount", "--fork", "--"])
@@ -518,4 +523,80 @@ pub fn line_with<'a>(text: &'a str, needle: &str) -> &'a str {
     text.lines()
         .find(|line| line.contains(needle))
         .unwrap_or_else(|| panic!("no line contains {needle:?} in:\n{text}"))
+}
+
+/// A lock over the machine's global binfmt_misc table, across test processes (an
+/// `flock(2)` on a file in /tmp): namespace tests hold it shared while they compare
+/// the global table before and after; a test that must change the global table (the
+/// Docker test registers arm64 there so the engine can run an arm64 image) holds it
+/// exclusively, so no snapshot sees its change.
+pub struct GlobalTable {
+    _file: fs::File,
+}
+
+impl GlobalTable {
+    const PATH: &str = "/tmp/binfmt-tests-global-binfmt_misc.lock";
+
+    fn lock(operation: rustix::fs::FlockOperation) -> GlobalTable {
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(Self::PATH)
+            .unwrap_or_else(|e| panic!("cannot open the lock file {}: {e}", Self::PATH));
+        rustix::fs::flock(&file, operation)
+            .unwrap_or_else(|e| panic!("cannot lock {}: {e}", Self::PATH));
+        GlobalTable { _file: file }
+    }
+
+    /// For comparing the global table before and after a test.
+    pub fn shared() -> GlobalTable {
+        GlobalTable::lock(rustix::fs::FlockOperation::LockShared)
+    }
+
+    /// For changing the global table.
+    pub fn exclusive() -> GlobalTable {
+        GlobalTable::lock(rustix::fs::FlockOperation::LockExclusive)
+    }
+}
+
+/// The workspace's top directory.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The release binaries of `cargo xtask dist`, built (incrementally) once per test
+/// process so the tests run what ships; in a namespace test's child, only the path.
+pub fn dist() -> PathBuf {
+    static BUILT: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
+    let dist = workspace_root().join("dist");
+    if std::env::var_os(SANDBOX_ENV).is_some() {
+        return dist;
+    }
+    BUILT
+        .get_or_init(|| {
+            let output = Command::new(env!("CARGO"))
+                .current_dir(workspace_root())
+                .args(["xtask", "dist"])
+                .output()
+                .map_err(|e| format!("cannot run cargo xtask dist: {e}"))?;
+            if output.status.success() {
+                Ok(dist.clone())
+            } else {
+                Err(format!(
+                    "cargo xtask dist failed ({}):\n{}",
+                    output.status,
+                    String::from_utf8_lossy(&output.stderr)
+                ))
+            }
+        })
+        .clone()
+        .unwrap_or_else(|error| panic!("{error}"))
+}
+
+/// Writes a figure (a size, a time) to the test's stderr even when libtest captures
+/// output: the `print!` macros are captured, a direct write is not.
+pub fn report(line: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "{line}");
 }

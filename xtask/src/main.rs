@@ -6,6 +6,8 @@
 //!   that the build of `qemu-catalog` embeds from ([`fetch`]).
 //! - `cargo xtask fuzz [--seconds N]`: run every fuzz target in `fuzz/` for a bounded
 //!   time ([`fuzz`]).
+//! - `cargo xtask dist`: build the static release binaries for x86_64 and aarch64 into
+//!   `dist/`, which the `Dockerfile` packages ([`dist`]).
 //!
 //! Shared pieces: where packages are downloaded from ([`mirror`]), plain-HTTP downloads
 //! ([`http`]), reading a `.deb` without dpkg ([`deb`]), the compressed blob format
@@ -13,6 +15,7 @@
 
 mod blob;
 mod deb;
+mod dist;
 mod fetch;
 mod fuzz;
 mod http;
@@ -47,6 +50,8 @@ struct Cli {
 enum Command {
     /// Download the pinned qemu-user packages and fill the emulator blob cache.
     Fetch(fetch::Args),
+    /// Build the static release binaries for x86_64 and aarch64 into dist/.
+    Dist(dist::Args),
     /// Pin a Debian qemu-user version: rewrite qemu-blobs/pins.toml (and fill the cache).
     Pin(pin::Args),
     /// Run every fuzz target (or those named) for a bounded time (nightly, cargo-fuzz).
@@ -56,6 +61,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Dist(args) => dist::run(&args),
         Command::Fetch(args) => fetch::run(&args),
         Command::Pin(args) => pin::run(&args),
         Command::Fuzz(args) => fuzz::run(&args),
