@@ -21,4 +21,5 @@ mod mount;
 mod persist;
 mod probe;
 mod run;
+mod systemd;
 mod uninstall;
