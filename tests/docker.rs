@@ -24,10 +24,17 @@ use std::process::Command;
 use binfmt_misc::{BinfmtMisc, DEFAULT_MOUNT, Table};
 use qemu_catalog::Arch;
 
-use crate::util::{GlobalTable, Run, dist, machine, report, workspace_root};
+use crate::kubernetes;
+use crate::util::{GlobalTable, Run, dist, foreign_arches, machine, report, workspace_root};
 
-/// Entries this test registers in the global table: foreign to an x86_64 host.
-const ENTRIES: [&str; 2] = ["qemu-aarch64", "qemu-riscv64"];
+/// Entries this test may register in the global table: every architecture foreign
+/// to this host (the DaemonSet's config says "all"), never a native one.
+fn entries() -> Vec<String> {
+    foreign_arches()
+        .iter()
+        .map(|arch| arch.entry_name())
+        .collect()
+}
 
 /// Set to skip this test where no Docker engine runs.
 const SKIP_ENV: &str = "BINFMT_SKIP_DOCKER";
@@ -249,10 +256,9 @@ impl GlobalEntries {
             Err(error) => panic!("cannot open the global binfmt_misc: {error}"),
         };
         let table = BinfmtMisc::open(DEFAULT_MOUNT).expect("global binfmt_misc");
-        let present: Vec<String> = ENTRIES
+        let present: Vec<String> = entries()
             .into_iter()
             .filter(|name| table.read_entry(name).ok().flatten().is_some())
-            .map(str::to_owned)
             .collect();
         if !present.is_empty() {
             // Not ours: leave them, and the table as it was.
@@ -276,9 +282,9 @@ impl GlobalEntries {
 impl Drop for GlobalEntries {
     fn drop(&mut self) {
         if let Ok(table) = BinfmtMisc::open(DEFAULT_MOUNT) {
-            for name in ENTRIES {
-                if table.read_entry(name).ok().flatten().is_some()
-                    && let Err(error) = table.remove(name)
+            for name in entries() {
+                if table.read_entry(&name).ok().flatten().is_some()
+                    && let Err(error) = table.remove(&name)
                 {
                     report(&format!("docker test: cannot remove {name}: {error}"));
                 }
@@ -443,20 +449,118 @@ fn the_image_does_what_setup_qemu_action_asks_on_a_real_engine() {
     assert!(least.stderr.contains("installing: riscv64 OK\n"), "{least}");
     assert_runs_on_the_host(Arch::Riscv64);
 
+    // The DaemonSet's container: its arguments and its ConfigMap's config, with the
+    // same privileges, as the container's pid 1; `docker stop` (SIGTERM) ends it at
+    // once with exit code 0 and the registrations stay.
+    let daemonset = DaemonSet::start(&image, &host_mount);
+    daemonset.wait_until_registered();
+    for arch in foreign_arches() {
+        assert!(
+            BinfmtMisc::open(DEFAULT_MOUNT)
+                .unwrap()
+                .read_entry(&arch.entry_name())
+                .unwrap()
+                .is_some(),
+            "{arch} registered by the DaemonSet's config"
+        );
+    }
+    daemonset.stop_with_sigterm();
+    assert_runs_on_the_host(Arch::S390x);
+
     // Clean up through the image, as a user would; the guard checks and repeats it.
-    let removed = run_image(&["--uninstall", &ENTRIES.join(",")]).success();
-    for name in ENTRIES {
+    let names = entries().join(",");
+    let removed = run_image(&["--uninstall", &names]).success();
+    let table = BinfmtMisc::open(DEFAULT_MOUNT).expect("global binfmt_misc");
+    for name in entries() {
         assert!(
             removed.stderr.contains(&format!("uninstalling: {name} OK")),
             "{removed}"
         );
-    }
-    let table = BinfmtMisc::open(DEFAULT_MOUNT).expect("global binfmt_misc");
-    for name in ENTRIES {
-        assert_eq!(table.read_entry(name).unwrap(), None, "{name} left behind");
+        assert_eq!(table.read_entry(&name).unwrap(), None, "{name} left behind");
     }
     drop(table);
     drop(global);
+}
+
+/// The DaemonSet's container on the engine, removed (with its volume) on drop.
+struct DaemonSet {
+    name: String,
+}
+
+impl DaemonSet {
+    fn start(image: &str, host_mount: &str) -> DaemonSet {
+        let name = format!("binfmt-test-daemonset-{}", std::process::id());
+        let config_dir =
+            std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("daemonset-etc");
+        std::fs::create_dir_all(&config_dir).unwrap();
+        std::fs::write(
+            config_dir.join("config.toml"),
+            kubernetes::daemonset_config(),
+        )
+        .unwrap();
+        let config_mount = format!("{}:/etc/binfmt:ro", config_dir.display());
+        let mut args: Vec<String> = [
+            "run",
+            "--detach",
+            "--name",
+            &name,
+            "--cap-drop=ALL",
+            "--security-opt=no-new-privileges",
+            "--read-only",
+            "--user=0:0",
+            "--volume",
+            host_mount,
+            "--volume",
+            &config_mount,
+            image,
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        args.extend(kubernetes::daemonset_args());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let daemonset = DaemonSet { name };
+        docker(&args).success();
+        daemonset
+    }
+
+    fn logs(&self) -> Run {
+        docker(&["logs", &self.name])
+    }
+
+    fn wait_until_registered(&self) {
+        let start = std::time::Instant::now();
+        loop {
+            let logs = self.logs();
+            if logs.stderr.contains("registered; checking again every 60s") {
+                return;
+            }
+            assert!(
+                start.elapsed().as_secs() < 60,
+                "the DaemonSet container did not register:\n{logs}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    }
+
+    fn stop_with_sigterm(&self) {
+        let start = std::time::Instant::now();
+        docker(&["stop", "--time", "20", &self.name]).success();
+        let stopped_in = start.elapsed();
+        let code = docker(&["inspect", "--format", "{{.State.ExitCode}}", &self.name]).success();
+        let logs = self.logs();
+        assert_eq!(code.stdout.trim(), "0", "exit code after SIGTERM:\n{logs}");
+        assert!(logs.stderr.contains("stopping on signal"), "{logs}");
+        assert!(
+            stopped_in.as_secs() < 10,
+            "SIGTERM took {stopped_in:?}: was it ignored?"
+        );
+    }
+}
+
+impl Drop for DaemonSet {
+    fn drop(&mut self) {
+        let _ = docker(&["rm", "--force", "--volumes", &self.name]);
+    }
 }
 
 /// Runs a program of `arch` on the host, outside any container.

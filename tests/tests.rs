@@ -17,6 +17,7 @@ mod hostile;
 mod install;
 mod interpreter_files;
 mod kernel;
+mod kubernetes;
 mod mount;
 mod persist;
 mod probe;
