@@ -43,25 +43,46 @@ fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
     }
 }
 
-/// Sends SIGTERM and collects the exit code and stderr.
-fn terminate(mut child: Child, pid: Pid) -> (Option<i32>, String) {
-    kill_process(pid, Signal::TERM).expect("send SIGTERM");
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
+/// A running `binfmt apply --watch`: `child` is the process started (binfmt, or the
+/// `unshare` around it), `binfmt` binfmt's pid. Dropped without [`stop`](Self::stop)
+/// (a failed assertion), both are killed, so no watcher outlives its test.
+struct Watcher {
+    child: Child,
+    binfmt: Pid,
+}
+
+impl Watcher {
+    /// Sends SIGTERM to binfmt and collects the exit code and stderr of `child`.
+    fn stop(mut self) -> (Option<i32>, String) {
+        kill_process(self.binfmt, Signal::TERM).expect("send SIGTERM");
+        let start = Instant::now();
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                break status;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "binfmt apply --watch did not stop within 10 s of SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let mut stderr = String::new();
+        if let Some(mut pipe) = self.child.stderr.take() {
+            pipe.read_to_string(&mut stderr).expect("read stderr");
         }
-        if start.elapsed() > Duration::from_secs(10) {
-            let _ = child.kill();
-            panic!("binfmt apply --watch did not stop within 10 s of SIGTERM");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let mut stderr = String::new();
-    if let Some(mut pipe) = child.stderr.take() {
-        pipe.read_to_string(&mut stderr).expect("read stderr");
+        (status.code(), stderr)
     }
-    (status.code(), stderr)
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            // SIGKILL reaches even a pid namespace's init from outside it.
+            let _ = kill_process(self.binfmt, Signal::KILL);
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
 }
 
 namespace_test! {
@@ -119,7 +140,8 @@ namespace_test! {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start binfmt apply --watch");
-        let pid = Pid::from_child(&child);
+        let binfmt = Pid::from_child(&child);
+        let watcher = Watcher { child, binfmt };
         let table = sandbox.table();
         let registered = || table.read_entry("qemu-riscv64").unwrap().is_some()
             && table.read_entry("qemu-aarch64").unwrap().is_some();
@@ -131,7 +153,7 @@ namespace_test! {
         wait_for("registration after the wipe", Duration::from_secs(10), registered);
         sandbox.assert_runs(Arch::Riscv64);
 
-        let (code, stderr) = terminate(child, pid);
+        let (code, stderr) = watcher.stop();
         assert_eq!(code, Some(0), "{stderr}");
         assert!(stderr.contains("checking again every 1s"), "{stderr}");
         assert_eq!(stderr.matches("installing: riscv64 OK\n").count(), 2, "{stderr}");
@@ -155,18 +177,24 @@ namespace_test! {
             .spawn()
             .expect("start a container");
         let unshare = child.id();
+        // binfmt is unshare's only child, pid 1 in its namespace.
+        let mut binfmt = None;
+        wait_for("unshare to start binfmt", Duration::from_secs(10), || {
+            binfmt = fs::read_to_string(format!("/proc/{unshare}/task/{unshare}/children"))
+                .ok()
+                .and_then(|children| children.trim().parse::<i32>().ok());
+            binfmt.is_some()
+        });
+        let binfmt = binfmt.expect("binfmt's pid");
+        let watcher = Watcher { child, binfmt: Pid::from_raw(binfmt).expect("a pid") };
+        let status = fs::read_to_string(format!("/proc/{binfmt}/status")).unwrap();
+        assert!(status.lines().any(|l| l.starts_with("NSpid:") && l.ends_with("\t1")), "{status}");
         let table = sandbox.table();
         wait_for("registration", Duration::from_secs(30), || {
             table.read_entry("qemu-riscv64").unwrap().is_some()
         });
-        // binfmt is unshare's only child, pid 1 in its namespace.
-        let children = fs::read_to_string(format!("/proc/{unshare}/task/{unshare}/children"))
-            .expect("read unshare's children");
-        let binfmt: i32 = children.trim().parse().expect("one child");
-        let status = fs::read_to_string(format!("/proc/{binfmt}/status")).unwrap();
-        assert!(status.lines().any(|l| l.starts_with("NSpid:") && l.ends_with("\t1")), "{status}");
 
-        let (code, stderr) = terminate(child, Pid::from_raw(binfmt).unwrap());
+        let (code, stderr) = watcher.stop();
         assert_eq!(code, Some(0), "{stderr}");
         assert!(stderr.contains("stopping on signal"), "{stderr}");
     }

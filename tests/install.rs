@@ -129,6 +129,61 @@ namespace_test! {
 }
 
 namespace_test! {
+    /// Docker's fuse-overlayfs storage driver (and rootless engines) serve a
+    /// container's root through a daemon: a file there that the kernel holds open
+    /// (flag F) fails with ENOTCONN once the daemon exits with the container. binfmt
+    /// sees FUSE and holds the emulator in a memfd instead, which outlives both.
+    fn an_interpreter_dir_on_fuse_falls_back_to_memfd(sandbox: &Sandbox) {
+        let layer = |name: &str| {
+            let dir = sandbox.scratch.join(name);
+            fs::create_dir_all(&dir).unwrap();
+            dir
+        };
+        let (lower, upper, work, merged) = (layer("lower"), layer("upper"), layer("work"), layer("merged"));
+        let options = format!(
+            "lowerdir={},upperdir={},workdir={}",
+            lower.display(), upper.display(), work.display()
+        );
+        let daemon = std::process::Command::new("fuse-overlayfs")
+            .args(["-f", "-o", &options])
+            .arg(&merged)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run fuse-overlayfs ({e}): apt-get install fuse-overlayfs"));
+        // Killed (by its pid) however the test ends.
+        let mut daemon = KillOnDrop(daemon);
+        let on_fuse = || rustix::fs::statfs(&merged).is_ok_and(|s| {
+            #[allow(clippy::unnecessary_cast)]
+            let fs_type = s.f_type as u64;
+            fs_type == qemu_catalog::interpreter::FUSE_SUPER_MAGIC
+        });
+        for _ in 0..100 {
+            if on_fuse() { break; }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        assert!(on_fuse(), "fuse-overlayfs did not mount {} (is /dev/fuse there?)", merged.display());
+
+        let on_fuse_sandbox = Sandbox {
+            mount: sandbox.mount.clone(),
+            interpreters: merged.join("var/lib/binfmt"),
+            scratch: sandbox.scratch.clone(),
+        };
+        let run = on_fuse_sandbox.binfmt(&["--install", "riscv64"]).success();
+        assert!(run.stderr.contains("is on FUSE"), "{run}");
+        assert!(run.stderr.contains("held in memory"), "{run}");
+        let entry = sandbox.table().read_entry("qemu-riscv64").unwrap().unwrap();
+        assert!(entry.interpreter().starts_with("/proc/self/fd/"), "{entry:?}");
+
+        // The container is removed: its root is unmounted and the daemon is gone.
+        crate::util::must("umount", &["-l", merged.to_str().unwrap()]);
+        daemon.0.kill().expect("stop fuse-overlayfs");
+        daemon.0.wait().expect("reap fuse-overlayfs");
+        sandbox.assert_runs(Arch::Riscv64);
+    }
+}
+
+namespace_test! {
     /// A disabled entry or other flags are differences that get repaired.
     fn disabled_entries_and_other_flags_are_repaired(sandbox: &Sandbox) {
         sandbox.binfmt(&["--install", "loong64"]).success();
@@ -176,6 +231,16 @@ namespace_test! {
         assert!(run.stderr.contains("installing: arm FAILED: cannot register qemu-arm.binfmt-new"), "{run}");
         assert!(run.stderr.contains("installing: riscv64 FAILED: cannot register"), "{run}");
         assert!(run.stderr.contains("2 of 2 architectures are not registered"), "{run}");
+    }
+}
+
+/// A child process killed when dropped.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 

@@ -288,6 +288,18 @@ fn converge(
                 );
                 (interpreter::write_memfd(emulator)?, FileState::Missing)
             }
+            Err(interpreter::Error::OnFuse { path }) => {
+                log::warn!(
+                    "{} is on FUSE (fuse-overlayfs?): a file there stops working when its \
+                     daemon exits with the container, so qemu-{} is held in memory instead (a \
+                     memfd, {} MB of RAM while registered); mount a volume there (the image \
+                     declares one) or give a disk directory with --interpreter-dir",
+                    path.display(),
+                    emulator.arch().qemu_cpu(),
+                    emulator.size() / 1_000_000
+                );
+                (interpreter::write_memfd(emulator)?, FileState::Missing)
+            }
             other => other?,
         }
     };

@@ -29,6 +29,11 @@ use crate::secure_dir::{self, SecureDir, Trust, Unsafe};
 /// every distribution, and writable in a container's root filesystem.
 pub const DEFAULT_DIR: &str = "/var/lib/binfmt";
 
+/// `FUSE_SUPER_MAGIC` from `include/uapi/linux/magic.h`: `statfs(2)`'s `f_type` for a
+/// filesystem served by a userspace daemon (fuse-overlayfs, the root filesystem of
+/// Docker containers on that storage driver and of rootless engines; sshfs; ...).
+pub const FUSE_SUPER_MAGIC: u64 = 0x6573_5546;
+
 /// How many hex digits of the sha256 go into a file name.
 const DIGEST_PREFIX: usize = 16;
 
@@ -106,6 +111,10 @@ impl Interpreter {
 pub enum Error {
     /// The directory's filesystem is read-only (EROFS): fall back to a memfd.
     ReadOnly { path: PathBuf },
+    /// The directory is on FUSE: a file there that the kernel holds open (flag F)
+    /// stops working when the filesystem's daemon exits, as it does when the
+    /// container whose root it serves is removed. Fall back to a memfd.
+    OnFuse { path: PathBuf },
     /// A directory on the way is one others could change: refused.
     Unsafe(Unsafe),
     /// Any other failure to create, check, write or rename a file.
@@ -126,6 +135,12 @@ impl fmt::Display for Error {
             Error::ReadOnly { path } => {
                 write!(f, "{} is on a read-only filesystem", path.display())
             }
+            Error::OnFuse { path } => write!(
+                f,
+                "{} is on a FUSE filesystem, whose daemon may exit (with this container) while \
+                 the kernel still needs the file",
+                path.display()
+            ),
             Error::Unsafe(unsafe_dir) => unsafe_dir.fmt(f),
             Error::Io {
                 path,
@@ -172,6 +187,21 @@ impl InterpreterDir {
     /// The directory.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Whether the directory (or, before it exists, its nearest existing parent, where
+    /// it would be created) is on FUSE. When that cannot be read, the write that
+    /// follows reports the actual problem.
+    pub fn is_on_fuse(&self) -> bool {
+        self.dir
+            .ancestors()
+            .find_map(|dir| rustix::fs::statfs(dir).ok())
+            .is_some_and(|stat| {
+                // `f_type` is i64 on most architectures and u32 on s390x.
+                #[allow(clippy::unnecessary_cast)]
+                let fs_type = stat.f_type as u64;
+                fs_type == FUSE_SUPER_MAGIC
+            })
     }
 
     /// The file an emulator is written to: `<dir>/qemu-<cpu>-<sha256 prefix>`.
@@ -226,6 +256,12 @@ impl InterpreterDir {
     pub fn ensure(&self, emulator: &Emulator) -> Result<(Interpreter, FileState), Error> {
         let trust = Trust::current();
         let path = self.path_for(emulator);
+        // Before the directory is created or checked: nothing is written on FUSE.
+        if self.is_on_fuse() {
+            return Err(Error::OnFuse {
+                path: self.dir.clone(),
+            });
+        }
         let dir = SecureDir::open(&self.dir, &trust)?;
         // Held until `dir` is dropped: while it is, a temporary file in the directory
         // belongs to a run that died (killed while writing), never to a live one.
