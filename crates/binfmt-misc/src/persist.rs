@@ -278,8 +278,8 @@ pub fn decide_private(facts: &NamespaceFacts, pid1_refused: Option<String>) -> P
     match (&facts.pid1_mount_ns, facts.initial_pid_ns) {
         (Pid1MountNs::Same, true) => Placement::HostNamespace,
         (Pid1MountNs::Same, false) => Placement::Private {
-            reason: "this process runs in a pid namespace of its own, as in a container, and \
-                     pid 1 shares its mount namespace"
+            reason: "this process runs in a pid namespace of its own, as in a container, whose \
+                     pid 1 is in this mount namespace"
                 .to_owned(),
         },
         (Pid1MountNs::Different, _) => Placement::Private {
