@@ -36,6 +36,17 @@ fn entries() -> Vec<String> {
         .collect()
 }
 
+/// How the Kubernetes manifests run binfmt, in `docker run` options: no capability,
+/// no privilege escalation, uid 0, a read-only root, and a writable /tmp (an emptyDir
+/// there) for the execution probes.
+const LEAST_PRIVILEGE: [&str; 5] = [
+    "--cap-drop=ALL",
+    "--security-opt=no-new-privileges",
+    "--user=0:0",
+    "--read-only",
+    "--tmpfs=/tmp:exec",
+];
+
 /// Set to skip this test where no Docker engine runs.
 const SKIP_ENV: &str = "BINFMT_SKIP_DOCKER";
 
@@ -407,46 +418,39 @@ fn the_image_does_what_setup_qemu_action_asks_on_a_real_engine() {
     .success();
     assert!(arm64.stdout.starts_with("binfmt/"), "{arm64}");
 
-    // Least privilege, as the Kubernetes manifests run it: no capabilities, read-only
-    // root, the host's mount bound in (a hostPath), emulators on a disk volume.
+    // Least privilege, as the Kubernetes manifests run it (LEAST_PRIVILEGE), the host's
+    // mount bound in (a hostPath), emulators on a disk volume.
     let host_mount = format!("{DEFAULT_MOUNT}:/host/binfmt_misc");
-    let least = docker(&[
-        "run",
-        "--rm",
-        "--cap-drop=ALL",
-        "--security-opt=no-new-privileges",
-        "--read-only",
-        "--user=0:0",
-        "--volume",
-        &host_mount,
-        &image,
-        "--mount",
-        "/host/binfmt_misc",
-        "--uninstall",
-        "qemu-riscv64",
-    ]);
+    let least_privileged = |args: &[&str]| {
+        let mut all = vec!["run", "--rm"];
+        all.extend(LEAST_PRIVILEGE);
+        all.extend([
+            "--volume",
+            &host_mount,
+            &image,
+            "--mount",
+            "/host/binfmt_misc",
+        ]);
+        all.extend_from_slice(args);
+        docker(&all)
+    };
+    let least = least_privileged(&["--uninstall", "qemu-riscv64"]);
     let least = least.success();
     assert!(
         least.stderr.contains("uninstalling: qemu-riscv64 OK"),
         "{least}"
     );
-    let least = docker(&[
-        "run",
-        "--rm",
-        "--cap-drop=ALL",
-        "--security-opt=no-new-privileges",
-        "--read-only",
-        "--user=0:0",
-        "--volume",
-        &host_mount,
-        &image,
-        "--mount",
-        "/host/binfmt_misc",
-        "--install",
-        "riscv64",
-    ])
-    .success();
+    let least = least_privileged(&["--install", "riscv64"]).success();
     assert!(least.stderr.contains("installing: riscv64 OK\n"), "{least}");
+    assert!(!least.stderr.contains("cannot run the probes"), "{least}");
+    let supported = least.status()["supported"].clone();
+    assert!(
+        supported
+            .as_array()
+            .unwrap()
+            .contains(&"linux/riscv64".into()),
+        "{least}"
+    );
     assert_runs_on_the_host(Arch::Riscv64);
 
     // The DaemonSet's container: its arguments and its ConfigMap's config, with the
@@ -499,23 +503,11 @@ impl DaemonSet {
         )
         .unwrap();
         let config_mount = format!("{}:/etc/binfmt:ro", config_dir.display());
-        let mut args: Vec<String> = [
-            "run",
-            "--detach",
-            "--name",
-            &name,
-            "--cap-drop=ALL",
-            "--security-opt=no-new-privileges",
-            "--read-only",
-            "--user=0:0",
-            "--volume",
-            host_mount,
-            "--volume",
-            &config_mount,
-            image,
-        ]
-        .map(str::to_owned)
-        .to_vec();
+        let mut args: Vec<String> = ["run", "--detach", "--name", &name]
+            .map(str::to_owned)
+            .to_vec();
+        args.extend(LEAST_PRIVILEGE.map(str::to_owned));
+        args.extend(["--volume", host_mount, "--volume", &config_mount, image].map(str::to_owned));
         args.extend(kubernetes::daemonset_args());
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let daemonset = DaemonSet { name };
@@ -550,6 +542,7 @@ impl DaemonSet {
         let logs = self.logs();
         assert_eq!(code.stdout.trim(), "0", "exit code after SIGTERM:\n{logs}");
         assert!(logs.stderr.contains("stopping on signal"), "{logs}");
+        assert!(!logs.stderr.contains("cannot run the probes"), "{logs}");
         assert!(
             stopped_in.as_secs() < 10,
             "SIGTERM took {stopped_in:?}: was it ignored?"
