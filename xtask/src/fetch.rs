@@ -5,13 +5,18 @@
 //! is needed. Otherwise the host's `.deb` is downloaded into the cache directory while
 //! being hashed, checked against the pin, the missing emulators are extracted, checked
 //! against their pins and compressed into the cache, and the `.deb` is deleted.
-//! [`download_and_store`] is shared with `cargo xtask pin`.
+//! Then the blobs the binary embeds (the host's reference emulator, and every other one
+//! against it, see [`blob`]) are checked the same way and made from the cached blobs
+//! where missing. [`download_and_store`] and [`ensure_embedded`] are shared with
+//! `cargo xtask pin`.
 
 use std::fs::{self, File};
 use std::io::{BufWriter, Read, Write};
+use std::sync::Mutex;
+use std::thread;
 use std::time::Instant;
 
-use qemu_pins::{BlobCache, MANIFEST_PATH, Manifest};
+use qemu_pins::{BlobCache, Emulator, Host, MANIFEST_PATH, Manifest};
 use sha2::{Digest, Sha256};
 
 use crate::blob::{self, Cached, Stored, TempFile, Wanted};
@@ -79,6 +84,7 @@ pub fn run(args: &Args) -> Result<()> {
                 megabytes(cached_size),
                 start.elapsed().as_secs_f64()
             );
+            ensure_embedded(&cache, host)?;
             continue;
         }
         let mirror = match &mut mirror {
@@ -112,7 +118,107 @@ pub fn run(args: &Args) -> Result<()> {
             host.emulators.len() - stored.len(),
             megabytes(cached_size + fetched_size)
         );
+        ensure_embedded(&cache, host)?;
     }
+    Ok(())
+}
+
+/// Embedded blobs made at the same time: each is one single-threaded zstd job per part
+/// (libzstd's workers do not split a long-distance-matching job against a prefix), so
+/// two keep both cores busy.
+const PARALLEL_BLOBS: usize = 2;
+
+/// Makes sure the cache holds a valid embedded form of every emulator `host`'s binary
+/// embeds (see [`blob`]): the reference on its own, the others against it; makes the
+/// missing or invalid ones from the cached standalone blobs, which must be valid
+/// already (fetched).
+pub fn ensure_embedded(cache: &BlobCache, host: &Host) -> Result<()> {
+    let start = Instant::now();
+    let reference = host.reference().ok_or_else(|| {
+        format!(
+            "host {} has no reference emulator pinned (qemu_pins::REFERENCE_CPUS)",
+            host.arch
+        )
+    })?;
+    let read_standalone = |emulator: &Emulator| -> Result<Vec<u8>> {
+        let path = cache.compressed_path(emulator);
+        let compressed = fs::read(&path).context(|| format!("cannot read {}", path.display()))?;
+        blob::decode_standalone(&compressed, emulator).context(|| {
+            format!(
+                "cached blob {} of qemu-{} is invalid: run `cargo xtask fetch`",
+                path.display(),
+                emulator.cpu
+            )
+        })
+    };
+    let reference_bytes = read_standalone(reference)?;
+    let embedded = host.embedded();
+    let queue = Mutex::new(embedded.iter());
+    let total = Mutex::new(0u64);
+    let make_blobs = || -> Result<()> {
+        loop {
+            let next = match queue.lock() {
+                Ok(mut queue) => queue.next(),
+                Err(_) => return Err("another compressing thread panicked".into()),
+            };
+            let Some(emulator) = next else {
+                return Ok(());
+            };
+            let against =
+                (emulator.cpu != reference.cpu).then_some((reference, reference_bytes.as_slice()));
+            let (size, note) = match blob::cached_embedded(cache, emulator, against) {
+                Cached::Valid { compressed_size } => (compressed_size, " (already cached)"),
+                state => {
+                    if let Cached::Invalid(err) = state {
+                        eprintln!(
+                            "{}: cached embedded blob of qemu-{} is invalid, making it again: {err}",
+                            host.arch, emulator.cpu
+                        );
+                    }
+                    let bytes = read_standalone(emulator)?;
+                    (blob::store_embedded(cache, emulator, against, &bytes)?, "")
+                }
+            };
+            eprintln!(
+                "  qemu-{:<12} {:>9} -> {:>9}  {}{note}",
+                emulator.cpu,
+                megabytes(emulator.size),
+                megabytes(size),
+                match against {
+                    Some((reference, _)) => format!("against qemu-{}", reference.cpu),
+                    None => "the reference".to_owned(),
+                }
+            );
+            if let Ok(mut total) = total.lock() {
+                *total += size;
+            }
+        }
+    };
+    let results: Vec<Result<()>> = thread::scope(|scope| {
+        let workers: Vec<_> = (0..PARALLEL_BLOBS)
+            .map(|_| scope.spawn(make_blobs))
+            .collect();
+        workers
+            .into_iter()
+            .map(|worker| {
+                worker
+                    .join()
+                    .unwrap_or_else(|_| Err("a compressing thread panicked".into()))
+            })
+            .collect()
+    });
+    for result in results {
+        result?;
+    }
+    let total = total.lock().map(|total| *total).unwrap_or_default();
+    eprintln!(
+        "{}: {} emulators embedded in {} (against qemu-{}), checked in {:.2} s",
+        host.arch,
+        embedded.len(),
+        megabytes(total),
+        reference.cpu,
+        start.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 

@@ -155,7 +155,11 @@ pub fn run(args: &Args) -> Result<()> {
         },
         hosts,
     };
-    write_manifest(&manifest_path, &manifest, current.as_ref())
+    write_manifest(&manifest_path, &manifest, current.as_ref())?;
+    for host in &manifest.hosts {
+        crate::fetch::ensure_embedded(&cache, host)?;
+    }
+    Ok(())
 }
 
 /// Downloads and parses one host's package index; returns the Debian arch and the

@@ -101,6 +101,44 @@ pub struct Emulator {
     pub sha256: String,
 }
 
+/// The QEMU cpus each host architecture runs natively (Rust `target_arch` name first).
+///
+/// A binary built for a host never embeds or registers these: an emulator registered
+/// for the host's own architecture would take over every native program. Mirrors
+/// `qemu_catalog::Arch::native()`; a test in that crate checks the two agree.
+pub const NATIVE_CPUS: &[(&str, &[&str])] =
+    &[("x86_64", &["x86_64", "i386"]), ("aarch64", &["aarch64"])];
+
+/// The emulator every other embedded emulator of a host is compressed against (see
+/// [`BlobCache::embedded_path`]): the architecture installed alone most often, so that
+/// `--install` of that one decodes a single blob. arm64 on x86_64 hosts (cross-building
+/// for Graviton, Ampere and Apple silicon), amd64 on aarch64 hosts.
+pub const REFERENCE_CPUS: &[(&str, &str)] = &[("x86_64", "aarch64"), ("aarch64", "x86_64")];
+
+impl Host {
+    /// The emulators a binary built for this host embeds: every pinned one except the
+    /// host's own architectures ([`NATIVE_CPUS`]). Empty for a host binfmt does not
+    /// run on.
+    pub fn embedded(&self) -> Vec<&Emulator> {
+        let Some((_, native)) = NATIVE_CPUS.iter().find(|(arch, _)| *arch == self.arch) else {
+            return Vec::new();
+        };
+        self.emulators
+            .iter()
+            .filter(|emulator| !native.contains(&emulator.cpu.as_str()))
+            .collect()
+    }
+
+    /// The embedded emulator the others are compressed against ([`REFERENCE_CPUS`]),
+    /// or `None` when this host has none pinned.
+    pub fn reference(&self) -> Option<&Emulator> {
+        let (_, cpu) = REFERENCE_CPUS.iter().find(|(arch, _)| *arch == self.arch)?;
+        self.embedded()
+            .into_iter()
+            .find(|emulator| emulator.cpu == *cpu)
+    }
+}
+
 impl Source {
     /// The upstream QEMU version: the Debian version without its epoch and without
     /// everything from the first `+` or `-` (`1:10.0.13+ds-0+deb13u1` gives `10.0.13`).
@@ -407,8 +445,10 @@ fn check_sha256(field: &str, value: &str) -> Result<(), Error> {
 /// The directory holding compressed emulator blobs, outside the repository.
 ///
 /// Layout: `<root>/emulators/<sha256 of the uncompressed emulator>.zst`, each file one
-/// zstd frame. Nothing else in the cache is relied upon; temporary files of interrupted
-/// runs may be left next to the blobs and can be deleted.
+/// zstd frame of one emulator on its own (what is fetched and checked), and
+/// `<root>/embedded/...`, the emulators in the form the binary embeds them
+/// ([`BlobCache::embedded_path`]). Nothing else in the cache is relied upon; temporary
+/// files of interrupted runs may be left next to the blobs and can be deleted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BlobCache {
     root: PathBuf,
@@ -470,6 +510,20 @@ impl BlobCache {
         self.root
             .join("emulators")
             .join(format!("{}.zst", emulator.sha256))
+    }
+
+    /// Where `emulator` is cached in the form the binary embeds it:
+    /// `<root>/embedded/<sha256>.zst` for a host's reference emulator, and
+    /// `<root>/embedded/<sha256>.from-<sha256 of the reference>.zst` for the others,
+    /// compressed against the reference's bytes (a zstd prefix, what `zstd
+    /// --patch-from` does). Either is a few zstd frames, each a consecutive part of
+    /// the emulator; xtask's `blob` module says why.
+    pub fn embedded_path(&self, emulator: &Emulator, reference: Option<&Emulator>) -> PathBuf {
+        let name = match reference {
+            Some(reference) => format!("{}.from-{}.zst", emulator.sha256, reference.sha256),
+            None => format!("{}.zst", emulator.sha256),
+        };
+        self.root.join("embedded").join(name)
     }
 }
 
@@ -834,6 +888,48 @@ mod tests {
             cache.compressed_path(&emulator("arm64", "aarch64")),
             PathBuf::from(format!("/var/cache/blobs/emulators/{DIGEST_B}.zst"))
         );
+    }
+
+    #[test]
+    fn embedded_paths_name_the_digests() {
+        let cache = BlobCache::at(PathBuf::from("/var/cache/blobs"));
+        let mut reference = emulator("arm64", "aarch64");
+        reference.sha256 = DIGEST_A.to_string();
+        assert_eq!(
+            cache.embedded_path(&emulator("riscv64", "riscv64"), Some(&reference)),
+            PathBuf::from(format!(
+                "/var/cache/blobs/embedded/{DIGEST_B}.from-{DIGEST_A}.zst"
+            ))
+        );
+        assert_eq!(
+            cache.embedded_path(&reference, None),
+            PathBuf::from(format!("/var/cache/blobs/embedded/{DIGEST_A}.zst"))
+        );
+    }
+
+    #[test]
+    fn embedded_leaves_out_the_hosts_own_arches_and_names_the_reference() {
+        let mut manifest = sample();
+        for host in &mut manifest.hosts {
+            host.emulators = ["x86_64", "i386", "aarch64", "riscv64"]
+                .iter()
+                .map(|cpu| emulator(cpu, cpu))
+                .collect();
+        }
+        let cpus = |host: &Host| -> Vec<String> {
+            host.embedded().iter().map(|e| e.cpu.clone()).collect()
+        };
+        let x86_64 = manifest.host("x86_64").unwrap();
+        assert_eq!(cpus(x86_64), ["aarch64", "riscv64"]);
+        assert_eq!(x86_64.reference().unwrap().cpu, "aarch64");
+        let aarch64 = manifest.host("aarch64").unwrap();
+        assert_eq!(cpus(aarch64), ["x86_64", "i386", "riscv64"]);
+        assert_eq!(aarch64.reference().unwrap().cpu, "x86_64");
+
+        let mut other = x86_64.clone();
+        other.arch = "s390x".to_string();
+        assert!(other.embedded().is_empty());
+        assert!(other.reference().is_none());
     }
 
     fn cache_from(vars: &[(&str, &str)]) -> Result<BlobCache, Error> {
