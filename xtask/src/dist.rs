@@ -7,7 +7,8 @@
 //! | `dist/<binary>.sha256` | its digest, as `sha256sum` prints it (`sha256sum -c` in `dist/` checks it) |
 //!
 //! Each binary is `cargo build --release --locked -p binfmt --target <arch>-unknown-linux-musl`
-//! (`.cargo/config.toml` makes both fully static; the catalog's build script embeds the
+//! (`.cargo/config.toml` makes both fully static and has zig compile their one C
+//! library, libzstd: see `tools/zig-cc`; the catalog's build script embeds the
 //! emulators for the target's architecture from the blob cache, so `cargo xtask fetch`
 //! comes first). Before a binary is copied out it is checked: an ELF file for the
 //! right machine, with no program interpreter and no shared library it needs, so it
