@@ -68,6 +68,41 @@ namespace_test! {
 }
 
 namespace_test! {
+    /// After a reboot the table is empty and the files are still there: every entry is
+    /// registered again and no file is rewritten (the directory is read-only to prove
+    /// it).
+    fn after_a_reboot_the_files_on_disk_are_registered_again(sandbox: &Sandbox) {
+        sandbox.binfmt(&["--install", "all"]).success();
+        let files_before = listing(&sandbox.interpreters);
+        fs::write(sandbox.mount.join("status"), "-1").unwrap();
+        assert_eq!(sandbox.entries().len(), 2, "the table was not emptied");
+
+        make_read_only(&sandbox.interpreters);
+        let run = sandbox.binfmt(&["--install", "all"]).success();
+        assert_eq!(run.register_writes(), foreign_arches().len(), "{run}");
+        assert_eq!(listing(&sandbox.interpreters), files_before);
+        for arch in foreign_arches() {
+            sandbox.assert_runs(arch);
+        }
+    }
+}
+
+namespace_test! {
+    /// A full filesystem: the write fails with its cause, nothing half-written is left
+    /// behind and nothing is registered.
+    fn a_full_filesystem_fails_cleanly(sandbox: &Sandbox) {
+        fs::create_dir_all(&sandbox.interpreters).unwrap();
+        let dir = sandbox.interpreters.to_str().unwrap();
+        crate::util::must("mount", &["-t", "tmpfs", "-o", "size=4m,mode=0755", "tmpfs", dir]);
+        let run = sandbox.binfmt(&["--install", "riscv64"]).exit(1);
+        assert!(run.stderr.contains("installing: riscv64 FAILED: cannot reserve space for"), "{run}");
+        assert!(run.stderr.contains("No space left on device"), "{run}");
+        assert_eq!(fs::read_dir(&sandbox.interpreters).unwrap().count(), 0);
+        assert_eq!(sandbox.entries().len(), 2, "{:?}", sandbox.entries());
+    }
+}
+
+namespace_test! {
     /// The seed's stale registration: qemu-aarch64 without F, pointing at a path that
     /// does not exist here. Programs fail; `--install arm64` replaces it, says how it
     /// differed, and they run.

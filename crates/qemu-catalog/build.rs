@@ -3,25 +3,26 @@
 //! Reads `qemu-blobs/pins.toml`, takes the host set that matches
 //! `CARGO_CFG_TARGET_ARCH`, leaves out the architectures that host runs natively
 //! (x86_64 and i386 on x86_64, aarch64 on aarch64: they must never be registered), and
-//! for each remaining emulator finds its compressed blob in the cache that
-//! `cargo xtask fetch` fills. Every blob is decompressed and its size and sha256
-//! checked against the pin here, at build time; the binary checks them again while it
-//! writes an emulator out. The result is `$OUT_DIR/embedded.rs`, a table of
-//! `include_bytes!` pointing into the cache.
+//! finds each remaining emulator's blob in the cache that `cargo xtask fetch` fills:
+//! the host's reference emulator on its own, every other one as a patch against it,
+//! each in consecutive parts of one zstd frame each (format: xtask's `blob` module).
+//! Every blob is decoded here with libzstd and its size and sha256 checked against the
+//! pin, at build time; the binary checks each frame's content checksum and size again
+//! while it writes an emulator out. The result is `$OUT_DIR/embedded.rs`, a table of
+//! `include_bytes!` pointing into the cache, with where each part starts.
 
 use std::env;
 use std::fmt::Write as _;
 use std::fs;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use qemu_pins::{BLOB_CACHE_ENV, BlobCache, Emulator, MANIFEST_PATH, Manifest};
+use qemu_pins::{BLOB_CACHE_ENV, BlobCache, Emulator, MANIFEST_PATH, Manifest, NATIVE_CPUS};
 use sha2::{Digest, Sha256};
+use zstd_safe::{DCtx, DParameter};
 
-/// The QEMU cpus each supported host runs natively. Mirrors `Arch::native()`; a unit
-/// test in the crate checks the two agree.
-const NATIVE_CPUS: &[(&str, &[&str])] =
-    &[("x86_64", &["x86_64", "i386"]), ("aarch64", &["aarch64"])];
+/// The largest match window (log2) a blob may need: what the binary's decoder accepts
+/// (`WINDOW_LOG_MAX` in src/emulator.rs).
+const WINDOW_LOG_MAX: u32 = 27;
 
 fn main() {
     if let Err(message) = run() {
@@ -41,38 +42,44 @@ fn run() -> Result<(), String> {
 
     let target_arch = env::var("CARGO_CFG_TARGET_ARCH").map_err(|e| e.to_string())?;
     let manifest = Manifest::load(&pins_path).map_err(|e| e.to_string())?;
-    let (_, native) = NATIVE_CPUS
-        .iter()
-        .find(|(arch, _)| *arch == target_arch)
-        .ok_or_else(|| {
-            format!("binfmt runs on x86_64 and aarch64 hosts only, not {target_arch}")
-        })?;
+    if !NATIVE_CPUS.iter().any(|(arch, _)| *arch == target_arch) {
+        return Err(format!(
+            "binfmt runs on x86_64 and aarch64 hosts only, not {target_arch}"
+        ));
+    }
     let host = manifest.host(&target_arch).ok_or_else(|| {
         format!(
             "{} pins no emulators for host {target_arch}: run `cargo xtask pin`",
             pins_path.display()
         )
     })?;
+    let reference = host.reference().ok_or_else(|| {
+        format!(
+            "{} pins no reference emulator for host {target_arch} (qemu_pins::REFERENCE_CPUS): \
+             run `cargo xtask pin`",
+            pins_path.display()
+        )
+    })?;
     let cache = BlobCache::from_env().map_err(|e| e.to_string())?;
 
-    let wanted: Vec<&Emulator> = host
-        .emulators
-        .iter()
-        .filter(|emulator| !native.contains(&emulator.cpu.as_str()))
-        .collect();
-    let missing: Vec<&Emulator> = wanted
-        .iter()
-        .copied()
-        .filter(|emulator| !cache.compressed_path(emulator).is_file())
-        .collect();
-    if !missing.is_empty() {
+    // The reference first: the patches decode against its bytes.
+    let mut wanted: Vec<(&Emulator, PathBuf)> =
+        vec![(reference, cache.embedded_path(reference, None))];
+    for emulator in host.embedded() {
+        if emulator.cpu != reference.cpu {
+            wanted.push((emulator, cache.embedded_path(emulator, Some(reference))));
+        }
+    }
+    let missing: Vec<&(&Emulator, PathBuf)> =
+        wanted.iter().filter(|(_, path)| !path.is_file()).collect();
+    if let Some((first, _)) = missing.first() {
         return Err(format!(
-            "{} of {} qemu emulators for {target_arch} are not in {} (first missing: qemu-{}): \
-             run `cargo xtask fetch`",
+            "{} of {} qemu emulator blobs for {target_arch} are not in {} (first missing: \
+             qemu-{}): run `cargo xtask fetch`",
             missing.len(),
             wanted.len(),
             cache.root().display(),
-            missing[0].cpu
+            first.cpu
         ));
     }
 
@@ -89,17 +96,34 @@ fn run() -> Result<(), String> {
         manifest.source.upstream_version(),
     )
     .map_err(|e| e.to_string())?;
-    for emulator in wanted {
-        let path = cache.compressed_path(emulator);
+    let mut reference_bytes = None;
+    for (emulator, path) in &wanted {
         println!("cargo:rerun-if-changed={}", path.display());
-        verify(&path, emulator)?;
+        let patched = reference_bytes.is_some();
+        let (bytes, parts) = verify(path, emulator, reference_bytes.as_deref())?;
+        if !patched {
+            reference_bytes = Some(bytes);
+        }
         let path = path
             .to_str()
             .ok_or_else(|| format!("{} is not UTF-8", path.display()))?;
+        let parts: Vec<String> = parts
+            .iter()
+            .map(|part| {
+                format!(
+                    "Part {{ offset: {}, start: {}, end: {} }}",
+                    part.offset, part.compressed.start, part.compressed.end
+                )
+            })
+            .collect();
         writeln!(
             table,
-            "    Embedded {{ cpu: {:?}, size: {}, sha256: {:?}, compressed: include_bytes!({path:?}) }},",
-            emulator.cpu, emulator.size, emulator.sha256,
+            "    Embedded {{ cpu: {:?}, size: {}, sha256: {:?}, patched: {patched}, \
+             compressed: include_bytes!({path:?}), parts: &[{}] }},",
+            emulator.cpu,
+            emulator.size,
+            emulator.sha256,
+            parts.join(", "),
         )
         .map_err(|e| e.to_string())?;
     }
@@ -109,42 +133,79 @@ fn run() -> Result<(), String> {
     fs::write(&out, table).map_err(|e| format!("cannot write {}: {e}", out.display()))
 }
 
-/// Decompresses one blob and checks it against its pin.
-fn verify(path: &Path, emulator: &Emulator) -> Result<(), String> {
-    let file = fs::File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-    let mut decoder = ruzstd::decoding::StreamingDecoder::new(std::io::BufReader::new(file))
-        .map_err(|e| {
-            format!(
-                "{} is not a zstd frame ({e}): delete it and run `cargo xtask fetch`",
+/// One frame of a blob: where its output starts in the emulator, and its bytes in the
+/// blob.
+struct Part {
+    offset: u64,
+    compressed: std::ops::Range<usize>,
+}
+
+/// Decodes one blob, frame by frame (each against `reference` when it is a patch), the
+/// way the binary does and checks it against its pin; returns the decoded bytes and
+/// the parts.
+fn verify(
+    path: &Path,
+    emulator: &Emulator,
+    reference: Option<&[u8]>,
+) -> Result<(Vec<u8>, Vec<Part>), String> {
+    let refetch = "delete it and run `cargo xtask fetch`";
+    let compressed = fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let zstd_error = |code: usize| {
+        format!(
+            "cannot decode {}: {}: {refetch}",
+            path.display(),
+            zstd_safe::get_error_name(code)
+        )
+    };
+    let capacity = usize::try_from(emulator.size).map_err(|e| e.to_string())?;
+    let mut bytes = Vec::with_capacity(capacity);
+    let mut parts = Vec::new();
+    let mut start = 0;
+    while start < compressed.len() {
+        let frame_len =
+            zstd_safe::find_frame_compressed_size(&compressed[start..]).map_err(zstd_error)?;
+        let frame = &compressed[start..start + frame_len];
+        // The binary relies on each frame's content checksum to check what it decodes
+        // (src/emulator.rs): bit 2 of the frame header descriptor, after the magic.
+        if frame
+            .get(4)
+            .is_none_or(|descriptor| descriptor & 0b100 == 0)
+        {
+            return Err(format!(
+                "{} has a frame without a content checksum: {refetch}",
                 path.display()
-            )
-        })?;
-    let mut hasher = Sha256::new();
-    let mut buffer = vec![0u8; 1 << 20];
-    let mut size = 0u64;
-    loop {
-        let n = decoder.read(&mut buffer).map_err(|e| {
-            format!(
-                "cannot decompress {}: {e}: delete it and run `cargo xtask fetch`",
-                path.display()
-            )
-        })?;
-        if n == 0 {
-            break;
+            ));
         }
-        hasher.update(&buffer[..n]);
-        size += n as u64;
+        let mut dctx = DCtx::create();
+        dctx.set_parameter(DParameter::WindowLogMax(WINDOW_LOG_MAX))
+            .map_err(zstd_error)?;
+        if let Some(reference) = reference {
+            dctx.ref_prefix(reference).map_err(zstd_error)?;
+        }
+        // One byte more than is left, so that a frame decoding to more is seen as such.
+        let mut part = vec![0; capacity.saturating_sub(bytes.len()) + 1];
+        let decoded = dctx.decompress(&mut part[..], frame).map_err(zstd_error)?;
+        if decoded == 0 {
+            return Err(format!("{} has an empty frame: {refetch}", path.display()));
+        }
+        parts.push(Part {
+            offset: bytes.len() as u64,
+            compressed: start..start + frame_len,
+        });
+        bytes.extend_from_slice(&part[..decoded]);
+        start += frame_len;
     }
-    let actual = hex::encode(hasher.finalize());
-    if size != emulator.size || actual != emulator.sha256 {
+    let actual = hex::encode(Sha256::digest(&bytes));
+    if bytes.len() as u64 != emulator.size || actual != emulator.sha256 {
         return Err(format!(
-            "{} does not match its pin for qemu-{}: expected {} bytes with sha256 {}, got {size} bytes \
-             with sha256 {actual}: delete it and run `cargo xtask fetch`",
+            "{} does not match its pin for qemu-{}: expected {} bytes with sha256 {}, got {} bytes \
+             with sha256 {actual}: {refetch}",
             path.display(),
             emulator.cpu,
             emulator.size,
-            emulator.sha256
+            emulator.sha256,
+            bytes.len()
         ));
     }
-    Ok(())
+    Ok((bytes, parts))
 }

@@ -9,7 +9,7 @@
 use std::fmt;
 
 use binfmt_misc::{Change, Entry, Error as TableError, Flags, Registration, Table};
-use qemu_catalog::interpreter::{self, FileState, InterpreterDir, is_memfd_path};
+use qemu_catalog::interpreter::{self, FileState, Interpreter, InterpreterDir, is_memfd_path};
 use qemu_catalog::{Arch, Emulator, Selection};
 
 use crate::probe::Prober;
@@ -145,7 +145,13 @@ impl fmt::Display for Outcome {
     }
 }
 
-/// Installs each emulator, one after another; a failure does not stop the rest.
+/// Installs each emulator; a failure does not stop the rest.
+///
+/// Three steps, so that the expensive middle one runs on every core: read each entry
+/// and decide whether its interpreter file is needed; check those files and write the
+/// missing, tampered or unsafe ones, all at once ([`InterpreterDir::ensure_all`],
+/// falling back to memfds where the directory cannot hold them); then register what
+/// differs, one entry after another.
 pub fn install(
     table: &impl Table,
     emulators: &[Emulator],
@@ -159,11 +165,33 @@ pub fn install(
     {
         log::debug!("not removing leftover temporary files: {error}");
     }
+    let prepared: Vec<Result<Prepared, Failure>> = emulators
+        .iter()
+        .map(|emulator| prepare(table, emulator, options))
+        .collect();
+    let needing_files: Vec<Emulator> = emulators
+        .iter()
+        .zip(&prepared)
+        .filter(|(_, prepared)| matches!(prepared, Ok(Prepared::NeedsFile { .. })))
+        .map(|(emulator, _)| *emulator)
+        .collect();
+    let mut files = interpreters(&needing_files, options).into_iter();
     emulators
         .iter()
-        .map(|emulator| {
-            let outcome = install_one(table, emulator, options)
-                .unwrap_or_else(|error| Outcome::Failed(error.to_string()));
+        .zip(prepared)
+        .map(|(emulator, prepared)| {
+            let outcome = match prepared {
+                Ok(Prepared::Done(outcome)) => Ok(outcome),
+                Ok(Prepared::NeedsFile { wanted, current }) => match files.next() {
+                    Some(file) => finish(table, wanted, current.as_ref(), file),
+                    None => Err(Failure::NotConverged(
+                        "internal error: no interpreter file was prepared".to_owned(),
+                    )),
+                },
+                Err(failure) => Err(failure),
+            }
+            .and_then(|outcome| remove_staging(table, emulator, outcome))
+            .unwrap_or_else(|error| Outcome::Failed(error.to_string()));
             (emulator.arch(), outcome)
         })
         .collect()
@@ -204,14 +232,13 @@ impl From<interpreter::Error> for Failure {
 /// between our read and our write (EEXIST on register, ENOENT on remove).
 const ATTEMPTS: usize = 3;
 
-fn install_one(
+/// Once the entry itself is right, removes a staging entry left by a killed run (it
+/// is matched before the entry and may hold something else), noting it.
+fn remove_staging(
     table: &impl Table,
     emulator: &Emulator,
-    options: &Options,
+    outcome: Outcome,
 ) -> Result<Outcome, Failure> {
-    let outcome = converge(table, emulator, options)?;
-    // Only now that the entry itself is right: a staging entry left by a killed run is
-    // matched before it and may hold something else.
     let name = emulator.arch().entry_name();
     if !binfmt_misc::remove_staging(table, &name)? {
         return Ok(outcome);
@@ -233,13 +260,25 @@ fn install_one(
     })
 }
 
-/// Brings the entry itself to what we want.
-fn converge(
+/// An architecture after its entry was read.
+enum Prepared {
+    /// Settled without an interpreter file: the entry was right (or only disabled).
+    Done(Outcome),
+    /// The interpreter file must be checked (and written if need be) before the
+    /// entry can be compared and registered.
+    NeedsFile {
+        wanted: Registration,
+        current: Option<Entry>,
+    },
+}
+
+/// Reads the emulator's entry and settles what needs no interpreter file.
+fn prepare(
     table: &impl Table,
     emulator: &Emulator,
     options: &Options,
-) -> Result<Outcome, Failure> {
-    let mut wanted = wanted(emulator, options);
+) -> Result<Prepared, Failure> {
+    let wanted = wanted(emulator, options);
     let current = table.read_entry(&wanted.name)?;
 
     // An entry registered from a memfd names a descriptor of the process that
@@ -256,56 +295,94 @@ fn converge(
             binfmt_misc::compare(Some(entry), &as_registered)
         {
             binfmt_misc::apply(table, &as_registered, &change)?;
-            return Ok(outcome_of(&change, Vec::new()));
+            return Ok(Prepared::Done(outcome_of(&change, Vec::new())));
         }
     }
 
     let change = binfmt_misc::compare(current.as_ref(), &wanted);
-    let fixed_binary = wanted.flags.fix_binary;
     // With flag F the kernel opened the interpreter when the entry was registered and
     // holds it still; a path absent from this filesystem (another container wrote it)
     // is no fault. The digest in the file name says which emulator it was.
     if matches!(change, Change::Unchanged | Change::Enable)
-        && fixed_binary
+        && wanted.flags.fix_binary
         && !options.in_memory
         && !wanted.interpreter.exists()
     {
         binfmt_misc::apply(table, &wanted, &change)?;
-        return Ok(outcome_of(&change, Vec::new()));
+        return Ok(Prepared::Done(outcome_of(&change, Vec::new())));
     }
+    Ok(Prepared::NeedsFile { wanted, current })
+}
 
-    let (interpreter, found) = if options.in_memory {
-        (interpreter::write_memfd(emulator)?, FileState::Missing)
-    } else {
-        match options.interpreter_dir.ensure(emulator) {
-            Err(interpreter::Error::ReadOnly { path }) => {
-                log::warn!(
-                    "{} is read-only: qemu-{} is held in memory (a memfd, {} MB of RAM while \
-                     registered); give a writable disk directory with --interpreter-dir to avoid that",
-                    path.display(),
-                    emulator.arch().qemu_cpu(),
-                    emulator.size() / 1_000_000
-                );
-                (interpreter::write_memfd(emulator)?, FileState::Missing)
-            }
-            Err(interpreter::Error::OnFuse { path }) => {
-                log::warn!(
-                    "{} is on FUSE (fuse-overlayfs?): a file there stops working when its \
-                     daemon exits with the container, so qemu-{} is held in memory instead (a \
-                     memfd, {} MB of RAM while registered); mount a volume there (the image \
-                     declares one) or give a disk directory with --interpreter-dir",
-                    path.display(),
-                    emulator.arch().qemu_cpu(),
-                    emulator.size() / 1_000_000
-                );
-                (interpreter::write_memfd(emulator)?, FileState::Missing)
-            }
-            other => other?,
-        }
+/// The interpreter files of `emulators`, checked and written where needed; in a memfd
+/// each in memory mode, or where the directory is read-only or on FUSE.
+fn interpreters(
+    emulators: &[Emulator],
+    options: &Options,
+) -> Vec<Result<(Interpreter, FileState), interpreter::Error>> {
+    let in_memory = |emulators: &[Emulator]| -> Vec<_> {
+        interpreter::write_memfds(emulators)
+            .into_iter()
+            .map(|memfd| memfd.map(|interpreter| (interpreter, FileState::Missing)))
+            .collect()
     };
+    if options.in_memory {
+        return in_memory(emulators);
+    }
+    let mut files = options.interpreter_dir.ensure_all(emulators);
+    let falling_back: Vec<usize> = files
+        .iter()
+        .enumerate()
+        .filter(|(_, file)| {
+            matches!(
+                file,
+                Err(interpreter::Error::ReadOnly { .. } | interpreter::Error::OnFuse { .. })
+            )
+        })
+        .map(|(index, _)| index)
+        .collect();
+    let Some(&first) = falling_back.first() else {
+        return files;
+    };
+    let moved: Vec<Emulator> = falling_back.iter().map(|&i| emulators[i]).collect();
+    let names = moved
+        .iter()
+        .map(|e| format!("qemu-{}", e.arch().qemu_cpu()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let megabytes = moved.iter().map(Emulator::size).sum::<u64>() / 1_000_000;
+    match &files[first] {
+        Err(interpreter::Error::OnFuse { path }) => log::warn!(
+            "{} is on FUSE (fuse-overlayfs?): a file there stops working when its daemon \
+             exits with the container, so {names} are held in memory instead (memfds, {megabytes} \
+             MB of RAM while registered); mount a volume there (the image declares one) or \
+             give a disk directory with --interpreter-dir",
+            path.display(),
+        ),
+        Err(interpreter::Error::ReadOnly { path }) => log::warn!(
+            "{} is read-only: {names} are held in memory (memfds, {megabytes} MB of RAM while \
+             registered); give a writable disk directory with --interpreter-dir to avoid that",
+            path.display(),
+        ),
+        _ => {}
+    }
+    for (index, memfd) in falling_back.into_iter().zip(in_memory(&moved)) {
+        files[index] = memfd;
+    }
+    files
+}
+
+/// Registers what differs, now that the interpreter file is in place.
+fn finish(
+    table: &impl Table,
+    mut wanted: Registration,
+    current: Option<&Entry>,
+    file: Result<(Interpreter, FileState), interpreter::Error>,
+) -> Result<Outcome, Failure> {
+    let (interpreter, found) = file?;
     wanted.interpreter = interpreter.path().to_owned();
 
-    let mut change = binfmt_misc::compare(current.as_ref(), &wanted);
+    let mut change = binfmt_misc::compare(current, &wanted);
     let mut notes = Vec::new();
     let replaced_file = match found {
         FileState::Tampered => Some("did not match its pinned sha256".to_owned()),
@@ -319,7 +396,7 @@ fn converge(
         ));
         // With F the kernel holds the file it opened at registration, which may be
         // the bad one: only registering again makes it open the new file.
-        if fixed_binary && matches!(change, Change::Unchanged | Change::Enable) {
+        if wanted.flags.fix_binary && matches!(change, Change::Unchanged | Change::Enable) {
             change = Change::Replace(Vec::new());
         }
     }

@@ -1,23 +1,70 @@
-//! The QEMU emulators embedded in this binary, and writing one out with its size and
-//! sha256 checked against the pin.
+//! The QEMU emulators embedded in this binary, and decoding one with its integrity
+//! checked on the way.
 //!
-//! `build.rs` verified every blob against `qemu-blobs/pins.toml` when the binary was
-//! built. Writing out checks again, on the bytes actually produced, so a corrupted
-//! binary can never hand the kernel a wrong interpreter.
+//! The blobs are made by `cargo xtask fetch` (format and trade-offs: xtask's `blob`
+//! module): the host's *reference* emulator on its own, every other one as a patch
+//! against the reference's bytes (a zstd prefix), each cut into consecutive parts of
+//! one zstd frame each. So decoding a patched emulator needs the reference decoded
+//! first ([`Emulator::reference`]), and after that every part of every patch decodes
+//! on its own: the parts of one emulator at the same time, on every core
+//! ([`Emulator::decode_part`]).
+//!
+//! Decoding is libzstd's streaming decoder with a *stable output buffer*: the caller
+//! hands over the whole destination and the decoder writes into it directly and uses it
+//! as its history, so no window buffer is allocated and nothing is copied. After each
+//! step the caller learns how far it got, to write that part out or to drop it from its
+//! address space.
+//!
+//! **Integrity, with no digest computed twice.** `build.rs` decoded every blob and
+//! checked the result against the pinned size and sha256 when the binary was built. At
+//! run time the decoder checks the frame's own content checksum (XXH64 of the output,
+//! which every blob must carry) and the size, so a blob damaged since (a corrupt binary)
+//! or a decoding fault can never hand the kernel a wrong interpreter. Hashing the
+//! output with sha256 again would add ~70 ms of CPU to every `--install all` and catch
+//! nothing more: whoever can change the blobs inside the binary can change the pinned
+//! digests next to them. Files already on disk are a different matter and are hashed
+//! (see [`crate::interpreter`]).
 
 use std::fmt;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
+use std::ops::Range;
 
 use sha2::{Digest, Sha256};
+use zstd_safe::{DCtx, DParameter, InBuffer, OutBuffer};
 
 use crate::arch::Arch;
+
+/// The largest match window (log2) the decoder accepts: a patch's window spans the
+/// reference and the emulator (~32 MB). xtask's `blob::MAX_WINDOW_LOG` makes no blob
+/// that needs more, and `build.rs` checks each. With a stable output buffer the window
+/// costs no memory; the limit only refuses nonsense.
+const WINDOW_LOG_MAX: u32 = 27;
+
+/// How much compressed input each decoding step is given: about a zstd block's worth,
+/// so that most blocks decode straight from the blob rather than being copied into
+/// zstd's input buffer first (16 KiB steps measured ~15% more CPU, in memcpy), while
+/// the caller still regains control every MB or so of output to write it out.
+const INPUT_STEP: usize = 64 * 1024;
 
 /// One row of the generated table.
 pub(crate) struct Embedded {
     cpu: &'static str,
     size: u64,
     sha256: &'static str,
+    /// Whether the blob is a patch against the reference emulator's bytes.
+    patched: bool,
     compressed: &'static [u8],
+    /// The frames of `compressed`, each a consecutive part of the emulator.
+    parts: &'static [Part],
+}
+
+/// One frame of a blob.
+pub(crate) struct Part {
+    /// Where its output starts in the emulator.
+    offset: u64,
+    /// Its bytes in the blob.
+    start: usize,
+    end: usize,
 }
 
 include!(concat!(env!("OUT_DIR"), "/embedded.rs"));
@@ -45,6 +92,14 @@ impl fmt::Debug for Emulator {
             .finish()
     }
 }
+
+impl PartialEq for Emulator {
+    fn eq(&self, other: &Emulator) -> bool {
+        self.arch == other.arch
+    }
+}
+
+impl Eq for Emulator {}
 
 impl Emulator {
     /// The emulator for `arch`, or `None` when this binary does not carry one (the
@@ -84,53 +139,172 @@ impl Emulator {
         self.embedded.compressed.len()
     }
 
-    /// Decompresses the emulator into `out`, checking size and sha256 on the way.
-    ///
-    /// On [`WriteError::Mismatch`] the bytes already written must not be used: callers
-    /// write to a temporary file or a fresh memfd and discard it on error.
-    pub fn write_to(&self, out: &mut dyn Write) -> Result<(), WriteError> {
-        let corrupt = |reason: String| WriteError::Corrupt {
-            arch: self.arch,
-            reason,
-        };
-        let mut decoder = ruzstd::decoding::StreamingDecoder::new(self.embedded.compressed)
-            .map_err(|e| corrupt(e.to_string()))?;
-        let mut hasher = Sha256::new();
-        let mut buffer = vec![0u8; 256 * 1024];
-        let mut written = 0u64;
-        loop {
-            let n = decoder
-                .read(&mut buffer)
-                .map_err(|e| corrupt(e.to_string()))?;
-            if n == 0 {
-                break;
-            }
-            written += n as u64;
-            if written > self.size() {
-                return Err(corrupt(format!(
-                    "decompresses to more than the pinned {} bytes",
-                    self.size()
-                )));
-            }
-            hasher.update(&buffer[..n]);
-            out.write_all(&buffer[..n])
-                .map_err(|source| WriteError::Io {
-                    arch: self.arch,
-                    source,
-                })?;
+    /// The emulator whose decoded bytes [`decode_into`](Self::decode_into) needs for
+    /// this one, or `None` when this one decodes on its own (it is the reference).
+    pub fn reference(&self) -> Option<Emulator> {
+        if !self.embedded.patched {
+            return None;
         }
-        let actual = hex::encode(hasher.finalize());
-        if written != self.size() || actual != self.sha256() {
-            return Err(WriteError::Mismatch {
-                arch: self.arch,
-                expected: self.sha256(),
-                actual,
-            });
+        let reference = EMBEDDED.iter().find(|embedded| !embedded.patched)?;
+        Arch::ALL
+            .into_iter()
+            .find(|arch| arch.qemu_cpu() == reference.cpu)
+            .map(|arch| Emulator {
+                arch,
+                embedded: reference,
+            })
+    }
+
+    /// How many parts it is stored in (each decodes on its own).
+    pub fn parts(&self) -> usize {
+        self.embedded.parts.len()
+    }
+
+    /// The bytes of the emulator that part `part` decodes to.
+    pub fn part_range(&self, part: usize) -> Range<usize> {
+        let parts = self.embedded.parts;
+        let start = parts.get(part).map_or(self.size(), |p| p.offset) as usize;
+        let end = parts.get(part + 1).map_or(self.size(), |p| p.offset) as usize;
+        start..end.max(start)
+    }
+
+    /// Decodes the whole emulator into `dst`, part after part; see
+    /// [`decode_part`](Self::decode_part).
+    pub fn decode_into(
+        &self,
+        dst: &mut [u8],
+        reference: Option<&[u8]>,
+        progress: &mut dyn FnMut(&[u8]) -> io::Result<()>,
+    ) -> Result<(), WriteError> {
+        if dst.len() as u64 != self.size() {
+            return Err(self.wrong_size(dst.len(), self.size()));
+        }
+        for part in 0..self.parts() {
+            let range = self.part_range(part);
+            self.decode_part(part, &mut dst[range], reference, progress)?;
         }
         Ok(())
     }
 
-    /// Whether `bytes` read from `reader` are exactly this emulator (size and sha256).
+    /// Decodes part `part` into `dst`, which must be exactly that part's bytes
+    /// ([`part_range`](Self::part_range)), checking zstd's content checksum and the size
+    /// on the way. `reference` is the decoded [`reference`](Self::reference) when there
+    /// is one. After each step `progress` gets the bytes that step finished (in order,
+    /// together all of `dst`), to write them out or release their pages; an error it
+    /// returns stops decoding as [`WriteError::Io`].
+    ///
+    /// On error the bytes in `dst` must not be used: callers decode into a temporary
+    /// file or a fresh memfd and discard it.
+    pub fn decode_part(
+        &self,
+        part: usize,
+        dst: &mut [u8],
+        reference: Option<&[u8]>,
+        progress: &mut dyn FnMut(&[u8]) -> io::Result<()>,
+    ) -> Result<(), WriteError> {
+        let corrupt = |reason: String| WriteError::Corrupt {
+            arch: self.arch,
+            reason,
+        };
+        let zstd_error = |code: usize| corrupt(zstd_safe::get_error_name(code).to_owned());
+        let Some(frame) = self.embedded.parts.get(part) else {
+            return Err(corrupt(format!("it has no part {part}")));
+        };
+        let expected = self.part_range(part).len();
+        if dst.len() != expected {
+            return Err(self.wrong_size(dst.len(), expected as u64));
+        }
+        let compressed = self
+            .embedded
+            .compressed
+            .get(frame.start..frame.end)
+            .ok_or_else(|| corrupt(format!("part {part} lies outside the blob")))?;
+        if !has_content_checksum(compressed) {
+            return Err(corrupt(
+                "a part is not a zstd frame with a content checksum".to_owned(),
+            ));
+        }
+        let mut dctx = DCtx::create();
+        dctx.set_parameter(DParameter::WindowLogMax(WINDOW_LOG_MAX))
+            .map_err(zstd_error)?;
+        dctx.set_parameter(DParameter::StableOutBuffer(true))
+            .map_err(zstd_error)?;
+        match (self.reference(), reference) {
+            (Some(needed), Some(bytes)) if bytes.len() as u64 == needed.size() => {
+                dctx.ref_prefix(bytes).map_err(zstd_error)?;
+            }
+            (Some(needed), _) => {
+                return Err(WriteError::NeedsReference {
+                    arch: self.arch,
+                    reference: needed.arch,
+                });
+            }
+            (None, _) => {}
+        }
+
+        let (mut consumed, mut produced) = (0, 0);
+        loop {
+            let end = compressed.len().min(consumed + INPUT_STEP);
+            let mut input = InBuffer::around(&compressed[..end]);
+            input.set_pos(consumed);
+            let mut output = OutBuffer::around_pos(&mut *dst, produced);
+            // Checks the content checksum when the frame ends.
+            let remaining = dctx
+                .decompress_stream(&mut output, &mut input)
+                .map_err(zstd_error)?;
+            let (now_consumed, now_produced) = (input.pos(), output.pos());
+            let stalled = now_consumed == consumed && now_produced == produced;
+            progress(&dst[produced..now_produced]).map_err(|source| WriteError::Io {
+                arch: self.arch,
+                source,
+            })?;
+            (consumed, produced) = (now_consumed, now_produced);
+            if remaining == 0 {
+                break;
+            }
+            if stalled {
+                return Err(corrupt(format!(
+                    "part {part} ends early, at {produced} of {expected} bytes"
+                )));
+            }
+        }
+        if consumed != compressed.len() {
+            return Err(corrupt(format!(
+                "{} bytes follow part {part}",
+                compressed.len() - consumed
+            )));
+        }
+        if produced != expected {
+            return Err(corrupt(format!(
+                "part {part} decodes to {produced} bytes, not {expected}"
+            )));
+        }
+        Ok(())
+    }
+
+    fn wrong_size(&self, given: usize, wanted: u64) -> WriteError {
+        WriteError::Io {
+            arch: self.arch,
+            source: io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("the destination holds {given} bytes, not {wanted}"),
+            ),
+        }
+    }
+
+    /// The emulator decoded into memory (its reference too, when it has one). For
+    /// tests and checks; installing decodes straight into the destination instead.
+    pub fn to_vec(&self) -> Result<Vec<u8>, WriteError> {
+        let reference = match self.reference() {
+            Some(reference) => Some(reference.to_vec()?),
+            None => None,
+        };
+        let mut bytes = vec![0; self.size() as usize];
+        self.decode_into(&mut bytes, reference.as_deref(), &mut |_| Ok(()))?;
+        Ok(bytes)
+    }
+
+    /// Whether the bytes read from `reader` are exactly this emulator (size and sha256).
     pub fn matches(&self, reader: &mut dyn Read) -> io::Result<bool> {
         let mut hasher = Sha256::new();
         let mut buffer = vec![0u8; 256 * 1024];
@@ -150,17 +324,21 @@ impl Emulator {
     }
 }
 
+/// Whether `frame` starts a zstd frame whose header says it carries a content checksum
+/// (RFC 8878 3.1.1: magic number, then the frame header descriptor, whose bit 2 is the
+/// Content_Checksum_flag). `build.rs` refuses blobs without one.
+fn has_content_checksum(frame: &[u8]) -> bool {
+    const MAGIC: [u8; 4] = 0xFD2F_B528u32.to_le_bytes();
+    frame.len() > 4 && frame[..4] == MAGIC && frame[4] & 0b100 != 0
+}
+
 /// Writing an emulator out failed.
 #[derive(Debug)]
 pub enum WriteError {
     /// The embedded blob does not decompress: the binary is damaged.
     Corrupt { arch: Arch, reason: String },
-    /// The decompressed bytes are not the pinned emulator: the binary is damaged.
-    Mismatch {
-        arch: Arch,
-        expected: &'static str,
-        actual: String,
-    },
+    /// The emulator is a patch and its reference's bytes were not given (a bug).
+    NeedsReference { arch: Arch, reference: Arch },
     /// The destination refused the bytes.
     Io { arch: Arch, source: io::Error },
 }
@@ -174,15 +352,11 @@ impl fmt::Display for WriteError {
                  download it again",
                 arch.qemu_cpu()
             ),
-            WriteError::Mismatch {
-                arch,
-                expected,
-                actual,
-            } => write!(
+            WriteError::NeedsReference { arch, reference } => write!(
                 f,
-                "the embedded qemu-{} has sha256 {actual}, not the pinned {expected}: this \
-                 binfmt binary is corrupt; download it again",
-                arch.qemu_cpu()
+                "internal error: qemu-{} decodes only against qemu-{}, which was not given",
+                arch.qemu_cpu(),
+                reference.qemu_cpu()
             ),
             WriteError::Io { arch, source } => {
                 write!(f, "cannot write qemu-{}: {source}", arch.qemu_cpu())
@@ -210,40 +384,191 @@ mod tests {
     }
 
     #[test]
-    fn writes_out_exactly_the_pinned_bytes() {
-        let emulator = Emulator::all()[0];
-        let mut out = Vec::new();
-        emulator.write_to(&mut out).unwrap();
-        assert_eq!(out.len() as u64, emulator.size());
+    fn one_reference_and_every_other_emulator_patched_against_it() {
+        let standalone: Vec<Emulator> = Emulator::all()
+            .into_iter()
+            .filter(|e| e.reference().is_none())
+            .collect();
+        assert_eq!(standalone.len(), 1, "{standalone:?}");
+        let reference = standalone[0];
+        let expected = if cfg!(target_arch = "x86_64") {
+            Arch::Arm64
+        } else {
+            Arch::Amd64
+        };
+        assert_eq!(reference.arch(), expected);
+        for emulator in Emulator::all() {
+            if emulator != reference {
+                assert_eq!(emulator.reference(), Some(reference), "{emulator:?}");
+            }
+        }
+    }
+
+    fn reference() -> Emulator {
+        Emulator::all()
+            .into_iter()
+            .find(|e| e.reference().is_none())
+            .expect("a reference emulator")
+    }
+
+    fn patched() -> Emulator {
+        Emulator::for_arch(Arch::Riscv64).expect("riscv64 is foreign on every host")
+    }
+
+    /// A copy of `emulator` whose blob is `compressed`.
+    fn with_blob(emulator: Emulator, compressed: Vec<u8>) -> Emulator {
+        let compressed: &'static [u8] = Box::leak(compressed.into_boxed_slice());
+        let embedded: &'static Embedded = Box::leak(Box::new(Embedded {
+            compressed,
+            ..*emulator.embedded
+        }));
+        Emulator {
+            arch: emulator.arch,
+            embedded,
+        }
+    }
+
+    #[test]
+    fn decodes_exactly_the_pinned_bytes_reference_and_patch() {
+        let reference_bytes = reference().to_vec().unwrap();
+        assert!(
+            reference()
+                .matches(&mut reference_bytes.as_slice())
+                .unwrap()
+        );
+
+        let emulator = patched();
+        let mut out = vec![0; emulator.size() as usize];
+        let mut steps = Vec::new();
+        let mut copy = Vec::new();
+        emulator
+            .decode_into(&mut out, Some(&reference_bytes), &mut |chunk| {
+                copy.extend_from_slice(chunk);
+                steps.push(copy.len());
+                Ok(())
+            })
+            .unwrap();
         assert_eq!(&out[..4], b"\x7fELF");
         assert!(emulator.matches(&mut out.as_slice()).unwrap());
+        // In many steps, so that the caller can write out as it goes; together the
+        // chunks are the output, in order.
+        assert!(steps.len() > 10, "{} steps", steps.len());
+        assert!(copy == out, "the chunks are not the output");
+
         out[1000] ^= 1;
         assert!(!emulator.matches(&mut out.as_slice()).unwrap());
         assert!(!emulator.matches(&mut &out[..10]).unwrap());
     }
 
     #[test]
-    fn a_damaged_blob_is_refused() {
-        let emulator = Emulator::all()[0];
-        let mut damaged = emulator.embedded.compressed.to_vec();
-        let middle = damaged.len() / 2;
-        damaged[middle] ^= 0x55;
-        let leaked: &'static [u8] = Box::leak(damaged.into_boxed_slice());
-        let embedded: &'static Embedded = Box::leak(Box::new(Embedded {
-            compressed: leaked,
-            ..*emulator.embedded
-        }));
-        let broken = Emulator {
-            arch: emulator.arch,
-            embedded,
-        };
-        let error = broken.write_to(&mut io::sink()).unwrap_err();
+    fn every_emulator_is_in_parts_that_decode_on_their_own() {
+        let reference_bytes = reference().to_vec().unwrap();
+        for emulator in Emulator::all() {
+            assert_eq!(emulator.parts(), 2, "{emulator:?}");
+            assert_eq!(emulator.part_range(0).start, 0);
+            assert_eq!(emulator.part_range(0).end, emulator.part_range(1).start);
+            assert_eq!(emulator.part_range(1).end as u64, emulator.size());
+        }
+        // The last part first, as another thread might: the result is the emulator.
+        let emulator = patched();
+        let mut out = vec![0; emulator.size() as usize];
+        for part in (0..emulator.parts()).rev() {
+            let range = emulator.part_range(part);
+            emulator
+                .decode_part(part, &mut out[range], Some(&reference_bytes), &mut |_| {
+                    Ok(())
+                })
+                .unwrap();
+        }
+        assert!(emulator.matches(&mut out.as_slice()).unwrap());
+        let error = emulator
+            .decode_part(0, &mut out[..10], Some(&reference_bytes), &mut |_| Ok(()))
+            .unwrap_err();
         assert!(
-            matches!(
-                error,
-                WriteError::Corrupt { .. } | WriteError::Mismatch { .. }
-            ),
+            error.to_string().contains("the destination holds 10 bytes"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn a_patch_needs_its_exact_reference() {
+        let emulator = patched();
+        let mut out = vec![0; emulator.size() as usize];
+        let error = emulator
+            .decode_into(&mut out, None, &mut |_| Ok(()))
+            .unwrap_err();
+        assert!(
+            matches!(error, WriteError::NeedsReference { .. }),
+            "{error}"
+        );
+
+        let mut wrong = reference().to_vec().unwrap();
+        // Changed throughout: a patch need not copy from every part of the reference.
+        for byte in wrong.iter_mut().step_by(997) {
+            *byte ^= 0x40;
+        }
+        let error = emulator
+            .decode_into(&mut out, Some(&wrong), &mut |_| Ok(()))
+            .unwrap_err();
+        assert!(matches!(error, WriteError::Corrupt { .. }), "{error}");
+    }
+
+    #[test]
+    fn an_error_from_progress_stops_decoding() {
+        let emulator = reference();
+        let mut out = vec![0; emulator.size() as usize];
+        let mut calls = 0;
+        let error = emulator
+            .decode_into(&mut out, None, &mut |_| {
+                calls += 1;
+                Err(io::Error::other("disk full"))
+            })
+            .unwrap_err();
+        assert_eq!(calls, 1);
+        assert!(
+            matches!(&error, WriteError::Io { source, .. } if source.to_string() == "disk full"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_destination_of_the_wrong_size_is_refused() {
+        let emulator = reference();
+        let mut out = vec![0; emulator.size() as usize - 1];
+        let error = emulator
+            .decode_into(&mut out, None, &mut |_| Ok(()))
+            .unwrap_err();
+        assert!(
+            error.to_string().contains("the destination holds"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_damaged_blob_is_refused() {
+        let reference_bytes = reference().to_vec().unwrap();
+        for emulator in [reference(), patched()] {
+            let blob = emulator.embedded.compressed;
+            let mut flipped = blob.to_vec();
+            flipped[blob.len() / 2] ^= 0x55;
+            let second = emulator.embedded.parts[1].start;
+            let mut unchecked = blob.to_vec();
+            unchecked[second + 4] &= !0b100;
+            for (what, damaged) in [
+                ("flipped", flipped),
+                ("truncated", blob[..blob.len() - 100].to_vec()),
+                ("without a content checksum", unchecked),
+            ] {
+                let broken = with_blob(emulator, damaged);
+                let mut out = vec![0; emulator.size() as usize];
+                let error = broken
+                    .decode_into(&mut out, Some(&reference_bytes), &mut |_| Ok(()))
+                    .unwrap_err();
+                assert!(
+                    matches!(error, WriteError::Corrupt { .. }),
+                    "{what} {emulator:?}: {error}"
+                );
+            }
+        }
     }
 }

@@ -12,18 +12,35 @@
 //! the exact emulator it was registered with, even where the file itself is not
 //! visible (another container's filesystem). A new pin gives a new path, which
 //! replaces the entry.
+//!
+//! **Writing** ([`InterpreterDir::ensure_all`], [`write_memfds`]) decodes the reference
+//! emulator first and then the others, patches against it (see [`crate::emulator`]),
+//! one emulator at a time with its two halves decoded at once, one per core, into one
+//! buffer; each finished piece is written out with `pwrite` right away and the file
+//! renamed into place ([`write_files`] says why). Memfds are decoded straight into
+//! their own memory, mapped. So memory stays near one emulator's size.
+//!
+//! **Checking** a file that is already there normally costs an `fstat` and reading a
+//! small record written when the file was last verified ([`crate::verified`]); only a
+//! file without a matching record is read and hashed again.
 
 use std::fmt;
 use std::fs::File;
-use std::io::{self, BufWriter, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-use rustix::fs::{AtFlags, FileType, MemfdFlags, Mode, OFlags, SealFlags};
+use rustix::fs::{AtFlags, FallocateFlags, FileType, MemfdFlags, Mode, OFlags, SealFlags};
 use rustix::io::Errno;
 
+use crate::arch::Arch;
 use crate::emulator::{Emulator, WriteError};
+use crate::mapping::{Buffer, Mapping};
 use crate::secure_dir::{self, SecureDir, Trust, Unsafe};
+use crate::verified;
 
 /// Where interpreters are written by default: persistent, disk-backed, root-owned on
 /// every distribution, and writable in a container's root filesystem.
@@ -39,6 +56,10 @@ const DIGEST_PREFIX: usize = 16;
 
 /// The mode of every interpreter file: root may write, everyone may run it.
 const FILE_MODE: u32 = 0o755;
+
+/// How often (in output bytes) a patch's decoder drops the reference's pages from the
+/// process: they fault back in as it reads them, and only those read lately stay.
+const RELEASE_REFERENCE_EVERY: usize = 1 << 20;
 
 /// A directory that holds interpreter files.
 #[derive(Clone, Debug)]
@@ -127,6 +148,12 @@ pub enum Error {
     Emulator(WriteError),
     /// `memfd_create(2)` or sealing failed.
     Memfd { source: io::Error },
+    /// The emulator is a patch and its reference emulator could not be decoded.
+    Reference {
+        emulator: Arch,
+        reference: Arch,
+        reason: String,
+    },
 }
 
 impl fmt::Display for Error {
@@ -153,6 +180,17 @@ impl fmt::Display for Error {
                 "cannot create a memfd for the interpreter: {source}; give a writable \
                  directory with --interpreter-dir"
             ),
+            Error::Reference {
+                emulator,
+                reference,
+                reason,
+            } => write!(
+                f,
+                "cannot decode qemu-{}: it is stored as a difference to qemu-{}, which failed: \
+                 {reason}",
+                emulator.qemu_cpu(),
+                reference.qemu_cpu()
+            ),
         }
     }
 }
@@ -172,8 +210,9 @@ impl From<secure_dir::Error> for Error {
     }
 }
 
-/// Whether `name` is a temporary file that [`InterpreterDir::ensure`] writes before
-/// renaming it into place (`.qemu-<cpu>-<digest>.tmp-<pid>`).
+/// Whether `name` is a temporary file that [`InterpreterDir::ensure_all`] writes before
+/// renaming it into place (`.qemu-<cpu>-<digest>.tmp-<pid>`, and the same for a
+/// verification record).
 fn is_temporary(name: &[u8]) -> bool {
     name.starts_with(b".qemu-") && name.windows(5).any(|window| window == b".tmp-")
 }
@@ -218,6 +257,11 @@ impl InterpreterDir {
     }
 
     /// Checks the file at the emulator's path against its pin, its owner and mode.
+    ///
+    /// A file of another size is tampered without reading it; a safe one whose record
+    /// says it was verified and is unchanged since is intact without reading it (see
+    /// [`crate::verified`]); any other is read and hashed, and recorded when intact
+    /// (best effort: a read-only directory just means hashing next time too).
     pub fn check(&self, emulator: &Emulator) -> Result<FileState, Error> {
         let trust = Trust::current();
         match SecureDir::open_existing(&self.dir, &trust)? {
@@ -241,51 +285,78 @@ impl InterpreterDir {
         }
     }
 
-    /// Makes sure the emulator's file exists, is intact and safe, writing it if not,
-    /// and returns the interpreter to register with what was on disk before (so the
-    /// caller knows whether the kernel may hold a bad copy; the digest is computed
-    /// once).
+    /// Makes sure the emulator's file exists, is intact and safe; see
+    /// [`ensure_all`](Self::ensure_all).
+    pub fn ensure(&self, emulator: &Emulator) -> Result<(Interpreter, FileState), Error> {
+        self.ensure_all(std::slice::from_ref(emulator))
+            .pop()
+            .unwrap_or_else(|| unreachable!("one result per emulator"))
+    }
+
+    /// Makes sure each emulator's file exists, is intact and safe, writing those that
+    /// are not, and returns, per emulator and in order, the interpreter to register
+    /// with what was on disk before (so the caller knows whether the kernel may hold a
+    /// bad copy).
     ///
     /// The directory and its parents are checked first ([`secure_dir`]) and locked
-    /// against other binfmt runs writing there. A missing, tampered or unsafe file is
-    /// written to a temporary file in the same directory, checked while written,
-    /// made mode 0755, and renamed into place: a reader sees the old file or the
-    /// whole new one, never a part, and a file the kernel holds open (flag F) is
-    /// replaced, not rewritten (which would fail with ETXTBSY). No `fsync`: after a
-    /// crash the next run checks the digest and rewrites a torn file.
-    pub fn ensure(&self, emulator: &Emulator) -> Result<(Interpreter, FileState), Error> {
+    /// against other binfmt runs writing there. The files are checked on every core at
+    /// once. A missing, tampered or unsafe file is written to a temporary file in the
+    /// same directory (see [`write_files`]), checked while written, made mode 0755, and
+    /// renamed into place: a reader sees the old file or the whole new one, never a
+    /// part, and a file the kernel holds open (flag F) is replaced, not rewritten
+    /// (which would fail with ETXTBSY). No `fsync`: after a crash the next run checks
+    /// the file and rewrites a torn one (a torn file has no verification record, or
+    /// one that no longer matches its ctime).
+    pub fn ensure_all(
+        &self,
+        emulators: &[Emulator],
+    ) -> Vec<Result<(Interpreter, FileState), Error>> {
+        if emulators.is_empty() {
+            // Nothing to check: not even the directory is created.
+            return Vec::new();
+        }
+        let everyone = |error: Error| emulators.iter().map(|_| Err(duplicate(&error))).collect();
         let trust = Trust::current();
-        let path = self.path_for(emulator);
         // Before the directory is created or checked: nothing is written on FUSE.
         if self.is_on_fuse() {
-            return Err(Error::OnFuse {
+            return everyone(Error::OnFuse {
                 path: self.dir.clone(),
             });
         }
-        let dir = SecureDir::open(&self.dir, &trust)?;
+        let dir = match SecureDir::open(&self.dir, &trust) {
+            Ok(dir) => dir,
+            Err(error) => return everyone(error.into()),
+        };
         // Held until `dir` is dropped: while it is, a temporary file in the directory
         // belongs to a run that died (killed while writing), never to a live one.
-        dir.lock()?;
+        if let Err(error) = dir.lock() {
+            return everyone(error.into());
+        }
         remove_leftovers(&dir);
 
-        let found = file_state(&dir, emulator, &trust)?;
-        if found == FileState::Intact {
-            return Ok((Interpreter { path, memfd: None }, found));
-        }
-        let name = file_name(emulator);
-        let temporary = format!(".{name}.tmp-{}", std::process::id());
-        let result = write_new_file(&dir, &temporary, emulator).and_then(|()| {
-            binfmt_misc::kill_point::step(&format_args!("rename {} into place", path.display()));
-            rustix::fs::renameat(dir.fd(), &temporary, dir.fd(), &name)
-                .map_err(|errno| io_error(&path, "rename into place", errno.into()))
-        });
-        if result.is_err() {
-            // Best effort: the temporary name is ours alone (we hold the lock).
-            let _ = rustix::fs::unlinkat(dir.fd(), &temporary, AtFlags::empty());
-        }
-        result?;
-        log::debug!("wrote {} (was {found:?})", path.display());
-        Ok((Interpreter { path, memfd: None }, found))
+        let found = on_every_core(emulators, |emulator| file_state(&dir, emulator, &trust));
+        let jobs: Vec<Emulator> = emulators
+            .iter()
+            .zip(&found)
+            .filter(|(_, state)| matches!(state, Ok(state) if *state != FileState::Intact))
+            .map(|(emulator, _)| *emulator)
+            .collect();
+        let mut written = write_files(&dir, &jobs).into_iter();
+        emulators
+            .iter()
+            .zip(found)
+            .map(|(emulator, state)| {
+                let path = self.path_for(emulator);
+                let state = state?;
+                if state != FileState::Intact {
+                    written
+                        .next()
+                        .unwrap_or_else(|| unreachable!("one result per job"))?;
+                    log::debug!("wrote {} (was {state:?})", path.display());
+                }
+                Ok((Interpreter { path, memfd: None }, state))
+            })
+            .collect()
     }
 }
 
@@ -357,6 +428,15 @@ fn file_state(dir: &SecureDir, emulator: &Emulator, trust: &Trust) -> Result<Fil
     if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile {
         return Ok(FileState::Unsafe(FileProblem::NotRegular));
     }
+    // Another size cannot be the pinned bytes: no need to read it.
+    if u64::try_from(stat.st_size).ok() != Some(emulator.size()) {
+        return Ok(FileState::Tampered);
+    }
+    let mode = stat.st_mode & 0o7777;
+    let safe = mode == FILE_MODE && trust.trusts(stat.st_uid);
+    if safe && verified::is_recorded(dir, &name, &fd, emulator.sha256(), trust) {
+        return Ok(FileState::Intact);
+    }
     let mut file = File::from(fd);
     if !emulator
         .matches(&mut file)
@@ -364,42 +444,393 @@ fn file_state(dir: &SecureDir, emulator: &Emulator, trust: &Trust) -> Result<Fil
     {
         return Ok(FileState::Tampered);
     }
-    let mode = stat.st_mode & 0o7777;
     Ok(if mode != FILE_MODE {
         FileState::Unsafe(FileProblem::Mode(mode))
     } else if !trust.trusts(stat.st_uid) {
         FileState::Unsafe(FileProblem::Owner(stat.st_uid))
     } else {
+        if let Err(error) = verified::record(dir, &name, &file, emulator.sha256()) {
+            log::debug!("cannot record {} as verified: {error}", path.display());
+        }
         FileState::Intact
     })
 }
 
-fn write_new_file(dir: &SecureDir, name: &str, emulator: &Emulator) -> Result<(), Error> {
-    let path = dir.path().join(name);
+/// Writes the emulator into a sealed memfd; see [`write_memfds`].
+pub fn write_memfd(emulator: &Emulator) -> Result<Interpreter, Error> {
+    write_memfds(std::slice::from_ref(emulator))
+        .pop()
+        .unwrap_or_else(|| unreachable!("one result per emulator"))
+}
+
+/// Writes each emulator into a sealed memfd and returns, in order, interpreters whose
+/// paths are `/proc/self/fd/<n>`, which the kernel resolves when it registers with
+/// flag F.
+///
+/// Each memfd is sealed against writes, growth and shrinking once filled: nothing can
+/// change the interpreter the kernel holds.
+pub fn write_memfds(emulators: &[Emulator]) -> Vec<Result<Interpreter, Error>> {
+    let mut results: Vec<Option<Result<File, Error>>> = emulators.iter().map(|_| None).collect();
+    // The reference first, when it is wanted itself: the others decode against it.
+    let reference = emulators.iter().find_map(Emulator::reference);
+    let mut prefix = None;
+    if let Some(index) = reference.and_then(|r| emulators.iter().position(|e| *e == r)) {
+        let result = write_memfd_file(&emulators[index], None);
+        if let Ok(file) = &result {
+            prefix = Some(map_written(file, &emulators[index]));
+        }
+        results[index] = Some(result);
+    }
+    let prefix = reference.map(|reference| prefix.unwrap_or_else(|| decode_reference(reference)));
+    // One after another: each one's parts already use every core.
+    for (emulator, result) in emulators.iter().zip(results.iter_mut()) {
+        if result.is_none() {
+            *result = Some(with_reference(emulator, prefix.as_ref(), |reference| {
+                write_memfd_file(emulator, reference)
+            }));
+        }
+    }
+    results
+        .into_iter()
+        .map(|result| {
+            result
+                .unwrap_or_else(|| unreachable!("every emulator was written"))
+                .map(|file| Interpreter {
+                    path: PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd())),
+                    memfd: Some(file.into()),
+                })
+        })
+        .collect()
+}
+
+/// The reference emulator's bytes, for decoding patches against.
+enum Prefix {
+    /// Mapped from the file or memfd it was just written to: its pages can be dropped
+    /// from this process and fault back in from the page cache.
+    Written(Mapping),
+    /// Decoded into memory only, because it is not wanted itself.
+    Decoded(Buffer),
+}
+
+impl Prefix {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Prefix::Written(mapping) => mapping.bytes(),
+            Prefix::Decoded(buffer) => buffer.bytes(),
+        }
+    }
+
+    /// Drops what this process holds of it that can be had again (see
+    /// [`Mapping::release_all`]); anonymous memory has to stay.
+    fn release(&self) {
+        if let Prefix::Written(mapping) = self {
+            mapping.release_all();
+        }
+    }
+}
+
+/// Runs `write` with the reference's bytes when `emulator` is a patch, or fails with
+/// why the reference could not be had.
+fn with_reference(
+    emulator: &Emulator,
+    prefix: Option<&Result<Prefix, String>>,
+    write: impl FnOnce(Option<&Prefix>) -> Result<File, Error>,
+) -> Result<File, Error> {
+    match (emulator.reference(), prefix) {
+        (None, _) => write(None),
+        (Some(_), Some(Ok(prefix))) => write(Some(prefix)),
+        (Some(reference), Some(Err(reason))) => Err(Error::Reference {
+            emulator: emulator.arch(),
+            reference: reference.arch(),
+            reason: reason.clone(),
+        }),
+        (Some(reference), None) => Err(Error::Reference {
+            emulator: emulator.arch(),
+            reference: reference.arch(),
+            reason: "internal error: it was not decoded".to_owned(),
+        }),
+    }
+}
+
+/// The reference emulator decoded into memory (on every core), for patches when the
+/// reference itself is not being written.
+fn decode_reference(reference: Emulator) -> Result<Prefix, String> {
+    let mut buffer = Buffer::new(reference.size() as usize).map_err(|e| e.to_string())?;
+    decode_parts(&reference, buffer.bytes_mut(), None, &|_, _| Ok(()))
+        .map_err(|error| error.to_string())?;
+    Ok(Prefix::Decoded(buffer))
+}
+
+/// A read-only mapping of a written reference emulator, to decode patches against.
+fn map_written(file: &File, emulator: &Emulator) -> Result<Prefix, String> {
+    Mapping::new(file, emulator.size() as usize, false)
+        .map(Prefix::Written)
+        .map_err(|error| format!("cannot map it: {error}"))
+}
+
+/// Writes emulators to files in `dir` (whose lock the caller holds): the reference
+/// first when it is one of them, then the others against it; returns the written
+/// files (open), in order.
+///
+/// One emulator at a time, its parts decoded at once, one per core, into one buffer
+/// (the decoder's history), each thread writing the pieces it finishes to the file at
+/// their offsets right away, while they are hot in the cache. So memory stays at one
+/// emulator whatever the number of cores, and both cores decode and write all the
+/// time. Decoding straight into a shared mapping of the file would need no buffer at
+/// all, but each of its 4 KiB pages then costs a page fault, zeroing and (on ext4) a
+/// journal handle: about twice the kernel time of `pwrite(2)`.
+fn write_files(dir: &SecureDir, jobs: &[Emulator]) -> Vec<Result<File, Error>> {
+    let reference = jobs.iter().find_map(Emulator::reference);
+    let mut order: Vec<usize> = (0..jobs.len()).collect();
+    order.sort_by_key(|&index| Some(jobs[index]) != reference);
+    let largest = jobs.iter().map(|e| e.size() as usize).max().unwrap_or(0);
+    let mut buffer = None;
+    let mut results: Vec<Option<Result<File, Error>>> = jobs.iter().map(|_| None).collect();
+    let mut prefix: Option<Result<Prefix, String>> = None;
+    for index in order {
+        let emulator = &jobs[index];
+        let buffer = match &mut buffer {
+            Some(buffer) => buffer,
+            None => match Buffer::new(largest) {
+                Ok(made) => buffer.insert(made),
+                Err(source) => {
+                    let path = dir.path().join(file_name(emulator));
+                    results[index] = Some(Err(io_error(&path, "allocate a buffer for", source)));
+                    continue;
+                }
+            },
+        };
+        if emulator.reference().is_some() && prefix.is_none() {
+            // The reference was written first if it is wanted; else decode it.
+            let written_reference = jobs
+                .iter()
+                .zip(&results)
+                .find(|(e, _)| Some(**e) == reference)
+                .and_then(|(_, result)| result.as_ref()?.as_ref().ok());
+            prefix = reference.map(|reference| match written_reference {
+                Some(file) => map_written(file, &reference),
+                None => decode_reference(reference),
+            });
+        }
+        let result = with_reference(emulator, prefix.as_ref(), |reference| {
+            write_file(dir, emulator, reference, buffer)
+        });
+        results[index] = Some(result);
+    }
+    results
+        .into_iter()
+        .map(|result| result.unwrap_or_else(|| unreachable!("every job ran")))
+        .collect()
+}
+
+/// Writes one emulator to a temporary file in `dir`, then makes it mode 0755, renames
+/// it into place and records it as verified; returns it, open.
+fn write_file(
+    dir: &SecureDir,
+    emulator: &Emulator,
+    reference: Option<&Prefix>,
+    buffer: &mut Buffer,
+) -> Result<File, Error> {
+    let name = file_name(emulator);
+    let temporary = format!(".{name}.tmp-{}", std::process::id());
+    let temporary_path = dir.path().join(&temporary);
+    // Readable too: a written reference is mapped from this descriptor.
     let fd = rustix::fs::openat(
         dir.fd(),
-        name,
-        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        temporary.as_str(),
+        OFlags::RDWR | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
         Mode::from_raw_mode(FILE_MODE),
     )
-    .map_err(|errno| io_error(&path, "create", errno.into()))?;
-    let mut out = BufWriter::with_capacity(1 << 20, File::from(fd));
-    emulator.write_to(&mut out).map_err(Error::Emulator)?;
-    let file = out
-        .into_inner()
-        .map_err(|e| io_error(&path, "write", e.into_error()))?;
+    .map_err(|errno| io_error(&temporary_path, "create", errno.into()))?;
+    let file = File::from(fd);
+    let result = fill_file(&file, emulator, reference, buffer)
+        .map_err(|error| match error {
+            Error::Io { action, source, .. } => io_error(&temporary_path, action, source),
+            other => other,
+        })
+        .and_then(|()| finish_file(dir, &file, &temporary, &name, emulator.sha256()));
+    if result.is_err() {
+        // Best effort: the temporary name is ours alone (we hold the lock).
+        let _ = rustix::fs::unlinkat(dir.fd(), temporary.as_str(), AtFlags::empty());
+    }
+    result.map(|()| file)
+}
+
+/// Decodes `emulator` into `file` (new and empty) through `buffer`.
+fn fill_file(
+    file: &File,
+    emulator: &Emulator,
+    reference: Option<&Prefix>,
+    buffer: &mut Buffer,
+) -> Result<(), Error> {
+    let size = emulator.size() as usize;
+    // Reserving the blocks first makes a full disk fail before any decoding, and saves
+    // ext4 reserving them page by page. Filesystems without fallocate (some network
+    // and FUSE ones) just get the writes.
+    match rustix::fs::fallocate(file.as_fd(), FallocateFlags::empty(), 0, size as u64) {
+        Ok(()) | Err(Errno::OPNOTSUPP | Errno::NOSYS) => {}
+        Err(errno) => return Err(plain_io_error("reserve space for", errno.into())),
+    }
+    let dst = buffer.bytes_mut().get_mut(..size).ok_or_else(|| {
+        plain_io_error(
+            "write",
+            io::Error::other("internal error: the buffer is too small"),
+        )
+    })?;
+    decode_parts(emulator, dst, reference, &|offset, chunk| {
+        file.write_all_at(chunk, offset as u64)
+    })
+}
+
+/// Makes a fully written temporary file mode 0755, renames it into place and records
+/// it as verified.
+fn finish_file(
+    dir: &SecureDir,
+    file: &File,
+    temporary: &str,
+    name: &str,
+    sha256: &str,
+) -> Result<(), Error> {
+    let path = dir.path().join(name);
     // The umask may have removed bits from the creation mode.
-    rustix::fs::fchmod(&file, Mode::from_raw_mode(FILE_MODE))
-        .map_err(|errno| io_error(&path, "chmod", errno.into()))?;
+    rustix::fs::fchmod(file, Mode::from_raw_mode(FILE_MODE))
+        .map_err(|errno| io_error(&dir.path().join(temporary), "chmod", errno.into()))?;
+    binfmt_misc::kill_point::step(&format_args!("rename {} into place", path.display()));
+    rustix::fs::renameat(dir.fd(), temporary, dir.fd(), name)
+        .map_err(|errno| io_error(&path, "rename into place", errno.into()))?;
+    // Written by the checking decoder: recorded as verified (after the rename, which
+    // changes the ctime). Without a record the next run hashes it instead.
+    if let Err(error) = verified::record(dir, name, file, sha256) {
+        log::debug!("cannot record {} as verified: {error}", path.display());
+    }
     Ok(())
 }
 
-/// Writes the emulator into a sealed memfd and returns it as an interpreter whose path
-/// is `/proc/self/fd/<n>`, which the kernel resolves when it registers with flag F.
-///
-/// The memfd is sealed against writes, growth and shrinking once filled: nothing can
-/// change the interpreter the kernel holds.
-pub fn write_memfd(emulator: &Emulator) -> Result<Interpreter, Error> {
+/// An I/O error of decoding into a file or memfd; the caller adds the path.
+fn plain_io_error(action: &'static str, source: io::Error) -> Error {
+    Error::Io {
+        path: PathBuf::new(),
+        action,
+        source,
+    }
+}
+
+/// The same error again, for every emulator a failure of the directory concerns.
+fn duplicate(error: &Error) -> Error {
+    match error {
+        Error::ReadOnly { path } => Error::ReadOnly { path: path.clone() },
+        Error::OnFuse { path } => Error::OnFuse { path: path.clone() },
+        Error::Unsafe(unsafe_dir) => Error::Unsafe(unsafe_dir.clone()),
+        Error::Io {
+            path,
+            action,
+            source,
+        } => Error::Io {
+            path: path.clone(),
+            action,
+            source: clone_io(source),
+        },
+        other => Error::Io {
+            path: PathBuf::new(),
+            action: "write",
+            source: io::Error::other(other.to_string()),
+        },
+    }
+}
+
+/// What [`decode_parts`] hands each finished piece to, with its offset in the emulator.
+type Finished<'a> = dyn Fn(usize, &[u8]) -> io::Result<()> + Sync + 'a;
+
+/// Decodes every part of `emulator` into its place in `dst` (all of it), one thread
+/// per part (as many at once as there are cores); `finished(offset, chunk)` gets each
+/// finished piece with its offset in the emulator. The reference's pages are
+/// dropped from this process every few MB each thread decodes: they fault back in as
+/// the decoder reads them, and only those read lately stay.
+fn decode_parts(
+    emulator: &Emulator,
+    dst: &mut [u8],
+    reference: Option<&Prefix>,
+    finished: &Finished<'_>,
+) -> Result<(), Error> {
+    let mut slices = Vec::new();
+    let mut rest = dst;
+    for part in 0..emulator.parts() {
+        let range = emulator.part_range(part);
+        let (slice, tail) = rest.split_at_mut(range.len().min(rest.len()));
+        slices.push((part, range.start, slice));
+        rest = tail;
+    }
+    let decode = |(part, start, slice): (usize, usize, &mut [u8])| -> Result<(), Error> {
+        let (mut offset, mut released) = (start, start);
+        emulator
+            .decode_part(part, slice, reference.map(Prefix::bytes), &mut |chunk| {
+                finished(offset, chunk)?;
+                offset += chunk.len();
+                if let Some(reference) = reference
+                    && offset - released >= RELEASE_REFERENCE_EVERY
+                {
+                    reference.release();
+                    released = offset;
+                }
+                Ok(())
+            })
+            .map_err(|error| match error {
+                WriteError::Io { source, .. } => plain_io_error("write", source),
+                other => Error::Emulator(other),
+            })
+    };
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    if cores < 2 || slices.len() < 2 {
+        return slices.into_iter().try_for_each(decode);
+    }
+    in_threads(|scope| {
+        let mut slices = slices.into_iter();
+        let first = slices.next();
+        let others: Vec<_> = slices
+            .map(|slice| scope.spawn(move || decode(slice)))
+            .collect();
+        let mut result = first.map_or(Ok(()), decode);
+        for other in others {
+            let joined = other.join().unwrap_or_else(|_| {
+                Err(plain_io_error(
+                    "decode",
+                    io::Error::other("a decoding thread panicked"),
+                ))
+            });
+            result = result.and(joined);
+        }
+        result
+    })
+}
+
+/// Writes one emulator into a new sealed memfd, decoded straight into the memfd's own
+/// memory (mapped): there is nothing to copy it from.
+fn write_memfd_file(emulator: &Emulator, reference: Option<&Prefix>) -> Result<File, Error> {
+    let memfd_error = |source| Error::Memfd { source };
+    let file = create_memfd(emulator)?;
+    let size = emulator.size() as usize;
+    // Reserving the memory first makes running out of it an error here instead of a
+    // SIGBUS when the decoder touches a page that cannot be allocated.
+    rustix::fs::fallocate(file.as_fd(), FallocateFlags::empty(), 0, size as u64)
+        .map_err(|errno| memfd_error(errno.into()))?;
+    {
+        let mut mapping = Mapping::new(&file, size, true).map_err(memfd_error)?;
+        decode_parts(emulator, mapping.bytes_mut(), reference, &|_, _| Ok(())).map_err(
+            |error| match error {
+                Error::Io { source, .. } => memfd_error(source),
+                other => other,
+            },
+        )?;
+    }
+    rustix::fs::fcntl_add_seals(
+        &file,
+        SealFlags::WRITE | SealFlags::GROW | SealFlags::SHRINK | SealFlags::SEAL,
+    )
+    .map_err(|errno| memfd_error(errno.into()))?;
+    Ok(file)
+}
+
+fn create_memfd(emulator: &Emulator) -> Result<File, Error> {
     let name = format!("qemu-{}", emulator.arch().qemu_cpu());
     let flags = MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING;
     // Since Linux 6.3 a memfd is executable only when created with MFD_EXEC if the
@@ -412,23 +843,77 @@ pub fn write_memfd(emulator: &Emulator) -> Result<Interpreter, Error> {
         .map_err(|errno| Error::Memfd {
             source: errno.into(),
         })?;
-    let file = File::from(fd);
-    let mut out = BufWriter::with_capacity(1 << 20, &file);
-    emulator.write_to(&mut out).map_err(Error::Emulator)?;
-    out.flush().map_err(|source| Error::Memfd { source })?;
-    drop(out);
-    rustix::fs::fcntl_add_seals(
-        &file,
-        SealFlags::WRITE | SealFlags::GROW | SealFlags::SHRINK | SealFlags::SEAL,
-    )
-    .map_err(|errno| Error::Memfd {
-        source: errno.into(),
-    })?;
-    let path = PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
-    Ok(Interpreter {
-        path,
-        memfd: Some(file.into()),
-    })
+    Ok(File::from(fd))
+}
+
+fn clone_io(error: &io::Error) -> io::Error {
+    match error.raw_os_error() {
+        Some(code) => io::Error::from_raw_os_error(code),
+        None => io::Error::new(error.kind(), error.to_string()),
+    }
+}
+
+/// `work` applied to every item, on as many threads as there are cores (and items);
+/// results in order.
+fn on_every_core<T: Sync, R: Send>(items: &[T], work: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .min(items.len());
+    if threads <= 1 {
+        return items.iter().map(work).collect();
+    }
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<R>>> = Mutex::new(items.iter().map(|_| None).collect());
+    in_threads(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| {
+                loop {
+                    let index = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(item) = items.get(index) else {
+                        break;
+                    };
+                    let result = work(item);
+                    if let Ok(mut results) = results.lock() {
+                        results[index] = Some(result);
+                    }
+                }
+            });
+        }
+    });
+    results
+        .into_inner()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .into_iter()
+        .map(|result| result.unwrap_or_else(|| unreachable!("every item ran")))
+        .collect()
+}
+
+/// Runs `work` with a [`std::thread::scope`], then waits until the threads it started
+/// are gone from the process, not just joined.
+///
+/// binfmt must be single-threaded when it next calls `unshare(CLONE_NEWUSER)` (`binfmt
+/// run`, right after registering) or `setns(CLONE_NEWNS)` (`apply --watch`): the kernel
+/// refuses both while another thread exists. A joined thread has only woken its joiner;
+/// it leaves the thread group a few microseconds later, at the end of its exit. So this
+/// counts the entries of `/proc/self/task` until they are back to what they were
+/// (without `/proc` it cannot tell, and does not wait).
+fn in_threads<'env, R>(
+    work: impl for<'scope> FnOnce(&'scope std::thread::Scope<'scope, 'env>) -> R,
+) -> R {
+    let threads = || {
+        std::fs::read_dir("/proc/self/task")
+            .map(Iterator::count)
+            .ok()
+    };
+    let before = threads();
+    let result = std::thread::scope(work);
+    if let Some(before) = before {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+        while threads().is_some_and(|now| now > before) && std::time::Instant::now() < deadline {
+            std::thread::yield_now();
+        }
+    }
+    result
 }
 
 /// Whether `path` is one that [`write_memfd`] hands out (a descriptor of the process
@@ -442,6 +927,7 @@ pub fn is_memfd_path(path: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use std::fs;
+    use std::io::Write;
     use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
 
     use super::*;
@@ -495,8 +981,107 @@ mod tests {
         let inode = metadata.ino();
         assert_eq!(store.ensure(&emulator).unwrap().1, FileState::Intact);
         assert_eq!(fs::metadata(interpreter.path()).unwrap().ino(), inode);
-        // No temporary files are left behind.
-        assert_eq!(fs::read_dir(store.dir()).unwrap().count(), 1);
+        // The file and its verification record; no temporary files are left behind.
+        assert_eq!(
+            listing(store.dir()),
+            [format!(".{name}.verified"), name.to_owned()]
+        );
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// The names in `dir`, sorted.
+    fn listing(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn writes_a_batch_reference_first_and_each_exactly() {
+        let dir = scratch_dir("batch");
+        let store = InterpreterDir::new(&dir);
+        let all = Emulator::all();
+        let results = store.ensure_all(&all);
+        assert_eq!(results.len(), all.len());
+        for (emulator, result) in all.iter().zip(results) {
+            let (interpreter, found) = result.unwrap();
+            assert_eq!(found, FileState::Missing);
+            let mut file = File::open(interpreter.path()).unwrap();
+            assert!(emulator.matches(&mut file).unwrap(), "{emulator:?}");
+        }
+        assert_eq!(listing(&dir).len(), 2 * all.len(), "{:?}", listing(&dir));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn patched_emulators_without_their_reference_are_written_alone() {
+        let dir = scratch_dir("patches");
+        let store = InterpreterDir::new(&dir);
+        let patched = [foreign_emulator(), Emulator::for_arch(Arch::S390x).unwrap()];
+        for emulator in &patched {
+            assert!(emulator.reference().is_some());
+        }
+        for (emulator, result) in patched.iter().zip(store.ensure_all(&patched)) {
+            let (interpreter, _) = result.unwrap();
+            let mut file = File::open(interpreter.path()).unwrap();
+            assert!(emulator.matches(&mut file).unwrap());
+        }
+        // The reference was decoded in memory only, not written to the directory.
+        let names = listing(&dir);
+        assert_eq!(names.len(), 4, "{names:?}");
+        assert!(
+            names
+                .iter()
+                .all(|n| n.contains("riscv64") || n.contains("s390x")),
+            "{names:?}"
+        );
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_same_size_change_with_the_old_mtime_is_detected() {
+        // The verification record must not let a careful in-place edit through: same
+        // size, mtime set back, inode kept. Only the ctime tells, and it is enough.
+        let dir = scratch_dir("same-size");
+        let store = InterpreterDir::new(&dir);
+        let emulator = foreign_emulator();
+        let path = store.ensure(&emulator).unwrap().0.path().to_owned();
+        assert_eq!(store.check(&emulator).unwrap(), FileState::Intact);
+        let mtime = fs::metadata(&path).unwrap().modified().unwrap();
+        let file = fs::OpenOptions::new().write(true).open(&path).unwrap();
+        rustix::io::pwrite(&file, b"\x90\x90", 0x2000).unwrap();
+        file.set_modified(mtime).unwrap();
+        drop(file);
+        assert_eq!(fs::metadata(&path).unwrap().len(), emulator.size());
+        assert_eq!(store.check(&emulator).unwrap(), FileState::Tampered);
+        assert_eq!(store.ensure(&emulator).unwrap().1, FileState::Tampered);
+        assert_eq!(store.check(&emulator).unwrap(), FileState::Intact);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_matching_record_stands_in_for_hashing() {
+        // Shows that the record is what a check relies on: a safe file of the right
+        // size with the record binfmt would write for it passes without being hashed.
+        // (Only whoever can write the directory can make such a record: root.)
+        let dir = scratch_dir("record");
+        let store = InterpreterDir::new(&dir);
+        let emulator = foreign_emulator();
+        let path = store.path_for(&emulator);
+        let file = File::create(&path).unwrap();
+        file.set_len(emulator.size()).unwrap();
+        chmod(&path, 0o755);
+        assert_eq!(store.check(&emulator).unwrap(), FileState::Tampered);
+        let secure = SecureDir::open(&dir, &Trust::current()).unwrap();
+        verified::record(&secure, &file_name(&emulator), &file, emulator.sha256()).unwrap();
+        assert_eq!(store.check(&emulator).unwrap(), FileState::Intact);
+        // Not for a file others could change, though: that one is read, and replaced.
+        chmod(&path, 0o775);
+        verified::record(&secure, &file_name(&emulator), &file, emulator.sha256()).unwrap();
+        assert_eq!(store.check(&emulator).unwrap(), FileState::Tampered);
         fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -625,21 +1210,60 @@ mod tests {
 
     #[test]
     fn memfd_holds_the_exact_emulator_and_is_sealed() {
-        let emulator = foreign_emulator();
-        let interpreter = write_memfd(&emulator).unwrap();
-        assert!(interpreter.is_memfd());
-        assert!(is_memfd_path(interpreter.path()));
-        let mut file = File::open(interpreter.path()).unwrap();
-        assert!(emulator.matches(&mut file).unwrap());
-        let writable = std::fs::OpenOptions::new()
-            .write(true)
-            .open(interpreter.path());
-        if let Ok(mut writable) = writable {
-            assert!(
-                writable.write_all(b"x").is_err(),
-                "sealed memfd accepted a write"
-            );
+        let patched = foreign_emulator();
+        let reference = patched.reference().unwrap();
+        let interpreters = write_memfds(&[patched, reference]);
+        for (emulator, interpreter) in [patched, reference].iter().zip(interpreters) {
+            let interpreter = interpreter.unwrap();
+            assert!(interpreter.is_memfd());
+            assert!(is_memfd_path(interpreter.path()));
+            let mut file = File::open(interpreter.path()).unwrap();
+            assert!(emulator.matches(&mut file).unwrap());
+            let writable = std::fs::OpenOptions::new()
+                .write(true)
+                .open(interpreter.path());
+            if let Ok(mut writable) = writable {
+                assert!(
+                    writable.write_all(b"x").is_err(),
+                    "sealed memfd accepted a write"
+                );
+            }
         }
+    }
+
+    /// Regression: a caller may unshare a user namespace right after, which the kernel
+    /// refuses while another thread exists, and a joined thread lingers for a few
+    /// microseconds (about one unshare in four failed here without the wait). Each
+    /// attempt runs in a child process, which has only the thread that forked it.
+    #[test]
+    fn the_threads_are_gone_when_in_threads_returns() {
+        let mut failed = 0;
+        for _ in 0..100 {
+            // SAFETY: the child only spawns and joins a thread, reads /proc and calls
+            // unshare(2) before _exit(2); the parent waits for it.
+            match unsafe { libc::fork() } {
+                0 => {
+                    in_threads(|scope| {
+                        scope.spawn(|| std::hint::black_box((0..10_000u64).sum::<u64>()));
+                    });
+                    let unshared = unsafe { libc::unshare(libc::CLONE_NEWUSER) } == 0;
+                    unsafe { libc::_exit(if unshared { 0 } else { 1 }) };
+                }
+                -1 => panic!("fork: {}", io::Error::last_os_error()),
+                child => {
+                    let mut status = 0;
+                    assert_eq!(unsafe { libc::waitpid(child, &mut status, 0) }, child);
+                    if !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
+                        failed += 1;
+                    }
+                }
+            }
+        }
+        assert_eq!(
+            failed, 0,
+            "unshare(CLONE_NEWUSER) failed right after in_threads in {failed} of 100 children \
+             (or user namespaces are disabled on this machine)"
+        );
     }
 
     #[test]

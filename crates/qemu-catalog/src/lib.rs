@@ -19,8 +19,10 @@
 pub mod arch;
 pub mod emulator;
 pub mod interpreter;
+mod mapping;
 pub mod probe;
 pub mod secure_dir;
+mod verified;
 
 pub use arch::{Arch, ListError, Selection, UnknownArch, parse_list};
 pub use emulator::Emulator;
