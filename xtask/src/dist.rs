@@ -23,8 +23,8 @@ use sha2::{Digest, Sha256};
 
 use crate::{Result, ResultExt, megabytes, workspace_root};
 
-/// Arguments of `cargo xtask dist`.
-#[derive(clap::Args)]
+/// Arguments of `cargo xtask dist` (the default: both binaries).
+#[derive(clap::Args, Default)]
 pub struct Args {
     /// Which binaries to build (both by default).
     #[arg(long = "arch", value_name = "ARCH", value_parser = ["x86_64", "aarch64"])]
@@ -98,8 +98,7 @@ pub fn run(args: &Args) -> Result<()> {
                 format!("cargo build --release --target {target} failed ({status})").into(),
             );
         }
-        let built = root
-            .join("target")
+        let built = crate::target_dir()
             .join(&target)
             .join("release")
             .join("binfmt");

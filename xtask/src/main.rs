@@ -8,11 +8,14 @@
 //!   time ([`fuzz`]).
 //! - `cargo xtask dist`: build the static release binaries for x86_64 and aarch64 into
 //!   `dist/`, which the `Dockerfile` packages ([`dist`]).
+//! - `cargo xtask bench`: build the release binaries and measure them side by side with
+//!   systemd-binfmt in private binfmt_misc instances ([`bench`]).
 //!
 //! Shared pieces: where packages are downloaded from ([`mirror`]), plain-HTTP downloads
 //! ([`http`]), reading a `.deb` without dpkg ([`deb`]), the compressed blob format
 //! ([`blob`]) and Debian version ordering ([`version`]).
 
+mod bench;
 mod blob;
 mod deb;
 mod dist;
@@ -56,6 +59,9 @@ enum Command {
     Pin(pin::Args),
     /// Run every fuzz target (or those named) for a bounded time (nightly, cargo-fuzz).
     Fuzz(fuzz::Args),
+    /// Build the release binaries and print how fast and small they are, next to
+    /// systemd-binfmt, measured in private binfmt_misc instances.
+    Bench(bench::Args),
 }
 
 fn main() -> ExitCode {
@@ -65,6 +71,7 @@ fn main() -> ExitCode {
         Command::Fetch(args) => fetch::run(&args),
         Command::Pin(args) => pin::run(&args),
         Command::Fuzz(args) => fuzz::run(&args),
+        Command::Bench(args) => bench::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -78,6 +85,15 @@ fn main() -> ExitCode {
             eprintln!("{message}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Where cargo builds: `$CARGO_TARGET_DIR` (relative to the workspace root when
+/// relative) or `target/` in the workspace, as cargo decides for builds started there.
+pub fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR").filter(|dir| !dir.is_empty()) {
+        Some(dir) => workspace_root().join(dir),
+        None => workspace_root().join("target"),
     }
 }
 
