@@ -123,30 +123,98 @@ pub fn decode_standalone(compressed: &[u8], emulator: &Emulator) -> Result<Vec<u
 
 /// How many parts an embedded emulator is cut into: one per core of the 2-core
 /// machines binfmt is measured on, so that both decode one emulator at once (each part
-/// is a frame of its own). Halves cost ~1-3% of size (a part cannot copy from the one
-/// before it); more parts would cost more.
+/// is a frame of its own). Halves cost next to nothing at level 22 (a part cannot copy
+/// from the one before it, but most matches are in the reference anyway).
 pub const EMBEDDED_PARTS: usize = 2;
 
 /// Compresses `bytes` as the binary embeds it: [`EMBEDDED_PARTS`] consecutive parts
-/// (cut at page boundaries near equal sizes), each one zstd frame at
-/// [`EMBEDDED_LEVEL`] with long-distance matching and its content size and checksum,
-/// compressed against `reference` (a zstd prefix) when given.
+/// (cut at page boundaries where the decoding work is even, see [`cuts`]), each one
+/// zstd frame at [`EMBEDDED_LEVEL`] with long-distance matching and its content size
+/// and checksum, compressed against `reference` (a zstd prefix) when given.
 pub fn compress_embedded(bytes: &[u8], reference: Option<&[u8]>) -> Result<Vec<u8>> {
+    let cuts = cuts(bytes, reference)?;
     let mut out = Vec::new();
-    for part in parts(bytes.len()) {
+    for part in ranges(bytes.len(), &cuts) {
         out.extend(compress_part(&bytes[part], reference)?);
     }
     Ok(out)
 }
 
-/// The byte ranges of the parts of an emulator of `len` bytes.
-fn parts(len: usize) -> Vec<std::ops::Range<usize>> {
-    const PAGE: usize = 4096;
+/// How much decoding a compressed byte costs, in raw (output) bytes' worth, for a
+/// part on its own and for a part against the reference. Fitted to binfmt's decoder on
+/// the 2-core machine (time = a * raw MB + b * compressed MB): the reference's parts
+/// a ~2.0, b ~6.2 ms; a patch's parts a ~0.2 (most output is long matches, copied at
+/// memory speed), b ~27 ms. The code at the front of an emulator compresses worse
+/// than the data behind it, so halves of equal size decoded in 27 and 15 ms (the
+/// reference) and 14 and 9 ms (a patch).
+const COMPRESSED_WEIGHT: [usize; 2] = [3, 100];
+
+/// Granularity of the cut, and of the profile it is found with.
+const PROFILE_STEP: usize = 256 * 1024;
+
+/// Where to cut `bytes` into [`EMBEDDED_PARTS`] parts of even decoding work: at the
+/// [`PROFILE_STEP`] boundaries closest to equal shares of `raw + COMPRESSED_WEIGHT *
+/// compressed` along the emulator (the weight for a part on its own, or against the
+/// reference). The compressed sizes come from one quick pass
+/// (level 9, against the same reference, flushed at every step), deterministic like
+/// all of libzstd: the same pin gives the same blobs on every machine.
+fn cuts(bytes: &[u8], reference: Option<&[u8]>) -> Result<Vec<usize>> {
+    use zstd_safe::zstd_sys::ZSTD_EndDirective::{ZSTD_e_end, ZSTD_e_flush};
+    use zstd_safe::{InBuffer, OutBuffer};
+
+    let zstd_error = |code: usize| -> crate::Error { zstd_safe::get_error_name(code).into() };
+    let mut cctx = CCtx::create();
+    let span = (reference.map_or(0, <[u8]>::len) + bytes.len()).max(1);
+    let window_log = (usize::BITS - (span - 1).leading_zeros()).clamp(10, MAX_WINDOW_LOG);
+    for parameter in [
+        CParameter::CompressionLevel(9),
+        CParameter::WindowLog(window_log),
+        CParameter::EnableLongDistanceMatching(true),
+    ] {
+        cctx.set_parameter(parameter).map_err(zstd_error)?;
+    }
+    if let Some(reference) = reference {
+        cctx.ref_prefix(reference).map_err(zstd_error)?;
+    }
+    // Work done up to the end of each step: (offset, cost).
+    let mut profile = vec![(0, 0)];
+    let mut compressed = 0;
+    let mut scratch = vec![0u8; zstd_safe::compress_bound(PROFILE_STEP) + 1024];
+    for start in (0..bytes.len()).step_by(PROFILE_STEP) {
+        let end = (start + PROFILE_STEP).min(bytes.len());
+        let last = end == bytes.len();
+        let mut input = InBuffer::around(&bytes[start..end]);
+        loop {
+            let mut output = OutBuffer::around(&mut scratch[..]);
+            let directive = if last { ZSTD_e_end } else { ZSTD_e_flush };
+            let remaining = cctx
+                .compress_stream2(&mut output, &mut input, directive)
+                .map_err(zstd_error)?;
+            compressed += output.pos();
+            if remaining == 0 && input.pos() == end - start {
+                break;
+            }
+        }
+        let weight = COMPRESSED_WEIGHT[usize::from(reference.is_some())];
+        profile.push((end, end + weight * compressed));
+    }
+    let total = profile.last().map_or(0, |&(_, cost)| cost);
     let mut cuts: Vec<usize> = (1..EMBEDDED_PARTS)
-        .map(|i| len * i / EMBEDDED_PARTS / PAGE * PAGE)
-        .filter(|&cut| cut > 0 && cut < len)
+        .filter_map(|i| {
+            let share = total * i / EMBEDDED_PARTS;
+            profile
+                .iter()
+                .min_by_key(|&&(_, cost)| cost.abs_diff(share))
+                .map(|&(offset, _)| offset)
+        })
+        .filter(|&cut| cut > 0 && cut < bytes.len())
         .collect();
     cuts.dedup();
+    Ok(cuts)
+}
+
+/// The byte ranges between `cuts` (ascending) of an emulator of `len` bytes.
+fn ranges(len: usize, cuts: &[usize]) -> Vec<std::ops::Range<usize>> {
     let starts = std::iter::once(0).chain(cuts.iter().copied());
     let ends = cuts.iter().copied().chain(std::iter::once(len));
     starts.zip(ends).map(|(start, end)| start..end).collect()
@@ -633,11 +701,25 @@ mod tests {
     }
 
     #[test]
-    fn parts_are_page_aligned_and_cover_everything() {
-        assert_eq!(parts(10_000_000), [0..4_997_120, 4_997_120..10_000_000]);
-        let small = parts(100);
-        assert_eq!((small.len(), small[0].clone()), (1, 0..100));
-        assert_eq!(parts(4096 * 3), [0..4096, 4096..12288]);
+    fn the_cut_evens_out_the_decoding_work() {
+        // Dense "code" in front, then data that compresses ten times better, as in an
+        // emulator: an even cost puts the cut well before the middle.
+        let mut bytes = sample(2_000_000);
+        for (i, byte) in bytes.iter_mut().enumerate().skip(1_000_000) {
+            *byte = (i % 7) as u8;
+        }
+        let cut = cuts(&bytes, None).unwrap();
+        assert_eq!(cut.len(), 1, "{cut:?}");
+        assert_eq!(cut[0] % PROFILE_STEP, 0);
+        assert!(cut[0] > 0 && cut[0] < 1_000_000, "{cut:?}");
+        assert_eq!(cuts(&bytes, None).unwrap(), cut, "deterministic");
+
+        assert_eq!(ranges(10, &[4]), [0..4, 4..10]);
+        assert_eq!(ranges(10, &[]).len(), 1);
+        assert!(
+            cuts(&[1, 2, 3], None).unwrap().is_empty(),
+            "too small to cut"
+        );
     }
 
     #[test]
