@@ -17,7 +17,7 @@
 //!   [`EMBEDDED_PARTS`] consecutive parts, one frame each, level [`EMBEDDED_LEVEL`],
 //!   long-distance matching, a window that spans the reference and the part.
 //!
-//! # Why patches against one reference, in halves
+//! # Why patches against one reference, in two parts
 //!
 //! QEMU's user-mode emulators share most of their code (TCG, linux-user, glib, libc);
 //! only the guest frontend differs. Measured with the eight foreign emulators of an
@@ -29,7 +29,7 @@
 //! | trained dictionary (4 MB max) + frames | 19.8 MB | dict + 1 | 8 independent |
 //! | one solid `--long` stream | 7.8 MB | decode up to it, serially | 1 serial decode, 16+ MB window |
 //! | reference + patches, whole | 8.0 MB | 1, or reference + 1 | reference alone, then 7 on both cores |
-//! | **reference + patches, in halves (chosen)** | **8.2 MB** | **same, each on both cores** | **every one on both cores** |
+//! | **reference + patches, in two parts (chosen)** | **8.0 MB** | **same, each on both cores** | **every one on both cores** |
 //!
 //! A trained dictionary does not find the long shared runs; a solid stream is smallest
 //! but cannot use the second core and must be decoded from its start even for one
@@ -37,10 +37,12 @@
 //! gain, and each depends only on the reference, so installing the reference alone
 //! (arm64 on x86_64) decodes one blob. The price: installing any other single
 //! architecture also decodes the reference (~17 MB more output), and the reference's
-//! bytes stay mapped while the patches decode. Cutting every emulator in halves (each
-//! half on its own, against the reference) lets both cores decode one emulator at once
-//! into one buffer, so memory stays at one emulator and no core waits for the
-//! reference; it costs ~2% of size (a half cannot copy from the other). A deeper tree
+//! bytes stay mapped while the patches decode. Cutting every emulator in two parts (each
+//! on its own, or against the reference), where their decoding work is even (see
+//! [`cuts`]), lets both cores decode one emulator at once into one buffer, so memory
+//! stays at one emulator and no core waits for the reference; at level 22 it costs
+//! next to nothing (a part cannot copy from the other, but most matches are in the
+//! reference anyway). A deeper tree
 //! (patching mips64el against mips64) would save a little more size for a third
 //! decode on some single installs.
 //!

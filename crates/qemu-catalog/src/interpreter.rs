@@ -15,7 +15,7 @@
 //!
 //! **Writing** ([`InterpreterDir::ensure_all`], [`write_memfds`]) decodes the reference
 //! emulator first and then the others, patches against it (see [`crate::emulator`]),
-//! one emulator at a time with its two halves decoded at once, one per core, into one
+//! one emulator at a time with its two parts decoded at once, one per core, into one
 //! buffer; each finished piece is written out with `pwrite` right away and the file
 //! renamed into place ([`write_files`] says why). Memfds are decoded straight into
 //! their own memory, mapped. So memory stays near one emulator's size.
