@@ -571,9 +571,17 @@ fn image_sizes() -> Vec<(String, String)> {
             format!("n/a (cargo xtask dist: {error})"),
         )];
     }
+    // The classic builder leaves the stage image of the other platform untagged:
+    // whatever image appears during the builds is removed afterwards.
+    let all_images = || {
+        docker(&["images", "--all", "--quiet", "--no-trunc"])
+            .map(|ids| ids.lines().map(str::to_owned).collect::<Vec<_>>())
+            .unwrap_or_default()
+    };
+    let before = all_images();
     let root = workspace_root();
     let root = root.to_string_lossy();
-    ["amd64", "arm64"]
+    let sizes = ["amd64", "arm64"]
         .iter()
         .map(|arch| {
             let tag = format!("binfmt-bench-{}:{arch}", std::process::id());
@@ -601,7 +609,13 @@ fn image_sizes() -> Vec<(String, String)> {
             };
             (format!("image, {platform}"), shown)
         })
-        .collect()
+        .collect();
+    for id in all_images() {
+        if !before.contains(&id) {
+            let _ = docker(&["rmi", &id]);
+        }
+    }
+    sizes
 }
 
 fn load_average() -> String {
