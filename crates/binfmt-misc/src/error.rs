@@ -76,6 +76,17 @@ fn permission_hint(source: &io::Error) -> &'static str {
     }
 }
 
+/// The register line for `registration`, or [`Error::Invalid`] naming the entry: what
+/// every [`Table`](crate::Table) implementation does before it writes anything.
+pub(crate) fn encode(registration: &crate::entry::Registration) -> Result<Vec<u8>, Error> {
+    registration
+        .register_line()
+        .map_err(|reason| Error::Invalid {
+            name: registration.name.clone(),
+            reason,
+        })
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -161,12 +161,7 @@ impl Table for FakeTable {
 
     fn register(&self, registration: &Registration) -> Result<(), Error> {
         let name = &registration.name;
-        let line = registration
-            .register_line()
-            .map_err(|reason| Error::Invalid {
-                name: name.clone(),
-                reason,
-            })?;
+        let line = crate::error::encode(registration)?;
         self.writes.borrow_mut().push(Write::Register(name.clone()));
         self.spend_write(self.path().join("register"))?;
         if let Some(&errno) = self.refused.borrow().get(name) {

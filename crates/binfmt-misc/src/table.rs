@@ -305,12 +305,7 @@ impl Table for BinfmtMisc {
 
     fn register(&self, registration: &Registration) -> Result<(), Error> {
         let name = &registration.name;
-        let line = registration
-            .register_line()
-            .map_err(|reason| Error::Invalid {
-                name: name.clone(),
-                reason,
-            })?;
+        let line = crate::error::encode(registration)?;
         log::debug!(
             "writing {} bytes to {}",
             line.len(),
