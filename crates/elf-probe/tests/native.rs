@@ -88,38 +88,13 @@ fn i386_runs_natively() {
     check(Machine::I386);
 }
 
-/// The x86-64 level this machine's CPU and kernel support, from the feature flags the
-/// kernel prints in /proc/cpuinfo (it hides AVX and AVX-512 when it does not save
-/// their state): a source independent of the probe's own CPUID and XGETBV.
-fn level_from_cpuinfo() -> u8 {
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").expect("read /proc/cpuinfo");
-    let flags: Vec<&str> = cpuinfo
-        .lines()
-        .find_map(|line| line.strip_prefix("flags"))
-        .and_then(|rest| rest.split_once(':'))
-        .map(|(_, flags)| flags.split_whitespace().collect())
-        .expect("/proc/cpuinfo has a flags line");
-    let all = |names: &[&str]| names.iter().all(|name| flags.contains(name));
-    // The psABI's lists, in the kernel's names (pni = SSE3, abm = LZCNT, cx16 =
-    // CMPXCHG16B, lahf_lm = LAHF/SAHF in 64-bit mode).
-    let v2 = all(&[
-        "cx16", "lahf_lm", "popcnt", "pni", "sse4_1", "sse4_2", "ssse3",
-    ]);
-    let v3 = v2
-        && all(&[
-            "avx", "avx2", "bmi1", "bmi2", "f16c", "fma", "abm", "movbe", "xsave",
-        ]);
-    let v4 = v3 && all(&["avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl"]);
-    1 + u8::from(v2) + u8::from(v3) + u8::from(v4)
-}
-
 #[test]
 fn x86_64_level_probe_reports_this_cpus_level() {
     if !cfg!(target_arch = "x86_64") {
         eprintln!("SKIPPED x86_64_level_probe_reports_this_cpus_level: this host is not x86_64");
         return;
     }
-    let level = level_from_cpuinfo();
+    let level = crate::cpu_level::cpu_level();
     let out = run("level", &elf_probe::x86_64_level());
     assert_eq!(
         out.status.code(),

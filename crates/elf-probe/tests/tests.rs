@@ -12,6 +12,7 @@
 //! integration tests; nothing here needs qemu.
 
 mod binfmt;
+mod cpu_level;
 mod golden;
 mod native;
 mod structure;
