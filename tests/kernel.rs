@@ -131,3 +131,32 @@ namespace_test! {
         assert_eq!(sandbox.table().entry_names().unwrap(), Vec::<String>::new());
     }
 }
+
+namespace_test! {
+    /// What the proof record relies on: a registration keeps its id while it is
+    /// enabled, disabled and read, and the same line registered again gets another.
+    fn a_registration_id_changes_with_each_registration_and_only_then(sandbox: &Sandbox) {
+        let table = sandbox.table();
+        let arm64 = registration(Arch::Arm64, "F");
+        assert_eq!(table.registration_id(&arm64.name).unwrap(), None);
+        table.register(&arm64).unwrap();
+        table.register(&registration(Arch::S390x, "F")).unwrap();
+        let first = table.registration_id(&arm64.name).unwrap().unwrap();
+        let other = table.registration_id("qemu-s390x").unwrap().unwrap();
+        assert_ne!(first, other);
+        assert_eq!(first.instance, other.instance, "one instance");
+
+        table.set_enabled(&arm64.name, false).unwrap();
+        table.set_enabled(&arm64.name, true).unwrap();
+        let _ = table.read_entry(&arm64.name).unwrap();
+        assert_eq!(table.registration_id(&arm64.name).unwrap(), Some(first));
+
+        table.remove(&arm64.name).unwrap();
+        assert_eq!(table.registration_id(&arm64.name).unwrap(), None);
+        table.register(&arm64).unwrap();
+        let second = table.registration_id(&arm64.name).unwrap().unwrap();
+        assert_ne!(second, first, "the same line registered again");
+        assert_ne!(second.inode, first.inode);
+        assert!(table.registration_id("no/such").is_err(), "names are checked");
+    }
+}

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use crate::entry::{Entry, Registration, validate_name};
 use crate::error::Error;
 use crate::model;
-use crate::table::Table;
+use crate::table::{RegistrationId, Table};
 
 /// One write the code under test made.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -37,6 +37,10 @@ pub struct FakeTable {
     disabled: Cell<bool>,
     /// How many more writes succeed; `None`: all of them.
     write_budget: Cell<Option<usize>>,
+    /// Each entry's registration number, as the kernel's fresh inode number.
+    registrations: RefCell<BTreeMap<String, u64>>,
+    /// The last registration number given.
+    last_registration: Cell<u64>,
 }
 
 impl FakeTable {
@@ -48,9 +52,19 @@ impl FakeTable {
     /// Puts an entry in place as if another tool had registered it; not recorded as a
     /// write.
     pub fn insert(&self, entry: Entry) {
+        self.new_registration(&entry.registration.name);
         let mut entries = self.entries.borrow_mut();
         entries.retain(|e| e.registration.name != entry.registration.name);
         entries.push(entry);
+    }
+
+    /// Gives the entry `name` a registration number no earlier one had.
+    fn new_registration(&self, name: &str) {
+        let number = self.last_registration.get() + 1;
+        self.last_registration.set(number);
+        self.registrations
+            .borrow_mut()
+            .insert(name.to_owned(), number);
     }
 
     /// Makes every later registration of `name` fail with `errno`, as the kernel does
@@ -187,6 +201,7 @@ impl Table for FakeTable {
             fix_binary: registration.flags.fix_binary,
             source: std::io::Error::new(std::io::ErrorKind::InvalidInput, rejected),
         })?;
+        self.new_registration(name);
         self.entries.borrow_mut().push(Entry {
             enabled: true,
             registration: stored,
@@ -209,15 +224,67 @@ impl Table for FakeTable {
         self.spend_write(self.path().join(name))?;
         self.with_entry(name, |entries, index| {
             entries.remove(index);
-        })
+        })?;
+        self.registrations.borrow_mut().remove(name);
+        Ok(())
     }
 
     fn is_enabled(&self) -> Result<bool, Error> {
         Ok(!self.disabled.get())
+    }
+
+    fn registration_id(&self, name: &str) -> Result<Option<RegistrationId>, Error> {
+        validate_name(name).map_err(|reason| Error::Invalid {
+            name: name.to_owned(),
+            reason,
+        })?;
+        Ok(self
+            .registrations
+            .borrow()
+            .get(name)
+            .map(|&number| RegistrationId {
+                instance: 0,
+                inode: number,
+                created_ns: 0,
+            }))
     }
 }
 
 /// A path under the fake mount, for building expected values in tests.
 pub fn fake_path(name: &str) -> PathBuf {
     FakeTable::new().path().join(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::entry::{Flags, Matcher};
+
+    fn registration(name: &str) -> Registration {
+        Registration {
+            name: name.to_owned(),
+            matcher: Matcher::Extension("xyz".into()),
+            interpreter: "/bin/true".into(),
+            flags: Flags::NONE,
+        }
+    }
+
+    #[test]
+    fn registration_ids_behave_as_the_kernels() {
+        let table = FakeTable::new();
+        table.register(&registration("one")).unwrap();
+        let first = table.registration_id("one").unwrap().unwrap();
+        table.set_enabled("one", false).unwrap();
+        assert_eq!(table.registration_id("one").unwrap(), Some(first));
+        table.remove("one").unwrap();
+        assert_eq!(table.registration_id("one").unwrap(), None);
+        table.register(&registration("one")).unwrap();
+        assert_ne!(table.registration_id("one").unwrap(), Some(first));
+        table.insert(Entry {
+            enabled: true,
+            registration: registration("one"),
+        });
+        let inserted = table.registration_id("one").unwrap();
+        assert!(inserted.is_some_and(|id| id.inode > first.inode));
+    }
 }

@@ -33,4 +33,4 @@ pub use error::Error;
 pub use plan::{
     Change, STAGING_SUFFIX, apply, compare, plan, remove_staging, staged_name, staging_name,
 };
-pub use table::{BINFMTFS_MAGIC, BinfmtMisc, DEFAULT_MOUNT, Table, TableLock};
+pub use table::{BINFMTFS_MAGIC, BinfmtMisc, DEFAULT_MOUNT, RegistrationId, Table, TableLock};

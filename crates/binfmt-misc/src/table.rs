@@ -19,7 +19,7 @@ use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{CWD, FlockOperation, Mode, OFlags};
+use rustix::fs::{AtFlags, CWD, FlockOperation, Mode, OFlags};
 use rustix::io::Errno;
 
 use crate::entry::{CONTROL_FILES, Entry, Registration, validate_name};
@@ -60,6 +60,36 @@ pub trait Table {
 
     /// Whether the whole table is enabled (`<mount>/status`).
     fn is_enabled(&self) -> Result<bool, Error>;
+
+    /// Which registration the entry of that name is, or `None` when there is none;
+    /// see [`RegistrationId`].
+    fn registration_id(&self, name: &str) -> Result<Option<RegistrationId>, Error>;
+}
+
+/// Tells one registration of an entry from every other, within one boot.
+///
+/// Registering (even the same line again, after a removal) creates a new entry file,
+/// and the kernel gives each new file a fresh inode number (`get_next_ino()`) and
+/// sets its ctime; enabling or disabling an entry changes neither. So two reads that
+/// find the same id in the same instance, in the same boot, read the same
+/// registration: the same interpreter the kernel opened for flag `F`, not merely the
+/// same text. (Callers that cache what they learned about an entry key it on this
+/// and on the boot; across boots inode numbers start over.)
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct RegistrationId {
+    /// The binfmt_misc instance (`st_dev` of the entry file: each mount of a new
+    /// instance is a new superblock).
+    pub instance: u64,
+    /// The entry file's inode number.
+    pub inode: u64,
+    /// The entry file's ctime, in nanoseconds since the epoch.
+    pub created_ns: i128,
+}
+
+impl std::fmt::Display for RegistrationId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}:{}", self.instance, self.inode, self.created_ns)
+    }
 }
 
 /// An exclusive lock on a binfmt_misc instance (see [`BinfmtMisc::lock`]); dropping it
@@ -348,6 +378,23 @@ impl Table for BinfmtMisc {
                 source: crate::entry::ParseError::new(format!(
                     "expected `enabled` or `disabled`, found {other:?}"
                 )),
+            }),
+        }
+    }
+
+    fn registration_id(&self, name: &str) -> Result<Option<RegistrationId>, Error> {
+        let name = self.entry_name(name)?;
+        match rustix::fs::statat(&self.dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(stat) => Ok(Some(RegistrationId {
+                instance: stat.st_dev,
+                inode: stat.st_ino,
+                created_ns: i128::from(stat.st_ctime) * 1_000_000_000
+                    + i128::from(stat.st_ctime_nsec),
+            })),
+            Err(Errno::NOENT) => Ok(None),
+            Err(errno) => Err(Error::Read {
+                path: self.file_path(name),
+                source: errno.into(),
             }),
         }
     }
