@@ -214,10 +214,15 @@ impl From<secure_dir::Error> for Error {
 
 /// Whether `name` is a temporary file that [`InterpreterDir::ensure_all`] writes before
 /// renaming it into place (`.qemu-<cpu>-<digest>.tmp-<pid>`, and the same for a
-/// verification record).
+/// verification record), or a state file's (`.binfmt-<name>.tmp-<pid>`, see
+/// [`InterpreterDir::write_state`]).
 fn is_temporary(name: &[u8]) -> bool {
-    name.starts_with(b".qemu-") && name.windows(5).any(|window| window == b".tmp-")
+    (name.starts_with(b".qemu-") || name.starts_with(STATE_PREFIX.as_bytes()))
+        && name.windows(5).any(|window| window == b".tmp-")
 }
+
+/// How the name of every state file begins (see [`InterpreterDir::read_state`]).
+pub const STATE_PREFIX: &str = ".binfmt-";
 
 impl InterpreterDir {
     /// A directory of interpreter files (created when first written to).
@@ -270,6 +275,31 @@ impl InterpreterDir {
             Some(dir) => file_state(&dir, emulator, &trust),
             None => Ok(FileState::Missing),
         }
+    }
+
+    /// Reads a small file binfmt keeps next to the interpreters (`name` begins with
+    /// [`STATE_PREFIX`]): `None` unless the directory exists and is safe, and the file
+    /// is one only a trusted user could have written, of at most `limit` bytes. Creates
+    /// and writes nothing.
+    pub fn read_state(&self, name: &str, limit: usize) -> Option<String> {
+        debug_assert!(name.starts_with(STATE_PREFIX), "{name}");
+        let trust = Trust::current();
+        let dir = SecureDir::open_existing(&self.dir, &trust).ok()??;
+        dir.read_trusted(name, limit, &trust)
+    }
+
+    /// Replaces the state file `name` (see [`read_state`](Self::read_state)) with
+    /// `contents`, through a temporary file renamed into place, under the directory's
+    /// lock. Creates no directory: where no interpreter was ever written there is
+    /// nothing to keep state about.
+    pub fn write_state(&self, name: &str, contents: &str) -> Result<(), Error> {
+        debug_assert!(name.starts_with(STATE_PREFIX), "{name}");
+        let path = self.dir.join(name);
+        let dir = SecureDir::open_existing(&self.dir, &Trust::current())?
+            .ok_or_else(|| io_error(&path, "write", io::Error::from(io::ErrorKind::NotFound)))?;
+        dir.lock()?;
+        dir.replace_file(name, contents.as_bytes())
+            .map_err(|source| io_error(&path, "write", source))
     }
 
     /// Removes the temporary files of runs that were killed while writing an emulator
@@ -1206,6 +1236,8 @@ mod tests {
         );
         assert!(!dir.join("absent").exists());
         assert!(is_temporary(b".qemu-aarch64-0123456789abcdef.tmp-1"));
+        assert!(is_temporary(b".binfmt-proofs.tmp-1"));
+        assert!(!is_temporary(b".binfmt-proofs"));
         assert!(!is_temporary(b"qemu-aarch64-0123456789abcdef"));
         fs::remove_dir_all(&dir).unwrap();
     }

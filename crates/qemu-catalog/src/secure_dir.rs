@@ -272,6 +272,59 @@ impl SecureDir {
             .map_err(io_error(&self.path, "lock"))
     }
 
+    /// Reads the small file `name` if only a trusted user could have written it: a
+    /// regular file owned by a user `trust` trusts and writable by nobody else (the
+    /// directory itself was checked when it was opened). `None` when it is missing,
+    /// untrusted, unreadable or longer than `limit` bytes.
+    pub fn read_trusted(&self, name: &str, limit: usize, trust: &Trust) -> Option<String> {
+        // O_NONBLOCK: a FIFO planted there must not hang the open.
+        let fd = rustix::fs::openat(
+            &self.fd,
+            name,
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .ok()?;
+        let stat = rustix::fs::fstat(&fd).ok()?;
+        let trusted = FileType::from_raw_mode(stat.st_mode) == FileType::RegularFile
+            && trust.trusts(stat.st_uid)
+            && stat.st_mode & WRITABLE_BY_OTHERS == 0;
+        if !trusted {
+            return None;
+        }
+        let mut text = String::new();
+        // One byte more than the limit, to tell a longer file.
+        std::io::Read::read_to_string(
+            &mut std::io::Read::take(std::fs::File::from(fd), limit as u64 + 1),
+            &mut text,
+        )
+        .ok()?;
+        (text.len() <= limit).then_some(text)
+    }
+
+    /// Replaces the file `name` with `contents`, mode 0644 less the umask: written to
+    /// `<name>.tmp-<pid>` and renamed into place, so a reader finds the old file or the
+    /// new one whole. The temporary file is removed when anything fails.
+    pub fn replace_file(&self, name: &str, contents: &[u8]) -> io::Result<()> {
+        let temporary = format!("{name}.tmp-{}", std::process::id());
+        let written = rustix::fs::openat(
+            &self.fd,
+            temporary.as_str(),
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o644),
+        )
+        .map_err(io::Error::from)
+        .and_then(|fd| std::io::Write::write_all(&mut std::fs::File::from(fd), contents))
+        .and_then(|()| {
+            rustix::fs::renameat(&self.fd, temporary.as_str(), &self.fd, name)
+                .map_err(io::Error::from)
+        });
+        if written.is_err() {
+            let _ = rustix::fs::unlinkat(&self.fd, temporary.as_str(), AtFlags::empty());
+        }
+        written
+    }
+
     /// The names of the directory's entries.
     pub fn names(&self) -> Result<Vec<Vec<u8>>, Error> {
         let dir = rustix::fs::openat(

@@ -19,10 +19,8 @@
 //! only root can change (the interpreter file itself must be a trusted 0755 file too):
 //! whoever could forge a record could as well rewrite the interpreter.
 
-use std::io::{self, Read};
+use std::io;
 use std::os::fd::AsFd;
-
-use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 
 use crate::secure_dir::{SecureDir, Trust};
 
@@ -57,57 +55,14 @@ pub(crate) fn is_recorded(
     let Ok(expected) = text(file, sha256) else {
         return false;
     };
-    // O_NONBLOCK: a FIFO planted there must not hang the open.
-    let Ok(record) = rustix::fs::openat(
-        dir.fd(),
-        record_name(name).as_str(),
-        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
-        Mode::empty(),
-    ) else {
-        return false;
-    };
-    let trusted = rustix::fs::fstat(&record).is_ok_and(|stat| {
-        FileType::from_raw_mode(stat.st_mode) == FileType::RegularFile
-            && trust.trusts(stat.st_uid)
-            && !Mode::from_raw_mode(stat.st_mode).intersects(Mode::WGRP | Mode::WOTH)
-    });
-    let mut found = String::new();
-    // One byte more than expected, so that a longer record does not match.
-    trusted
-        && std::fs::File::from(record)
-            .take(expected.len() as u64 + 1)
-            .read_to_string(&mut found)
-            .is_ok()
-        && found == expected
+    dir.read_trusted(&record_name(name), expected.len(), trust)
+        .is_some_and(|found| found == expected)
 }
 
 /// Records in `dir` that `file` (open, named `name` there) matches `sha256` as it is
-/// now: written to a temporary file and renamed into place. Callers treat a failure as
-/// "no record".
+/// now. Callers treat a failure as "no record".
 pub(crate) fn record(dir: &SecureDir, name: &str, file: impl AsFd, sha256: &str) -> io::Result<()> {
-    let text = text(file, sha256)?;
-    let target = record_name(name);
-    let temporary = format!("{target}.tmp-{}", std::process::id());
-    let written = rustix::fs::openat(
-        dir.fd(),
-        temporary.as_str(),
-        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::from_raw_mode(0o644),
-    )
-    .map_err(io::Error::from)
-    .and_then(|fd| {
-        let file = std::fs::File::from(fd);
-        // The umask may have removed bits; it may not have added any.
-        std::io::Write::write_all(&mut &file, text.as_bytes())
-    })
-    .and_then(|()| {
-        rustix::fs::renameat(dir.fd(), temporary.as_str(), dir.fd(), target.as_str())
-            .map_err(io::Error::from)
-    });
-    if written.is_err() {
-        let _ = rustix::fs::unlinkat(dir.fd(), temporary.as_str(), AtFlags::empty());
-    }
-    written
+    dir.replace_file(&record_name(name), text(file, sha256)?.as_bytes())
 }
 
 #[cfg(test)]
