@@ -21,6 +21,7 @@ mod kubernetes;
 mod mount;
 mod persist;
 mod probe;
+mod proofs;
 mod run;
 mod systemd;
 mod uninstall;

@@ -43,6 +43,7 @@ pub fn run(args: &ApplyArgs) -> Result<ExitCode, Failure> {
     let request = Request {
         mount: config.mount,
         uninstall: None,
+        interpreter_dir: config.options.interpreter_dir.clone(),
         install: Some(Install {
             selection: config.selection,
             emulators: config.emulators,

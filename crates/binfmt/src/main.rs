@@ -16,6 +16,7 @@ mod config;
 mod doctor;
 mod install;
 mod probe;
+mod proofs;
 mod run;
 mod signals;
 mod status;
@@ -150,6 +151,7 @@ fn run(args: &Args) -> Result<ExitCode, Failure> {
         mount: args.mount.clone(),
         uninstall,
         install,
+        interpreter_dir: InterpreterDir::new(&args.interpreter_dir),
     };
     execute(&request, Report::Everything)
 }
@@ -179,6 +181,8 @@ pub struct Request {
     pub uninstall: Option<Vec<uninstall::Target>>,
     /// What to register, and how.
     pub install: Option<Install>,
+    /// Where interpreter files are, and the proofs of earlier runs (see [`proofs`]).
+    pub interpreter_dir: InterpreterDir,
 }
 
 /// The validated `--install` part of a request.
@@ -245,7 +249,8 @@ pub fn execute(request: &Request, report: Report) -> Result<ExitCode, Failure> {
     }
 
     if changed {
-        let survey = survey::Survey::take(Some(&table), &probe::System)?;
+        let survey =
+            survey::Survey::take_remembering(&table, &probe::System, &request.interpreter_dir)?;
         let status = status::status(&survey);
         print_stdout(&status::render(&status))?;
     }

@@ -12,9 +12,11 @@
 //! it runs natively (i386 on x86_64, 32-bit arm on an aarch64 CPU with AArch32).
 
 use binfmt_misc::{Entry, Table};
+use qemu_catalog::interpreter::InterpreterDir;
 use qemu_catalog::{Arch, Proof};
 
 use crate::probe::{self, Confinement, Failure, Outcome, Prober};
+use crate::proofs::ProofRecord;
 
 /// The table and the probe outcomes.
 #[derive(Clone, Debug)]
@@ -135,7 +137,10 @@ impl Survey {
         }
     }
 
-    /// Reads the table and probes every architecture.
+    /// Reads the table and probes every architecture (the tests' survey; binfmt's
+    /// commands read and probe in steps, or remember, see
+    /// [`take_remembering`](Survey::take_remembering)).
+    #[cfg(test)]
     pub fn take(
         table: Option<&dyn Table>,
         prober: &dyn Prober,
@@ -143,6 +148,61 @@ impl Survey {
         let mut survey = Survey::read(table)?;
         survey.probe(prober, &Arch::ALL);
         Ok(survey)
+    }
+
+    /// Reads the table and proves every architecture, as [`Survey::take`] does, but
+    /// takes as proved what an earlier run recorded in `dir` for this very table
+    /// (see [`crate::proofs`]), and records what it proves for the next run. Only the
+    /// status JSON is made this way.
+    pub fn take_remembering(
+        table: &dyn Table,
+        prober: &dyn Prober,
+        dir: &InterpreterDir,
+    ) -> Result<Survey, binfmt_misc::Error> {
+        let mut survey = Survey::read(Some(table))?;
+        // Taken before any probe runs: whatever changes after this makes the
+        // fingerprint stale, never a proof of something that was not probed.
+        let record = ProofRecord::for_table(table, &survey, dir);
+        let recalled = record.as_ref().map(ProofRecord::recall).unwrap_or_default();
+        for (arch, proof) in &recalled {
+            log::debug!("{arch}: proved by an earlier run against this same table");
+            survey.arch_mut(*arch).outcome = Some(Outcome::Proved(*proof));
+        }
+        let unproved: Vec<Arch> = Arch::ALL
+            .into_iter()
+            .filter(|arch| survey.arch(*arch).outcome.is_none())
+            .collect();
+        if unproved.is_empty() {
+            // Recorded proofs come from probes that ran in an empty root.
+            survey.confinement = Some(Confinement::EmptyRoot);
+            return Ok(survey);
+        }
+        survey.probe(prober, &unproved);
+        let proved_more = unproved
+            .iter()
+            .any(|arch| survey.arch(*arch).proof().is_some());
+        // The record sits next to the interpreters it is about: where no entry's
+        // interpreter is (a run that failed to write one), nothing is written.
+        let serves_from_dir = survey
+            .entries
+            .iter()
+            .any(|entry| entry.interpreter().parent() == Some(dir.dir()));
+        if let Some(record) = record
+            && proved_more
+            && survey.confined()
+            && serves_from_dir
+        {
+            record.keep(&survey.proofs());
+        }
+        Ok(survey)
+    }
+
+    /// Every architecture proved, with its proof.
+    pub fn proofs(&self) -> Vec<(Arch, Proof)> {
+        self.arches
+            .iter()
+            .filter_map(|arch| Some((arch.arch, arch.proof()?)))
+            .collect()
     }
 
     /// The survey of one architecture.
@@ -265,6 +325,139 @@ pub mod tests {
             survey.arch(Arch::Amd64).proof(),
             Some(Proof { level: Some(3) })
         );
+    }
+
+    /// Counts which architectures it was asked to probe.
+    struct Counting {
+        inner: FakeProber,
+        asked: std::cell::RefCell<Vec<Arch>>,
+    }
+
+    impl Prober for Counting {
+        fn run(&self, arches: &[Arch]) -> Result<Run, Error> {
+            self.asked.borrow_mut().extend_from_slice(arches);
+            self.inner.run(arches)
+        }
+    }
+
+    impl Counting {
+        fn take_asked(&self) -> Vec<Arch> {
+            std::mem::take(&mut *self.asked.borrow_mut())
+        }
+    }
+
+    /// A fresh interpreter directory binfmt trusts, under the build's own target
+    /// directory.
+    fn scratch_dir(name: &str) -> (std::path::PathBuf, InterpreterDir) {
+        use std::os::unix::fs::PermissionsExt;
+        let path = std::path::Path::new(env!("OUT_DIR"))
+            .join(format!("proofs-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        (path.clone(), InterpreterDir::new(path))
+    }
+
+    /// [`entry`], with its interpreter in `dir`.
+    fn entry_in(dir: &InterpreterDir, arch: Arch) -> binfmt_misc::Entry {
+        let mut entry = entry(arch, true, "POCF");
+        entry.registration.interpreter = dir.dir().join(format!("qemu-{}", arch.qemu_cpu()));
+        entry
+    }
+
+    #[test]
+    fn proofs_are_recalled_for_the_same_table_only() {
+        let (path, dir) = scratch_dir("recall");
+        let table = FakeTable::new();
+        table.insert(entry(Arch::Arm64, true, "POCF"));
+        let prober = FakeProber::running(&[Arch::Amd64, Arch::Arm64], 3);
+        Survey::take_remembering(&table, &prober, &dir).unwrap();
+        assert!(
+            !path.join(crate::proofs::RECORD_NAME).exists(),
+            "no interpreter of the table is in the directory"
+        );
+        table.insert(entry_in(&dir, Arch::Arm64));
+        table.insert(entry_in(&dir, Arch::S390x));
+        let prober = Counting {
+            inner: FakeProber::running(&[Arch::Amd64, Arch::I386, Arch::Arm64, Arch::S390x], 3),
+            asked: Default::default(),
+        };
+        let first = Survey::take_remembering(&table, &prober, &dir).unwrap();
+        assert_eq!(prober.take_asked(), Arch::ALL);
+        assert!(path.join(crate::proofs::RECORD_NAME).is_file());
+
+        // The same table: the four proofs are recalled, only the failures run again.
+        let second = Survey::take_remembering(&table, &prober, &dir).unwrap();
+        let failed: Vec<Arch> = Arch::ALL
+            .into_iter()
+            .filter(|arch| ![Arch::Amd64, Arch::I386, Arch::Arm64, Arch::S390x].contains(arch))
+            .collect();
+        assert_eq!(prober.take_asked(), failed);
+        assert_eq!(second.proofs(), first.proofs());
+        assert_eq!(
+            second.arch(Arch::Amd64).proof(),
+            Some(Proof { level: Some(3) })
+        );
+        assert!(second.confined());
+
+        // Disabled and enabled again: the same registration, still recalled.
+        table.set_enabled("qemu-s390x", false).unwrap();
+        table.set_enabled("qemu-s390x", true).unwrap();
+        Survey::take_remembering(&table, &prober, &dir).unwrap();
+        assert_eq!(prober.take_asked(), failed);
+
+        // Every change to the table makes every probe run again.
+        let changes: [&dyn Fn(); 3] = [
+            // The same line registered again: another registration.
+            &|| {
+                table.remove("qemu-s390x").unwrap();
+                table
+                    .register(&entry_in(&dir, Arch::S390x).registration)
+                    .unwrap();
+            },
+            &|| table.set_enabled("qemu-s390x", false).unwrap(),
+            &|| table.set_status(false),
+        ];
+        for change in changes {
+            change();
+            Survey::take_remembering(&table, &prober, &dir).unwrap();
+            assert_eq!(prober.take_asked(), Arch::ALL);
+        }
+        std::fs::remove_dir_all(&path).unwrap();
+    }
+
+    #[test]
+    fn a_record_others_could_write_or_unconfined_probes_prove_nothing_later() {
+        use std::os::unix::fs::PermissionsExt;
+        let (path, dir) = scratch_dir("trust");
+        let table = FakeTable::new();
+        table.insert(entry_in(&dir, Arch::Arm64));
+        let mut inner = FakeProber::running(&[Arch::Amd64, Arch::Arm64], 2);
+        inner.confinement = Confinement::Unconfined;
+        let prober = Counting {
+            inner,
+            asked: Default::default(),
+        };
+        Survey::take_remembering(&table, &prober, &dir).unwrap();
+        assert!(
+            !path.join(crate::proofs::RECORD_NAME).exists(),
+            "probes that ran in place are not kept"
+        );
+        let prober = Counting {
+            inner: FakeProber::running(&[Arch::Amd64, Arch::Arm64], 2),
+            asked: Default::default(),
+        };
+        Survey::take_remembering(&table, &prober, &dir).unwrap();
+        prober.take_asked();
+        let record = path.join(crate::proofs::RECORD_NAME);
+        std::fs::set_permissions(&record, std::fs::Permissions::from_mode(0o666)).unwrap();
+        Survey::take_remembering(&table, &prober, &dir).unwrap();
+        assert_eq!(
+            prober.take_asked(),
+            Arch::ALL,
+            "a record anyone could write"
+        );
+        std::fs::remove_dir_all(&path).unwrap();
     }
 
     #[test]
