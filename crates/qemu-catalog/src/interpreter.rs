@@ -1269,8 +1269,32 @@ mod tests {
     /// refuses while another thread exists, and a joined thread lingers for a few
     /// microseconds (about one unshare in four failed here without the wait). Each
     /// attempt runs in a child process, which has only the thread that forked it.
+    ///
+    /// The forks happen in a test process of their own (this test binary run again
+    /// for this one test, on one test thread): a child forked while other tests' threads
+    /// hold the allocator's lock would wait for it forever.
     #[test]
     fn the_threads_are_gone_when_in_threads_returns() {
+        const ALONE: &str = "BINFMT_TEST_IN_THREADS_ALONE";
+        if std::env::var_os(ALONE).is_none() {
+            let output = std::process::Command::new(std::env::current_exe().unwrap())
+                .args([
+                    "--exact",
+                    "interpreter::tests::the_threads_are_gone_when_in_threads_returns",
+                    "--test-threads=1",
+                    "--nocapture",
+                ])
+                .env(ALONE, "1")
+                .output()
+                .unwrap();
+            let stdout = String::from_utf8_lossy(&output.stdout);
+            assert!(
+                output.status.success() && stdout.contains("1 passed"),
+                "the test alone failed:\n{stdout}{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            return;
+        }
         let mut failed = 0;
         for _ in 0..100 {
             // SAFETY: the child only spawns and joins a thread, reads /proc and calls
