@@ -62,17 +62,29 @@ pub fn resolve(selection: &Selection) -> Result<Vec<Emulator>, String> {
 /// entry claims whose probe runs anyway. Each one left out is logged.
 ///
 /// The host's own architectures are never in `emulators` to begin with (see
-/// [`resolve`]); this catches what only running a program can tell.
+/// [`resolve`]); this catches what only running a program can tell, and probes only
+/// the architectures a CPU like this one may run ([`Arch::may_be_native`]): none on
+/// x86_64.
 pub fn skip_native(
     table: &dyn Table,
     emulators: Vec<Emulator>,
     prober: &dyn Prober,
 ) -> Result<Vec<Emulator>, TableError> {
+    skip_native_on(table, emulators, prober, &Arch::may_be_native)
+}
+
+/// [`skip_native`] on a CPU that may run what `may_be_native` says.
+fn skip_native_on(
+    table: &dyn Table,
+    emulators: Vec<Emulator>,
+    prober: &dyn Prober,
+    may_be_native: &dyn Fn(Arch) -> bool,
+) -> Result<Vec<Emulator>, TableError> {
     let mut survey = Survey::read(Some(table))?;
     let unclaimed: Vec<Arch> = emulators
         .iter()
         .map(Emulator::arch)
-        .filter(|arch| survey.serving_claims(*arch).is_empty())
+        .filter(|arch| may_be_native(*arch) && survey.serving_claims(*arch).is_empty())
         .collect();
     survey.probe(prober, &unclaimed);
     Ok(emulators
@@ -645,13 +657,15 @@ mod tests {
     #[test]
     fn all_skips_what_the_cpu_runs_natively() {
         use crate::survey::tests::{FakeProber, entry};
-        // A CPU that runs arm programs natively (an aarch64 CPU with AArch32, say),
-        // and riscv64 programs through an entry already registered.
+        // An aarch64 CPU with AArch32 runs arm programs natively, and riscv64
+        // programs through an entry already registered. (This build's own emulators
+        // stand in for an aarch64 build's: arm is among them on both hosts.)
         let table = FakeTable::new();
         table.insert(entry(Arch::Riscv64, true, "POCF"));
         let prober = FakeProber::running(&[Arch::Arm, Arch::Riscv64], 1);
         let all = resolve(&Selection::All).unwrap();
-        let kept: Vec<Arch> = skip_native(&table, all.clone(), &prober)
+        let on_aarch64 = |arch: Arch| arch.may_be_native_on(Arch::Arm64);
+        let kept: Vec<Arch> = skip_native_on(&table, all.clone(), &prober, &on_aarch64)
             .unwrap()
             .iter()
             .map(Emulator::arch)
@@ -665,6 +679,20 @@ mod tests {
             kept, expected,
             "arm skipped; riscv64 kept (its entry serves it)"
         );
+    }
+
+    #[test]
+    fn an_x86_64_cpu_needs_no_probe_to_know_what_to_skip() {
+        struct Refuses;
+        impl Prober for Refuses {
+            fn run(&self, arches: &[Arch]) -> Result<crate::probe::Run, crate::probe::Error> {
+                panic!("asked to probe {arches:?}")
+            }
+        }
+        let all = resolve(&Selection::All).unwrap();
+        let on_x86_64 = |arch: Arch| arch.may_be_native_on(Arch::Amd64);
+        let kept = skip_native_on(&FakeTable::new(), all.clone(), &Refuses, &on_x86_64).unwrap();
+        assert_eq!(kept, all);
     }
 
     #[test]

@@ -254,6 +254,22 @@ impl Arch {
         Arch::native().contains(&self)
     }
 
+    /// Whether a CPU of this build's architecture may run the architecture's programs
+    /// natively although it is not in [`Arch::native`]: 32-bit arm on aarch64, where
+    /// AArch32 is optional and only running a program tells. An x86_64 CPU runs no
+    /// other architecture of the catalog, so `--install all` needs no probe to know
+    /// what to skip there.
+    pub fn may_be_native(self) -> bool {
+        Arch::native()
+            .first()
+            .is_some_and(|&host| self.may_be_native_on(host))
+    }
+
+    /// [`Arch::may_be_native`] on a CPU of architecture `host`.
+    pub fn may_be_native_on(self, host: Arch) -> bool {
+        host == Arch::Arm64 && self == Arch::Arm
+    }
+
     /// Finds the architecture a user means: an OCI name (`arm64`), a platform
     /// (`linux/arm64`, `linux/arm/v7`, `linux/amd64/v2`), QEMU's name (`aarch64`) or a
     /// common alias (`armhf`, `i686`, `ppc64el`). Case does not matter; anything else,
