@@ -102,6 +102,33 @@ impl PartialEq for Emulator {
 impl Eq for Emulator {}
 
 impl Emulator {
+    /// Drops the pages of this emulator's compressed bytes from the process's resident
+    /// memory, once it has been decoded for this run: a cold `--install all` reads
+    /// 8 MB of them once each, and they would otherwise stay counted until exit.
+    ///
+    /// They are `include_bytes!` data in the executable's read-only image (`.rodata`,
+    /// a private file mapping that nothing writes: the static binaries refuse text
+    /// relocations), so like [`crate::mapping::Mapping::release_all`] this changes no
+    /// byte: a page read again faults back in from the page cache. Only whole pages
+    /// inside the slice are touched.
+    pub(crate) fn release_compressed(&self) {
+        let bytes = self.embedded.compressed;
+        let page = rustix::param::page_size();
+        let start = (bytes.as_ptr() as usize).next_multiple_of(page);
+        let end = (bytes.as_ptr() as usize + bytes.len()) / page * page;
+        if end > start {
+            // SAFETY: whole pages of a read-only, never-written file mapping (see
+            // above); advice that changes no content.
+            let _ = unsafe {
+                rustix::mm::madvise(
+                    start as *mut _,
+                    end - start,
+                    rustix::mm::Advice::LinuxDontNeed,
+                )
+            };
+        }
+    }
+
     /// The emulator for `arch`, or `None` when this binary does not carry one (the
     /// host's own architectures).
     pub fn for_arch(arch: Arch) -> Option<Emulator> {

@@ -15,10 +15,13 @@
 //!
 //! **Writing** ([`InterpreterDir::ensure_all`], [`write_memfds`]) decodes the reference
 //! emulator first and then the others, patches against it (see [`crate::emulator`]),
-//! one emulator at a time with its two parts decoded at once, one per core, into one
-//! buffer; each finished piece is written out with `pwrite` right away and the file
-//! renamed into place ([`write_files`] says why). Memfds are decoded straight into
-//! their own memory, mapped. So memory stays near one emulator's size.
+//! one emulator at a time with its two parts decoded at once, one per core (the
+//! reference into one buffer, each patch's parts into the room of a [`Window`] right
+//! after a mapping of the written reference); each finished piece is written out with
+//! `pwrite` right away and the file renamed into place ([`write_files`] says why).
+//! Memfds are decoded straight into their own memory, mapped. So memory stays near
+//! one emulator's size, and each emulator's compressed bytes are dropped from memory
+//! once decoded.
 //!
 //! **Checking** a file that is already there normally costs an `fstat` and reading a
 //! small record written when the file was last verified ([`crate::verified`]); only a
@@ -38,7 +41,7 @@ use rustix::io::Errno;
 
 use crate::arch::Arch;
 use crate::emulator::{Emulator, WriteError};
-use crate::mapping::{Buffer, Mapping};
+use crate::mapping::{Buffer, Mapping, Window};
 use crate::secure_dir::{self, SecureDir, Trust, Unsafe};
 use crate::verified;
 
@@ -605,10 +608,12 @@ fn map_written(file: &File, emulator: &Emulator) -> Result<Prefix, String> {
 /// files (open), in order.
 ///
 /// One emulator at a time, its parts decoded at once, one per core, into one buffer
-/// (the decoder's history), each thread writing the pieces it finishes to the file at
-/// their offsets right away, while they are hot in the cache. So memory stays at one
-/// emulator whatever the number of cores, and both cores decode and write all the
-/// time. Decoding straight into a shared mapping of the file would need no buffer at
+/// (the decoder's history) or, for the patches once the reference is written, into a
+/// [`Window`] per part (as fast with musl as with glibc: see [`Window`]), each thread
+/// writing the pieces it finishes to the file at their offsets right away, while they
+/// are hot in the cache. So memory stays at one emulator whatever the number of cores
+/// (the buffer is given back before the windows' room is touched), and both cores
+/// decode and write all the time. Decoding straight into a shared mapping of the file would need no buffer at
 /// all, but each of its 4 KiB pages then costs a page fault, zeroing and (on ext4) a
 /// journal handle: about twice the kernel time of `pwrite(2)`.
 fn write_files(dir: &SecureDir, jobs: &[Emulator]) -> Vec<Result<File, Error>> {
@@ -617,21 +622,12 @@ fn write_files(dir: &SecureDir, jobs: &[Emulator]) -> Vec<Result<File, Error>> {
     order.sort_by_key(|&index| Some(jobs[index]) != reference);
     let largest = jobs.iter().map(|e| e.size() as usize).max().unwrap_or(0);
     let mut buffer = None;
+    let mut windows: Option<Vec<Window>> = None;
     let mut results: Vec<Option<Result<File, Error>>> = jobs.iter().map(|_| None).collect();
     let mut prefix: Option<Result<Prefix, String>> = None;
     for index in order {
         let emulator = &jobs[index];
-        let buffer = match &mut buffer {
-            Some(buffer) => buffer,
-            None => match Buffer::new(largest) {
-                Ok(made) => buffer.insert(made),
-                Err(source) => {
-                    let path = dir.path().join(file_name(emulator));
-                    results[index] = Some(Err(io_error(&path, "allocate a buffer for", source)));
-                    continue;
-                }
-            },
-        };
+        let path = dir.path().join(file_name(emulator));
         if emulator.reference().is_some() && prefix.is_none() {
             // The reference was written first if it is wanted; else decode it.
             let written_reference = jobs
@@ -639,13 +635,50 @@ fn write_files(dir: &SecureDir, jobs: &[Emulator]) -> Vec<Result<File, Error>> {
                 .zip(&results)
                 .find(|(e, _)| Some(**e) == reference)
                 .and_then(|(_, result)| result.as_ref()?.as_ref().ok());
+            if let (Some(file), Some(reference)) = (written_reference, reference) {
+                windows = make_windows(file, &reference, jobs);
+                if windows.is_some() {
+                    // The reference's buffer is not needed any more: give it back
+                    // before the windows' room is touched.
+                    buffer = None;
+                }
+            }
             prefix = reference.map(|reference| match written_reference {
                 Some(file) => map_written(file, &reference),
                 None => decode_reference(reference),
             });
         }
+        if emulator.reference().is_some()
+            && let Some(windows) = &mut windows
+        {
+            results[index] = Some(write_file(dir, emulator, &mut |finished| {
+                decode_parts_in_windows(emulator, windows, finished)
+            }));
+            continue;
+        }
+        let buffer = match &mut buffer {
+            Some(buffer) => buffer,
+            None => match Buffer::new(largest) {
+                Ok(made) => buffer.insert(made),
+                Err(source) => {
+                    results[index] = Some(Err(io_error(&path, "allocate a buffer for", source)));
+                    continue;
+                }
+            },
+        };
         let result = with_reference(emulator, prefix.as_ref(), |reference| {
-            write_file(dir, emulator, reference, buffer)
+            write_file(dir, emulator, &mut |finished| {
+                let dst = buffer
+                    .bytes_mut()
+                    .get_mut(..emulator.size() as usize)
+                    .ok_or_else(|| {
+                        plain_io_error(
+                            "write",
+                            io::Error::other("internal error: the buffer is too small"),
+                        )
+                    })?;
+                decode_parts(emulator, dst, reference, finished)
+            })
         });
         results[index] = Some(result);
     }
@@ -655,13 +688,29 @@ fn write_files(dir: &SecureDir, jobs: &[Emulator]) -> Vec<Result<File, Error>> {
         .collect()
 }
 
+/// A [`Window`] per part of the largest patch among `jobs`, on the written
+/// `reference`; `None` (and the patches are decoded as the reference is, into one
+/// buffer) when they cannot be made.
+fn make_windows(file: &File, reference: &Emulator, jobs: &[Emulator]) -> Option<Vec<Window>> {
+    let patches = || jobs.iter().filter(|e| e.reference().is_some());
+    let parts = patches().map(Emulator::parts).max()?;
+    let room = patches()
+        .flat_map(|e| (0..e.parts()).map(|part| e.part_range(part).len()))
+        .max()?;
+    (0..parts)
+        .map(|_| Window::new(file, reference.size() as usize, room))
+        .collect::<io::Result<Vec<Window>>>()
+        .inspect_err(|error| log::debug!("decoding patches without windows: {error}"))
+        .ok()
+}
+
 /// Writes one emulator to a temporary file in `dir`, then makes it mode 0755, renames
-/// it into place and records it as verified; returns it, open.
+/// it into place and records it as verified; returns it, open. `decode` decodes the
+/// emulator, handing each finished piece to the function it is given.
 fn write_file(
     dir: &SecureDir,
     emulator: &Emulator,
-    reference: Option<&Prefix>,
-    buffer: &mut Buffer,
+    decode: &mut dyn FnMut(&Finished<'_>) -> Result<(), Error>,
 ) -> Result<File, Error> {
     let name = file_name(emulator);
     let temporary = format!(".{name}.tmp-{}", std::process::id());
@@ -675,7 +724,7 @@ fn write_file(
     )
     .map_err(|errno| io_error(&temporary_path, "create", errno.into()))?;
     let file = File::from(fd);
-    let result = fill_file(&file, emulator, reference, buffer)
+    let result = fill_file(&file, emulator, decode)
         .map_err(|error| match error {
             Error::Io { action, source, .. } => io_error(&temporary_path, action, source),
             other => other,
@@ -688,30 +737,22 @@ fn write_file(
     result.map(|()| file)
 }
 
-/// Decodes `emulator` into `file` (new and empty) through `buffer`.
+/// Decodes `emulator` into `file` (new and empty) with `decode`, each piece written at
+/// its offset as it is finished.
 fn fill_file(
     file: &File,
     emulator: &Emulator,
-    reference: Option<&Prefix>,
-    buffer: &mut Buffer,
+    decode: &mut dyn FnMut(&Finished<'_>) -> Result<(), Error>,
 ) -> Result<(), Error> {
-    let size = emulator.size() as usize;
+    let size = emulator.size();
     // Reserving the blocks first makes a full disk fail before any decoding, and saves
     // ext4 reserving them page by page. Filesystems without fallocate (some network
     // and FUSE ones) just get the writes.
-    match rustix::fs::fallocate(file.as_fd(), FallocateFlags::empty(), 0, size as u64) {
+    match rustix::fs::fallocate(file.as_fd(), FallocateFlags::empty(), 0, size) {
         Ok(()) | Err(Errno::OPNOTSUPP | Errno::NOSYS) => {}
         Err(errno) => return Err(plain_io_error("reserve space for", errno.into())),
     }
-    let dst = buffer.bytes_mut().get_mut(..size).ok_or_else(|| {
-        plain_io_error(
-            "write",
-            io::Error::other("internal error: the buffer is too small"),
-        )
-    })?;
-    decode_parts(emulator, dst, reference, &|offset, chunk| {
-        file.write_all_at(chunk, offset as u64)
-    })
+    decode(&|offset, chunk| file.write_all_at(chunk, offset as u64))
 }
 
 /// Makes a fully written temporary file mode 0755, renames it into place and records
@@ -784,24 +825,112 @@ fn decode_parts(
     reference: Option<&Prefix>,
     finished: &Finished<'_>,
 ) -> Result<(), Error> {
-    let mut slices = Vec::new();
+    let release = || {
+        if let Some(reference) = reference {
+            reference.release();
+        }
+    };
+    let mut jobs = Vec::new();
     let mut rest = dst;
     for part in 0..emulator.parts() {
         let range = emulator.part_range(part);
         let (slice, tail) = rest.split_at_mut(range.len().min(rest.len()));
-        slices.push((part, range.start, slice));
+        jobs.push(PartJob {
+            part,
+            start: range.start,
+            dst: slice,
+            reference: reference.map(Prefix::bytes),
+            release: &release,
+        });
         rest = tail;
     }
-    let decode = |(part, start, slice): (usize, usize, &mut [u8])| -> Result<(), Error> {
-        let (mut offset, mut released) = (start, start);
+    decode_jobs(emulator, jobs, finished)
+}
+
+/// Decodes every part of `emulator` (a patch) into the room of its own [`Window`],
+/// right after the reference (see [`Window`] for why), as [`decode_parts`] does
+/// otherwise. There must be a window per part, each with room for it.
+fn decode_parts_in_windows(
+    emulator: &Emulator,
+    windows: &mut [Window],
+    finished: &Finished<'_>,
+) -> Result<(), Error> {
+    let mut jobs = Vec::new();
+    let mut releasers = Vec::new();
+    for (part, window) in (0..emulator.parts()).zip(windows.iter_mut()) {
+        let range = emulator.part_range(part);
+        let (reference, room, releaser) = window.split();
+        let dst = room.get_mut(..range.len()).ok_or_else(|| {
+            plain_io_error(
+                "write",
+                io::Error::other("internal error: a window is too small"),
+            )
+        })?;
+        jobs.push((part, range.start, dst, reference));
+        releasers.push(releaser);
+    }
+    if jobs.len() != emulator.parts() {
+        return Err(plain_io_error(
+            "write",
+            io::Error::other("internal error: too few windows"),
+        ));
+    }
+    let releases: Vec<_> = releasers
+        .iter()
+        .map(|releaser| move || releaser.release())
+        .collect();
+    let jobs = jobs
+        .into_iter()
+        .zip(&releases)
+        .map(|((part, start, dst, reference), release)| PartJob {
+            part,
+            start,
+            dst,
+            reference: Some(reference),
+            release,
+        })
+        .collect();
+    decode_jobs(emulator, jobs, finished)
+}
+
+/// One part to decode: where it goes, against what, and what drops the reference's
+/// pages from this process.
+struct PartJob<'a> {
+    part: usize,
+    /// Its offset in the emulator.
+    start: usize,
+    dst: &'a mut [u8],
+    reference: Option<&'a [u8]>,
+    release: &'a (dyn Fn() + Sync),
+}
+
+/// Decodes the parts, one thread per part (as many at once as there are cores);
+/// `finished(offset, chunk)` gets each finished piece with its offset in the
+/// emulator. Each thread drops the reference's pages every few MB it decodes.
+fn decode_jobs(
+    emulator: &Emulator,
+    jobs: Vec<PartJob<'_>>,
+    finished: &Finished<'_>,
+) -> Result<(), Error> {
+    let result = decode_jobs_in_threads(emulator, jobs, finished);
+    // Each emulator is decoded once per run.
+    emulator.release_compressed();
+    result
+}
+
+fn decode_jobs_in_threads(
+    emulator: &Emulator,
+    jobs: Vec<PartJob<'_>>,
+    finished: &Finished<'_>,
+) -> Result<(), Error> {
+    let decode = |job: PartJob<'_>| -> Result<(), Error> {
+        let (mut offset, mut released) = (job.start, job.start);
         emulator
-            .decode_part(part, slice, reference.map(Prefix::bytes), &mut |chunk| {
+            .decode_part(job.part, job.dst, job.reference, &mut |chunk| {
                 finished(offset, chunk)?;
                 offset += chunk.len();
-                if let Some(reference) = reference
-                    && offset - released >= RELEASE_REFERENCE_EVERY
-                {
-                    reference.release();
+                if job.reference.is_some() && offset - released >= RELEASE_REFERENCE_EVERY {
+                    (job.release)();
                     released = offset;
                 }
                 Ok(())
@@ -812,15 +941,13 @@ fn decode_parts(
             })
     };
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
-    if cores < 2 || slices.len() < 2 {
-        return slices.into_iter().try_for_each(decode);
+    if cores < 2 || jobs.len() < 2 {
+        return jobs.into_iter().try_for_each(decode);
     }
     in_threads(|scope| {
-        let mut slices = slices.into_iter();
-        let first = slices.next();
-        let others: Vec<_> = slices
-            .map(|slice| scope.spawn(move || decode(slice)))
-            .collect();
+        let mut jobs = jobs.into_iter();
+        let first = jobs.next();
+        let others: Vec<_> = jobs.map(|job| scope.spawn(move || decode(job))).collect();
         let mut result = first.map_or(Ok(()), decode);
         for other in others {
             let joined = other.join().unwrap_or_else(|_| {
