@@ -622,39 +622,38 @@ fn write_files(dir: &SecureDir, jobs: &[Emulator]) -> Vec<Result<File, Error>> {
     order.sort_by_key(|&index| Some(jobs[index]) != reference);
     let largest = jobs.iter().map(|e| e.size() as usize).max().unwrap_or(0);
     let mut buffer = None;
-    let mut windows: Option<Vec<Window>> = None;
     let mut results: Vec<Option<Result<File, Error>>> = jobs.iter().map(|_| None).collect();
-    let mut prefix: Option<Result<Prefix, String>> = None;
+    // Prepared at the first patch, once the reference has been written (if wanted).
+    let mut patches: Option<PatchMemory> = None;
     for index in order {
         let emulator = &jobs[index];
         let path = dir.path().join(file_name(emulator));
-        if emulator.reference().is_some() && prefix.is_none() {
-            // The reference was written first if it is wanted; else decode it.
-            let written_reference = jobs
-                .iter()
-                .zip(&results)
-                .find(|(e, _)| Some(**e) == reference)
-                .and_then(|(_, result)| result.as_ref()?.as_ref().ok());
-            if let (Some(file), Some(reference)) = (written_reference, reference) {
-                windows = make_windows(file, &reference, jobs);
-                if windows.is_some() {
-                    // The reference's buffer is not needed any more: give it back
-                    // before the windows' room is touched.
-                    buffer = None;
+        if let Some(reference) = emulator.reference() {
+            let memory = patches.get_or_insert_with(|| {
+                let written = jobs
+                    .iter()
+                    .zip(&results)
+                    .find(|(e, _)| **e == reference)
+                    .and_then(|(_, result)| result.as_ref()?.as_ref().ok());
+                match written {
+                    Some(file) => match make_windows(file, &reference, jobs) {
+                        Some(windows) => {
+                            // The reference's buffer is not needed any more: give it
+                            // back before the windows' room is touched.
+                            buffer = None;
+                            PatchMemory::Windows(windows)
+                        }
+                        None => PatchMemory::Prefix(map_written(file, &reference)),
+                    },
+                    None => PatchMemory::Prefix(decode_reference(reference)),
                 }
-            }
-            prefix = reference.map(|reference| match written_reference {
-                Some(file) => map_written(file, &reference),
-                None => decode_reference(reference),
             });
-        }
-        if emulator.reference().is_some()
-            && let Some(windows) = &mut windows
-        {
-            results[index] = Some(write_file(dir, emulator, &mut |finished| {
-                decode_parts_in_windows(emulator, windows, finished)
-            }));
-            continue;
+            if let PatchMemory::Windows(windows) = memory {
+                results[index] = Some(write_file(dir, emulator, &mut |finished| {
+                    decode_parts_in_windows(emulator, windows, finished)
+                }));
+                continue;
+            }
         }
         let buffer = match &mut buffer {
             Some(buffer) => buffer,
@@ -666,7 +665,11 @@ fn write_files(dir: &SecureDir, jobs: &[Emulator]) -> Vec<Result<File, Error>> {
                 }
             },
         };
-        let result = with_reference(emulator, prefix.as_ref(), |reference| {
+        let prefix = match &patches {
+            Some(PatchMemory::Prefix(prefix)) => Some(prefix),
+            _ => None,
+        };
+        let result = with_reference(emulator, prefix, |reference| {
             write_file(dir, emulator, &mut |finished| {
                 let dst = buffer
                     .bytes_mut()
@@ -686,6 +689,15 @@ fn write_files(dir: &SecureDir, jobs: &[Emulator]) -> Vec<Result<File, Error>> {
         .into_iter()
         .map(|result| result.unwrap_or_else(|| unreachable!("every job ran")))
         .collect()
+}
+
+/// What [`write_files`] decodes patches with.
+enum PatchMemory {
+    /// A window per part, on the reference written in this run.
+    Windows(Vec<Window>),
+    /// The reference's bytes, mapped from its file or decoded into memory, or why
+    /// they could not be had.
+    Prefix(Result<Prefix, String>),
 }
 
 /// A [`Window`] per part of the largest patch among `jobs`, on the written
