@@ -567,7 +567,7 @@ fn assert_runs_on_the_host(arch: Arch) {
     let message = format!("{arch} on the host\n");
     std::fs::write(
         &program,
-        elf_probe::hello(machine(arch), message.as_bytes(), 7),
+        tiny_elf::hello(machine(arch), message.as_bytes(), 7),
     )
     .unwrap();
     std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();

@@ -126,7 +126,7 @@ impl World {
     fn program(&self, arch: Arch, message: &str, status: u8) -> PathBuf {
         self.executable(
             &format!("hello-{}", arch.qemu_cpu()),
-            &elf_probe::hello(machine(arch), message.as_bytes(), status),
+            &tiny_elf::hello(machine(arch), message.as_bytes(), status),
         )
     }
 }
@@ -172,7 +172,7 @@ fn foreign_programs_and_a_foreign_script_run_as_nobody() {
     // arm64 program (it ignores the script path it gets as its argument).
     let interpreter = world.executable(
         "interpreter-aarch64",
-        &elf_probe::hello(machine(Arch::Arm64), b"interpreted by aarch64\n", 33),
+        &tiny_elf::hello(machine(Arch::Arm64), b"interpreted by aarch64\n", 33),
     );
     let script = world.executable(
         "script",
@@ -605,7 +605,7 @@ fn rootless_podman_builds_an_arm64_image() {
         "FROM scratch\nCOPY hello /hello\nRUN [\"/hello\"]\n",
     )
     .unwrap();
-    let hello = elf_probe::hello(machine(Arch::Arm64), b"RUN on arm64 under binfmt run\n", 0);
+    let hello = tiny_elf::hello(machine(Arch::Arm64), b"RUN on arm64 under binfmt run\n", 0);
     fs::write(context.join("hello"), hello).unwrap();
     fs::set_permissions(context.join("hello"), fs::Permissions::from_mode(0o755)).unwrap();
 

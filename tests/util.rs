@@ -17,8 +17,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use binfmt_misc::{BinfmtMisc, Table};
-use elf_probe::Machine;
 use qemu_catalog::Arch;
+use tiny_elf::Machine;
 
 /// Set in the child: the sandbox directory the parent made.
 const SANDBOX_ENV: &str = "BINFMT_TEST_SANDBOX";
@@ -133,7 +133,7 @@ impl Sandbox {
         let path = self.scratch.join(format!("hello-{}", arch.qemu_cpu()));
         fs::write(
             &path,
-            elf_probe::hello(machine(arch), message.as_bytes(), status),
+            tiny_elf::hello(machine(arch), message.as_bytes(), status),
         )
         .expect("write program");
         fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).expect("chmod program");
@@ -173,12 +173,12 @@ impl Sandbox {
     }
 }
 
-/// The `elf_probe` machine for an architecture (their names are QEMU's cpu names).
+/// The `tiny_elf` machine for an architecture (their names are QEMU's cpu names).
 pub fn machine(arch: Arch) -> Machine {
     Machine::ALL
         .into_iter()
         .find(|m| m.name() == arch.qemu_cpu())
-        .unwrap_or_else(|| panic!("elf-probe has no program for {arch}"))
+        .unwrap_or_else(|| panic!("tiny-elf has no program for {arch}"))
 }
 
 /// Every architecture this build carries an emulator for (the foreign ones).
@@ -460,7 +460,7 @@ pub fn host_arch() -> Arch {
 /// A static program of the host's own architecture that exits 0 at once: an
 /// interpreter that is not an emulator (it "runs" any foreign program by ignoring it).
 pub fn native_exit_zero() -> Vec<u8> {
-    elf_probe::exit_with(host_arch().machine(), 0)
+    tiny_elf::exit_with(host_arch().machine(), 0)
 }
 
 /// A static program of the host's own architecture that loops forever: a hung
@@ -480,8 +480,8 @@ pub fn native_spinning() -> Vec<u8> {
 }
 
 /// The x86-64 level of this machine from the kernel's /proc/cpuinfo flags, independent
-/// of the probe's CPUID code; shared with elf-probe's own tests.
-#[path = "../crates/elf-probe/tests/cpu_level.rs"]
+/// of the probe's CPUID code; shared with tiny-elf's own tests.
+#[path = "../crates/tiny-elf/tests/cpu_level.rs"]
 mod cpu_level_oracle;
 pub use cpu_level_oracle::cpu_level;
 

@@ -1,5 +1,5 @@
 //! Running the execution probes: each architecture's tiny program (see
-//! `qemu_catalog::probe`), executed in an empty root so that only a binfmt_misc entry
+//! `qemu_catalog::exit_status`), executed in an empty root so that only a binfmt_misc entry
 //! with flag `F` can serve it.
 //!
 //! This module is the one place where binfmt forks and execs. One [`run`]:

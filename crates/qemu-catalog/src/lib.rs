@@ -8,8 +8,8 @@
 //!   sha256 checked against the pin (`qemu-blobs/pins.toml`).
 //! - [`interpreter`]: writing an emulator to a directory on disk (atomically, named by
 //!   digest) or to a sealed memfd.
-//! - [`probe`]: the execution probe of each architecture (a tiny program from
-//!   `elf-probe`) and what its exit status proves.
+//! - [`exit_status`]: the execution probe of each architecture (a tiny program from
+//!   `tiny-elf`) and what its exit status proves.
 //! - [`secure_dir`]: checking that only root can change that directory and every
 //!   directory above it.
 //!
@@ -18,12 +18,12 @@
 
 pub mod arch;
 pub mod emulator;
+pub mod exit_status;
 pub mod interpreter;
 mod mapping;
-pub mod probe;
 pub mod secure_dir;
 mod verified;
 
 pub use arch::{Arch, ListError, Selection, UnknownArch, parse_list};
 pub use emulator::Emulator;
-pub use probe::{Probe, Proof};
+pub use exit_status::{Probe, Proof};

@@ -3,7 +3,7 @@
 //!
 //! `movz`/`movk` take a 16-bit immediate in bits 20..5 and the register in bits 4..0.
 
-use crate::arch::Span;
+use crate::arch::span::Span;
 use crate::elf::{Class, Data, Format};
 
 /// `EM_AARCH64`; the AArch64 ELF ABI defines no e_flags.

@@ -4,7 +4,7 @@
 //! A 32-bit constant is `lu12i.w` (a 20-bit immediate in bits 24..5, shifted left by
 //! 12 and sign-extended) plus `ori` (a zero-extended 12-bit immediate in bits 21..10).
 
-use crate::arch::Span;
+use crate::arch::span::Span;
 use crate::elf::{Class, Data, Format};
 
 /// `EM_LOONGARCH` with `EF_LOONGARCH_ABI_DOUBLE_FLOAT | EF_LOONGARCH_OBJABI_V1`

@@ -5,7 +5,7 @@
 //! copied here so that this dependency-free crate is checked against the real thing.
 
 use crate::util::{greeting, unhex};
-use elf_probe::{Machine, exit_with, hello};
+use tiny_elf::{Machine, exit_with, hello};
 
 /// (machine, magic, mask) as hex; a space sets off e_machine.
 const TABLE: [(Machine, &str, &str); 10] = [

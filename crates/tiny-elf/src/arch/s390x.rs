@@ -2,7 +2,7 @@
 //! (both of ours are), arguments go in r2, r3, r4. Big-endian like the ELF fields;
 //! instructions are 2, 4 or 6 bytes long and need only 2-byte alignment.
 
-use crate::arch::Span;
+use crate::arch::span::Span;
 use crate::elf::{Class, Data, Format};
 
 /// `EM_S390`; no e_flags are defined for s390x.

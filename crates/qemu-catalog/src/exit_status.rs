@@ -1,7 +1,7 @@
-//! The execution probe of every architecture: which tiny program proves it, and what
-//! the program's exit status means.
+//! What each architecture's exit status means: which tiny program probes it, and what
+//! the status that program exits with proves.
 //!
-//! A probe is a static program of a few hundred bytes from `elf-probe` that only
+//! A probe is a static program of a few hundred bytes from `tiny-elf` that only
 //! exits, with a status chosen per architecture, so that a stray interpreter that
 //! happens to exit 0 (say `/bin/true` registered by mistake) proves nothing. The x86_64
 //! probe instead exits with 64 plus the CPU's x86-64 microarchitecture level, as
@@ -10,7 +10,7 @@
 //! Running a probe is the binary's business (it needs fork, chroot and exec); this
 //! module only maps architectures to programs and statuses to proofs.
 
-use elf_probe::Machine;
+use tiny_elf::Machine;
 
 use crate::arch::Arch;
 
@@ -38,7 +38,7 @@ pub struct Proof {
 }
 
 impl Arch {
-    /// The `elf-probe` machine of this architecture (elf-probe names machines with
+    /// The `tiny-elf` machine of this architecture (tiny-elf names machines with
     /// QEMU's cpu names).
     pub fn machine(self) -> Machine {
         match self {
@@ -58,8 +58,8 @@ impl Arch {
     /// This architecture's probe.
     pub fn probe(self) -> Probe {
         let program = match self {
-            Arch::Amd64 => elf_probe::x86_64_level(),
-            arch => elf_probe::exit_with(arch.machine(), STATUS_BASE + arch as u8),
+            Arch::Amd64 => tiny_elf::x86_64_level(),
+            arch => tiny_elf::exit_with(arch.machine(), STATUS_BASE + arch as u8),
         };
         Probe {
             arch: self,
@@ -101,7 +101,7 @@ impl Probe {
     pub fn expected(&self) -> String {
         match self.arch {
             Arch::Amd64 => {
-                let base = elf_probe::X86_64_LEVEL_STATUS_BASE;
+                let base = tiny_elf::X86_64_LEVEL_STATUS_BASE;
                 format!("exit status {} to {}", base + 1, base + 4)
             }
             arch => format!("exit status {}", STATUS_BASE + arch as u8),
@@ -113,7 +113,7 @@ impl Probe {
     pub fn interpret(&self, status: i32) -> Option<Proof> {
         match self.arch {
             Arch::Amd64 => {
-                let level = status - i32::from(elf_probe::X86_64_LEVEL_STATUS_BASE);
+                let level = status - i32::from(tiny_elf::X86_64_LEVEL_STATUS_BASE);
                 let level = u8::try_from(level).ok().filter(|l| (1..=4).contains(l))?;
                 Some(Proof { level: Some(level) })
             }

@@ -1,4 +1,4 @@
-//! Integration tests of elf-probe, through its public API only.
+//! Integration tests of tiny-elf, through its public API only.
 //!
 //! - `structure`: every program's ELF header and program header, parsed here
 //!   independently of the crate's writer, for every machine.

@@ -6,7 +6,7 @@
 //! `lui` (shifted, sign-extended) plus `ori` (zero-extended). The same words serve both
 //! byte orders: only their serialization differs.
 
-use crate::arch::Span;
+use crate::arch::span::Span;
 use crate::elf::{Class, Data, Format};
 
 /// `EF_MIPS_ARCH_64R2`. The ABI bits stay zero: that (with ELFCLASS64) means n64, and

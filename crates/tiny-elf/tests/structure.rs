@@ -1,7 +1,7 @@
 //! The ELF structure of every program, for every machine.
 
 use crate::util::{Elf, expected, greeting};
-use elf_probe::{MAX_MESSAGE_LEN, Machine, exit_with, hello};
+use tiny_elf::{MAX_MESSAGE_LEN, Machine, exit_with, hello};
 
 /// Checks everything the kernel and QEMU's loader look at, plus our layout promises.
 fn check_structure(machine: Machine, bytes: &[u8]) {
@@ -176,7 +176,7 @@ fn too_long_message_panics() {
 
 #[test]
 fn the_x86_64_level_probe_is_well_formed_and_tiny() {
-    let bytes = elf_probe::x86_64_level();
+    let bytes = tiny_elf::x86_64_level();
     check_structure(Machine::X86_64, &bytes);
     assert!(bytes.len() <= 512, "level probe is {} bytes", bytes.len());
 }

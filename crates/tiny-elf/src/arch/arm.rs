@@ -6,7 +6,7 @@
 //! byte by byte with `mov` and three `orr`s, each taking an 8-bit immediate rotated
 //! right by twice the 4-bit rotation field (bits 11..8).
 
-use crate::arch::Span;
+use crate::arch::span::Span;
 use crate::elf::{Class, Data, Format};
 
 /// `EM_ARM` with `EF_ARM_EABI_VER5` (0x05000000), what every EABI toolchain writes.

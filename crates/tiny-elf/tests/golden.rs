@@ -11,7 +11,7 @@
 //! wrong register or a wrong byte order shows up as a mismatch.
 
 use crate::util::{Elf, unhex};
-use elf_probe::{Machine, hello};
+use tiny_elf::{Machine, hello};
 
 const MESSAGE_LEN: usize = 0x12abc;
 const STATUS: u8 = 255;
@@ -131,7 +131,7 @@ fn exit_program_is_the_tail_of_hello() {
 }
 
 fn exit_with_code(machine: Machine) -> Vec<u8> {
-    let bytes = elf_probe::exit_with(machine, STATUS);
+    let bytes = tiny_elf::exit_with(machine, STATUS);
     let e = Elf::parse(&bytes);
     assert_eq!(
         e.offset_of(e.e_entry),
@@ -179,7 +179,7 @@ const X86_64_LEVEL: &str = "\
 
 #[test]
 fn x86_64_level_probe_matches_llvm_mc() {
-    let bytes = elf_probe::x86_64_level();
+    let bytes = tiny_elf::x86_64_level();
     let e = Elf::parse(&bytes);
     let code = &bytes[e.offset_of(e.e_entry)..];
     assert_eq!(to_hex(code), to_hex(&unhex(X86_64_LEVEL)));

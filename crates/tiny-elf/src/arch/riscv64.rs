@@ -5,7 +5,7 @@
 //! `addiw` (a signed 12-bit immediate, bits 31..20), so the upper part is rounded up
 //! when bit 11 of the value is set. Only RV64I instructions: no compressed ones.
 
-use crate::arch::Span;
+use crate::arch::span::Span;
 use crate::elf::{Class, Data, Format};
 
 /// `EM_RISCV` with `EF_RISCV_FLOAT_ABI_DOUBLE` (0x4), the lp64d ABI of every Linux

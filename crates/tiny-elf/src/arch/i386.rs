@@ -1,6 +1,6 @@
 //! i386: `int 0x80` with the number in eax and arguments in ebx, ecx, edx.
 
-use crate::arch::Span;
+use crate::arch::span::Span;
 use crate::elf::{Class, Data, Format};
 
 /// `EM_386`; no e_flags are defined for i386.

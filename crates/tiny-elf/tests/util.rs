@@ -1,7 +1,7 @@
 //! Helpers: a small ELF reader written from the gABI field offsets (independent of
 //! the crate's writer) and the ELF identity each machine is expected to have.
 
-use elf_probe::Machine;
+use tiny_elf::Machine;
 
 /// ELF identity every program for a machine must carry.
 pub struct Expected {

@@ -3,7 +3,7 @@
 //! Writing a 32-bit register zero-extends into the 64-bit one, so `mov r32, imm32`
 //! (5 bytes) loads any address below 4 GiB.
 
-use crate::arch::Span;
+use crate::arch::span::Span;
 use crate::elf::{Class, Data, Format};
 
 /// `EM_X86_64`; no e_flags are defined for x86_64.

@@ -3,16 +3,16 @@
 //! no emulator. Skipped, loudly, where the host cannot run them.
 
 use crate::util::greeting;
-use elf_probe::{Machine, exit_with, hello};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
+use tiny_elf::{Machine, exit_with, hello};
 
 /// Writes `program` to a fresh executable file and runs it.
 fn run(name: &str, program: &[u8]) -> Output {
     let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("elf-probe-{}-{name}", std::process::id()));
+        .join(format!("tiny-elf-{}-{name}", std::process::id()));
     std::fs::write(&path, program).unwrap();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
     let output = spawn(&path);
@@ -95,10 +95,10 @@ fn x86_64_level_probe_reports_this_cpus_level() {
         return;
     }
     let level = crate::cpu_level::cpu_level();
-    let out = run("level", &elf_probe::x86_64_level());
+    let out = run("level", &tiny_elf::x86_64_level());
     assert_eq!(
         out.status.code(),
-        Some(i32::from(elf_probe::X86_64_LEVEL_STATUS_BASE + level)),
+        Some(i32::from(tiny_elf::X86_64_LEVEL_STATUS_BASE + level)),
         "expected x86-64-v{level} from /proc/cpuinfo"
     );
 }

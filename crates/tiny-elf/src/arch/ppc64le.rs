@@ -3,7 +3,7 @@
 //! D-form instructions carry a 16-bit immediate in the low half-word; a 32-bit constant
 //! is `lis` (shifted, sign-extended) plus `ori` (zero-extended).
 
-use crate::arch::Span;
+use crate::arch::span::Span;
 use crate::elf::{Class, Data, Format};
 
 /// `EM_PPC64` with e_flags 2: ELFv2 ABI. With ELFv1 flags (0 or 1) QEMU and the

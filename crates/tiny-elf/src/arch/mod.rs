@@ -25,21 +25,15 @@ mod mips64;
 mod ppc64le;
 mod riscv64;
 mod s390x;
+mod span;
 mod x86_64;
 
-use crate::Machine;
 use crate::elf::{Data, Format};
+use crate::machine::Machine;
+
+pub(crate) use span::Span;
 
 pub(crate) use x86_64::level_probe as x86_64_level_probe;
-
-/// Where the message lies in the loaded image.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Span {
-    /// Virtual address of the first byte.
-    pub(crate) addr: u32,
-    /// Length in bytes.
-    pub(crate) len: u32,
-}
 
 /// How an architecture's code is produced.
 enum Code {
