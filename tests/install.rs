@@ -191,7 +191,7 @@ namespace_test! {
         let on_fuse = || rustix::fs::statfs(&merged).is_ok_and(|s| {
             #[allow(clippy::unnecessary_cast)]
             let fs_type = s.f_type as u64;
-            fs_type == qemu_catalog::interpreter::FUSE_SUPER_MAGIC
+            fs_type == interpreter_files::FUSE_SUPER_MAGIC
         });
         for _ in 0..100 {
             if on_fuse() { break; }

@@ -11,7 +11,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 
 use binfmt_misc::Table;
-use qemu_catalog::interpreter::InterpreterDir;
+use interpreter_files::InterpreterDir;
 use qemu_catalog::{Arch, Emulator};
 
 use crate::util::{Run, Sandbox, namespace_test};

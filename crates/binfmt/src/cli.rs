@@ -54,7 +54,7 @@ pub struct Args {
     /// Where emulator files are written (disk-backed, root-owned). On a read-only
     /// filesystem binfmt falls back to an in-memory file (memfd).
     #[arg(long, value_name = "DIR", env = "BINFMT_INTERPRETER_DIR",
-          default_value = qemu_catalog::interpreter::DEFAULT_DIR)]
+          default_value = interpreter_files::DEFAULT_DIR)]
     pub interpreter_dir: PathBuf,
 
     /// Print binfmt/<version> qemu/<version> rust/<version> and exit.

@@ -19,7 +19,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use binfmt_misc::{DEFAULT_MOUNT, Flags};
-use qemu_catalog::interpreter::{DEFAULT_DIR, InterpreterDir};
+use interpreter_files::{DEFAULT_DIR, InterpreterDir};
 use qemu_catalog::{Emulator, Selection};
 use serde::Deserialize;
 

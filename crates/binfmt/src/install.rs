@@ -9,7 +9,9 @@
 use std::fmt;
 
 use binfmt_misc::{Change, Entry, Error as TableError, Flags, Registration, Table};
-use qemu_catalog::interpreter::{self, FileState, Interpreter, InterpreterDir, is_memfd_path};
+use interpreter_files::{
+    self as interpreter, FileState, Interpreter, InterpreterDir, is_memfd_path,
+};
 use qemu_catalog::{Arch, Emulator, Selection};
 
 use crate::probe::Prober;

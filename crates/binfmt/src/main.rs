@@ -32,7 +32,7 @@ use std::process::ExitCode;
 use binfmt_misc::persist::{self, Placement};
 use binfmt_misc::{BinfmtMisc, DEFAULT_MOUNT};
 use clap::Parser;
-use qemu_catalog::interpreter::{self, InterpreterDir};
+use interpreter_files::{self as interpreter, InterpreterDir};
 use qemu_catalog::{Emulator, Selection};
 
 use crate::cli::{Args, CheckArgs, Command, DoctorArgs};

@@ -35,7 +35,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use binfmt_misc::{Table, model};
-use qemu_catalog::interpreter::{InterpreterDir, is_memfd_path};
+use interpreter_files::{InterpreterDir, is_memfd_path};
 use qemu_catalog::{Arch, Proof};
 
 use crate::survey::Survey;

@@ -45,7 +45,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use binfmt_misc::{BinfmtMisc, DEFAULT_MOUNT, Flags};
-use qemu_catalog::interpreter::{DEFAULT_DIR, InterpreterDir};
+use interpreter_files::{DEFAULT_DIR, InterpreterDir};
 use qemu_catalog::{Arch, Emulator, Selection};
 
 use crate::install;

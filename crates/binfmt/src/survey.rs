@@ -12,7 +12,7 @@
 //! it runs natively (i386 on x86_64, 32-bit arm on an aarch64 CPU with AArch32).
 
 use binfmt_misc::{Entry, Table};
-use qemu_catalog::interpreter::InterpreterDir;
+use interpreter_files::InterpreterDir;
 use qemu_catalog::{Arch, Proof};
 
 use crate::probe::{self, Confinement, Failure, Outcome, Prober};

@@ -23,7 +23,7 @@
 //! output with sha256 again would add ~70 ms of CPU to every `--install all` and catch
 //! nothing more: whoever can change the blobs inside the binary can change the pinned
 //! digests next to them. Files already on disk are a different matter and are hashed
-//! (see [`crate::interpreter`]).
+//! (see the `interpreter-files` crate).
 
 use std::fmt;
 use std::io::{self, Read};
@@ -102,31 +102,11 @@ impl PartialEq for Emulator {
 impl Eq for Emulator {}
 
 impl Emulator {
-    /// Drops the pages of this emulator's compressed bytes from the process's resident
-    /// memory, once it has been decoded for this run: a cold `--install all` reads
-    /// 8 MB of them once each, and they would otherwise stay counted until exit.
-    ///
-    /// They are `include_bytes!` data in the executable's read-only image (`.rodata`,
-    /// a private file mapping that nothing writes: the static binaries refuse text
-    /// relocations), so like [`crate::mapping::Mapping::release_all`] this changes no
-    /// byte: a page read again faults back in from the page cache. Only whole pages
-    /// inside the slice are touched.
-    pub(crate) fn release_compressed(&self) {
-        let bytes = self.embedded.compressed;
-        let page = rustix::param::page_size();
-        let start = (bytes.as_ptr() as usize).next_multiple_of(page);
-        let end = (bytes.as_ptr() as usize + bytes.len()) / page * page;
-        if end > start {
-            // SAFETY: whole pages of a read-only, never-written file mapping (see
-            // above); advice that changes no content.
-            let _ = unsafe {
-                rustix::mm::madvise(
-                    start as *mut _,
-                    end - start,
-                    rustix::mm::Advice::LinuxDontNeed,
-                )
-            };
-        }
+    /// Its compressed bytes, as embedded: `include_bytes!` data in the executable's
+    /// read-only image, which a caller may drop from resident memory once the emulator
+    /// is decoded (they fault back in from the page cache when read again).
+    pub fn compressed(&self) -> &'static [u8] {
+        self.embedded.compressed
     }
 
     /// The emulator for `arch`, or `None` when this binary does not carry one (the

@@ -170,7 +170,7 @@ pub struct SecureDir {
 
 /// Opening or checking a directory failed.
 #[derive(Debug)]
-pub enum Error {
+pub enum SecureDirError {
     /// A component is unsafe.
     Unsafe(Unsafe),
     /// A system call failed on `path`.
@@ -181,11 +181,11 @@ pub enum Error {
     },
 }
 
-impl fmt::Display for Error {
+impl fmt::Display for SecureDirError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Unsafe(unsafe_dir) => unsafe_dir.fmt(f),
-            Error::Io {
+            SecureDirError::Unsafe(unsafe_dir) => unsafe_dir.fmt(f),
+            SecureDirError::Io {
                 path,
                 action,
                 source,
@@ -194,25 +194,32 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {}
-
-impl Error {
-    /// Whether the failure is a read-only filesystem (EROFS).
-    pub fn is_read_only(&self) -> bool {
-        matches!(self, Error::Io { source, .. } if source.raw_os_error() == Some(Errno::ROFS.raw_os_error()))
+impl std::error::Error for SecureDirError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            SecureDirError::Unsafe(unsafe_dir) => Some(unsafe_dir),
+            SecureDirError::Io { source, .. } => Some(source),
+        }
     }
 }
 
-fn io_error<'a>(path: &'a Path, action: &'static str) -> impl FnOnce(Errno) -> Error + 'a {
-    move |errno| Error::Io {
+impl SecureDirError {
+    /// Whether the failure is a read-only filesystem (EROFS).
+    pub fn is_read_only(&self) -> bool {
+        matches!(self, SecureDirError::Io { source, .. } if source.raw_os_error() == Some(Errno::ROFS.raw_os_error()))
+    }
+}
+
+fn io_error<'a>(path: &'a Path, action: &'static str) -> impl FnOnce(Errno) -> SecureDirError + 'a {
+    move |errno| SecureDirError::Io {
         path: path.to_owned(),
         action,
         source: errno.into(),
     }
 }
 
-fn unsafe_at(path: &Path, problem: Problem) -> Error {
-    Error::Unsafe(Unsafe {
+fn unsafe_at(path: &Path, problem: Problem) -> SecureDirError {
+    SecureDirError::Unsafe(Unsafe {
         path: path.to_owned(),
         problem,
     })
@@ -221,8 +228,8 @@ fn unsafe_at(path: &Path, problem: Problem) -> Error {
 impl SecureDir {
     /// Opens `path`, creating missing directories with mode 0755, and checks every
     /// component from `/` down.
-    pub fn open(path: &Path, trust: &Trust) -> Result<SecureDir, Error> {
-        let fd = walk(path, true, trust)?.ok_or_else(|| Error::Io {
+    pub fn open(path: &Path, trust: &Trust) -> Result<SecureDir, SecureDirError> {
+        let fd = walk(path, true, trust)?.ok_or_else(|| SecureDirError::Io {
             path: path.to_owned(),
             action: "open",
             source: Errno::NOENT.into(),
@@ -233,7 +240,7 @@ impl SecureDir {
     /// Checks the components of `path` that exist, creating nothing, and opens the
     /// directory if it exists (`None` if not): also the check a caller makes before
     /// its first write, to refuse an unsafe directory while nothing has changed.
-    pub fn open_existing(path: &Path, trust: &Trust) -> Result<Option<SecureDir>, Error> {
+    pub fn open_existing(path: &Path, trust: &Trust) -> Result<Option<SecureDir>, SecureDirError> {
         match walk(path, false, trust)? {
             Some(fd) => SecureDir::reopen(path, &fd).map(Some),
             None => Ok(None),
@@ -241,7 +248,7 @@ impl SecureDir {
     }
 
     /// Reopens an `O_PATH` descriptor for reading, to lock and list it.
-    fn reopen(path: &Path, fd: &OwnedFd) -> Result<SecureDir, Error> {
+    fn reopen(path: &Path, fd: &OwnedFd) -> Result<SecureDir, SecureDirError> {
         let fd = rustix::fs::openat(
             fd,
             ".",
@@ -267,7 +274,7 @@ impl SecureDir {
 
     /// Takes an exclusive `flock(2)` on the directory, waiting for another binfmt
     /// writing into it; held until this value is dropped.
-    pub fn lock(&self) -> Result<(), Error> {
+    pub fn lock(&self) -> Result<(), SecureDirError> {
         rustix::fs::flock(&self.fd, FlockOperation::LockExclusive)
             .map_err(io_error(&self.path, "lock"))
     }
@@ -326,7 +333,7 @@ impl SecureDir {
     }
 
     /// The names of the directory's entries.
-    pub fn names(&self) -> Result<Vec<Vec<u8>>, Error> {
+    pub fn names(&self) -> Result<Vec<Vec<u8>>, SecureDirError> {
         let dir = rustix::fs::openat(
             &self.fd,
             ".",
@@ -348,7 +355,7 @@ impl SecureDir {
 
 /// Walks `path` from `/`, checking each component; creates missing ones when
 /// `create`, else returns `None` at the first missing one.
-fn walk(path: &Path, create: bool, trust: &Trust) -> Result<Option<OwnedFd>, Error> {
+fn walk(path: &Path, create: bool, trust: &Trust) -> Result<Option<OwnedFd>, SecureDirError> {
     if !path.is_absolute() {
         return Err(unsafe_at(path, Problem::NotAbsolute));
     }
@@ -391,7 +398,7 @@ fn walk(path: &Path, create: bool, trust: &Trust) -> Result<Option<OwnedFd>, Err
 }
 
 /// `mkdirat(2)` with mode 0755 whatever the umask, then opens what was made.
-fn make_dir(parent: &OwnedFd, name: &OsStr, path: &Path) -> Result<OwnedFd, Error> {
+fn make_dir(parent: &OwnedFd, name: &OsStr, path: &Path) -> Result<OwnedFd, SecureDirError> {
     match rustix::fs::mkdirat(parent, name, Mode::from_raw_mode(0o755)) {
         // Another process made it meanwhile: it is checked like any other.
         Ok(()) | Err(Errno::EXIST) => {}
@@ -425,7 +432,7 @@ fn not_a_directory(parent: &OwnedFd, name: &OsStr) -> Problem {
     }
 }
 
-fn judge(fd: &OwnedFd, path: &Path, trust: &Trust) -> Result<(), Error> {
+fn judge(fd: &OwnedFd, path: &Path, trust: &Trust) -> Result<(), SecureDirError> {
     let stat: Stat = rustix::fs::fstat(fd).map_err(io_error(path, "stat"))?;
     trust
         .judge_dir(stat.st_mode, stat.st_uid)
@@ -528,14 +535,14 @@ mod tests {
         let trust = as_root();
         assert!(matches!(
             SecureDir::open_existing(Path::new("relative/dir"), &trust),
-            Err(Error::Unsafe(Unsafe {
+            Err(SecureDirError::Unsafe(Unsafe {
                 problem: Problem::NotAbsolute,
                 ..
             }))
         ));
         assert!(matches!(
             SecureDir::open_existing(Path::new("/usr/../var/lib/binfmt"), &trust),
-            Err(Error::Unsafe(Unsafe {
+            Err(SecureDirError::Unsafe(Unsafe {
                 problem: Problem::ParentComponent,
                 ..
             }))

@@ -70,17 +70,14 @@ mod tests {
     use std::fs::{self, File};
     use std::io::Write;
     use std::os::unix::fs::PermissionsExt;
-    use std::path::{Path, PathBuf};
+    use std::path::PathBuf;
 
     use super::*;
+    use crate::testing::scratch_dir;
 
     /// A fresh directory binfmt trusts, under the build's own target directory.
     fn scratch(name: &str) -> (PathBuf, SecureDir) {
-        let dir =
-            Path::new(env!("OUT_DIR")).join(format!("verified-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+        let dir = scratch_dir(&format!("verified-{name}"));
         let secure = SecureDir::open(&dir, &Trust::current()).unwrap();
         (dir, secure)
     }

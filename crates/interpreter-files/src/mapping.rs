@@ -11,7 +11,10 @@
 //! - [`Window`]: a written reference emulator mapped with room for output right after
 //!   its last byte, so that zstd finds the reference where a prefix of the output
 //!   would be (see its documentation for why that matters).
+//! - [`release_static`]: drops pages of the executable's own read-only data.
 //!
+//! This module holds every `unsafe` block of the crate but one test's `fork`.
+
 use std::fs::File;
 use std::io;
 use std::ptr::NonNull;
@@ -29,9 +32,10 @@ pub(crate) struct Mapping {
     writable: bool,
 }
 
-// The mapping is plain memory owned by this value; sharing `&Mapping` shares only
-// reads of it.
+// SAFETY: the mapping is plain memory owned by this value; sharing `&Mapping` shares
+// only reads of it.
 unsafe impl Send for Mapping {}
+// SAFETY: as for `Send`: `&Mapping` gives only reads.
 unsafe impl Sync for Mapping {}
 
 impl Mapping {
@@ -105,7 +109,7 @@ pub(crate) struct Buffer {
     len: usize,
 }
 
-// Plain memory owned by this value.
+// SAFETY: plain memory owned by this value.
 unsafe impl Send for Buffer {}
 
 impl Buffer {
@@ -146,7 +150,7 @@ impl Buffer {
     }
 }
 
-// Shared references only read.
+// SAFETY: shared references only read.
 unsafe impl Sync for Buffer {}
 
 impl Drop for Buffer {
@@ -182,7 +186,7 @@ pub(crate) struct Window {
     capacity: usize,
 }
 
-// Plain memory owned by this value; see `Window::split` for how it is shared.
+// SAFETY: plain memory owned by this value; see `Window::split` for how it is shared.
 unsafe impl Send for Window {}
 
 /// The alignment of a transparent huge page on x86_64 and aarch64 (4 KiB pages).
@@ -301,8 +305,9 @@ pub(crate) struct Releaser {
     len: usize,
 }
 
-// Only ever passes the address to madvise(2).
+// SAFETY: it only ever passes the address to madvise(2).
 unsafe impl Send for Releaser {}
+// SAFETY: as for `Send`.
 unsafe impl Sync for Releaser {}
 
 impl Releaser {
@@ -316,6 +321,26 @@ impl Releaser {
         let _ = unsafe {
             rustix::mm::madvise(self.start.as_ptr().cast(), self.len, Advice::LinuxDontNeed)
         };
+    }
+}
+
+/// Drops the whole pages of `bytes`, data of the executable's read-only image, from
+/// the process's resident memory: for an embedded emulator's compressed bytes once it
+/// has been decoded for this run (a cold `--install all` reads 8 MB of them once each,
+/// and they would otherwise stay counted until exit).
+///
+/// `include_bytes!` data lives in `.rodata`, a private file mapping that nothing
+/// writes (the static binaries refuse text relocations), so like
+/// [`Mapping::release_all`] this changes no byte: a page read again faults back in from
+/// the page cache. Only whole pages inside the slice are touched.
+pub(crate) fn release_static(bytes: &'static [u8]) {
+    let page = rustix::param::page_size();
+    let start = (bytes.as_ptr() as usize).next_multiple_of(page);
+    let end = (bytes.as_ptr() as usize + bytes.len()) / page * page;
+    if end > start {
+        // SAFETY: whole pages of a read-only, never-written file mapping (see above);
+        // advice that changes no content.
+        let _ = unsafe { rustix::mm::madvise(start as *mut _, end - start, Advice::LinuxDontNeed) };
     }
 }
 

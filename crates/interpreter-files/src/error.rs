@@ -1,0 +1,176 @@
+//! Why an interpreter could not be had: every error names the path (or the
+//! emulator) it is about and keeps the error underneath as its
+//! [`source`](std::error::Error::source).
+
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use qemu_catalog::Arch;
+use qemu_catalog::emulator::WriteError;
+use rustix::io::Errno;
+
+use crate::secure_dir::{SecureDirError, Unsafe};
+
+/// Writing an interpreter out failed.
+#[derive(Debug)]
+pub enum Error {
+    /// The directory's filesystem is read-only (EROFS): fall back to a memfd.
+    ReadOnly { path: PathBuf },
+    /// The directory is on FUSE: a file there that the kernel holds open (flag F)
+    /// stops working when the filesystem's daemon exits, as it does when the
+    /// container whose root it serves is removed. Fall back to a memfd.
+    OnFuse { path: PathBuf },
+    /// A directory on the way is one others could change: refused.
+    Unsafe(Unsafe),
+    /// Any other failure to create, check, write or rename a file.
+    Io {
+        path: PathBuf,
+        action: &'static str,
+        source: io::Error,
+    },
+    /// The embedded emulator did not come out as pinned.
+    Emulator(WriteError),
+    /// `memfd_create(2)` or sealing failed.
+    Memfd { source: io::Error },
+    /// The emulator is a patch and its reference emulator could not be decoded.
+    Reference {
+        emulator: Arch,
+        reference: Arch,
+        reason: String,
+    },
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::ReadOnly { path } => {
+                write!(f, "{} is on a read-only filesystem", path.display())
+            }
+            Error::OnFuse { path } => write!(
+                f,
+                "{} is on a FUSE filesystem, whose daemon may exit (with this container) while \
+                 the kernel still needs the file",
+                path.display()
+            ),
+            Error::Unsafe(unsafe_dir) => unsafe_dir.fmt(f),
+            Error::Io {
+                path,
+                action,
+                source,
+            } => write!(f, "cannot {action} {}: {source}", path.display()),
+            Error::Emulator(error) => error.fmt(f),
+            Error::Memfd { source } => write!(
+                f,
+                "cannot create a memfd for the interpreter: {source}; give a writable \
+                 directory with --interpreter-dir"
+            ),
+            Error::Reference {
+                emulator,
+                reference,
+                reason,
+            } => write!(
+                f,
+                "cannot decode qemu-{}: it is stored as a difference to qemu-{}, which failed: \
+                 {reason}",
+                emulator.qemu_cpu(),
+                reference.qemu_cpu()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Unsafe(unsafe_dir) => Some(unsafe_dir),
+            Error::Io { source, .. } | Error::Memfd { source } => Some(source),
+            Error::Emulator(error) => Some(error),
+            Error::ReadOnly { .. } | Error::OnFuse { .. } | Error::Reference { .. } => None,
+        }
+    }
+}
+
+impl From<SecureDirError> for Error {
+    fn from(error: SecureDirError) -> Error {
+        match error {
+            SecureDirError::Unsafe(unsafe_dir) => Error::Unsafe(unsafe_dir),
+            SecureDirError::Io {
+                path,
+                action,
+                source,
+            } => io_error(&path, action, source),
+        }
+    }
+}
+
+impl Error {
+    /// The same error again, for each emulator a failure of the whole directory
+    /// concerns: the same path, action and errno.
+    pub(crate) fn duplicate(&self) -> Error {
+        match self {
+            Error::ReadOnly { path } => Error::ReadOnly { path: path.clone() },
+            Error::OnFuse { path } => Error::OnFuse { path: path.clone() },
+            Error::Unsafe(unsafe_dir) => Error::Unsafe(unsafe_dir.clone()),
+            Error::Io {
+                path,
+                action,
+                source,
+            } => Error::Io {
+                path: path.clone(),
+                action,
+                source: clone_io(source),
+            },
+            Error::Emulator(error) => Error::Emulator(match error {
+                WriteError::Corrupt { arch, reason } => WriteError::Corrupt {
+                    arch: *arch,
+                    reason: reason.clone(),
+                },
+                WriteError::NeedsReference { arch, reference } => WriteError::NeedsReference {
+                    arch: *arch,
+                    reference: *reference,
+                },
+                WriteError::Io { arch, source } => WriteError::Io {
+                    arch: *arch,
+                    source: clone_io(source),
+                },
+            }),
+            Error::Memfd { source } => Error::Memfd {
+                source: clone_io(source),
+            },
+            Error::Reference {
+                emulator,
+                reference,
+                reason,
+            } => Error::Reference {
+                emulator: *emulator,
+                reference: *reference,
+                reason: reason.clone(),
+            },
+        }
+    }
+}
+
+/// The error of `action` on `path`: [`Error::ReadOnly`] (about the directory) for
+/// EROFS, which callers fall back from.
+pub(crate) fn io_error(path: &Path, action: &'static str, source: io::Error) -> Error {
+    if source.raw_os_error() == Some(Errno::ROFS.raw_os_error()) {
+        Error::ReadOnly {
+            path: path.parent().unwrap_or(path).to_owned(),
+        }
+    } else {
+        Error::Io {
+            path: path.to_owned(),
+            action,
+            source,
+        }
+    }
+}
+
+/// An equal `io::Error`: the same errno, or the same kind and message.
+fn clone_io(error: &io::Error) -> io::Error {
+    match error.raw_os_error() {
+        Some(code) => io::Error::from_raw_os_error(code),
+        None => io::Error::new(error.kind(), error.to_string()),
+    }
+}

@@ -1,0 +1,60 @@
+//! How an interpreter directory is laid out: the name of each emulator's file, the
+//! mode every one has, and the names of the temporary files a write renames into
+//! place.
+//!
+//! File names carry the first 16 hex digits of the emulator's sha256
+//! (`qemu-aarch64-0123456789abcdef`): an entry whose interpreter path is ours names
+//! the exact emulator it was registered with, even where the file itself is not
+//! visible (another container's filesystem). A new pin gives a new path, which
+//! replaces the entry.
+
+use qemu_catalog::Emulator;
+
+/// How many hex digits of the sha256 go into a file name.
+const DIGEST_PREFIX: usize = 16;
+
+/// The mode of every interpreter file: root may write, everyone may run it.
+pub(crate) const FILE_MODE: u32 = 0o755;
+
+/// How the name of every state file begins (see
+/// [`InterpreterDir::read_state`](crate::InterpreterDir::read_state)).
+pub const STATE_PREFIX: &str = ".binfmt-";
+
+/// The file an emulator is written to in its directory: `qemu-<cpu>-<sha256 prefix>`.
+pub(crate) fn file_name(emulator: &Emulator) -> String {
+    format!(
+        "qemu-{}-{}",
+        emulator.arch().qemu_cpu(),
+        &emulator.sha256()[..DIGEST_PREFIX]
+    )
+}
+
+/// The temporary name `name` is written under before it is renamed into place.
+pub(crate) fn temporary_name(name: &str) -> String {
+    format!(".{name}.tmp-{}", std::process::id())
+}
+
+/// Whether `name` is a temporary file that [`InterpreterDir::ensure_all`](crate::InterpreterDir::ensure_all) writes before
+/// renaming it into place (`.qemu-<cpu>-<digest>.tmp-<pid>`, and the same for a
+/// verification record), or a state file's (`.binfmt-<name>.tmp-<pid>`, see
+/// [`InterpreterDir::write_state`](crate::InterpreterDir::write_state)).
+pub(crate) fn is_temporary(name: &[u8]) -> bool {
+    (name.starts_with(b".qemu-") || name.starts_with(STATE_PREFIX.as_bytes()))
+        && name.windows(5).any(|window| window == b".tmp-")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn temporary_files_are_told_from_the_rest() {
+        assert!(is_temporary(b".qemu-aarch64-0123456789abcdef.tmp-1"));
+        assert!(is_temporary(b".binfmt-proofs.tmp-1"));
+        assert!(!is_temporary(b".binfmt-proofs"));
+        assert!(!is_temporary(b"qemu-aarch64-0123456789abcdef"));
+        assert!(is_temporary(
+            temporary_name("qemu-riscv64-0123456789abcdef").as_bytes()
+        ));
+    }
+}

@@ -1,0 +1,43 @@
+//! Putting the catalog's emulators where the kernel can open them: a file in a
+//! directory on disk that only root can change, or, when the filesystem is read-only
+//! or on FUSE, a sealed memfd.
+//!
+//! Registered with flag F, the kernel opens the interpreter once, at registration, and
+//! keeps it open: the entry then works in every mount namespace and keeps working
+//! after the file is gone (a container that wrote it exits). A file on disk stays
+//! reclaimable page cache; a memfd (or a file on tmpfs) pins its ~15 MB in RAM for as
+//! long as the entry exists, so disk is preferred.
+//!
+//! - [`dir`]: [`InterpreterDir`], the API: check, write, and keep state files.
+//! - [`secure_dir`]: walking a directory from `/` and refusing one others could change.
+//! - `file_state`, `verified`: what a file on disk is, and the record that spares
+//!   hashing it again.
+//! - `write`, `memfd`: writing emulators to files and to sealed memfds.
+//! - `decode`, `mapping`, `threads`: decoding on every core into the memory those
+//!   choose (every `unsafe` of the crate is in `mapping`), with threads that are gone
+//!   when the work returns.
+//!
+//! What an emulator *is* (its bytes, pin and decoder) is `qemu-catalog`'s; this crate
+//! never writes to binfmt_misc.
+
+mod decode;
+pub mod dir;
+mod error;
+mod file_state;
+mod interpreter;
+mod layout;
+mod mapping;
+mod memfd;
+pub mod secure_dir;
+#[cfg(test)]
+mod testing;
+mod threads;
+mod verified;
+mod write;
+
+pub use dir::{DEFAULT_DIR, FUSE_SUPER_MAGIC, InterpreterDir};
+pub use error::Error;
+pub use file_state::{FileProblem, FileState};
+pub use interpreter::{Interpreter, is_memfd_path};
+pub use layout::STATE_PREFIX;
+pub use memfd::{write_memfd, write_memfds};
