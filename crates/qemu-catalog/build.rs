@@ -16,13 +16,11 @@ use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use qemu_pins::{BLOB_CACHE_ENV, BlobCache, Emulator, MANIFEST_PATH, Manifest, NATIVE_CPUS};
+use qemu_pins::{
+    BLOB_CACHE_ENV, BlobCache, Emulator, MANIFEST_PATH, Manifest, NATIVE_CPUS, ZSTD_WINDOW_LOG_MAX,
+};
 use sha2::{Digest, Sha256};
 use zstd_safe::{DCtx, DParameter};
-
-/// The largest match window (log2) a blob may need: what the binary's decoder accepts
-/// (`WINDOW_LOG_MAX` in src/emulator.rs).
-const WINDOW_LOG_MAX: u32 = 27;
 
 fn main() {
     if let Err(message) = run() {
@@ -90,6 +88,8 @@ fn run() -> Result<(), String> {
          pub(crate) const DEBIAN_SOURCE: &str = {:?};\n\
          pub(crate) const DEBIAN_VERSION: &str = {:?};\n\
          pub(crate) const QEMU_VERSION: &str = {:?};\n\
+         /// The largest match window (log2) the decoder accepts: qemu_pins::ZSTD_WINDOW_LOG_MAX.\n\
+         pub(crate) const WINDOW_LOG_MAX: u32 = {ZSTD_WINDOW_LOG_MAX};\n\
          pub(crate) static EMBEDDED: &[Embedded] = &[",
         manifest.source.source_package,
         manifest.source.version,
@@ -177,7 +177,7 @@ fn verify(
             ));
         }
         let mut dctx = DCtx::create();
-        dctx.set_parameter(DParameter::WindowLogMax(WINDOW_LOG_MAX))
+        dctx.set_parameter(DParameter::WindowLogMax(ZSTD_WINDOW_LOG_MAX))
             .map_err(zstd_error)?;
         if let Some(reference) = reference {
             dctx.ref_prefix(reference).map_err(zstd_error)?;

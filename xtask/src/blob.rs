@@ -74,9 +74,8 @@ pub const WORKERS: u32 = 2;
 /// pin and cached, and this saves ~5% over level 19; decoding is as fast.
 pub const EMBEDDED_LEVEL: i32 = 22;
 /// The largest window (log2) a blob may need; the shipped decoder accepts exactly this
-/// much (`WINDOW_LOG_MAX` in qemu-catalog's `emulator` module). A patched part's window
-/// spans the reference and the part, ~25 MB.
-pub const MAX_WINDOW_LOG: u32 = 27;
+/// much (see [`qemu_pins::ZSTD_WINDOW_LOG_MAX`]).
+pub const MAX_WINDOW_LOG: u32 = qemu_pins::ZSTD_WINDOW_LOG_MAX;
 
 /// Compresses `bytes` into one zstd frame with the parameters above.
 pub fn compress(bytes: &[u8], out: impl Write) -> Result<()> {

@@ -34,11 +34,12 @@ use zstd_safe::{DCtx, DParameter, InBuffer, OutBuffer};
 
 use crate::arch::Arch;
 
-/// The largest match window (log2) the decoder accepts: a patch's window spans the
-/// reference and the emulator (~32 MB). xtask's `blob::MAX_WINDOW_LOG` makes no blob
-/// that needs more, and `build.rs` checks each. With a stable output buffer the window
-/// costs no memory; the limit only refuses nonsense.
-const WINDOW_LOG_MAX: u32 = 27;
+// The largest match window (log2) the decoder accepts, `WINDOW_LOG_MAX`, comes with
+// the generated table below: `build.rs` writes qemu_pins::ZSTD_WINDOW_LOG_MAX there,
+// the one limit xtask makes every blob within and `build.rs` checks each blob against
+// (the catalog needs qemu-pins, with its TOML parser, only at build time). A patch's
+// window spans the reference and the emulator (~32 MB). With a stable output buffer
+// the window costs no memory; the limit only refuses nonsense.
 
 /// How much compressed input each decoding step is given: about a zstd block's worth,
 /// so that most blocks decode straight from the blob rather than being copied into
