@@ -16,7 +16,7 @@ use binfmt_misc::{BinfmtMisc, Entry, Table};
 use qemu_catalog::{Arch, Emulator, UnknownArch};
 use serde::Serialize;
 
-use crate::probe::{Failure, Prober};
+use crate::empty_root::{ProbeFailure as Failure, Prober};
 use crate::survey::Survey;
 
 /// One platform asked for.
@@ -612,8 +612,8 @@ mod tests {
     use binfmt_misc::fake::FakeTable;
 
     use super::*;
-    use crate::probe::{Confinement, Outcome};
-    use crate::survey::tests::{FakeProber, entry};
+    use crate::empty_root::{Confinement, ProbeOutcome as Outcome};
+    use crate::testing::{FakeProber, entry};
 
     fn wanted(list: &str) -> Vec<Wanted> {
         parse(&[list.to_owned()]).unwrap()

@@ -32,7 +32,7 @@ use qemu_catalog::Arch;
 use serde::Serialize;
 
 use crate::check::binfmt_command;
-use crate::probe::{Confinement, Prober};
+use crate::empty_root::{Confinement, Prober};
 use crate::status;
 use crate::survey::{Survey, claims};
 

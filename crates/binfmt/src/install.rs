@@ -14,7 +14,7 @@ use interpreter_files::{
 };
 use qemu_catalog::{Arch, Emulator, Selection};
 
-use crate::probe::Prober;
+use crate::empty_root::Prober;
 use crate::survey::Survey;
 
 /// How entries are registered.
@@ -658,7 +658,7 @@ mod tests {
 
     #[test]
     fn all_skips_what_the_cpu_runs_natively() {
-        use crate::survey::tests::{FakeProber, entry};
+        use crate::testing::{FakeProber, entry};
         // An aarch64 CPU with AArch32 runs arm programs natively, and riscv64
         // programs through an entry already registered. (This build's own emulators
         // stand in for an aarch64 build's: arm is among them on both hosts.)
@@ -687,7 +687,10 @@ mod tests {
     fn an_x86_64_cpu_needs_no_probe_to_know_what_to_skip() {
         struct Refuses;
         impl Prober for Refuses {
-            fn run(&self, arches: &[Arch]) -> Result<crate::probe::Run, crate::probe::Error> {
+            fn run(
+                &self,
+                arches: &[Arch],
+            ) -> Result<crate::empty_root::ProbeRun, crate::empty_root::ProbeError> {
                 panic!("asked to probe {arches:?}")
             }
         }

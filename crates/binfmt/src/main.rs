@@ -14,13 +14,15 @@ mod check;
 mod cli;
 mod config;
 mod doctor;
+mod empty_root;
 mod install;
-mod probe;
-mod proofs;
+mod proof_record;
 mod run;
 mod signals;
 mod status;
 mod survey;
+#[cfg(test)]
+mod testing;
 mod uninstall;
 mod userns;
 
@@ -181,7 +183,7 @@ pub struct Request {
     pub uninstall: Option<Vec<uninstall::Target>>,
     /// What to register, and how.
     pub install: Option<Install>,
-    /// Where interpreter files are, and the proofs of earlier runs (see [`proofs`]).
+    /// Where interpreter files are, and the proofs of earlier runs (see [`proof_record`]).
     pub interpreter_dir: InterpreterDir,
 }
 
@@ -223,7 +225,7 @@ pub fn execute(request: &Request, report: Report) -> Result<ExitCode, Failure> {
     }
     if let Some(wanted) = &request.install {
         let emulators = if wanted.selection == Selection::All {
-            install::skip_native(&table, wanted.emulators.clone(), &probe::System)?
+            install::skip_native(&table, wanted.emulators.clone(), &empty_root::SystemProber)?
         } else {
             wanted.emulators.clone()
         };
@@ -249,8 +251,11 @@ pub fn execute(request: &Request, report: Report) -> Result<ExitCode, Failure> {
     }
 
     if changed {
-        let survey =
-            survey::Survey::take_remembering(&table, &probe::System, &request.interpreter_dir)?;
+        let survey = survey::Survey::take_remembering(
+            &table,
+            &empty_root::SystemProber,
+            &request.interpreter_dir,
+        )?;
         let status = status::status(&survey);
         print_stdout(&status::render(&status))?;
     }
@@ -265,7 +270,7 @@ pub fn execute(request: &Request, report: Report) -> Result<ExitCode, Failure> {
 fn run_check(args: &CheckArgs) -> Result<ExitCode, Failure> {
     let wanted =
         check::parse(&args.platforms).map_err(|error| Failure::Usage(format!("check: {error}")))?;
-    let report = check::check(&args.mount, wanted, &probe::System);
+    let report = check::check(&args.mount, wanted, &empty_root::SystemProber);
     let text = if args.json {
         report.render_json()
     } else {
@@ -281,7 +286,11 @@ fn run_check(args: &CheckArgs) -> Result<ExitCode, Failure> {
 
 /// `binfmt doctor`: see the `doctor` module.
 fn run_doctor(args: &DoctorArgs) -> Result<ExitCode, Failure> {
-    let report = doctor::doctor(&doctor::Environment::host(), &args.mount, &probe::System);
+    let report = doctor::doctor(
+        &doctor::Environment::host(),
+        &args.mount,
+        &empty_root::SystemProber,
+    );
     let text = if args.json {
         report.render_json()
     } else {

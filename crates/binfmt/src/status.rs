@@ -103,7 +103,8 @@ mod tests {
     use binfmt_misc::fake::FakeTable;
 
     use super::*;
-    use crate::survey::tests::{FakeProber, entry};
+    use crate::empty_root::{ProbeError, ProbeRun, Prober};
+    use crate::testing::{FakeProber, entry};
 
     #[test]
     fn supported_is_what_ran_in_buildkits_order_with_amd64_levels() {
@@ -140,9 +141,9 @@ mod tests {
     #[test]
     fn without_probes_supported_is_what_the_table_claims() {
         struct Broken;
-        impl crate::probe::Prober for Broken {
-            fn run(&self, _: &[Arch]) -> Result<crate::probe::Run, crate::probe::Error> {
-                Err(crate::probe::Error("no directory".into()))
+        impl Prober for Broken {
+            fn run(&self, _: &[Arch]) -> Result<ProbeRun, ProbeError> {
+                Err(ProbeError("no directory".into()))
             }
         }
         let table = FakeTable::new();

@@ -15,8 +15,8 @@ use binfmt_misc::{Entry, Table};
 use interpreter_files::InterpreterDir;
 use qemu_catalog::{Arch, Proof};
 
-use crate::probe::{self, Confinement, Failure, Outcome, Prober};
-use crate::proofs::ProofRecord;
+use crate::empty_root::{Confinement, ProbeError, ProbeFailure, ProbeOutcome, Prober};
+use crate::proof_record::ProofRecord;
 
 /// The table and the probe outcomes.
 #[derive(Clone, Debug)]
@@ -41,22 +41,22 @@ pub struct ArchSurvey {
     /// The entries that claim its programs, enabled or not.
     pub claims: Vec<Entry>,
     /// Its probe's outcome; `None` when it was not run.
-    pub outcome: Option<Outcome>,
+    pub outcome: Option<ProbeOutcome>,
 }
 
 impl ArchSurvey {
     /// The proof, when the probe ran and exited as it should.
     pub fn proof(&self) -> Option<Proof> {
         match &self.outcome {
-            Some(Outcome::Proved(proof)) => Some(*proof),
+            Some(ProbeOutcome::Proved(proof)) => Some(*proof),
             _ => None,
         }
     }
 
     /// How the probe failed, if it did.
-    pub fn failure(&self) -> Option<&Failure> {
+    pub fn failure(&self) -> Option<&ProbeFailure> {
         match &self.outcome {
-            Some(Outcome::Failed(failure)) => Some(failure),
+            Some(ProbeOutcome::Failed(failure)) => Some(failure),
             _ => None,
         }
     }
@@ -130,7 +130,7 @@ impl Survey {
                     self.arch_mut(arch).outcome = Some(outcome);
                 }
             }
-            Err(probe::Error(reason)) => {
+            Err(ProbeError(reason)) => {
                 log::warn!("cannot run the probes: {reason}");
                 self.probe_error = Some(reason);
             }
@@ -152,7 +152,7 @@ impl Survey {
 
     /// Reads the table and proves every architecture, as [`Survey::take`] does, but
     /// takes as proved what an earlier run recorded in `dir` for this very table
-    /// (see [`crate::proofs`]), and records what it proves for the next run. Only the
+    /// (see [`crate::proof_record`]), and records what it proves for the next run. Only the
     /// status JSON is made this way.
     pub fn take_remembering(
         table: &dyn Table,
@@ -162,11 +162,11 @@ impl Survey {
         let mut survey = Survey::read(Some(table))?;
         // Taken before any probe runs: whatever changes after this makes the
         // fingerprint stale, never a proof of something that was not probed.
-        let record = ProofRecord::for_table(table, &survey, dir);
+        let record = ProofRecord::for_table(table, survey.table_enabled, &survey.entries, dir);
         let recalled = record.as_ref().map(ProofRecord::recall).unwrap_or_default();
         for (arch, proof) in &recalled {
             log::debug!("{arch}: proved by an earlier run against this same table");
-            survey.arch_mut(*arch).outcome = Some(Outcome::Proved(*proof));
+            survey.arch_mut(*arch).outcome = Some(ProbeOutcome::Proved(*proof));
         }
         let unproved: Vec<Arch> = Arch::ALL
             .into_iter()
@@ -237,70 +237,13 @@ impl Survey {
 }
 
 #[cfg(test)]
-pub mod tests {
-    //! A fake prober for the tests of the modules that read a survey.
-
-    use std::collections::BTreeMap;
-
+mod tests {
     use binfmt_misc::fake::FakeTable;
-    use binfmt_misc::{Flags, Registration};
 
     use super::*;
-    use crate::probe::{Error, Run};
-
-    /// Answers from a fixed map; architectures not in it fail with ENOEXEC.
-    pub struct FakeProber {
-        pub outcomes: BTreeMap<Arch, Outcome>,
-        pub confinement: Confinement,
-    }
-
-    impl FakeProber {
-        /// Every architecture in `runs` proves itself (amd64 at `level`).
-        pub fn running(runs: &[Arch], level: u8) -> FakeProber {
-            FakeProber {
-                outcomes: runs
-                    .iter()
-                    .map(|&arch| {
-                        let level = (arch == Arch::Amd64).then_some(level);
-                        (arch, Outcome::Proved(Proof { level }))
-                    })
-                    .collect(),
-                confinement: Confinement::EmptyRoot,
-            }
-        }
-    }
-
-    impl Prober for FakeProber {
-        fn run(&self, arches: &[Arch]) -> Result<Run, Error> {
-            Ok(Run {
-                confinement: self.confinement,
-                outcomes: arches
-                    .iter()
-                    .map(|arch| {
-                        let outcome = self.outcomes.get(arch).cloned().unwrap_or(Outcome::Failed(
-                            Failure::Exec(Errno::NOEXEC.raw_os_error()),
-                        ));
-                        (*arch, outcome)
-                    })
-                    .collect(),
-            })
-        }
-    }
-
-    use rustix::io::Errno;
-
-    /// An entry for `arch` with the catalog's magic, as binfmt registers it.
-    pub fn entry(arch: Arch, enabled: bool, flags: &str) -> binfmt_misc::Entry {
-        binfmt_misc::Entry {
-            enabled,
-            registration: Registration {
-                name: arch.entry_name(),
-                matcher: arch.matcher(),
-                interpreter: format!("/usr/bin/qemu-{}", arch.qemu_cpu()).into(),
-                flags: flags.parse().unwrap_or(Flags::NONE),
-            },
-        }
-    }
+    use crate::empty_root::ProbeRun;
+    use crate::proof_record::RECORD_NAME;
+    use crate::testing::{FakeProber, entry};
 
     #[test]
     fn native_means_it_runs_and_no_enabled_entry_claims_it() {
@@ -334,7 +277,7 @@ pub mod tests {
     }
 
     impl Prober for Counting {
-        fn run(&self, arches: &[Arch]) -> Result<Run, Error> {
+        fn run(&self, arches: &[Arch]) -> Result<ProbeRun, ProbeError> {
             self.asked.borrow_mut().extend_from_slice(arches);
             self.inner.run(arches)
         }
@@ -373,7 +316,7 @@ pub mod tests {
         let prober = FakeProber::running(&[Arch::Amd64, Arch::Arm64], 3);
         Survey::take_remembering(&table, &prober, &dir).unwrap();
         assert!(
-            !path.join(crate::proofs::RECORD_NAME).exists(),
+            !path.join(RECORD_NAME).exists(),
             "no interpreter of the table is in the directory"
         );
         table.insert(entry_in(&dir, Arch::Arm64));
@@ -384,7 +327,7 @@ pub mod tests {
         };
         let first = Survey::take_remembering(&table, &prober, &dir).unwrap();
         assert_eq!(prober.take_asked(), Arch::ALL);
-        assert!(path.join(crate::proofs::RECORD_NAME).is_file());
+        assert!(path.join(RECORD_NAME).is_file());
 
         // The same table: the four proofs are recalled, only the failures run again.
         let second = Survey::take_remembering(&table, &prober, &dir).unwrap();
@@ -440,7 +383,7 @@ pub mod tests {
         };
         Survey::take_remembering(&table, &prober, &dir).unwrap();
         assert!(
-            !path.join(crate::proofs::RECORD_NAME).exists(),
+            !path.join(RECORD_NAME).exists(),
             "probes that ran in place are not kept"
         );
         let prober = Counting {
@@ -449,7 +392,7 @@ pub mod tests {
         };
         Survey::take_remembering(&table, &prober, &dir).unwrap();
         prober.take_asked();
-        let record = path.join(crate::proofs::RECORD_NAME);
+        let record = path.join(RECORD_NAME);
         std::fs::set_permissions(&record, std::fs::Permissions::from_mode(0o666)).unwrap();
         Survey::take_remembering(&table, &prober, &dir).unwrap();
         assert_eq!(

@@ -34,11 +34,9 @@ use std::fmt::Write as _;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use binfmt_misc::{Table, model};
+use binfmt_misc::{Entry, Table, model};
 use interpreter_files::{InterpreterDir, is_memfd_path};
 use qemu_catalog::{Arch, Proof};
-
-use crate::survey::Survey;
 
 /// The record's file name in the interpreter directory.
 pub const RECORD_NAME: &str = ".binfmt-proofs";
@@ -61,15 +59,17 @@ pub struct ProofRecord<'a> {
 }
 
 impl<'a> ProofRecord<'a> {
-    /// The record for `table` as `survey` read it, kept in `dir`; `None` when what
-    /// a proof rests on cannot be read (no boot id, an entry that cannot be
-    /// stat'ed), and then nothing is recalled or kept.
+    /// The record for `table` as it was read (`enabled`: its status; `entries`:
+    /// every entry), kept in `dir`; `None` when what a proof rests on cannot be read
+    /// (no boot id, an entry that cannot be stat'ed), and then nothing is recalled or
+    /// kept.
     pub fn for_table(
         table: &dyn Table,
-        survey: &Survey,
+        enabled: bool,
+        entries: &[Entry],
         dir: &'a InterpreterDir,
     ) -> Option<ProofRecord<'a>> {
-        match fingerprint(table, survey) {
+        match fingerprint(table, enabled, entries) {
             Ok(fingerprint) => Some(ProofRecord { dir, fingerprint }),
             Err(reason) => {
                 log::debug!("not using proofs of earlier runs: {reason}");
@@ -110,13 +110,14 @@ impl<'a> ProofRecord<'a> {
 }
 
 /// The fingerprint text: see the module documentation.
-fn fingerprint(table: &dyn Table, survey: &Survey) -> Result<String, String> {
+fn fingerprint(table: &dyn Table, enabled: bool, entries: &[Entry]) -> Result<String, String> {
     let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|id| id.trim().to_owned())
         .map_err(|error| format!("cannot read the boot id: {error}"))?;
     let exe = std::fs::metadata("/proc/self/exe")
         .map_err(|error| format!("cannot stat /proc/self/exe: {error}"))?;
     let mut text = String::new();
-    let _ = writeln!(text, "boot {}", boot.trim());
+    let _ = writeln!(text, "boot {boot}");
     let _ = writeln!(
         text,
         "binfmt {} {}",
@@ -126,13 +127,9 @@ fn fingerprint(table: &dyn Table, survey: &Survey) -> Result<String, String> {
     let _ = writeln!(
         text,
         "table {}",
-        if survey.table_enabled {
-            "enabled"
-        } else {
-            "disabled"
-        }
+        if enabled { "enabled" } else { "disabled" }
     );
-    let mut entries: Vec<_> = survey.entries.iter().collect();
+    let mut entries: Vec<&Entry> = entries.iter().collect();
     entries.sort_by(|a, b| a.registration.name.cmp(&b.registration.name));
     for entry in entries {
         let name = &entry.registration.name;
@@ -185,7 +182,7 @@ fn identity(metadata: &std::fs::Metadata) -> String {
 }
 
 /// The record's text.
-fn render(fingerprint: &str, proofs: &[(Arch, Proof)]) -> String {
+pub fn render(fingerprint: &str, proofs: &[(Arch, Proof)]) -> String {
     let mut text = format!("{HEADER}{fingerprint}{SEPARATOR}");
     for (arch, proof) in proofs {
         match proof.level {
@@ -201,7 +198,7 @@ fn render(fingerprint: &str, proofs: &[(Arch, Proof)]) -> String {
 }
 
 /// The fingerprint and the proofs of a record; `None` unless it is one in every line.
-fn parse(text: &str) -> Option<(&str, Vec<(Arch, Proof)>)> {
+pub fn parse(text: &str) -> Option<(&str, Vec<(Arch, Proof)>)> {
     let body = text.strip_prefix(HEADER)?;
     let at = body.find(&format!("\n{SEPARATOR}"))? + 1;
     let (fingerprint, proofs) = (&body[..at], &body[at + SEPARATOR.len()..]);

@@ -1,8 +1,8 @@
-//! Running the execution probes: each architecture's tiny program (see
-//! `qemu_catalog::exit_status`), executed in an empty root so that only a binfmt_misc entry
-//! with flag `F` can serve it.
+//! Running the execution probes in an empty root: each architecture's tiny program
+//! (see `qemu_catalog::exit_status`), executed where nothing but the probes exists,
+//! so that only a binfmt_misc entry with flag `F` can serve it.
 //!
-//! This module is the one place where binfmt forks and execs. One [`run`]:
+//! This module is the one place where binfmt forks and execs. One [`run_probes`]:
 //!
 //! 1. makes a fresh directory, [`mkdir(2)`] mode 0700, under the first candidate that
 //!    is writable and not mounted `noexec` ([`statvfs(2)`]): `$TMPDIR` or /tmp,
@@ -68,16 +68,16 @@ pub enum Confinement {
 
 /// What one probe did.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Outcome {
+pub enum ProbeOutcome {
     /// It exited with the status that proves its architecture runs.
     Proved(Proof),
     /// It did not.
-    Failed(Failure),
+    Failed(ProbeFailure),
 }
 
 /// How a probe failed.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Failure {
+pub enum ProbeFailure {
     /// `execve` failed with this errno.
     Exec(i32),
     /// It exited, but not with the status the probe exits with.
@@ -90,10 +90,10 @@ pub enum Failure {
     Wait(String),
 }
 
-impl fmt::Display for Failure {
+impl fmt::Display for ProbeFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Failure::Exec(errno) => {
+            ProbeFailure::Exec(errno) => {
                 let error = io::Error::from_raw_os_error(*errno);
                 write!(f, "exec failed: {error}")?;
                 match Errno::from_raw_os_error(*errno) {
@@ -115,12 +115,12 @@ impl fmt::Display for Failure {
                     _ => Ok(()),
                 }
             }
-            Failure::WrongStatus { status, expected } => write!(
+            ProbeFailure::WrongStatus { status, expected } => write!(
                 f,
                 "exited with status {status}, not the {expected} the probe exits with: the \
                  entry's interpreter is not an emulator that runs this architecture"
             ),
-            Failure::Signal(signal) => write!(
+            ProbeFailure::Signal(signal) => write!(
                 f,
                 "killed by signal {signal}{}",
                 match *signal {
@@ -129,53 +129,53 @@ impl fmt::Display for Failure {
                     _ => "",
                 }
             ),
-            Failure::TimedOut => write!(
+            ProbeFailure::TimedOut => write!(
                 f,
                 "did not exit within {} s and was killed: the interpreter hangs",
                 TIMEOUT.as_secs()
             ),
-            Failure::Wait(error) => write!(f, "cannot wait for it: {error}"),
+            ProbeFailure::Wait(error) => write!(f, "cannot wait for it: {error}"),
         }
     }
 }
 
 /// Every probe's outcome, in the order asked for.
 #[derive(Clone, Debug)]
-pub struct Run {
+pub struct ProbeRun {
     /// Where they ran.
     pub confinement: Confinement,
     /// One outcome per architecture.
-    pub outcomes: Vec<(Arch, Outcome)>,
+    pub outcomes: Vec<(Arch, ProbeOutcome)>,
 }
 
 /// Probes could not be run at all (nowhere to write them, or no way to start them).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Error(pub String);
+pub struct ProbeError(pub String);
 
-impl fmt::Display for Error {
+impl fmt::Display for ProbeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
 }
 
-/// Runs probes: [`System`] for real, a fake in tests of the logic that reads them.
+/// Runs probes: [`SystemProber`] for real, a fake in tests of the logic that reads them.
 pub trait Prober {
     /// Runs the probes of `arches` and reports each outcome.
-    fn run(&self, arches: &[Arch]) -> Result<Run, Error>;
+    fn run(&self, arches: &[Arch]) -> Result<ProbeRun, ProbeError>;
 }
 
 /// The real prober: fork, chroot, exec, as the module documentation describes.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct System;
+pub struct SystemProber;
 
-impl Prober for System {
-    fn run(&self, arches: &[Arch]) -> Result<Run, Error> {
-        run(arches)
+impl Prober for SystemProber {
+    fn run(&self, arches: &[Arch]) -> Result<ProbeRun, ProbeError> {
+        run_probes(arches)
     }
 }
 
 /// Runs the probes of `arches`; see the module documentation.
-pub fn run(arches: &[Arch]) -> Result<Run, Error> {
+pub fn run_probes(arches: &[Arch]) -> Result<ProbeRun, ProbeError> {
     let probes: Vec<Probe> = arches.iter().map(|arch| arch.probe()).collect();
     let root = ProbeRoot::create()?;
     for probe in &probes {
@@ -188,16 +188,16 @@ pub fn run(arches: &[Arch]) -> Result<Run, Error> {
         Confinement::Unconfined
     };
     let root_c = CString::new(root.dir.as_os_str().as_bytes())
-        .map_err(|_| Error(format!("{} contains a NUL byte", root.dir.display())))?;
+        .map_err(|_| ProbeError(format!("{} contains a NUL byte", root.dir.display())))?;
 
     let started = Instant::now();
-    let mut outcomes: Vec<Option<Outcome>> = vec![None; probes.len()];
+    let mut outcomes: Vec<Option<ProbeOutcome>> = vec![None; probes.len()];
     let mut running: Vec<(usize, Child)> = Vec::new();
     for (index, probe) in probes.iter().enumerate() {
         match spawn(&root, &root_c, probe, confinement) {
             Ok(child) => running.push((index, child)),
             Err(error) => {
-                outcomes[index] = Some(Outcome::Failed(Failure::Exec(
+                outcomes[index] = Some(ProbeOutcome::Failed(ProbeFailure::Exec(
                     error.raw_os_error().unwrap_or(Errno::IO.raw_os_error()),
                 )));
             }
@@ -211,20 +211,21 @@ pub fn run(arches: &[Arch]) -> Result<Run, Error> {
                 let probe = &probes[*index];
                 outcomes[*index] = Some(match (status.code(), status.signal()) {
                     (Some(code), _) => match probe.interpret(code) {
-                        Some(proof) => Outcome::Proved(proof),
-                        None => Outcome::Failed(Failure::WrongStatus {
+                        Some(proof) => ProbeOutcome::Proved(proof),
+                        None => ProbeOutcome::Failed(ProbeFailure::WrongStatus {
                             status: code,
                             expected: probe.expected(),
                         }),
                     },
-                    (None, Some(signal)) => Outcome::Failed(Failure::Signal(signal)),
-                    (None, None) => Outcome::Failed(Failure::Wait(format!("{status}"))),
+                    (None, Some(signal)) => ProbeOutcome::Failed(ProbeFailure::Signal(signal)),
+                    (None, None) => ProbeOutcome::Failed(ProbeFailure::Wait(format!("{status}"))),
                 });
                 false
             }
             Ok(None) => true,
             Err(error) => {
-                outcomes[*index] = Some(Outcome::Failed(Failure::Wait(error.to_string())));
+                outcomes[*index] =
+                    Some(ProbeOutcome::Failed(ProbeFailure::Wait(error.to_string())));
                 false
             }
         });
@@ -237,7 +238,7 @@ pub fn run(arches: &[Arch]) -> Result<Run, Error> {
                 // SIGKILL, then reap it so no zombie is left behind.
                 let _ = child.kill();
                 let _ = child.wait();
-                outcomes[index] = Some(Outcome::Failed(Failure::TimedOut));
+                outcomes[index] = Some(ProbeOutcome::Failed(ProbeFailure::TimedOut));
             }
             break;
         }
@@ -252,13 +253,13 @@ pub fn run(arches: &[Arch]) -> Result<Run, Error> {
         .iter()
         .zip(outcomes)
         .map(|(arch, outcome)| {
-            let outcome =
-                outcome.unwrap_or_else(|| Outcome::Failed(Failure::Wait("no result".into())));
+            let outcome = outcome
+                .unwrap_or_else(|| ProbeOutcome::Failed(ProbeFailure::Wait("no result".into())));
             log::debug!("probe {arch}: {outcome:?} ({confinement:?})");
             (*arch, outcome)
         })
         .collect();
-    Ok(Run {
+    Ok(ProbeRun {
         confinement,
         outcomes,
     })
@@ -330,7 +331,7 @@ impl ProbeRoot {
 
     /// Makes a fresh directory under the first candidate where a program can be
     /// executed.
-    fn create() -> Result<ProbeRoot, Error> {
+    fn create() -> Result<ProbeRoot, ProbeError> {
         let mut refused = Vec::new();
         for parent in ProbeRoot::candidates() {
             match ProbeRoot::create_in(&parent) {
@@ -338,7 +339,7 @@ impl ProbeRoot {
                 Err(reason) => refused.push(format!("{}: {reason}", parent.display())),
             }
         }
-        Err(Error(format!(
+        Err(ProbeError(format!(
             "no directory to run probes from ({}); set TMPDIR to a writable directory on a \
              filesystem that allows exec",
             refused.join("; ")
@@ -362,7 +363,7 @@ impl ProbeRoot {
     }
 
     /// Writes one probe as `<dir>/<cpu>`, executable, and closes it.
-    fn write(&self, probe: &Probe) -> Result<(), Error> {
+    fn write(&self, probe: &Probe) -> Result<(), ProbeError> {
         let path = self.dir.join(probe.file_name());
         fs::OpenOptions::new()
             .write(true)
@@ -371,7 +372,7 @@ impl ProbeRoot {
             .open(&path)
             .and_then(|mut file| file.write_all(probe.program()))
             .map_err(|error| {
-                Error(format!(
+                ProbeError(format!(
                     "cannot write the probe {}: {error}",
                     path.display()
                 ))
