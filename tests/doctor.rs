@@ -332,7 +332,7 @@ namespace_test! {
         sandbox.write_control("qemu-s390x", "0");
         let (run, json) = doctor(sandbox);
         let found = finding(&json, &run, "entry-disabled");
-        assert_eq!(text(&found["problem"]), "qemu-s390x is disabled");
+        assert_eq!(text(&found["problem"]), "qemu-s390x claims s390x programs but is disabled");
         assert!(text(&found["fix"]).contains(&format!("{} --install s390x", binfmt(sandbox))), "{run}");
         assert_eq!(json["findings"].as_array().unwrap().len(), 1, "{run}");
     }

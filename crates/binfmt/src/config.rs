@@ -20,10 +20,9 @@ use std::path::{Path, PathBuf};
 
 use binfmt_misc::{DEFAULT_MOUNT, Flags};
 use interpreter_files::{DEFAULT_DIR, InterpreterDir};
-use qemu_catalog::{Emulator, Selection};
 use serde::Deserialize;
 
-use crate::install;
+use crate::install::{self, Install};
 
 /// Where `binfmt apply` looks without `--config`.
 pub const DEFAULT_PATH: &str = "/etc/binfmt/config.toml";
@@ -41,13 +40,9 @@ struct ConfigFile {
 /// A checked config.
 #[derive(Debug)]
 pub struct Config {
-    /// The architectures as listed (`all` leaves out, by execution, what the machine
-    /// runs natively, as `--install all` does).
-    pub selection: Selection,
-    /// The emulators to register (never the machine's own architectures).
-    pub emulators: Vec<Emulator>,
-    /// How to register them.
-    pub options: install::Options,
+    /// What to register (never the machine's own architectures; `all` leaves out, by
+    /// execution, what the machine runs natively, as `--install all` does), and how.
+    pub install: Install,
     /// The binfmt_misc mount.
     pub mount: PathBuf,
 }
@@ -104,10 +99,8 @@ impl Config {
                 "architectures: {item:?} holds a comma; give one architecture per string"
             ));
         }
-        let selection: Selection = qemu_catalog::parse_list(&file.architectures.join(","))
+        let (selection, emulators) = install::parse_list(&file.architectures.join(","))
             .map_err(|error| format!("architectures: {error}"))?;
-        let emulators =
-            install::resolve(&selection).map_err(|error| format!("architectures: {error}"))?;
 
         let flags = match &file.flags {
             Some(letters) => letters
@@ -123,17 +116,9 @@ impl Config {
             interpreter_dir: InterpreterDir::new(interpreter_dir),
             in_memory: false,
         };
-        for emulator in &emulators {
-            install::wanted(emulator, &options)
-                .validate()
-                .map_err(|reason| format!("interpreter_dir: {reason}"))?;
-        }
-        Ok(Config {
-            selection,
-            emulators,
-            options,
-            mount,
-        })
+        let install = Install::new(selection, emulators, options)
+            .map_err(|reason| format!("interpreter_dir: {reason}"))?;
+        Ok(Config { install, mount })
     }
 }
 
@@ -153,7 +138,7 @@ fn absolute(key: &str, path: Option<PathBuf>, default: &str) -> Result<PathBuf, 
 
 #[cfg(test)]
 mod tests {
-    use qemu_catalog::Arch;
+    use qemu_catalog::{Arch, Emulator};
 
     use super::*;
 
@@ -175,13 +160,18 @@ mod tests {
             "#,
         )
         .unwrap();
-        let arches: Vec<Arch> = config.emulators.iter().map(Emulator::arch).collect();
+        let arches: Vec<Arch> = config
+            .install
+            .emulators
+            .iter()
+            .map(Emulator::arch)
+            .collect();
         if cfg!(target_arch = "x86_64") {
             assert_eq!(arches, [Arch::Arm64, Arch::Riscv64]);
         }
-        assert_eq!(config.options.flags, "PF".parse().unwrap());
+        assert_eq!(config.install.options.flags, "PF".parse().unwrap());
         assert_eq!(
-            config.options.interpreter_dir.dir(),
+            config.install.options.interpreter_dir.dir(),
             Path::new("/opt/binfmt")
         );
         assert_eq!(config.mount, Path::new("/host/binfmt_misc"));
@@ -190,9 +180,12 @@ mod tests {
     #[test]
     fn defaults_match_the_command_line() {
         let config = Config::parse(r#"architectures = ["all"]"#).unwrap();
-        assert_eq!(config.emulators.len(), Emulator::all().len());
-        assert_eq!(config.options.flags, Flags::POCF);
-        assert_eq!(config.options.interpreter_dir.dir(), Path::new(DEFAULT_DIR));
+        assert_eq!(config.install.emulators.len(), Emulator::all().len());
+        assert_eq!(config.install.options.flags, Flags::POCF);
+        assert_eq!(
+            config.install.options.interpreter_dir.dir(),
+            Path::new(DEFAULT_DIR)
+        );
         assert_eq!(config.mount, Path::new(DEFAULT_MOUNT));
     }
 

@@ -4,14 +4,14 @@
 //! make sure the interpreter file is the pinned emulator, apply the smallest change,
 //! and read the entry back to confirm it. An identical entry is left alone (nothing is
 //! written), a different one is replaced and the difference reported. Arguments were
-//! validated before this runs (see [`resolve`] and [`wanted`]).
+//! validated before this runs: an [`Install`] is made by [`parse_list`] and
+//! [`Install::new`], the one chain that checks `--install` and a config file's
+//! `architectures` alike.
 
 use std::fmt;
 
 use binfmt_misc::{Change, Entry, Error as TableError, Flags, Registration, Table};
-use interpreter_files::{
-    self as interpreter, FileState, Interpreter, InterpreterDir, is_memfd_path,
-};
+use interpreter_files::{self as files, FileState, Interpreter, InterpreterDir, is_memfd_path};
 use qemu_catalog::{Arch, Emulator, Selection};
 
 use crate::empty_root::Prober;
@@ -28,6 +28,47 @@ pub struct Options {
     /// (`binfmt run`: its private table lives only as long as its namespace, and an
     /// unprivileged user owns no directory the kernel should trust).
     pub in_memory: bool,
+}
+
+/// What to register, and how: validated, so nothing is refused once writing starts.
+#[derive(Debug)]
+pub struct Install {
+    /// As asked (`all` leaves out, by execution, what this machine runs natively).
+    pub selection: Selection,
+    /// The emulators of the selection.
+    pub emulators: Vec<Emulator>,
+    /// How to register them.
+    pub options: Options,
+}
+
+impl Install {
+    /// The install of `emulators` (from [`parse_list`]) with `options`, once every
+    /// entry it would register passes the kernel's rules (an interpreter path in an
+    /// unusable directory fails here, with the reason).
+    pub fn new(
+        selection: Selection,
+        emulators: Vec<Emulator>,
+        options: Options,
+    ) -> Result<Install, String> {
+        for emulator in &emulators {
+            wanted(emulator, &options)
+                .validate()
+                .map_err(|reason| reason.to_string())?;
+        }
+        Ok(Install {
+            selection,
+            emulators,
+            options,
+        })
+    }
+}
+
+/// Parses an `--install` list (or a config file's architectures, joined) and resolves
+/// it to the emulators to register; see [`resolve`] for what is refused.
+pub fn parse_list(list: &str) -> Result<(Selection, Vec<Emulator>), String> {
+    let selection = qemu_catalog::parse_list(list).map_err(|error| error.to_string())?;
+    let emulators = resolve(&selection)?;
+    Ok((selection, emulators))
 }
 
 /// The architectures to install with their emulators, or why the selection is refused.
@@ -117,7 +158,7 @@ pub fn wanted(emulator: &Emulator, options: &Options) -> Registration {
 
 /// What happened to one architecture.
 #[derive(Debug)]
-pub enum Outcome {
+pub enum InstallOutcome {
     /// No entry existed; one was registered.
     Registered,
     /// The entry was already exactly right; nothing was written.
@@ -137,24 +178,24 @@ pub enum Outcome {
     Failed(String),
 }
 
-impl Outcome {
+impl InstallOutcome {
     /// Whether the architecture ended up registered.
     pub fn is_ok(&self) -> bool {
-        !matches!(self, Outcome::Failed(_))
+        !matches!(self, InstallOutcome::Failed(_))
     }
 }
 
-impl fmt::Display for Outcome {
+impl fmt::Display for InstallOutcome {
     /// The part after `installing: <arch> ` in tonistiigi/binfmt's log line.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Outcome::Registered => f.write_str("OK"),
-            Outcome::Unchanged => f.write_str("OK (already registered)"),
-            Outcome::Enabled => f.write_str("OK (entry was disabled; enabled)"),
-            Outcome::Replaced(reasons) => write!(f, "OK (replaced: {})", reasons.join(", ")),
-            Outcome::FileRestored => f.write_str("OK (interpreter file restored)"),
-            Outcome::Repaired(notes) => write!(f, "OK (repaired: {})", notes.join(", ")),
-            Outcome::Failed(error) => write!(f, "FAILED: {error}"),
+            InstallOutcome::Registered => f.write_str("OK"),
+            InstallOutcome::Unchanged => f.write_str("OK (already registered)"),
+            InstallOutcome::Enabled => f.write_str("OK (entry was disabled; enabled)"),
+            InstallOutcome::Replaced(reasons) => write!(f, "OK (replaced: {})", reasons.join(", ")),
+            InstallOutcome::FileRestored => f.write_str("OK (interpreter file restored)"),
+            InstallOutcome::Repaired(notes) => write!(f, "OK (repaired: {})", notes.join(", ")),
+            InstallOutcome::Failed(error) => write!(f, "FAILED: {error}"),
         }
     }
 }
@@ -170,7 +211,7 @@ pub fn install(
     table: &impl Table,
     emulators: &[Emulator],
     options: &Options,
-) -> Vec<(Arch, Outcome)> {
+) -> Vec<(Arch, InstallOutcome)> {
     // A run killed while writing an emulator left a temporary file as big as one;
     // remove it even if no entry needs a file this time. (In memory, the directory
     // is not ours to touch.)
@@ -179,7 +220,7 @@ pub fn install(
     {
         log::debug!("not removing leftover temporary files: {error}");
     }
-    let prepared: Vec<Result<Prepared, Failure>> = emulators
+    let prepared: Vec<Result<Prepared, ArchError>> = emulators
         .iter()
         .map(|emulator| prepare(table, emulator, options))
         .collect();
@@ -198,14 +239,14 @@ pub fn install(
                 Ok(Prepared::Done(outcome)) => Ok(outcome),
                 Ok(Prepared::NeedsFile { wanted, current }) => match files.next() {
                     Some(file) => finish(table, wanted, current.as_ref(), file),
-                    None => Err(Failure::NotConverged(
+                    None => Err(ArchError::NotConverged(
                         "internal error: no interpreter file was prepared".to_owned(),
                     )),
                 },
                 Err(failure) => Err(failure),
             }
             .and_then(|outcome| remove_staging(table, emulator, outcome))
-            .unwrap_or_else(|error| Outcome::Failed(error.to_string()));
+            .unwrap_or_else(|error| InstallOutcome::Failed(error.to_string()));
             (emulator.arch(), outcome)
         })
         .collect()
@@ -213,32 +254,32 @@ pub fn install(
 
 /// Why one architecture failed.
 #[derive(Debug)]
-enum Failure {
+enum ArchError {
     Table(TableError),
-    Interpreter(interpreter::Error),
+    Interpreter(files::Error),
     /// The kernel accepted the registration but reads back something else.
     NotConverged(String),
 }
 
-impl fmt::Display for Failure {
+impl fmt::Display for ArchError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Failure::Table(error) => error.fmt(f),
-            Failure::Interpreter(error) => error.fmt(f),
-            Failure::NotConverged(what) => f.write_str(what),
+            ArchError::Table(error) => error.fmt(f),
+            ArchError::Interpreter(error) => error.fmt(f),
+            ArchError::NotConverged(what) => f.write_str(what),
         }
     }
 }
 
-impl From<TableError> for Failure {
-    fn from(error: TableError) -> Failure {
-        Failure::Table(error)
+impl From<TableError> for ArchError {
+    fn from(error: TableError) -> ArchError {
+        ArchError::Table(error)
     }
 }
 
-impl From<interpreter::Error> for Failure {
-    fn from(error: interpreter::Error) -> Failure {
-        Failure::Interpreter(error)
+impl From<files::Error> for ArchError {
+    fn from(error: files::Error) -> ArchError {
+        ArchError::Interpreter(error)
     }
 }
 
@@ -251,8 +292,8 @@ const ATTEMPTS: usize = 3;
 fn remove_staging(
     table: &impl Table,
     emulator: &Emulator,
-    outcome: Outcome,
-) -> Result<Outcome, Failure> {
+    outcome: InstallOutcome,
+) -> Result<InstallOutcome, ArchError> {
     let name = emulator.arch().entry_name();
     if !binfmt_misc::remove_staging(table, &name)? {
         return Ok(outcome);
@@ -262,22 +303,22 @@ fn remove_staging(
         binfmt_misc::staging_name(&name)
     );
     Ok(match outcome {
-        Outcome::Replaced(mut notes) => {
+        InstallOutcome::Replaced(mut notes) => {
             notes.push(note);
-            Outcome::Replaced(notes)
+            InstallOutcome::Replaced(notes)
         }
-        Outcome::Repaired(mut notes) => {
+        InstallOutcome::Repaired(mut notes) => {
             notes.push(note);
-            Outcome::Repaired(notes)
+            InstallOutcome::Repaired(notes)
         }
-        _ => Outcome::Repaired(vec![note]),
+        _ => InstallOutcome::Repaired(vec![note]),
     })
 }
 
 /// An architecture after its entry was read.
 enum Prepared {
     /// Settled without an interpreter file: the entry was right (or only disabled).
-    Done(Outcome),
+    Done(InstallOutcome),
     /// The interpreter file must be checked (and written if need be) before the
     /// entry can be compared and registered.
     NeedsFile {
@@ -291,7 +332,7 @@ fn prepare(
     table: &impl Table,
     emulator: &Emulator,
     options: &Options,
-) -> Result<Prepared, Failure> {
+) -> Result<Prepared, ArchError> {
     let wanted = wanted(emulator, options);
     let current = table.read_entry(&wanted.name)?;
 
@@ -333,9 +374,9 @@ fn prepare(
 fn interpreters(
     emulators: &[Emulator],
     options: &Options,
-) -> Vec<Result<(Interpreter, FileState), interpreter::Error>> {
+) -> Vec<Result<(Interpreter, FileState), files::Error>> {
     let in_memory = |emulators: &[Emulator]| -> Vec<_> {
-        interpreter::write_memfds(emulators)
+        files::write_memfds(emulators)
             .into_iter()
             .map(|memfd| memfd.map(|interpreter| (interpreter, FileState::Missing)))
             .collect()
@@ -350,7 +391,7 @@ fn interpreters(
         .filter(|(_, file)| {
             matches!(
                 file,
-                Err(interpreter::Error::ReadOnly { .. } | interpreter::Error::OnFuse { .. })
+                Err(files::Error::ReadOnly { .. } | files::Error::OnFuse { .. })
             )
         })
         .map(|(index, _)| index)
@@ -366,14 +407,14 @@ fn interpreters(
         .join(", ");
     let megabytes = moved.iter().map(Emulator::size).sum::<u64>() / 1_000_000;
     match &files[first] {
-        Err(interpreter::Error::OnFuse { path }) => log::warn!(
+        Err(files::Error::OnFuse { path }) => log::warn!(
             "{} is on FUSE (fuse-overlayfs?): a file there stops working when its daemon \
              exits with the container, so {names} are held in memory instead (memfds, {megabytes} \
              MB of RAM while registered); mount a volume there (the image declares one) or \
              give a disk directory with --interpreter-dir",
             path.display(),
         ),
-        Err(interpreter::Error::ReadOnly { path }) => log::warn!(
+        Err(files::Error::ReadOnly { path }) => log::warn!(
             "{} is read-only: {names} are held in memory (memfds, {megabytes} MB of RAM while \
              registered); give a writable disk directory with --interpreter-dir to avoid that",
             path.display(),
@@ -391,8 +432,8 @@ fn finish(
     table: &impl Table,
     mut wanted: Registration,
     current: Option<&Entry>,
-    file: Result<(Interpreter, FileState), interpreter::Error>,
-) -> Result<Outcome, Failure> {
+    file: Result<(Interpreter, FileState), files::Error>,
+) -> Result<InstallOutcome, ArchError> {
     let (interpreter, found) = file?;
     wanted.interpreter = interpreter.path().to_owned();
 
@@ -416,9 +457,9 @@ fn finish(
     }
     if change == Change::Unchanged {
         return Ok(if found == FileState::Intact {
-            Outcome::Unchanged
+            InstallOutcome::Unchanged
         } else {
-            Outcome::FileRestored
+            InstallOutcome::FileRestored
         });
     }
 
@@ -433,7 +474,7 @@ fn apply_converging(
     wanted: &Registration,
     mut change: Change,
     notes: Vec<String>,
-) -> Result<Outcome, Failure> {
+) -> Result<InstallOutcome, ArchError> {
     let first = change.clone();
     for attempt in 1..=ATTEMPTS {
         match binfmt_misc::apply(table, wanted, &change) {
@@ -448,7 +489,7 @@ fn apply_converging(
     let entry: Option<Entry> = table.read_entry(&wanted.name)?;
     match entry.map(|entry| entry.differences(wanted)) {
         Some(differences) if differences.is_empty() => Ok(outcome_of(&first, notes)),
-        Some(differences) => Err(Failure::NotConverged(format!(
+        Some(differences) => Err(ArchError::NotConverged(format!(
             "registered {}, but the kernel reports {}",
             wanted.name,
             differences
@@ -457,7 +498,7 @@ fn apply_converging(
                 .collect::<Vec<_>>()
                 .join(", ")
         ))),
-        None => Err(Failure::NotConverged(format!(
+        None => Err(ArchError::NotConverged(format!(
             "registered {}, but it is gone: another process removed it",
             wanted.name
         ))),
@@ -475,15 +516,15 @@ fn is_race(error: &TableError) -> bool {
     }
 }
 
-fn outcome_of(change: &Change, notes: Vec<String>) -> Outcome {
+fn outcome_of(change: &Change, notes: Vec<String>) -> InstallOutcome {
     match change {
         Change::Unchanged | Change::Register | Change::Enable if !notes.is_empty() => {
-            Outcome::Repaired(notes)
+            InstallOutcome::Repaired(notes)
         }
-        Change::Unchanged => Outcome::Unchanged,
-        Change::Register => Outcome::Registered,
-        Change::Enable => Outcome::Enabled,
-        Change::Replace(differences) => Outcome::Replaced(
+        Change::Unchanged => InstallOutcome::Unchanged,
+        Change::Register => InstallOutcome::Registered,
+        Change::Enable => InstallOutcome::Enabled,
+        Change::Replace(differences) => InstallOutcome::Replaced(
             differences
                 .iter()
                 .map(ToString::to_string)
@@ -527,12 +568,20 @@ mod tests {
         let table = FakeTable::new();
         let options = options(&dir);
         let first = install(&table, &[riscv64()], &options);
-        assert!(matches!(first[0].1, Outcome::Registered), "{:?}", first);
+        assert!(
+            matches!(first[0].1, InstallOutcome::Registered),
+            "{:?}",
+            first
+        );
         assert_eq!(table.writes(), [Write::Register("qemu-riscv64".into())]);
         table.clear_writes();
 
         let second = install(&table, &[riscv64()], &options);
-        assert!(matches!(second[0].1, Outcome::Unchanged), "{:?}", second);
+        assert!(
+            matches!(second[0].1, InstallOutcome::Unchanged),
+            "{:?}",
+            second
+        );
         assert_eq!(table.writes(), []);
         std::fs::remove_dir_all(&dir).unwrap();
     }
@@ -552,7 +601,7 @@ mod tests {
             },
         });
         let outcome = install(&table, &[riscv64()], &options).remove(0).1;
-        let Outcome::Replaced(reasons) = outcome else {
+        let InstallOutcome::Replaced(reasons) = outcome else {
             panic!("expected a replacement, got {outcome:?}");
         };
         assert_eq!(reasons.len(), 2, "{reasons:?}");
@@ -574,7 +623,7 @@ mod tests {
         table.clear_writes();
 
         let outcome = install(&table, &[riscv64()], &options).remove(0).1;
-        let Outcome::Replaced(reasons) = outcome else {
+        let InstallOutcome::Replaced(reasons) = outcome else {
             panic!("expected a replacement, got {outcome:?}");
         };
         assert!(
@@ -635,7 +684,7 @@ mod tests {
             registration: wanted(&riscv64(), &options),
         });
         let outcome = install(&table, &[riscv64()], &options).remove(0).1;
-        assert!(matches!(outcome, Outcome::Unchanged), "{outcome:?}");
+        assert!(matches!(outcome, InstallOutcome::Unchanged), "{outcome:?}");
         assert_eq!(table.writes(), []);
         assert!(!dir.exists(), "nothing is written when nothing changes");
     }

@@ -38,6 +38,8 @@ use binfmt_misc::{Entry, Table, model};
 use interpreter_files::{InterpreterDir, is_memfd_path};
 use qemu_catalog::{Arch, Proof};
 
+use crate::host;
+
 /// The record's file name in the interpreter directory.
 pub const RECORD_NAME: &str = ".binfmt-proofs";
 
@@ -111,11 +113,8 @@ impl<'a> ProofRecord<'a> {
 
 /// The fingerprint text: see the module documentation.
 fn fingerprint(table: &dyn Table, enabled: bool, entries: &[Entry]) -> Result<String, String> {
-    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
-        .map(|id| id.trim().to_owned())
-        .map_err(|error| format!("cannot read the boot id: {error}"))?;
-    let exe = std::fs::metadata("/proc/self/exe")
-        .map_err(|error| format!("cannot stat /proc/self/exe: {error}"))?;
+    let boot = host::boot_id()?;
+    let exe = host::this_executable()?;
     let mut text = String::new();
     let _ = writeln!(text, "boot {boot}");
     let _ = writeln!(

@@ -6,33 +6,22 @@
 //! system calls that get there, one wrapper each, and the diagnosis of their failures:
 //! which sysctl, security module or kernel version is in the way, and what to do.
 //!
-//! The diagnosis is pure ([`diagnose`] over an [`Environment`] read from `/proc`), so
+//! The diagnosis is pure ([`diagnose`] over the [`HostFacts`] read from `/proc`), so
 //! every cause is unit tested, including those that cannot be built on the test
 //! machine (an old kernel, AppArmor's restriction, Debian's sysctl).
 
 use std::fmt;
-use std::fs::{self, OpenOptions};
+use std::fs::OpenOptions;
 use std::io::{self, Write as _};
 
 use rustix::io::Errno;
 use rustix::mount::MountPropagationFlags;
 use rustix::thread::UnshareFlags;
 
-/// Per user namespace limit on how many user namespaces may be created under it; 0
-/// disables them (`user.max_user_namespaces`).
-const MAX_USER_NAMESPACES: &str = "/proc/sys/user/max_user_namespaces";
-/// Debian's and Ubuntu's switch for unprivileged user namespaces; absent on other
-/// kernels.
-const UNPRIVILEGED_USERNS_CLONE: &str = "/proc/sys/kernel/unprivileged_userns_clone";
-/// Ubuntu 23.10 and later: 1 confines unprivileged user namespaces to an AppArmor
-/// profile that denies every capability in them.
-const APPARMOR_RESTRICT_USERNS: &str = "/proc/sys/kernel/apparmor_restrict_unprivileged_userns";
-/// The kernel release, as `uname -r` prints it.
-const OSRELEASE: &str = "/proc/sys/kernel/osrelease";
-/// `Seccomp:` in it says whether a seccomp filter confines this process.
-const SELF_STATUS: &str = "/proc/self/status";
-/// The AppArmor profile confining this process (`unconfined` when none).
-const APPARMOR_CURRENT: &str = "/proc/self/attr/apparmor/current";
+use crate::host::{
+    self, APPARMOR_CURRENT, APPARMOR_RESTRICT_USERNS, HostFacts, MAX_USER_NAMESPACES, SELF_STATUS,
+    UNPRIVILEGED_USERNS_CLONE,
+};
 
 /// The first Linux release whose binfmt_misc can be mounted in a user namespace.
 pub const PRIVATE_BINFMT_MISC_SINCE: (u32, u32) = (6, 7);
@@ -90,20 +79,20 @@ impl fmt::Display for Step {
 
 /// Setting up the namespaces failed at `step`; `causes` says why, when it is known.
 #[derive(Debug)]
-pub struct Error {
+pub struct NamespaceError {
     pub step: Step,
     pub source: io::Error,
     pub causes: Vec<Cause>,
 }
 
-impl Error {
-    /// An error at `step`, diagnosed against this process's environment.
-    pub fn diagnosed(step: Step, source: io::Error) -> Error {
+impl NamespaceError {
+    /// An error at `step`, diagnosed against this host's facts.
+    pub fn diagnosed(step: Step, source: io::Error) -> NamespaceError {
         let causes = match source.raw_os_error() {
-            Some(errno) => diagnose(step, Errno::from_raw_os_error(errno), &Environment::probe()),
+            Some(errno) => diagnose(step, Errno::from_raw_os_error(errno), &HostFacts::read()),
             None => Vec::new(),
         };
-        Error {
+        NamespaceError {
             step,
             source,
             causes,
@@ -111,7 +100,7 @@ impl Error {
     }
 }
 
-impl fmt::Display for Error {
+impl fmt::Display for NamespaceError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}", self.step, self.source)?;
         if self.causes.is_empty() {
@@ -129,7 +118,7 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {
+impl std::error::Error for NamespaceError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         Some(&self.source)
     }
@@ -237,97 +226,29 @@ impl fmt::Display for Cause {
     }
 }
 
-/// What `/proc` says about this process and kernel: the inputs of [`diagnose`].
-/// `None` wherever the file is absent or unreadable.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Environment {
-    /// `user.max_user_namespaces`.
-    pub max_user_namespaces: Option<u64>,
-    /// `kernel.unprivileged_userns_clone` (Debian and Ubuntu kernels only).
-    pub unprivileged_userns_clone: Option<u64>,
-    /// `kernel.apparmor_restrict_unprivileged_userns` (Ubuntu kernels only).
-    pub apparmor_restrict_unprivileged_userns: Option<u64>,
-    /// The `Seccomp:` field of `/proc/self/status`: 0 none, 1 strict, 2 filter.
-    pub seccomp: Option<u8>,
-    /// The AppArmor profile confining this process, without the mode in parentheses.
-    pub apparmor_profile: Option<String>,
-    /// The kernel release (`6.1.0-18-amd64`).
-    pub kernel_release: Option<String>,
-}
-
-impl Environment {
-    /// Reads the environment of this process from `/proc`.
-    pub fn probe() -> Environment {
-        let number = |path: &str| {
-            fs::read_to_string(path)
-                .ok()
-                .and_then(|text| text.trim().parse().ok())
-        };
-        Environment {
-            max_user_namespaces: number(MAX_USER_NAMESPACES),
-            unprivileged_userns_clone: number(UNPRIVILEGED_USERNS_CLONE),
-            apparmor_restrict_unprivileged_userns: number(APPARMOR_RESTRICT_USERNS),
-            seccomp: fs::read_to_string(SELF_STATUS)
-                .ok()
-                .and_then(|status| seccomp_mode(&status)),
-            apparmor_profile: fs::read_to_string(APPARMOR_CURRENT)
-                .ok()
-                .and_then(|label| apparmor_profile(&label)),
-            kernel_release: fs::read_to_string(OSRELEASE)
-                .ok()
-                .map(|release| release.trim().to_owned()),
-        }
-    }
-
-    fn seccomp_filter(&self) -> bool {
-        self.seccomp == Some(2)
-    }
-
-    fn kernel_too_old(&self) -> Option<Cause> {
-        let release = self.kernel_release.as_ref()?;
-        (supports_private_binfmt_misc(release) == Some(false)).then(|| Cause::KernelTooOld {
-            release: release.clone(),
-        })
-    }
-}
-
-/// The `Seccomp:` mode from the text of `/proc/self/status`.
-pub fn seccomp_mode(status: &str) -> Option<u8> {
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("Seccomp:"))
-        .and_then(|value| value.trim().parse().ok())
-}
-
-/// The confining AppArmor profile from `/proc/self/attr/apparmor/current`
-/// (`docker-default (enforce)`), or `None` when unconfined.
-pub fn apparmor_profile(label: &str) -> Option<String> {
-    let label = label.trim_end_matches(['\n', '\0']).trim();
-    let profile = label.rsplit_once(" (").map_or(label, |(name, _mode)| name);
-    (!profile.is_empty() && profile != "unconfined").then(|| profile.to_owned())
+/// Why the kernel is too old for a private binfmt_misc instance, if it is.
+fn kernel_too_old(facts: &HostFacts) -> Option<Cause> {
+    let release = facts.kernel_release.as_ref()?;
+    (supports_private_binfmt_misc(release) == Some(false)).then(|| Cause::KernelTooOld {
+        release: release.clone(),
+    })
 }
 
 /// Whether Linux `release` (`6.7.0`, `6.1.0-18-amd64`, `5.15.0-91-generic`) can mount
 /// binfmt_misc inside a user namespace: 6.7 or newer. `None` when the release cannot
 /// be read as `major.minor`.
 pub fn supports_private_binfmt_misc(release: &str) -> Option<bool> {
-    let mut numbers = release.split(['.', '-', '+', '_']);
-    let major: u32 = numbers.next()?.parse().ok()?;
-    // The minor number may run into a suffix (`6.6rc1`): its leading digits count.
-    let minor = numbers.next()?;
-    let digits = minor.len() - minor.trim_start_matches(|c: char| c.is_ascii_digit()).len();
-    let minor: u32 = minor[..digits].parse().ok()?;
-    Some((major, minor) >= PRIVATE_BINFMT_MISC_SINCE)
+    Some(host::kernel_version(release)? >= PRIVATE_BINFMT_MISC_SINCE)
 }
 
-/// Why `step` failed with `errno` in `environment`: every cause that applies, most
+/// Why `step` failed with `errno` on a host with `facts`: every cause that applies, most
 /// decisive first; empty when none is known.
-pub fn diagnose(step: Step, errno: Errno, environment: &Environment) -> Vec<Cause> {
+pub fn diagnose(step: Step, errno: Errno, facts: &HostFacts) -> Vec<Cause> {
     let mut causes = Vec::new();
     let denied = matches!(errno, Errno::PERM | Errno::ACCESS);
     match step {
         Step::CreateUserNamespace => match errno {
-            Errno::NOSPC => causes.push(match environment.max_user_namespaces {
+            Errno::NOSPC => causes.push(match facts.max_user_namespaces {
                 Some(0) => Cause::UserNamespacesDisabled,
                 Some(limit) => Cause::UserNamespaceLimit { limit },
                 None => Cause::UserNamespacesDisabled,
@@ -335,13 +256,13 @@ pub fn diagnose(step: Step, errno: Errno, environment: &Environment) -> Vec<Caus
             Errno::USERS => causes.push(Cause::NestedTooDeep),
             Errno::INVAL => causes.push(Cause::MultiThreaded),
             _ if denied => {
-                if environment.unprivileged_userns_clone == Some(0) {
+                if facts.unprivileged_userns_clone == Some(0) {
                     causes.push(Cause::UnprivilegedUsernsClone);
                 }
-                if environment.apparmor_restrict_unprivileged_userns == Some(1) {
+                if facts.apparmor_restrict_unprivileged_userns == Some(1) {
                     causes.push(Cause::AppArmorRestrictsUserns);
                 }
-                if environment.seccomp_filter() {
+                if facts.seccomp_filter() {
                     causes.push(Cause::Seccomp);
                 }
             }
@@ -350,14 +271,14 @@ pub fn diagnose(step: Step, errno: Errno, environment: &Environment) -> Vec<Caus
         // AppArmor's restriction lets unshare succeed but denies every capability in
         // the new namespace: writing the maps or mounting is where it shows.
         Step::DenySetgroups | Step::MapUid | Step::MapGid | Step::IsolateMounts if denied => {
-            if environment.apparmor_restrict_unprivileged_userns == Some(1) {
+            if facts.apparmor_restrict_unprivileged_userns == Some(1) {
                 causes.push(Cause::AppArmorRestrictsUserns);
             }
-            if environment.seccomp_filter() {
+            if facts.seccomp_filter() {
                 causes.push(Cause::Seccomp);
             }
             if step == Step::IsolateMounts
-                && let Some(profile) = &environment.apparmor_profile
+                && let Some(profile) = &facts.apparmor_profile
             {
                 causes.push(Cause::AppArmorProfile {
                     profile: profile.clone(),
@@ -369,14 +290,14 @@ pub fn diagnose(step: Step, errno: Errno, environment: &Environment) -> Vec<Caus
             // A filesystem without FS_USERNS_MOUNT answers EPERM; say EINVAL too, in
             // case a kernel answers that.
             _ if denied || errno == Errno::INVAL => {
-                causes.extend(environment.kernel_too_old());
-                if environment.apparmor_restrict_unprivileged_userns == Some(1) {
+                causes.extend(kernel_too_old(facts));
+                if facts.apparmor_restrict_unprivileged_userns == Some(1) {
                     causes.push(Cause::AppArmorRestrictsUserns);
                 }
-                if environment.seccomp_filter() {
+                if facts.seccomp_filter() {
                     causes.push(Cause::Seccomp);
                 }
-                if let Some(profile) = &environment.apparmor_profile {
+                if let Some(profile) = &facts.apparmor_profile {
                     causes.push(Cause::AppArmorProfile {
                         profile: profile.clone(),
                     });
@@ -402,7 +323,10 @@ pub fn diagnose(step: Step, errno: Errno, environment: &Environment) -> Vec<Caus
 /// every capability in the new namespace, whatever ids are mapped.
 ///
 /// The process must be single-threaded.
-pub fn enter_user_namespace(mapping: Mapping, with_mount_namespace: bool) -> Result<(), Error> {
+pub fn enter_user_namespace(
+    mapping: Mapping,
+    with_mount_namespace: bool,
+) -> Result<(), NamespaceError> {
     let mut flags = UnshareFlags::NEWUSER;
     if with_mount_namespace {
         flags |= UnshareFlags::NEWNS;
@@ -411,7 +335,7 @@ pub fn enter_user_namespace(mapping: Mapping, with_mount_namespace: bool) -> Res
     // thread with descriptors it cannot use; binfmt is single-threaded here anyway
     // (CLONE_NEWUSER refuses otherwise).
     unsafe { rustix::thread::unshare_unsafe(flags) }
-        .map_err(|errno| Error::diagnosed(Step::CreateUserNamespace, errno.into()))?;
+        .map_err(|errno| NamespaceError::diagnosed(Step::CreateUserNamespace, errno.into()))?;
     write_proc("/proc/self/setgroups", "deny", Step::DenySetgroups)?;
     write_proc("/proc/self/uid_map", &mapping.uid.line(), Step::MapUid)?;
     write_proc("/proc/self/gid_map", &mapping.gid.line(), Step::MapGid)?;
@@ -428,13 +352,13 @@ pub fn enter_user_namespace(mapping: Mapping, with_mount_namespace: bool) -> Res
 /// namespaces CMD creates later (container engines) receive mounts made here, and
 /// rootless Podman does not warn that "/" is not shared
 /// ([mount_namespaces(7)](https://man7.org/linux/man-pages/man7/mount_namespaces.7.html)).
-pub fn isolate_mounts() -> Result<(), Error> {
+pub fn isolate_mounts() -> Result<(), NamespaceError> {
     for propagation in [
         MountPropagationFlags::PRIVATE,
         MountPropagationFlags::SHARED,
     ] {
         rustix::mount::mount_change("/", propagation | MountPropagationFlags::REC)
-            .map_err(|errno| Error::diagnosed(Step::IsolateMounts, errno.into()))?;
+            .map_err(|errno| NamespaceError::diagnosed(Step::IsolateMounts, errno.into()))?;
     }
     Ok(())
 }
@@ -442,18 +366,18 @@ pub fn isolate_mounts() -> Result<(), Error> {
 /// Writes `text` to a `/proc` file in one
 /// [`write(2)`](https://man7.org/linux/man-pages/man2/write.2.html): the id maps must
 /// be written whole, at once.
-fn write_proc(path: &str, text: &str, step: Step) -> Result<(), Error> {
+fn write_proc(path: &str, text: &str, step: Step) -> Result<(), NamespaceError> {
     let mut file = OpenOptions::new()
         .write(true)
         .open(path)
-        .map_err(|error| Error::diagnosed(step, error))?;
+        .map_err(|error| NamespaceError::diagnosed(step, error))?;
     match file.write(text.as_bytes()) {
         Ok(written) if written == text.len() => Ok(()),
-        Ok(_) => Err(Error::diagnosed(
+        Ok(_) => Err(NamespaceError::diagnosed(
             step,
             io::Error::new(io::ErrorKind::WriteZero, "short write"),
         )),
-        Err(error) => Err(Error::diagnosed(step, error)),
+        Err(error) => Err(NamespaceError::diagnosed(step, error)),
     }
 }
 
@@ -461,14 +385,15 @@ fn write_proc(path: &str, text: &str, step: Step) -> Result<(), Error> {
 mod tests {
     use super::*;
 
-    fn allowing() -> Environment {
-        Environment {
+    fn allowing() -> HostFacts {
+        HostFacts {
             max_user_namespaces: Some(15000),
             unprivileged_userns_clone: None,
             apparmor_restrict_unprivileged_userns: None,
             seccomp: Some(0),
             apparmor_profile: None,
             kernel_release: Some("6.18.0".into()),
+            ..HostFacts::default()
         }
     }
 
@@ -499,11 +424,11 @@ mod tests {
 
     #[test]
     fn an_old_kernel_is_named_when_mounting_fails() {
-        let environment = Environment {
+        let facts = HostFacts {
             kernel_release: Some("6.1.0-18-amd64".into()),
             ..allowing()
         };
-        let causes = diagnose(Step::MountBinfmtMisc, Errno::PERM, &environment);
+        let causes = diagnose(Step::MountBinfmtMisc, Errno::PERM, &facts);
         assert_eq!(
             causes,
             [Cause::KernelTooOld {
@@ -525,7 +450,7 @@ mod tests {
 
     #[test]
     fn each_sysctl_that_disables_user_namespaces_is_named() {
-        let zero = Environment {
+        let zero = HostFacts {
             max_user_namespaces: Some(0),
             ..allowing()
         };
@@ -538,7 +463,7 @@ mod tests {
             [Cause::UserNamespaceLimit { limit: 15000 }]
         );
 
-        let debian = Environment {
+        let debian = HostFacts {
             unprivileged_userns_clone: Some(0),
             ..allowing()
         };
@@ -550,7 +475,7 @@ mod tests {
                 .contains("sysctl -w kernel.unprivileged_userns_clone=1")
         );
 
-        let ubuntu = Environment {
+        let ubuntu = HostFacts {
             apparmor_restrict_unprivileged_userns: Some(1),
             ..allowing()
         };
@@ -572,7 +497,7 @@ mod tests {
         );
 
         // Set to their permissive values, the sysctls are not blamed.
-        let permissive = Environment {
+        let permissive = HostFacts {
             unprivileged_userns_clone: Some(1),
             apparmor_restrict_unprivileged_userns: Some(0),
             ..allowing()
@@ -585,7 +510,7 @@ mod tests {
 
     #[test]
     fn seccomp_and_apparmor_profiles_are_named() {
-        let filtered = Environment {
+        let filtered = HostFacts {
             seccomp: Some(2),
             ..allowing()
         };
@@ -597,7 +522,7 @@ mod tests {
             diagnose(Step::MountBinfmtMisc, Errno::PERM, &filtered),
             [Cause::Seccomp]
         );
-        let docker = Environment {
+        let docker = HostFacts {
             apparmor_profile: Some("docker-default".into()),
             ..allowing()
         };
@@ -610,7 +535,7 @@ mod tests {
         );
         assert!(causes[0].to_string().contains("apparmor=unconfined"));
         // Several causes at once are all named, most decisive first.
-        let both = Environment {
+        let both = HostFacts {
             unprivileged_userns_clone: Some(0),
             seccomp: Some(2),
             ..allowing()
@@ -618,24 +543,6 @@ mod tests {
         assert_eq!(
             diagnose(Step::CreateUserNamespace, Errno::PERM, &both),
             [Cause::UnprivilegedUsernsClone, Cause::Seccomp]
-        );
-    }
-
-    #[test]
-    fn proc_files_are_read_as_the_kernel_writes_them() {
-        let status = "Name:\tbinfmt\nUmask:\t0022\nSeccomp:\t2\nSeccomp_filters:\t1\n";
-        assert_eq!(seccomp_mode(status), Some(2));
-        assert_eq!(seccomp_mode("Seccomp:\t0\n"), Some(0));
-        assert_eq!(seccomp_mode("Name:\tx\n"), None);
-        assert_eq!(
-            apparmor_profile("docker-default (enforce)\n"),
-            Some("docker-default".into())
-        );
-        assert_eq!(apparmor_profile("unconfined\n"), None);
-        assert_eq!(apparmor_profile(""), None);
-        assert_eq!(
-            apparmor_profile("unprivileged_userns (enforce)\0\n"),
-            Some("unprivileged_userns".into())
         );
     }
 
@@ -655,7 +562,7 @@ mod tests {
             diagnose(Step::CreateUserNamespace, Errno::INVAL, &allowing()),
             [Cause::MultiThreaded]
         );
-        let error = Error {
+        let error = NamespaceError {
             step: Step::CreateUserNamespace,
             source: Errno::PERM.into(),
             causes: Vec::new(),

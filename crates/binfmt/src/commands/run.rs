@@ -48,8 +48,10 @@ use binfmt_misc::{BinfmtMisc, DEFAULT_MOUNT, Flags};
 use interpreter_files::{DEFAULT_DIR, InterpreterDir};
 use qemu_catalog::{Arch, Emulator, Selection};
 
+use crate::cli::RunArgs;
 use crate::install;
-use crate::userns::{self, IdMap, Mapping, Step};
+use crate::outcome::{CommandError, Completion};
+use crate::userns::{self, IdMap, Mapping, NamespaceError, Step};
 
 /// Exit status when binfmt cannot set up the namespaces or the registrations.
 pub const SETUP_FAILED: u8 = 125;
@@ -65,44 +67,48 @@ pub const USAGE: u8 = 2;
 /// replaces it, so the kernel must open it at registration.
 const FLAGS: Flags = Flags::POCF;
 
-/// What `binfmt run` was asked to do.
-#[derive(Debug)]
-pub struct Request<'a> {
-    /// `--platform`: `all` or a comma-separated list.
-    pub platform: &'a str,
-    /// `--root`: CMD runs as root of the namespace instead of as the caller.
-    pub root: bool,
-    /// CMD and its arguments (at least CMD).
-    pub command: &'a [OsString],
-}
-
 /// Why binfmt did not execute CMD, with the exit status to report.
 #[derive(Debug)]
-pub struct Error {
+pub struct RunError {
     pub code: u8,
     pub message: String,
 }
 
-impl Error {
-    fn setup(message: impl fmt::Display) -> Error {
-        Error {
+impl RunError {
+    fn setup(message: impl fmt::Display) -> RunError {
+        RunError {
             code: SETUP_FAILED,
             message: format!("run: {message}"),
         }
     }
 }
 
-impl fmt::Display for Error {
+impl fmt::Display for RunError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.message)
     }
 }
 
+impl From<RunError> for CommandError {
+    fn from(error: RunError) -> CommandError {
+        CommandError::Run {
+            code: error.code,
+            message: error.message,
+        }
+    }
+}
+
+/// Runs `binfmt run`: returns only when CMD could not be executed.
+pub fn run(args: &RunArgs) -> Result<Completion, CommandError> {
+    let Err(error) = set_up_and_exec(args);
+    Err(error.into())
+}
+
 /// Sets everything up and executes CMD; returns only when something failed.
-pub fn run(request: &Request<'_>) -> Result<Infallible, Error> {
-    let emulators = emulators_for(request.platform)?;
-    let Some((program, arguments)) = request.command.split_first() else {
-        return Err(Error {
+fn set_up_and_exec(args: &RunArgs) -> Result<Infallible, RunError> {
+    let emulators = emulators_for(&args.platform)?;
+    let Some((program, arguments)) = args.command.split_first() else {
+        return Err(RunError {
             code: USAGE,
             message: "run: no command given: `binfmt run -- CMD [ARGS...]`".into(),
         });
@@ -114,7 +120,7 @@ pub fn run(request: &Request<'_>) -> Result<Infallible, Error> {
     if let Some(arch) = unemulated_arch(program, &emulators) {
         let mut platforms: Vec<&str> = emulators.iter().map(|e| e.arch().oci()).collect();
         platforms.push(arch.oci());
-        return Err(Error {
+        return Err(RunError {
             code: CANNOT_EXECUTE,
             message: format!(
                 "run: cannot execute {}: it is a {arch} program, and {arch} is not emulated \
@@ -141,13 +147,13 @@ pub fn run(request: &Request<'_>) -> Result<Infallible, Error> {
         },
         true,
     )
-    .map_err(Error::setup)?;
-    userns::isolate_mounts().map_err(Error::setup)?;
+    .map_err(RunError::setup)?;
+    userns::isolate_mounts().map_err(RunError::setup)?;
     let table = mount_private_instance()?;
     register(&table, &emulators)?;
     drop(table);
 
-    if !request.root {
+    if !args.root {
         // The nested namespace maps the caller's ids to the outer one's root, which is
         // the caller outside: CMD runs as the caller all the way through.
         userns::enter_user_namespace(
@@ -163,7 +169,7 @@ pub fn run(request: &Request<'_>) -> Result<Infallible, Error> {
             },
             false,
         )
-        .map_err(Error::setup)?;
+        .map_err(RunError::setup)?;
     }
 
     log::debug!("executing {program:?} with {} arguments", arguments.len());
@@ -212,8 +218,8 @@ fn find_program(program: &OsStr) -> Option<PathBuf> {
 /// The emulators for `--platform`: every one this binary carries for `all`; for a
 /// list, those named, skipping this machine's own architectures (they run natively;
 /// an emulator for them would take over every native program).
-fn emulators_for(platform: &str) -> Result<Vec<Emulator>, Error> {
-    let usage = |message: String| Error {
+fn emulators_for(platform: &str) -> Result<Vec<Emulator>, RunError> {
+    let usage = |message: String| RunError {
         code: USAGE,
         message: format!("run: --platform: {message}"),
     };
@@ -239,18 +245,18 @@ fn emulators_for(platform: &str) -> Result<Vec<Emulator>, Error> {
 /// Mounts this namespace's own binfmt_misc instance on the usual place. Whatever was
 /// there (the machine's instance, an automount point) stays underneath, unchanged,
 /// and out of CMD's sight.
-fn mount_private_instance() -> Result<BinfmtMisc, Error> {
+fn mount_private_instance() -> Result<BinfmtMisc, RunError> {
     BinfmtMisc::mount(DEFAULT_MOUNT).map_err(|error| match error {
-        binfmt_misc::Error::Mount { source, .. } => Error::setup(format!(
+        binfmt_misc::Error::Mount { source, .. } => RunError::setup(format!(
             "{} on {DEFAULT_MOUNT}",
-            userns::Error::diagnosed(Step::MountBinfmtMisc, source)
+            NamespaceError::diagnosed(Step::MountBinfmtMisc, source)
         )),
-        other => Error::setup(other),
+        other => RunError::setup(other),
     })
 }
 
 /// Registers every emulator in the private instance, each from a sealed memfd.
-fn register(table: &BinfmtMisc, emulators: &[Emulator]) -> Result<(), Error> {
+fn register(table: &BinfmtMisc, emulators: &[Emulator]) -> Result<(), RunError> {
     let options = install::Options {
         flags: FLAGS,
         // Never written to: `in_memory` keeps every emulator in a memfd.
@@ -269,7 +275,7 @@ fn register(table: &BinfmtMisc, emulators: &[Emulator]) -> Result<(), Error> {
     if failures.is_empty() {
         Ok(())
     } else {
-        Err(Error::setup(format!(
+        Err(RunError::setup(format!(
             "cannot register in the private binfmt_misc instance: {}",
             failures.join("; ")
         )))
@@ -277,10 +283,10 @@ fn register(table: &BinfmtMisc, emulators: &[Emulator]) -> Result<(), Error> {
 }
 
 /// The error for an `execvp(3)` of CMD that returned.
-fn exec_failed(program: &OsString, error: &io::Error, emulators: &[Emulator]) -> Error {
+fn exec_failed(program: &OsString, error: &io::Error, emulators: &[Emulator]) -> RunError {
     let program = program.to_string_lossy();
     if error.kind() == io::ErrorKind::NotFound {
-        return Error {
+        return RunError {
             code: NOT_FOUND,
             message: format!("run: cannot execute {program}: {error} (not in PATH?)"),
         };
@@ -295,7 +301,7 @@ fn exec_failed(program: &OsString, error: &io::Error, emulators: &[Emulator]) ->
             arch_list(emulators)
         ));
     }
-    Error {
+    RunError {
         code: CANNOT_EXECUTE,
         message,
     }

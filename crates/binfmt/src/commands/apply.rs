@@ -9,23 +9,26 @@
 //! reported and retried at the next round. SIGTERM or SIGINT ends it with exit code 0,
 //! leaving the registrations in place.
 
-use std::process::ExitCode;
 use std::time::Duration;
 
 use crate::cli::ApplyArgs;
 use crate::config::Config;
+use crate::outcome::{CommandError, Completion};
+use crate::request::{Request, Verbosity, check_interpreter_dir, execute};
 use crate::signals::StopSignals;
-use crate::{Failure, Install, Report, Request, check_interpreter_dir, execute};
 
 /// Runs `binfmt apply`.
-pub fn run(args: &ApplyArgs) -> Result<ExitCode, Failure> {
-    let config = Config::load(&args.config).map_err(|error| Failure::Usage(error.to_string()))?;
+pub fn run(args: &ApplyArgs) -> Result<Completion, CommandError> {
+    let config =
+        Config::load(&args.config).map_err(|error| CommandError::Usage(error.to_string()))?;
+    let options = &config.install.options;
     check_interpreter_dir(
-        &config.options,
+        &options.interpreter_dir,
         &format!("config {}: interpreter_dir", args.config.display()),
     )?;
     if args.check {
         let arches: Vec<String> = config
+            .install
             .emulators
             .iter()
             .map(|emulator| emulator.arch().to_string())
@@ -34,44 +37,41 @@ pub fn run(args: &ApplyArgs) -> Result<ExitCode, Failure> {
             "config {}: OK: {} with flags {} into {}, emulators in {}",
             args.config.display(),
             arches.join(","),
-            config.options.flags,
+            options.flags,
             config.mount.display(),
-            config.options.interpreter_dir.dir().display()
+            options.interpreter_dir.dir().display()
         );
-        return Ok(ExitCode::SUCCESS);
+        return Ok(Completion::Complete);
     }
     let request = Request {
         mount: config.mount,
         uninstall: None,
-        interpreter_dir: config.options.interpreter_dir.clone(),
-        install: Some(Install {
-            selection: config.selection,
-            emulators: config.emulators,
-            options: config.options,
-        }),
+        interpreter_dir: config.install.options.interpreter_dir.clone(),
+        install: Some(config.install),
     };
     let Some(seconds) = args.watch else {
-        return execute(&request, Report::Everything);
+        return execute(&request, Verbosity::Everything);
     };
 
     let interval = Duration::from_secs(seconds);
-    let mut stop = StopSignals::install()
-        .map_err(|error| Failure::Runtime(format!("cannot handle SIGTERM and SIGINT: {error}")))?;
-    let first = execute(&request, Report::Everything)?;
-    if first != ExitCode::SUCCESS {
+    let mut stop = StopSignals::install().map_err(|error| {
+        CommandError::Runtime(format!("cannot handle SIGTERM and SIGINT: {error}"))
+    })?;
+    let first = execute(&request, Verbosity::Everything)?;
+    if first != Completion::Complete {
         return Ok(first);
     }
     eprintln!("binfmt: registered; checking again every {seconds}s until SIGTERM or SIGINT");
     loop {
         let stopped = stop
             .wait(interval)
-            .map_err(|error| Failure::Runtime(format!("cannot wait for signals: {error}")))?;
+            .map_err(|error| CommandError::Runtime(format!("cannot wait for signals: {error}")))?;
         if stopped {
             eprintln!("binfmt: stopping on signal; the registrations stay");
-            return Ok(ExitCode::SUCCESS);
+            return Ok(Completion::Complete);
         }
-        if let Err(failure) = execute(&request, Report::Changes) {
-            eprintln!("binfmt: {failure}; trying again in {seconds}s");
+        if let Err(error) = execute(&request, Verbosity::Changes) {
+            eprintln!("binfmt: {error}; trying again in {seconds}s");
         }
     }
 }

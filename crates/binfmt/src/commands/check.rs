@@ -2,22 +2,40 @@
 //! execution).
 //!
 //! Exits 0 only if every listed platform is proved by its probe; otherwise it says,
-//! per platform, what is missing and why (no entry, entry disabled, no flag F, probe
-//! failed, ...) and the one command that fixes it, then one command that fixes them
-//! all, and exits 1. `--json` prints the same as a JSON document for machines.
+//! per platform, what is missing and why (a [`Finding`]: no entry, entry disabled, no
+//! flag F, probe failed, ...) and the one command that fixes it, then one command that
+//! fixes them all, and exits 1. `--json` prints the same as a JSON document for
+//! machines.
 //!
 //! The verdicts are worked out from a [`Survey`] (pure; unit tested with a fake
-//! prober); [`run`] only opens the table, takes the survey and prints.
+//! prober); [`check`] only opens the table, takes the survey and probes.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 use binfmt_misc::{BinfmtMisc, Entry, Table};
-use qemu_catalog::{Arch, Emulator, UnknownArch};
+use qemu_catalog::{Arch, UnknownArch};
 use serde::Serialize;
 
-use crate::empty_root::{ProbeFailure as Failure, Prober};
+use crate::cli::CheckArgs;
+use crate::empty_root::{ProbeFailure, Prober, SystemProber};
+use crate::findings::{EntryRef, Finding, Fix, binfmt_with};
+use crate::host::{self, HostFacts};
+use crate::outcome::{CommandError, Completion, print_stdout};
 use crate::survey::Survey;
+
+/// Runs `binfmt check`.
+pub fn run(args: &CheckArgs) -> Result<Completion, CommandError> {
+    let wanted =
+        parse(&args.platforms).map_err(|error| CommandError::Usage(format!("check: {error}")))?;
+    let report = check(&args.mount, wanted, &SystemProber);
+    print_stdout(&if args.json {
+        report.render_json()
+    } else {
+        report.render_text()
+    })?;
+    Ok(Completion::of(report.ok()))
+}
 
 /// One platform asked for.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -80,234 +98,32 @@ pub enum How {
     Unseen,
 }
 
-/// Why a platform is not proved.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Reason {
-    /// No probe could be run at all.
-    ProbesUnavailable(String),
-    /// The table could not be read (not mounted, ...).
-    NoTable(String),
-    /// The whole table is disabled (`status` says `disabled`).
-    TableDisabled,
-    /// No entry claims the architecture.
-    NoEntry,
-    /// Entries claim it, but all are disabled.
-    Disabled(Vec<String>),
-    /// The enabled entries lack flag F: they do not work in containers and chroots.
-    NoFixBinary(Vec<(String, PathBuf)>),
-    /// The probe failed through these entries.
-    ProbeFailed {
-        entries: Vec<String>,
-        failure: Failure,
-    },
-    /// The machine's own architecture does not run: an entry hijacks it.
-    HostArchEntry(Vec<String>),
-    /// The machine's own architecture does not run, and no entry is involved.
-    NativeFails(Option<Failure>),
-    /// amd64 runs, at a lower x86-64 level than asked for.
-    LevelTooLow { have: u8, want: u8 },
-}
-
-impl Reason {
-    /// A short, stable name for machines.
-    pub fn code(&self) -> &'static str {
-        match self {
-            Reason::ProbesUnavailable(_) => "probes-unavailable",
-            Reason::NoTable(_) => "no-binfmt-misc",
-            Reason::TableDisabled => "binfmt-misc-disabled",
-            Reason::NoEntry => "no-entry",
-            Reason::Disabled(_) => "disabled",
-            Reason::NoFixBinary(_) => "no-f",
-            Reason::ProbeFailed { .. } => "probe-failed",
-            Reason::HostArchEntry(_) => "host-arch-entry",
-            Reason::NativeFails(_) => "native-fails",
-            Reason::LevelTooLow { .. } => "level-too-low",
-        }
-    }
-
-    /// What is wrong, in a sentence.
-    pub fn describe(&self, arch: Arch, mount: &Path) -> String {
-        let mount = mount.display();
-        match self {
-            Reason::ProbesUnavailable(why) => format!("cannot run the probe: {why}"),
-            Reason::NoTable(why) => why.clone(),
-            Reason::TableDisabled => format!(
-                "binfmt_misc is disabled as a whole ({mount}/status says disabled): the \
-                 kernel ignores every entry"
-            ),
-            Reason::NoEntry => {
-                format!("no entry: nothing in {mount} handles {arch} programs")
-            }
-            Reason::Disabled(names) => format!(
-                "disabled: {} claims {arch} programs but is disabled",
-                names.join(", ")
-            ),
-            Reason::NoFixBinary(entries) => format!(
-                "no F: {} has no flag F, so the kernel looks for {} at exec time in the \
-                 caller's own root, where containers and chroots do not have it",
-                entries
-                    .iter()
-                    .map(|(name, _)| name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                entries
-                    .iter()
-                    .map(|(_, path)| path.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-            Reason::ProbeFailed { entries, failure } => {
-                format!("probe failed through {}: {failure}", entries.join(", "))
-            }
-            Reason::HostArchEntry(names) => format!(
-                "{} claims {arch}, this machine's own architecture, and the {arch} probe \
-                 does not run through it",
-                names.join(", ")
-            ),
-            Reason::NativeFails(failure) => format!(
-                "this machine's kernel does not run {arch} programs{}",
-                failure
-                    .as_ref()
-                    .map(|f| format!(" ({f})"))
-                    .unwrap_or_default()
-            ),
-            Reason::LevelTooLow { have, want } => format!(
-                "this CPU runs x86-64-v{have}, not v{want}: it lacks instructions v{want} \
-                 programs use"
-            ),
-        }
-    }
-
-    /// The one thing that fixes it.
-    pub fn fix(&self, arch: Arch, mount: &Path) -> Fix {
-        let mount = mount.display();
-        let carried = Emulator::for_arch(arch).is_some();
-        let install = |uninstall: Vec<String>| {
-            if carried {
-                Fix::Install {
-                    uninstall,
-                    arch: Some(arch),
-                }
-            } else {
-                Fix::None(format!(
-                    "binfmt carries no {arch} emulator: {arch} is this machine's own \
-                     architecture"
-                ))
-            }
-        };
-        match self {
-            Reason::ProbesUnavailable(_) => Fix::None(
-                "run binfmt as root (chroot needs CAP_SYS_CHROOT), with TMPDIR on a \
-                 filesystem that allows exec"
-                    .to_owned(),
-            ),
-            Reason::NoTable(_) | Reason::NoEntry | Reason::Disabled(_) => install(Vec::new()),
-            Reason::NoFixBinary(entries) => install(others(arch, entries.iter().map(|(n, _)| n))),
-            Reason::ProbeFailed { entries, .. } => install(others(arch, entries.iter())),
-            Reason::TableDisabled => Fix::Command(format!("echo 1 > {mount}/status")),
-            Reason::HostArchEntry(names) => Fix::Command(
-                names
-                    .iter()
-                    .map(|name| format!("echo -1 > {mount}/{name}"))
-                    .collect::<Vec<_>>()
-                    .join(" && "),
-            ),
-            Reason::NativeFails(_) => Fix::None(
-                "binfmt never registers the host's own architectures; for 386 on x86_64 \
-                 the kernel needs IA32 emulation (CONFIG_IA32_EMULATION, not booted with \
-                 ia32_emulation=0)"
-                    .to_owned(),
-            ),
-            Reason::LevelTooLow { have, .. } => Fix::None(format!(
-                "none: no registration changes the CPU; build for linux/amd64/v{have} or lower"
-            )),
-        }
-    }
-}
-
-/// `binfmt`, with `--mount` when the mount is not the default one: the start of every
-/// command a fix suggests.
-pub fn binfmt_command(mount: &Path) -> String {
-    if mount == Path::new(binfmt_misc::DEFAULT_MOUNT) {
-        "binfmt".to_owned()
-    } else {
-        format!("binfmt --mount {}", mount.display())
-    }
-}
-
-/// The entries among `names` that are not binfmt's own `qemu-<cpu>`: they must go for
-/// ours to be the one the kernel uses.
-fn others<'a>(arch: Arch, names: impl Iterator<Item = &'a String>) -> Vec<String> {
-    names
-        .filter(|name| **name != arch.entry_name())
-        .cloned()
-        .collect()
-}
-
-/// How to fix one platform.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Fix {
-    /// `binfmt --uninstall ... --install <arch>`.
-    Install {
-        uninstall: Vec<String>,
-        arch: Option<Arch>,
-    },
-    /// A shell command.
-    Command(String),
-    /// Nothing binfmt can do; the reason.
-    None(String),
-}
-
-impl Fix {
-    /// The command, if there is one, for the table at `mount`.
-    pub fn command(&self, mount: &Path) -> Option<String> {
-        match self {
-            Fix::Install { uninstall, arch } => {
-                let mut command = binfmt_command(mount);
-                if !uninstall.is_empty() {
-                    command.push_str(&format!(" --uninstall {}", uninstall.join(",")));
-                }
-                if let Some(arch) = arch {
-                    command.push_str(&format!(" --install {arch}"));
-                }
-                Some(command)
-            }
-            Fix::Command(command) => Some(command.clone()),
-            Fix::None(_) => None,
-        }
-    }
-}
-
 /// The verdict on one platform.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Verdict {
     /// Proved by its probe.
     Proved(How),
-    /// Not proved.
-    Missing(Reason),
+    /// Not proved, and why.
+    Missing(Finding),
 }
 
 /// Decides one platform from the survey. `table_problem` says why there is no table,
 /// if there is none.
-pub fn verdict(survey: &Survey, table_problem: Option<&str>, wanted: &Wanted) -> Verdict {
+pub fn verdict(survey: &Survey, table_problem: Option<&Finding>, wanted: &Wanted) -> Verdict {
     let arch = wanted.arch;
-    if let Some(why) = &survey.probe_error {
-        return Verdict::Missing(Reason::ProbesUnavailable(why.clone()));
+    if let Some(reason) = &survey.probe_error {
+        return Verdict::Missing(Finding::CannotProbe {
+            reason: reason.clone(),
+        });
     }
     let state = survey.arch(arch);
     let serving = survey.serving_claims(arch);
-    let names = |entries: &[&Entry]| -> Vec<String> {
-        entries
-            .iter()
-            .map(|e| e.registration.name.clone())
-            .collect()
-    };
     if let Some(proof) = state.proof() {
         let have = proof.level.unwrap_or(1);
         if let Some(want) = wanted.level()
             && have < want
         {
-            return Verdict::Missing(Reason::LevelTooLow { have, want });
+            return Verdict::Missing(Finding::LevelTooLow { have, want });
         }
         if serving.is_empty() {
             return Verdict::Proved(if arch.is_native() || table_problem.is_none() {
@@ -323,45 +139,69 @@ pub fn verdict(survey: &Survey, table_problem: Option<&str>, wanted: &Wanted) ->
             .filter(|e| !e.registration.flags.fix_binary)
             .collect();
         if !survey.confined() && !without_f.is_empty() {
-            return Verdict::Missing(Reason::NoFixBinary(interpreters(&without_f)));
+            return Verdict::Missing(Finding::NoFixBinary {
+                arch,
+                entries: refs(&without_f),
+            });
         }
-        return Verdict::Proved(How::Emulated(names(&serving)));
+        return Verdict::Proved(How::Emulated(
+            serving
+                .iter()
+                .map(|e| e.registration.name.clone())
+                .collect(),
+        ));
     }
     let failure = state.failure().cloned();
     if arch.is_native() {
         return Verdict::Missing(if serving.is_empty() {
-            Reason::NativeFails(failure)
+            Finding::NativeFails { arch, failure }
         } else {
-            Reason::HostArchEntry(names(&serving))
+            Finding::HostArchEntry {
+                arch,
+                entries: refs(&serving),
+            }
         });
     }
-    if let Some(why) = table_problem {
-        return Verdict::Missing(Reason::NoTable(why.to_owned()));
+    if let Some(problem) = table_problem {
+        return Verdict::Missing(problem.clone());
     }
     if !survey.table_enabled {
-        return Verdict::Missing(Reason::TableDisabled);
+        return Verdict::Missing(Finding::GloballyDisabled);
     }
     if state.claims.is_empty() {
-        return Verdict::Missing(Reason::NoEntry);
+        return Verdict::Missing(Finding::NoEntry { arch });
     }
     if serving.is_empty() {
         let all: Vec<&Entry> = state.claims.iter().collect();
-        return Verdict::Missing(Reason::Disabled(names(&all)));
+        return Verdict::Missing(Finding::EntryDisabled {
+            arch,
+            entries: refs(&all),
+        });
     }
     if serving.iter().all(|e| !e.registration.flags.fix_binary) {
-        return Verdict::Missing(Reason::NoFixBinary(interpreters(&serving)));
+        // The probe ran where only an entry with F serves: these cannot. Stale when
+        // their interpreters are not even here.
+        let entries = refs(&serving);
+        return Verdict::Missing(
+            if entries.iter().all(|e| !host::exists_here(&e.interpreter)) {
+                Finding::StaleEntry {
+                    arch: Some(arch),
+                    entries,
+                }
+            } else {
+                Finding::NoFixBinary { arch, entries }
+            },
+        );
     }
-    Verdict::Missing(Reason::ProbeFailed {
-        entries: names(&serving),
-        failure: failure.unwrap_or(Failure::Wait("the probe was not run".into())),
+    Verdict::Missing(Finding::ProbeFailed {
+        arch,
+        entries: refs(&serving),
+        failure: failure.unwrap_or(ProbeFailure::Wait("the probe was not run".into())),
     })
 }
 
-fn interpreters(entries: &[&Entry]) -> Vec<(String, PathBuf)> {
-    entries
-        .iter()
-        .map(|e| (e.registration.name.clone(), e.interpreter().to_owned()))
-        .collect()
+fn refs(entries: &[&Entry]) -> Vec<EntryRef> {
+    entries.iter().map(|entry| EntryRef::from(*entry)).collect()
 }
 
 /// The machine-readable report.
@@ -392,8 +232,8 @@ struct JsonPlatform {
     fix: Option<String>,
 }
 
-/// Everything [`run`] prints, worked out.
-pub struct Report {
+/// Everything `binfmt check` prints, worked out.
+pub struct CheckReport {
     /// Each platform with its verdict.
     pub verdicts: Vec<(Wanted, Verdict)>,
     /// Where the table was read.
@@ -402,7 +242,7 @@ pub struct Report {
     pub confined: bool,
 }
 
-impl Report {
+impl CheckReport {
     /// Whether every platform is proved.
     pub fn ok(&self) -> bool {
         self.verdicts
@@ -411,47 +251,44 @@ impl Report {
     }
 
     /// One command for everything fixable: every install and uninstall merged into
-    /// one `binfmt` run, other commands after it.
+    /// one `binfmt` run, other commands before it.
     pub fn fix_all(&self) -> Option<String> {
         let mut uninstall: Vec<String> = Vec::new();
-        let mut install: Vec<String> = Vec::new();
+        let mut install: Vec<&str> = Vec::new();
         let mut commands: Vec<String> = Vec::new();
-        for (wanted, verdict) in &self.verdicts {
-            let Verdict::Missing(reason) = verdict else {
+        for (_, verdict) in &self.verdicts {
+            let Verdict::Missing(finding) = verdict else {
                 continue;
             };
-            match reason.fix(wanted.arch, &self.mount) {
-                Fix::Install { uninstall: u, arch } => {
+            match finding.fix(&self.mount) {
+                Fix::Binfmt {
+                    uninstall: u,
+                    install: arch,
+                    ..
+                } => {
                     for name in u {
                         if !uninstall.contains(&name) {
                             uninstall.push(name);
                         }
                     }
-                    if let Some(arch) = arch.map(|a| a.oci().to_owned())
+                    if let Some(arch) = arch.map(Arch::oci)
                         && !install.contains(&arch)
                     {
                         install.push(arch);
                     }
                 }
-                Fix::Command(command) => {
+                Fix::Shell { command, .. } => {
                     if !commands.contains(&command) {
                         commands.push(command);
                     }
                 }
-                Fix::None(_) => {}
+                Fix::Advice(_) => {}
             }
         }
         // Enabling the table comes first: installing into a disabled table is not enough.
         let mut all = commands;
         if !install.is_empty() || !uninstall.is_empty() {
-            let mut command = binfmt_command(&self.mount);
-            if !uninstall.is_empty() {
-                command.push_str(&format!(" --uninstall {}", uninstall.join(",")));
-            }
-            if !install.is_empty() {
-                command.push_str(&format!(" --install {}", install.join(",")));
-            }
-            all.push(command);
+            all.push(binfmt_with(&self.mount, &uninstall, install));
         }
         (!all.is_empty()).then(|| all.join(" && "))
     }
@@ -479,17 +316,15 @@ impl Report {
                     };
                     out.push_str(&format!("ok       {:width$}  {how}\n", wanted.to_string()));
                 }
-                Verdict::Missing(reason) => {
+                Verdict::Missing(finding) => {
                     out.push_str(&format!(
                         "MISSING  {:width$}  {}\n",
                         wanted.to_string(),
-                        reason.describe(wanted.arch, &self.mount)
+                        finding.problem(&self.mount)
                     ));
-                    let fix = reason.fix(wanted.arch, &self.mount);
-                    let line = match (&fix, fix.command(&self.mount)) {
-                        (_, Some(command)) => format!("fix: {command}"),
-                        (Fix::None(why), None) => format!("no fix: {why}"),
-                        _ => continue,
+                    let line = match finding.fix(&self.mount) {
+                        Fix::Advice(advice) => format!("no fix: {advice}"),
+                        fix => format!("fix: {}", fix.command(&self.mount).unwrap_or_default()),
                     };
                     out.push_str(&format!("         {:width$}  {line}\n", ""));
                 }
@@ -546,14 +381,14 @@ impl Report {
                     detail: None,
                     fix: None,
                 },
-                Verdict::Missing(reason) => JsonPlatform {
+                Verdict::Missing(finding) => JsonPlatform {
                     platform: wanted.to_string(),
                     ok: false,
                     runs: None,
                     entries: Vec::new(),
-                    reason: Some(reason.code()),
-                    detail: Some(reason.describe(wanted.arch, &self.mount)),
-                    fix: reason.fix(wanted.arch, &self.mount).command(&self.mount),
+                    reason: Some(finding.id()),
+                    detail: Some(finding.problem(&self.mount)),
+                    fix: finding.fix(&self.mount).command(&self.mount),
                 },
             })
             .collect();
@@ -571,20 +406,24 @@ impl Report {
 
 /// Checks `wanted` against the table at `mount` (never mounting anything) and the
 /// probes.
-pub fn check(mount: &Path, wanted: Vec<Wanted>, prober: &dyn Prober) -> Report {
-    let (table, table_problem) = match BinfmtMisc::open(mount) {
+pub fn check(mount: &Path, wanted: Vec<Wanted>, prober: &dyn Prober) -> CheckReport {
+    let (table, mut table_problem) = match BinfmtMisc::open(mount) {
         Ok(table) => (Some(table), None),
-        Err(binfmt_misc::Error::NotBinfmtMisc { .. }) => (
+        Err(error) => (
             None,
-            Some(format!("binfmt_misc is not mounted at {}", mount.display())),
+            Some(Finding::for_unopened_table(
+                &error,
+                mount,
+                &HostFacts::read(),
+            )),
         ),
-        Err(error) => (None, Some(error.to_string())),
     };
-    let mut table_problem = table_problem;
     let mut survey = match Survey::read(table.as_ref().map(|t| t as &dyn Table)) {
         Ok(survey) => survey,
         Err(error) => {
-            table_problem = Some(error.to_string());
+            table_problem = Some(Finding::Unreadable {
+                error: error.to_string(),
+            });
             Survey::without_table()
         }
     };
@@ -596,11 +435,11 @@ pub fn check(mount: &Path, wanted: Vec<Wanted>, prober: &dyn Prober) -> Report {
     let verdicts = wanted
         .into_iter()
         .map(|wanted| {
-            let verdict = verdict(&survey, table_problem.as_deref(), &wanted);
+            let verdict = verdict(&survey, table_problem.as_ref(), &wanted);
             (wanted, verdict)
         })
         .collect();
-    Report {
+    CheckReport {
         verdicts,
         mount: mount.to_owned(),
         confined: survey.confined() || survey.confinement.is_none(),
@@ -612,7 +451,7 @@ mod tests {
     use binfmt_misc::fake::FakeTable;
 
     use super::*;
-    use crate::empty_root::{Confinement, ProbeOutcome as Outcome};
+    use crate::empty_root::{Confinement, ProbeOutcome};
     use crate::testing::{FakeProber, entry};
 
     fn wanted(list: &str) -> Vec<Wanted> {
@@ -626,6 +465,10 @@ mod tests {
             .iter()
             .map(|w| verdict(&survey, None, w))
             .collect()
+    }
+
+    fn names(entries: &[EntryRef]) -> Vec<&str> {
+        entries.iter().map(|e| e.name.as_str()).collect()
     }
 
     #[test]
@@ -645,12 +488,12 @@ mod tests {
         let table = FakeTable::new();
         table.insert(entry(Arch::Arm64, true, "POCF")); // works
         table.insert(entry(Arch::S390x, false, "POCF")); // disabled
-        table.insert(entry(Arch::Ppc64le, true, "OC")); // no F
+        table.insert(entry(Arch::Ppc64le, true, "OC")); // no F, interpreter not here
         table.insert(entry(Arch::Mips64, true, "F")); // broken interpreter
         let mut prober = FakeProber::running(&[Arch::Amd64, Arch::I386, Arch::Arm64], 3);
         prober.outcomes.insert(
             Arch::Mips64,
-            Outcome::Failed(Failure::WrongStatus {
+            ProbeOutcome::Failed(ProbeFailure::WrongStatus {
                 status: 0,
                 expected: "exit status 108".into(),
             }),
@@ -664,22 +507,32 @@ mod tests {
             got[0],
             Verdict::Proved(How::Emulated(vec!["qemu-aarch64".into()]))
         );
-        assert_eq!(got[1], Verdict::Missing(Reason::NoEntry));
         assert_eq!(
-            got[2],
-            Verdict::Missing(Reason::Disabled(vec!["qemu-s390x".into()]))
+            got[1],
+            Verdict::Missing(Finding::NoEntry {
+                arch: Arch::Riscv64
+            })
         );
         assert!(
-            matches!(&got[3], Verdict::Missing(Reason::NoFixBinary(e)) if e[0].0 == "qemu-ppc64le")
+            matches!(&got[2], Verdict::Missing(Finding::EntryDisabled { arch: Arch::S390x, entries }) if names(entries) == ["qemu-s390x"]),
+            "{:?}",
+            got[2]
         );
         assert!(
-            matches!(&got[4], Verdict::Missing(Reason::ProbeFailed { entries, .. }) if entries == &["qemu-mips64"])
+            matches!(&got[3], Verdict::Missing(Finding::StaleEntry { entries, .. }) if entries[0].name == "qemu-ppc64le"),
+            "{:?}",
+            got[3]
+        );
+        assert!(
+            matches!(&got[4], Verdict::Missing(Finding::ProbeFailed { entries, .. }) if names(entries) == ["qemu-mips64"]),
+            "{:?}",
+            got[4]
         );
         if cfg!(target_arch = "x86_64") {
             assert_eq!(got[5], Verdict::Proved(How::Native));
             assert_eq!(
                 got[6],
-                Verdict::Missing(Reason::LevelTooLow { have: 3, want: 4 })
+                Verdict::Missing(Finding::LevelTooLow { have: 3, want: 4 })
             );
             assert_eq!(got[7], Verdict::Proved(How::Native));
         }
@@ -694,7 +547,7 @@ mod tests {
         // Ran in place through an entry without F: not proved for containers.
         let got = verdicts(&table, &prober, "riscv64");
         assert!(
-            matches!(&got[0], Verdict::Missing(Reason::NoFixBinary(_))),
+            matches!(&got[0], Verdict::Missing(Finding::NoFixBinary { .. })),
             "{got:?}"
         );
 
@@ -702,27 +555,34 @@ mod tests {
         table.insert(entry(Arch::Riscv64, true, "F"));
         table.set_status(false);
         let got = verdicts(&table, &FakeProber::running(&[], 1), "riscv64");
-        assert_eq!(got[0], Verdict::Missing(Reason::TableDisabled));
+        assert_eq!(got[0], Verdict::Missing(Finding::GloballyDisabled));
     }
 
     #[test]
     fn one_command_fixes_everything_fixable() {
-        let report = Report {
+        let report = CheckReport {
             verdicts: vec![
                 (
                     wanted("riscv64").remove(0),
-                    Verdict::Missing(Reason::NoEntry),
+                    Verdict::Missing(Finding::NoEntry {
+                        arch: Arch::Riscv64,
+                    }),
                 ),
                 (
                     wanted("amd64").remove(0),
-                    Verdict::Missing(Reason::ProbeFailed {
-                        entries: vec!["rosetta".into()],
-                        failure: Failure::TimedOut,
+                    Verdict::Missing(Finding::ProbeFailed {
+                        arch: Arch::Amd64,
+                        entries: vec![EntryRef {
+                            name: "rosetta".into(),
+                            interpreter: "/nonexistent/rosetta".into(),
+                            enabled: true,
+                        }],
+                        failure: ProbeFailure::TimedOut,
                     }),
                 ),
                 (
                     wanted("s390x").remove(0),
-                    Verdict::Missing(Reason::TableDisabled),
+                    Verdict::Missing(Finding::GloballyDisabled),
                 ),
                 (wanted("arm64").remove(0), Verdict::Proved(How::Native)),
             ],

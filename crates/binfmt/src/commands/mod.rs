@@ -1,0 +1,15 @@
+//! One module per command; each has a `run` that `main` dispatches to.
+//!
+//! - [`register`]: no subcommand: `--install`, `--uninstall` and the status JSON
+//!   (tonistiigi/binfmt's command line); [`version`]: `--version`.
+//! - [`run`]: `binfmt run`, foreign programs without privileges.
+//! - [`check`]: `binfmt check`, the CI preflight.
+//! - [`doctor`]: `binfmt doctor`, every finding with its cause and fix.
+//! - [`apply`]: `binfmt apply`, the config file of the systemd unit and the DaemonSet.
+
+pub mod apply;
+pub mod check;
+pub mod doctor;
+pub mod register;
+pub mod run;
+pub mod version;

@@ -1,0 +1,48 @@
+//! `binfmt [--install LIST] [--uninstall LIST] [--mount DIR] [--flags F]
+//! [--interpreter-dir DIR]`: the tonistiigi/binfmt command line. With neither list it
+//! only prints the status JSON.
+//!
+//! Every argument is validated before the first write (one bad item refuses the
+//! run, exit 2); the [`Request`] is then carried out by [`execute`].
+
+use interpreter_files::InterpreterDir;
+
+use crate::cli::Args;
+use crate::install::{self, Install};
+use crate::outcome::{CommandError, Completion};
+use crate::request::{Request, Verbosity, check_interpreter_dir, execute};
+use crate::uninstall;
+
+/// Runs the command.
+pub fn run(args: &Args) -> Result<Completion, CommandError> {
+    let install = match &args.install {
+        Some(list) => {
+            let usage = |error: String| CommandError::Usage(format!("--install: {error}"));
+            let (selection, emulators) = install::parse_list(list).map_err(usage)?;
+            let options = install::Options {
+                flags: args.flags,
+                interpreter_dir: InterpreterDir::new(&args.interpreter_dir),
+                in_memory: false,
+            };
+            let install = Install::new(selection, emulators, options)
+                .map_err(|reason| CommandError::Usage(format!("--interpreter-dir: {reason}")))?;
+            check_interpreter_dir(&install.options.interpreter_dir, "--interpreter-dir")?;
+            Some(install)
+        }
+        None => None,
+    };
+    let uninstall = match &args.uninstall {
+        Some(list) => Some(
+            uninstall::parse(list)
+                .map_err(|error| CommandError::Usage(format!("--uninstall: {error}")))?,
+        ),
+        None => None,
+    };
+    let request = Request {
+        mount: args.mount.clone(),
+        uninstall,
+        install,
+        interpreter_dir: InterpreterDir::new(&args.interpreter_dir),
+    };
+    execute(&request, Verbosity::Everything)
+}

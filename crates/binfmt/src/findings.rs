@@ -1,0 +1,605 @@
+//! The vocabulary of what can be wrong: every problem binfmt diagnoses, defined once
+//! with a stable id, its wording, its cause and its fix.
+//!
+//! `binfmt check` (one finding per platform that does not run), `binfmt doctor` (every
+//! finding, with its cause) and `--install` (what it refuses) all print from here, so
+//! a problem reads the same wherever it is reported and its fix is the same command.
+//! Adding a finding is adding a variant and its four arms below.
+//!
+//! A finding names the entries, architectures and paths it is about; the binfmt_misc
+//! mount it concerns is given when it is worded ([`Finding::problem`],
+//! [`Finding::fix`]), since every finding of one report is about one mount.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use binfmt_misc::{DEFAULT_MOUNT, Entry};
+use qemu_catalog::{Arch, Emulator};
+use serde::Serialize;
+
+use crate::empty_root::ProbeFailure;
+use crate::host::HostFacts;
+
+/// The oldest kernel with flag F (`MISC_FMT_OPEN_FILE`, Linux 4.8).
+pub const F_SINCE: (u32, u32) = (4, 8);
+
+/// An entry a finding is about.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EntryRef {
+    /// The entry's name.
+    pub name: String,
+    /// Its interpreter's path.
+    pub interpreter: PathBuf,
+    /// Whether it is enabled.
+    pub enabled: bool,
+}
+
+impl From<&Entry> for EntryRef {
+    fn from(entry: &Entry) -> EntryRef {
+        EntryRef {
+            name: entry.registration.name.clone(),
+            interpreter: entry.interpreter().to_owned(),
+            enabled: entry.enabled,
+        }
+    }
+}
+
+/// One thing that is wrong.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Finding {
+    /// binfmt_misc is a module of this kernel that nobody loaded.
+    BinfmtMiscNotLoaded,
+    /// The kernel lacks binfmt_misc, or its module is not loaded.
+    BinfmtMiscMissing,
+    /// Linux older than 4.8: no flag F.
+    KernelTooOldForF { release: String },
+    /// binfmt_misc is not mounted at the mount (`elsewhere`: where it is), and why
+    /// opening it failed when that says more than "not binfmt_misc".
+    NotMounted {
+        elsewhere: Vec<PathBuf>,
+        error: Option<String>,
+    },
+    /// The mount cannot be used at all.
+    MountUnusable { error: String },
+    /// The mount's entries cannot be read.
+    Unreadable { error: String },
+    /// binfmt had to mount the instance itself: it dies with its last mount.
+    SelfMounted { entries: usize },
+    /// The mount is read-only.
+    ReadOnly,
+    /// This process may not write `register`.
+    NotPrivileged { register: PathBuf, errno: String },
+    /// The whole table is disabled (`status` says `disabled`).
+    GloballyDisabled,
+    /// Entries claim `arch`, but all are disabled.
+    EntryDisabled { arch: Arch, entries: Vec<EntryRef> },
+    /// Entries claim `arch`, the machine's own architecture.
+    HostArchEntry { arch: Arch, entries: Vec<EntryRef> },
+    /// Entries without flag F whose interpreter does not exist in this mount
+    /// namespace; `arch` is what they claim, when they emulate one.
+    StaleEntry {
+        arch: Option<Arch>,
+        entries: Vec<EntryRef>,
+    },
+    /// Entries for `arch` without flag F whose interpreter exists here: they do not
+    /// work inside containers and chroots.
+    NoFixBinary { arch: Arch, entries: Vec<EntryRef> },
+    /// Several enabled entries claim `arch`.
+    DuplicateArch { arch: Arch, names: Vec<String> },
+    /// No probe could be run at all.
+    CannotProbe { reason: String },
+    /// The `arch` probe failed through these enabled entries.
+    ProbeFailed {
+        arch: Arch,
+        entries: Vec<EntryRef>,
+        failure: ProbeFailure,
+    },
+    /// No entry claims `arch`.
+    NoEntry { arch: Arch },
+    /// The machine's own architecture does not run, and no entry is involved.
+    NativeFails {
+        arch: Arch,
+        failure: Option<ProbeFailure>,
+    },
+    /// amd64 runs, at a lower x86-64 level than asked for.
+    LevelTooLow { have: u8, want: u8 },
+}
+
+impl Finding {
+    /// The finding for a binfmt_misc mount that could not be opened: not mounted
+    /// (saying where it is mounted instead, from `facts`), or not usable at all.
+    pub fn for_unopened_table(
+        error: &binfmt_misc::Error,
+        mount: &Path,
+        facts: &HostFacts,
+    ) -> Finding {
+        let elsewhere = || -> Vec<PathBuf> {
+            facts
+                .binfmt_misc_mounts()
+                .into_iter()
+                .filter(|path| path.as_path() != mount)
+                .collect()
+        };
+        match error {
+            binfmt_misc::Error::NotBinfmtMisc { .. } => Finding::NotMounted {
+                elsewhere: elsewhere(),
+                error: None,
+            },
+            binfmt_misc::Error::OpenMount { .. } => Finding::NotMounted {
+                elsewhere: elsewhere(),
+                error: Some(error.to_string()),
+            },
+            error => Finding::MountUnusable {
+                error: error.to_string(),
+            },
+        }
+    }
+
+    /// A short, stable name (`stale-entry`), for scripts and the README.
+    pub fn id(&self) -> &'static str {
+        match self {
+            Finding::BinfmtMiscNotLoaded => "binfmt-misc-not-loaded",
+            Finding::BinfmtMiscMissing => "binfmt-misc-missing",
+            Finding::KernelTooOldForF { .. } => "kernel-too-old-for-f",
+            Finding::NotMounted { .. } | Finding::MountUnusable { .. } => "not-mounted",
+            Finding::Unreadable { .. } => "unreadable",
+            Finding::SelfMounted { .. } => "self-mounted",
+            Finding::ReadOnly => "read-only",
+            Finding::NotPrivileged { .. } => "not-privileged",
+            Finding::GloballyDisabled => "globally-disabled",
+            Finding::EntryDisabled { .. } => "entry-disabled",
+            Finding::HostArchEntry { .. } => "host-arch-entry",
+            Finding::StaleEntry { .. } => "stale-entry",
+            Finding::NoFixBinary { .. } => "no-fix-binary",
+            Finding::DuplicateArch { .. } => "duplicate-arch",
+            Finding::CannotProbe { .. } => "cannot-probe",
+            Finding::ProbeFailed { .. } => "probe-failed",
+            Finding::NoEntry { .. } => "no-entry",
+            Finding::NativeFails { .. } => "native-fails",
+            Finding::LevelTooLow { .. } => "level-too-low",
+        }
+    }
+
+    /// What is wrong, naming the entry, path or architecture, about the binfmt_misc
+    /// table at `mount`.
+    pub fn problem(&self, mount: &Path) -> String {
+        let shown = mount.display();
+        match self {
+            Finding::BinfmtMiscNotLoaded => {
+                "binfmt_misc is not in /proc/filesystems: its module is not loaded".to_owned()
+            }
+            Finding::BinfmtMiscMissing => "binfmt_misc is not in /proc/filesystems: the \
+                                           kernel lacks it, or its module is not loaded"
+                .to_owned(),
+            Finding::KernelTooOldForF { release } => {
+                format!("Linux {release} is older than 4.8 and has no flag F")
+            }
+            Finding::NotMounted { elsewhere, error } => {
+                let mut problem = format!("binfmt_misc is not mounted at {shown}");
+                if !elsewhere.is_empty() {
+                    let paths: Vec<String> =
+                        elsewhere.iter().map(|p| p.display().to_string()).collect();
+                    let _ = write!(
+                        problem,
+                        " (it is mounted at {}; use --mount)",
+                        paths.join(", ")
+                    );
+                }
+                if let Some(error) = error {
+                    let _ = write!(problem, ": {error}");
+                }
+                problem
+            }
+            Finding::MountUnusable { error } => format!("cannot use {shown}: {error}"),
+            Finding::Unreadable { error } => {
+                format!("cannot read binfmt_misc at {shown}: {error}")
+            }
+            Finding::SelfMounted { entries } => format!(
+                "binfmt doctor had to mount binfmt_misc at {shown} itself to look inside \
+                 ({entries} entries); an instance that a process mounts itself dies with the \
+                 last mount of it"
+            ),
+            Finding::ReadOnly => {
+                format!("{shown} is mounted read-only: nothing can be registered")
+            }
+            Finding::NotPrivileged { register, errno } => {
+                format!("this process may not write {}: {errno}", register.display())
+            }
+            Finding::GloballyDisabled => {
+                format!("binfmt_misc is disabled as a whole: {shown}/status says disabled")
+            }
+            Finding::EntryDisabled { arch, entries } => format!(
+                "{} claims {arch} programs but is disabled",
+                names(entries).join(", ")
+            ),
+            Finding::HostArchEntry { arch, entries } => each(entries, |entry| {
+                format!(
+                    "{} claims {arch}, this machine's own architecture ({}; interpreter {})",
+                    entry.name,
+                    if entry.enabled { "enabled" } else { "disabled" },
+                    entry.interpreter.display()
+                )
+            }),
+            Finding::StaleEntry { entries, .. } => each(entries, |entry| {
+                format!(
+                    "{} has no flag F and its interpreter {} does not exist in this mount \
+                     namespace",
+                    entry.name,
+                    entry.interpreter.display()
+                )
+            }),
+            Finding::NoFixBinary { entries, .. } => each(entries, |entry| {
+                format!(
+                    "{} has no flag F: its interpreter {} exists here, but not inside \
+                     containers and chroots",
+                    entry.name,
+                    entry.interpreter.display()
+                )
+            }),
+            Finding::DuplicateArch { arch, names } => format!(
+                "{} enabled entries claim {arch} programs: {}",
+                names.len(),
+                names.join(", ")
+            ),
+            Finding::CannotProbe { reason } => format!("no probe could run: {reason}"),
+            Finding::ProbeFailed {
+                arch,
+                entries,
+                failure,
+            } => format!(
+                "a {arch} program does not run through {} (interpreter {}): {failure}",
+                names(entries).join(", "),
+                entries
+                    .iter()
+                    .map(|entry| entry.interpreter.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            Finding::NoEntry { arch } => {
+                format!("no entry: nothing in {shown} handles {arch} programs")
+            }
+            Finding::NativeFails { arch, failure } => format!(
+                "this machine's kernel does not run {arch} programs{}",
+                failure
+                    .as_ref()
+                    .map(|f| format!(" ({f})"))
+                    .unwrap_or_default()
+            ),
+            Finding::LevelTooLow { have, want } => format!(
+                "this CPU runs x86-64-v{have}, not v{want}: it lacks instructions v{want} \
+                 programs use"
+            ),
+        }
+    }
+
+    /// Why it happens and what it breaks.
+    pub fn cause(&self) -> &'static str {
+        match self {
+            Finding::BinfmtMiscNotLoaded => {
+                "the kernel has binfmt_misc as a module (modules.dep lists binfmt_misc.ko) \
+                 and nothing loaded it; without it no foreign program can run"
+            }
+            Finding::BinfmtMiscMissing => {
+                "without binfmt_misc the kernel cannot hand foreign programs to QEMU; every \
+                 cross-architecture build fails with `exec format error`"
+            }
+            Finding::KernelTooOldForF { .. } => {
+                "without F the kernel opens the emulator at exec time inside each \
+                 container's own root, where it does not exist, so emulated containers fail; \
+                 registering with F fails with EINVAL"
+            }
+            Finding::NotMounted { .. } => {
+                "tools and users look for the entries there, and a privileged container that \
+                 finds nothing mounted has to mount an instance of its own"
+            }
+            Finding::MountUnusable { .. } => "binfmt_misc must be reachable at a real mount point",
+            Finding::Unreadable { .. } => "its entries cannot be checked",
+            Finding::SelfMounted { .. } => {
+                "since Linux 6.7 unmounting the last mount of a binfmt_misc instance destroys \
+                 it with every entry: a privileged container that mounts binfmt_misc, \
+                 registers and exits leaves nothing behind, although it reported success \
+                 (unless the host has the instance mounted too; entries already present mean \
+                 someone does)"
+            }
+            Finding::ReadOnly => {
+                "containers without --privileged see /proc/sys, and binfmt_misc under it, \
+                 read-only (Docker, Kubernetes without privileged: true); this is the seed's \
+                 `failed to register binfmt_misc`"
+            }
+            Finding::NotPrivileged { .. } => {
+                "registering needs root in the user namespace that owns the binfmt_misc mount"
+            }
+            Finding::GloballyDisabled => {
+                "while it is, the kernel ignores every entry, enabled or not, and every \
+                 foreign program fails with `exec format error`"
+            }
+            Finding::EntryDisabled { .. } => {
+                "the kernel skips disabled entries: programs it would handle fail with \
+                 `exec format error`"
+            }
+            Finding::HostArchEntry { .. } => {
+                "the kernel consults binfmt_misc before running native programs: while this \
+                 entry is enabled every such program, the shell and binfmt included, runs \
+                 through the interpreter, slowly if it is an emulator and not at all if it is \
+                 broken"
+            }
+            Finding::StaleEntry { .. } => {
+                "without F the kernel looks the interpreter up when a program starts, in that \
+                 program's own mount namespace and root; the entry is listed in binfmt_misc \
+                 but every program it claims fails with `exec format error` or ENOENT (the \
+                 seed's stale registration)"
+            }
+            Finding::NoFixBinary { .. } => {
+                "without F the kernel looks the interpreter up in each program's own root: \
+                 emulated programs run on this host and fail in `docker build` and `docker \
+                 run` with `exec format error`"
+            }
+            Finding::DuplicateArch { .. } => {
+                "the kernel uses whichever was registered last, so which emulator runs depends \
+                 on boot order (Debian's qemu-user-binfmt, Rosetta and binfmt each register \
+                 their own)"
+            }
+            Finding::CannotProbe { .. } => {
+                "without running a program of each architecture nothing is proved"
+            }
+            Finding::ProbeFailed { .. } => {
+                "the entry is registered and enabled, but its interpreter does not run \
+                 programs of this architecture: not an emulator, a wrong or broken one"
+            }
+            Finding::NoEntry { .. } => {
+                "the kernel hands a program of another architecture to an emulator only \
+                 through a binfmt_misc entry whose magic matches it"
+            }
+            Finding::NativeFails { .. } => {
+                "the machine's own architectures run without an emulator, so only the kernel \
+                 or the CPU can be missing something"
+            }
+            Finding::LevelTooLow { .. } => {
+                "an x86-64 level is a set of instructions the CPU has, and amd64 programs run \
+                 on the CPU itself"
+            }
+        }
+    }
+
+    /// What to run or do, for the binfmt_misc table at `mount`.
+    pub fn fix(&self, mount: &Path) -> Fix {
+        let shown = mount.display();
+        let remove = |entries: &[EntryRef], remark: &'static str| Fix::Shell {
+            command: entries
+                .iter()
+                .map(|entry| format!("echo -1 > {shown}/{}", entry.name))
+                .collect::<Vec<_>>()
+                .join(" && "),
+            remark: Some(remark),
+        };
+        // binfmt's own entry for `arch`, with every other one among `entries` removed
+        // (when `uninstall_others`) so that ours is the one the kernel uses; `None`
+        // where binfmt carries no emulator for `arch` (the machine's own).
+        let install = |arch: Arch, entries: &[EntryRef], uninstall_others: bool| {
+            Emulator::for_arch(arch).map(|_| Fix::Binfmt {
+                keep: None,
+                uninstall: if uninstall_others {
+                    others(arch, entries.iter().map(|entry| &entry.name))
+                } else {
+                    Vec::new()
+                },
+                install: Some(arch),
+            })
+        };
+        let not_carried = |arch: Arch| {
+            Fix::Advice(format!(
+                "binfmt carries no {arch} emulator: {arch} is this machine's own architecture"
+            ))
+        };
+        match self {
+            Finding::BinfmtMiscNotLoaded => Fix::Advice(
+                "modprobe binfmt_misc (on the host, as root); to load it at every boot: echo \
+                 binfmt_misc > /etc/modules-load.d/binfmt_misc.conf"
+                    .to_owned(),
+            ),
+            Finding::BinfmtMiscMissing => Fix::Advice(
+                "modprobe binfmt_misc on the host; if there is no such module, use a kernel \
+                 built with CONFIG_BINFMT_MISC"
+                    .to_owned(),
+            ),
+            Finding::KernelTooOldForF { .. } => Fix::Advice(
+                "upgrade the kernel to 4.8 or newer; until then copy the qemu-<cpu> emulator \
+                 into every image at the path the entry names, and register with `--flags \
+                 POC`"
+                    .to_owned(),
+            ),
+            Finding::NotMounted { .. } => Fix::Shell {
+                command: format!("mount -t binfmt_misc binfmt_misc {shown}"),
+                remark: Some("(on systemd hosts: systemctl start proc-sys-fs-binfmt_misc.mount)"),
+            },
+            Finding::MountUnusable { .. } => Fix::Shell {
+                command: format!("mount -t binfmt_misc binfmt_misc {shown}"),
+                remark: None,
+            },
+            Finding::Unreadable { .. } => Fix::Advice("run binfmt as root".to_owned()),
+            Finding::SelfMounted { .. } => Fix::Advice(format!(
+                "mount binfmt_misc on the host first (`sudo mount -t binfmt_misc binfmt_misc \
+                 {shown}`, or `sudo systemctl start proc-sys-fs-binfmt_misc.mount` where \
+                 systemd runs), or run this container with --pid=host as well, so that binfmt \
+                 mounts it in the host's mount namespace"
+            )),
+            Finding::ReadOnly => Fix::Advice(
+                "run the container with --privileged (Kubernetes: \
+                 securityContext.privileged: true), or register on the host"
+                    .to_owned(),
+            ),
+            Finding::NotPrivileged { .. } => Fix::Advice(
+                "run as root (sudo binfmt ...), or in Docker with --privileged".to_owned(),
+            ),
+            Finding::GloballyDisabled => Fix::Shell {
+                command: format!("echo 1 > {shown}/status"),
+                remark: None,
+            },
+            Finding::EntryDisabled { arch, entries } => {
+                install(*arch, entries, false).unwrap_or_else(|| remove(entries, "(removes it)"))
+            }
+            Finding::HostArchEntry { entries, .. } => {
+                remove(entries, "(the shell's own echo, so it works even now)")
+            }
+            Finding::StaleEntry { arch, entries } => arch
+                .and_then(|arch| install(arch, entries, true))
+                .unwrap_or_else(|| remove(entries, "(removes it)")),
+            Finding::NoFixBinary { arch, entries } => {
+                install(*arch, entries, true).unwrap_or_else(|| remove(entries, "(removes it)"))
+            }
+            Finding::DuplicateArch { arch, names } => {
+                let ours = arch.entry_name();
+                let (keep, uninstall) = if names.contains(&ours) {
+                    (ours.clone(), others(*arch, names.iter()))
+                } else {
+                    ("one".to_owned(), names[1..].to_vec())
+                };
+                Fix::Binfmt {
+                    keep: Some(keep),
+                    uninstall,
+                    install: None,
+                }
+            }
+            Finding::CannotProbe { .. } => Fix::Advice(
+                "run binfmt as root (chroot needs CAP_SYS_CHROOT), with TMPDIR on a \
+                 filesystem that allows exec"
+                    .to_owned(),
+            ),
+            Finding::ProbeFailed { arch, entries, .. } => {
+                install(*arch, entries, true).unwrap_or_else(|| not_carried(*arch))
+            }
+            Finding::NoEntry { arch } => {
+                install(*arch, &[], false).unwrap_or_else(|| not_carried(*arch))
+            }
+            Finding::NativeFails { .. } => Fix::Advice(
+                "binfmt never registers the host's own architectures; for 386 on x86_64 the \
+                 kernel needs IA32 emulation (CONFIG_IA32_EMULATION, not booted with \
+                 ia32_emulation=0)"
+                    .to_owned(),
+            ),
+            Finding::LevelTooLow { have, .. } => Fix::Advice(format!(
+                "none: no registration changes the CPU; build for linux/amd64/v{have} or lower"
+            )),
+        }
+    }
+
+    /// The finding worded in full, for reports.
+    pub fn worded(&self, mount: &Path) -> WordedFinding {
+        WordedFinding {
+            id: self.id(),
+            problem: self.problem(mount),
+            cause: self.cause().to_owned(),
+            fix: self.fix(mount).text(mount),
+        }
+    }
+}
+
+/// A finding as `binfmt doctor` prints it, and its JSON.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct WordedFinding {
+    /// [`Finding::id`].
+    pub id: &'static str,
+    /// [`Finding::problem`].
+    pub problem: String,
+    /// [`Finding::cause`].
+    pub cause: String,
+    /// [`Finding::fix`], in words.
+    pub fix: String,
+}
+
+/// How to fix a finding.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Fix {
+    /// Run binfmt: `binfmt [--uninstall NAMES] [--install ARCH]`; `keep` names the
+    /// entry kept of several.
+    Binfmt {
+        keep: Option<String>,
+        uninstall: Vec<String>,
+        install: Option<Arch>,
+    },
+    /// A shell command, and a remark after it.
+    Shell {
+        command: String,
+        remark: Option<&'static str>,
+    },
+    /// Nothing to run; what to do instead.
+    Advice(String),
+}
+
+impl Fix {
+    /// The command, if there is one, for the table at `mount`.
+    pub fn command(&self, mount: &Path) -> Option<String> {
+        match self {
+            Fix::Binfmt {
+                uninstall, install, ..
+            } => Some(binfmt_with(mount, uninstall, install.map(Arch::oci))),
+            Fix::Shell { command, .. } => Some(command.clone()),
+            Fix::Advice(_) => None,
+        }
+    }
+
+    /// The fix in words: the command with what goes with it, or the advice.
+    pub fn text(&self, mount: &Path) -> String {
+        match self {
+            Fix::Binfmt {
+                keep: Some(keep),
+                uninstall,
+                install,
+            } => format!(
+                "keep {keep}: {}",
+                binfmt_with(mount, uninstall, install.map(Arch::oci))
+            ),
+            Fix::Shell {
+                command,
+                remark: Some(remark),
+            } => format!("{command} {remark}"),
+            Fix::Advice(advice) => advice.clone(),
+            fix => fix.command(mount).unwrap_or_default(),
+        }
+    }
+}
+
+/// `binfmt`, with `--mount` when the mount is not the default one: the start of every
+/// command a fix suggests.
+pub fn binfmt_command(mount: &Path) -> String {
+    if mount == Path::new(DEFAULT_MOUNT) {
+        "binfmt".to_owned()
+    } else {
+        format!("binfmt --mount {}", mount.display())
+    }
+}
+
+/// `binfmt [--uninstall A,B] [--install C,D]` for the table at `mount`.
+pub fn binfmt_with<'a>(
+    mount: &Path,
+    uninstall: &[String],
+    install: impl IntoIterator<Item = &'a str>,
+) -> String {
+    let mut command = binfmt_command(mount);
+    if !uninstall.is_empty() {
+        let _ = write!(command, " --uninstall {}", uninstall.join(","));
+    }
+    let install: Vec<&str> = install.into_iter().collect();
+    if !install.is_empty() {
+        let _ = write!(command, " --install {}", install.join(","));
+    }
+    command
+}
+
+/// The names among `names` that are not binfmt's own `qemu-<cpu>` for `arch`: they
+/// must go for ours to be the one the kernel uses.
+fn others<'a>(arch: Arch, names: impl Iterator<Item = &'a String>) -> Vec<String> {
+    names
+        .filter(|name| **name != arch.entry_name())
+        .cloned()
+        .collect()
+}
+
+fn names(entries: &[EntryRef]) -> Vec<String> {
+    entries.iter().map(|entry| entry.name.clone()).collect()
+}
+
+/// One sentence per entry, joined.
+fn each(entries: &[EntryRef], sentence: impl Fn(&EntryRef) -> String) -> String {
+    entries.iter().map(sentence).collect::<Vec<_>>().join("; ")
+}

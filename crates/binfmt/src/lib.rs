@@ -1,0 +1,35 @@
+//! binfmt's commands and the logic they share; the `binfmt` binary (`main.rs`) only
+//! parses the arguments, dispatches to [`commands`] and maps the outcome to an exit
+//! code.
+//!
+//! - [`cli`]: the command line (clap), tonistiigi/binfmt-compatible.
+//! - [`commands`]: one module per command.
+//! - [`outcome`]: what a command ends with; exit codes.
+//! - [`request`], [`install`], [`uninstall`], [`config`], [`signals`]: registering and
+//!   removing entries, as the top-level options and `binfmt apply` ask.
+//! - [`survey`], [`empty_root`], [`proof_record`], [`status`]: what runs here, proved
+//!   by running probes in an empty root, remembered within a boot, and the status JSON.
+//! - [`findings`]: every problem binfmt diagnoses, worded once with its cause and fix.
+//! - [`host`]: the facts `/proc` gives about the kernel and this process's namespaces.
+//! - [`userns`]: the user and mount namespaces of `binfmt run`.
+//!
+//! The kernel interface is `binfmt-misc`, the architectures and embedded emulators
+//! `qemu-catalog`, where emulators are written `interpreter-files`.
+
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod empty_root;
+pub mod findings;
+pub mod host;
+pub mod install;
+pub mod outcome;
+pub mod proof_record;
+pub mod request;
+pub mod signals;
+pub mod status;
+pub mod survey;
+#[cfg(test)]
+mod testing;
+pub mod uninstall;
+pub mod userns;
