@@ -1,0 +1,552 @@
+//! The shape of the code, checked like rust-analyzer's `tidy`: binfmt's `main.rs`
+//! stays a thin dispatcher, no source file grows past 1,000 lines, no module imports
+//! its crate's root, and no two modules of a crate import each other (no cycle at
+//! all). ARCHITECTURE.md says why; each failure names the file and what to do.
+//!
+//! A small reader of Rust source, not a parser: it follows `mod name;` declarations
+//! (and `#[path]`) from each crate root, and counts as an import every `crate::a::b`
+//! path (resolved to the deepest module it names), every use of a child module
+//! (`child::`) and every `super::` outside inline modules, after removing comments
+//! and string literals. `xtask` is left out: its modules share helpers through its
+//! `main.rs` (`Result`, `ResultExt`, `workspace_root`), which another branch reworks.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use crate::util::workspace_root;
+
+/// The most lines `crates/binfmt/src/main.rs` may have: parse, dispatch, exit code.
+const MAIN_LINES: usize = 150;
+/// The most lines any source file may have.
+const FILE_LINES: usize = 1000;
+
+#[test]
+fn binfmt_main_only_parses_dispatches_and_exits() {
+    let main = workspace_root().join("crates/binfmt/src/main.rs");
+    let text = fs::read_to_string(&main).expect("read crates/binfmt/src/main.rs");
+    let lines = text.lines().count();
+    assert!(
+        lines <= MAIN_LINES,
+        "{} has {lines} lines, more than {MAIN_LINES}: move the logic into a module of the \
+         library (crates/binfmt/src/commands/ for a command)",
+        main.display()
+    );
+    let modules: Vec<String> = strip(&text).lines().filter_map(declared_name).collect();
+    assert!(
+        modules.is_empty(),
+        "{} declares modules {modules:?}: declare them in lib.rs, so that the fuzz targets \
+         and tests can reach them and main.rs stays a dispatcher",
+        relative(&main)
+    );
+}
+
+#[test]
+fn no_source_file_is_over_a_thousand_lines() {
+    let mut long = Vec::new();
+    for file in rust_files(&workspace_root()) {
+        let lines = fs::read_to_string(&file).map_or(0, |text| text.lines().count());
+        if lines > FILE_LINES {
+            long.push(format!("{} ({lines} lines)", relative(&file)));
+        }
+    }
+    assert!(
+        long.is_empty(),
+        "split these by job, each part a module with a `//!` paragraph (at most \
+         {FILE_LINES} lines each): {long:?}"
+    );
+}
+
+#[test]
+fn no_module_imports_its_crate_root() {
+    let mut offenders = Vec::new();
+    for root in crate_roots() {
+        let tree = ModuleTree::read(&root);
+        for (module, imports) in &tree.imports {
+            if module != "crate" && imports.contains("crate") {
+                offenders.push(format!("{} ({module})", relative(&tree.files[module])));
+            }
+        }
+    }
+    assert!(
+        offenders.is_empty(),
+        "these import an item of their crate root; move the item into a module of its own \
+         and import it from there (the root only declares and re-exports): {offenders:?}"
+    );
+}
+
+#[test]
+fn no_two_modules_import_each_other() {
+    let mut cycles = Vec::new();
+    for root in crate_roots() {
+        let tree = ModuleTree::read(&root);
+        for cycle in strongly_connected(&tree.imports) {
+            cycles.push(format!("{}: {}", relative(&root), cycle.join(" <-> ")));
+        }
+    }
+    assert!(
+        cycles.is_empty(),
+        "modules that import each other, directly or around a circle: move what both need \
+         into a module of its own, or pass it in: {cycles:?}"
+    );
+}
+
+/// Shows that the reader finds what the checks rely on, so they cannot pass by
+/// reading nothing.
+#[test]
+fn the_reader_sees_imports_and_cycles() {
+    let text = strip(
+        "use crate::a::{self, B};\n// crate::commented\nlet s = \"crate::quoted\";\n\
+         use crate::{c, D};\nfn f() { child::g(); super::h(); }\nmod tests {\n    use super::*;\n}\n",
+    );
+    let mut modules = BTreeSet::from(["crate::a".to_owned(), "crate::c".to_owned()]);
+    modules.insert("crate::m::child".to_owned());
+    let found = imports_in(&text, "crate::m", &modules);
+    assert_eq!(
+        found,
+        BTreeSet::from([
+            "crate".to_owned(),
+            "crate::a".to_owned(),
+            "crate::c".to_owned(),
+            "crate::m::child".to_owned(),
+        ])
+    );
+    let graph = BTreeMap::from([
+        ("a".to_owned(), BTreeSet::from(["b".to_owned()])),
+        ("b".to_owned(), BTreeSet::from(["c".to_owned()])),
+        ("c".to_owned(), BTreeSet::from(["a".to_owned()])),
+        ("d".to_owned(), BTreeSet::from(["a".to_owned()])),
+    ]);
+    assert_eq!(strongly_connected(&graph), [vec!["a", "b", "c"]]);
+    // The workspace has crates to look at.
+    assert!(crate_roots().len() >= 6, "{:?}", crate_roots());
+}
+
+/// Every crate root checked: libraries and binaries under `crates/`, their test
+/// binaries, the workspace's test binary and the fuzz targets.
+fn crate_roots() -> Vec<PathBuf> {
+    let root = workspace_root();
+    let mut roots = Vec::new();
+    let mut crates: Vec<PathBuf> = fs::read_dir(root.join("crates"))
+        .expect("read crates/")
+        .filter_map(|entry| Some(entry.ok()?.path()))
+        .collect();
+    crates.sort();
+    for dir in crates {
+        for file in ["src/lib.rs", "src/main.rs", "tests/tests.rs", "build.rs"] {
+            let path = dir.join(file);
+            if path.is_file() {
+                roots.push(path);
+            }
+        }
+    }
+    roots.push(root.join("tests/tests.rs"));
+    if let Ok(targets) = fs::read_dir(root.join("fuzz/fuzz_targets")) {
+        roots.extend(targets.filter_map(|entry| Some(entry.ok()?.path())));
+    }
+    roots
+}
+
+/// The modules of one crate, their files and what each imports.
+struct ModuleTree {
+    files: BTreeMap<String, PathBuf>,
+    imports: BTreeMap<String, BTreeSet<String>>,
+}
+
+impl ModuleTree {
+    fn read(root: &Path) -> ModuleTree {
+        let mut files = BTreeMap::new();
+        collect(&mut files, "crate".to_owned(), root, true);
+        let modules: BTreeSet<String> = files.keys().cloned().collect();
+        let imports = files
+            .iter()
+            .map(|(module, file)| {
+                let text = strip(&fs::read_to_string(file).unwrap_or_default());
+                (module.clone(), imports_in(&text, module, &modules))
+            })
+            .collect();
+        ModuleTree { files, imports }
+    }
+}
+
+/// Adds `module` (in `file`) and the modules it declares, recursively. `owns_dir`:
+/// the file is a crate root or a `mod.rs`, whose children sit next to it.
+fn collect(files: &mut BTreeMap<String, PathBuf>, module: String, file: &Path, owns_dir: bool) {
+    let Ok(text) = fs::read_to_string(file) else {
+        return;
+    };
+    let dir = file.parent().unwrap_or(Path::new("."));
+    let base = if owns_dir {
+        dir.to_owned()
+    } else {
+        dir.join(file.file_stem().unwrap_or_default())
+    };
+    files.insert(module.clone(), file.to_owned());
+    for (name, path) in declarations(&text) {
+        let child = format!("{module}::{name}");
+        if let Some(path) = path {
+            collect(files, child, &dir.join(path), false);
+        } else if base.join(format!("{name}.rs")).is_file() {
+            collect(files, child, &base.join(format!("{name}.rs")), false);
+        } else if base.join(&name).join("mod.rs").is_file() {
+            collect(files, child, &base.join(&name).join("mod.rs"), true);
+        }
+    }
+}
+
+/// The `mod name;` declarations of a file, with the `#[path]` given on the line
+/// before, if any.
+fn declarations(text: &str) -> Vec<(String, Option<String>)> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut found = Vec::new();
+    for (index, line) in lines.iter().enumerate() {
+        let Some(name) = declared_name(line) else {
+            continue;
+        };
+        let path = index
+            .checked_sub(1)
+            .and_then(|before| lines[before].trim().strip_prefix("#[path = \""))
+            .and_then(|rest| rest.strip_suffix("\"]"))
+            .map(str::to_owned);
+        found.push((name, path));
+    }
+    found
+}
+
+/// `name` for a line `[pub[(...)]] mod name;`.
+fn declared_name(line: &str) -> Option<String> {
+    let mut rest = line.trim();
+    if let Some(after) = rest.strip_prefix("pub") {
+        rest = after.trim_start();
+        if let Some(after) = rest.strip_prefix('(') {
+            rest = after.split_once(')')?.1.trim_start();
+        }
+    }
+    let name = rest.strip_prefix("mod ")?.trim().strip_suffix(';')?.trim();
+    is_ident(name).then(|| name.to_owned())
+}
+
+/// What the (stripped) text of `module` imports among `modules`: see the module
+/// documentation. The module itself is not counted.
+fn imports_in(text: &str, module: &str, modules: &BTreeSet<String>) -> BTreeSet<String> {
+    let mut found = BTreeSet::new();
+    let resolve = |segments: &[&str]| -> String {
+        let mut best = "crate".to_owned();
+        for count in 1..=segments.len() {
+            let candidate = format!("crate::{}", segments[..count].join("::"));
+            if modules.contains(&candidate) {
+                best = candidate;
+            } else {
+                break;
+            }
+        }
+        best
+    };
+    let bytes = text.as_bytes();
+    let mut at = 0;
+    while let Some(offset) = text[at..].find("crate::") {
+        let start = at + offset;
+        at = start + "crate::".len();
+        if start > 0 && is_ident_byte(bytes[start - 1]) && bytes[start - 1] != b'$' {
+            continue;
+        }
+        if text[at..].starts_with('{') {
+            let group = braced(&text[at..]);
+            for item in split_top_level(group) {
+                let first = item.trim().split("::").next().unwrap_or_default().trim();
+                if is_ident(first) && first != "self" {
+                    found.insert(resolve(&[first]));
+                }
+            }
+        } else {
+            let path: String = text[at..]
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == ':')
+                .collect();
+            let segments: Vec<&str> = path.split("::").filter(|s| is_ident(s)).collect();
+            found.insert(resolve(&segments));
+        }
+    }
+    // Children used by name.
+    let depth = module.matches("::").count();
+    for child in modules
+        .iter()
+        .filter(|m| m.starts_with(&format!("{module}::")) && m.matches("::").count() == depth + 1)
+    {
+        let name = child.rsplit("::").next().unwrap_or_default();
+        if uses_path(text, name) {
+            found.insert(child.clone());
+        }
+    }
+    // `super::` outside inline modules names the parent.
+    if module != "crate" && outside_inline_modules(text).contains("super::") {
+        found.insert(
+            module
+                .rsplit_once("::")
+                .map_or("crate", |(p, _)| p)
+                .to_owned(),
+        );
+    }
+    found.remove(module);
+    found
+}
+
+/// Whether `name::` appears as the start of a path.
+fn uses_path(text: &str, name: &str) -> bool {
+    let needle = format!("{name}::");
+    let bytes = text.as_bytes();
+    text.match_indices(&needle).any(|(index, _)| {
+        index == 0 || !(is_ident_byte(bytes[index - 1]) || bytes[index - 1] == b':')
+    })
+}
+
+/// The text with the bodies of inline `mod name { ... }` blocks removed.
+fn outside_inline_modules(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(index) = find_inline_mod(rest) {
+        out.push_str(&rest[..index]);
+        let open = index + rest[index..].find('{').unwrap_or(0);
+        let body = braced(&rest[open..]);
+        rest = &rest[(open + body.len() + 2).min(rest.len())..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Where the next `mod name {` starts.
+fn find_inline_mod(text: &str) -> Option<usize> {
+    let mut at = 0;
+    while let Some(offset) = text[at..].find("mod ") {
+        let index = at + offset;
+        at = index + 4;
+        if index > 0 && is_ident_byte(text.as_bytes()[index - 1]) {
+            continue;
+        }
+        let after = &text[at..];
+        let name: String = after
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect();
+        if !name.is_empty() && after[name.len()..].trim_start().starts_with('{') {
+            return Some(index);
+        }
+    }
+    None
+}
+
+/// The text inside the braces `text` starts with (without them).
+fn braced(text: &str) -> &str {
+    let mut depth = 0;
+    for (index, c) in text.char_indices() {
+        match c {
+            '{' => depth += 1,
+            '}' => {
+                depth -= 1;
+                if depth == 0 {
+                    return &text[1..index];
+                }
+            }
+            _ => {}
+        }
+    }
+    text.get(1..).unwrap_or_default()
+}
+
+/// `a, b::{c, d}, e` split at the commas outside braces.
+fn split_top_level(group: &str) -> Vec<&str> {
+    let (mut items, mut depth, mut start) = (Vec::new(), 0, 0);
+    for (index, c) in group.char_indices() {
+        match c {
+            '{' => depth += 1,
+            '}' => depth -= 1,
+            ',' if depth == 0 => {
+                items.push(&group[start..index]);
+                start = index + 1;
+            }
+            _ => {}
+        }
+    }
+    items.push(&group[start..]);
+    items
+}
+
+/// Source without comments, string and character literals (so that a path in a
+/// message or a doc comment is not an import).
+fn strip(source: &str) -> String {
+    let chars: Vec<char> = source.chars().collect();
+    let mut out = String::with_capacity(source.len());
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        let next = chars.get(i + 1).copied();
+        if c == '/' && next == Some('/') {
+            while i < chars.len() && chars[i] != '\n' {
+                i += 1;
+            }
+        } else if c == '/' && next == Some('*') {
+            i += 2;
+            while i + 1 < chars.len() && !(chars[i] == '*' && chars[i + 1] == '/') {
+                i += 1;
+            }
+            i += 2;
+        } else if c == 'r' && (next == Some('"') || next == Some('#')) && !prev_is_ident(&chars, i)
+        {
+            // A raw string: r"..." or r#"..."#.
+            let mut j = i + 1;
+            let mut hashes = 0;
+            while chars.get(j) == Some(&'#') {
+                hashes += 1;
+                j += 1;
+            }
+            if chars.get(j) != Some(&'"') {
+                out.push(c);
+                i += 1;
+                continue;
+            }
+            j += 1;
+            while j < chars.len() {
+                if chars[j] == '"' && (0..hashes).all(|k| chars.get(j + 1 + k) == Some(&'#')) {
+                    j += 1 + hashes;
+                    break;
+                }
+                j += 1;
+            }
+            out.push_str("\"\"");
+            i = j;
+        } else if c == '"' {
+            i += 1;
+            while i < chars.len() && chars[i] != '"' {
+                if chars[i] == '\\' {
+                    i += 1;
+                }
+                i += 1;
+            }
+            i += 1;
+            out.push_str("\"\"");
+        } else if c == '\'' && (chars.get(i + 2) == Some(&'\'') || next == Some('\\')) {
+            // A character literal ('x' or '\n'); not a lifetime.
+            i += 1;
+            while i < chars.len() && chars[i] != '\'' {
+                if chars[i] == '\\' {
+                    i += 1;
+                }
+                i += 1;
+            }
+            i += 1;
+            out.push_str("' '");
+        } else {
+            out.push(c);
+            i += 1;
+        }
+    }
+    out
+}
+
+fn prev_is_ident(chars: &[char], index: usize) -> bool {
+    index > 0 && (chars[index - 1].is_alphanumeric() || chars[index - 1] == '_')
+}
+
+fn is_ident(word: &str) -> bool {
+    !word.is_empty() && word.bytes().all(is_ident_byte) && !word.as_bytes()[0].is_ascii_digit()
+}
+
+fn is_ident_byte(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || byte == b'_'
+}
+
+/// The import cycles of `graph`: its strongly connected components of more than one
+/// module (Tarjan's algorithm), each sorted.
+fn strongly_connected(graph: &BTreeMap<String, BTreeSet<String>>) -> Vec<Vec<String>> {
+    struct State<'a> {
+        graph: &'a BTreeMap<String, BTreeSet<String>>,
+        index: BTreeMap<&'a str, usize>,
+        low: BTreeMap<&'a str, usize>,
+        stack: Vec<&'a str>,
+        on_stack: BTreeSet<&'a str>,
+        components: Vec<Vec<String>>,
+    }
+    fn visit<'a>(state: &mut State<'a>, node: &'a str) {
+        let number = state.index.len();
+        state.index.insert(node, number);
+        state.low.insert(node, number);
+        state.stack.push(node);
+        state.on_stack.insert(node);
+        let graph = state.graph;
+        for next in graph.get(node).into_iter().flatten() {
+            let next = next.as_str();
+            if !graph.contains_key(next) {
+                continue;
+            }
+            if !state.index.contains_key(next) {
+                visit(state, next);
+                let low = state.low[node].min(state.low[next]);
+                state.low.insert(node, low);
+            } else if state.on_stack.contains(next) {
+                let low = state.low[node].min(state.index[next]);
+                state.low.insert(node, low);
+            }
+        }
+        if state.low[node] == state.index[node] {
+            let mut component = Vec::new();
+            while let Some(member) = state.stack.pop() {
+                state.on_stack.remove(member);
+                component.push(member.to_owned());
+                if member == node {
+                    break;
+                }
+            }
+            if component.len() > 1 {
+                component.sort();
+                state.components.push(component);
+            }
+        }
+    }
+    let mut state = State {
+        graph,
+        index: BTreeMap::new(),
+        low: BTreeMap::new(),
+        stack: Vec::new(),
+        on_stack: BTreeSet::new(),
+        components: Vec::new(),
+    };
+    for node in graph.keys() {
+        if !state.index.contains_key(node.as_str()) {
+            visit(&mut state, node);
+        }
+    }
+    state.components
+}
+
+/// Every `.rs` file of the workspace, outside `target/` and hidden directories.
+fn rust_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let Ok(entries) = fs::read_dir(dir) else {
+        return files;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.') || name == "target" || name == "dist" {
+            continue;
+        }
+        if path.is_dir() {
+            files.extend(rust_files(&path));
+        } else if name.ends_with(".rs") {
+            files.push(path);
+        }
+    }
+    files
+}
+
+/// `path` from the workspace's top directory, for messages.
+fn relative(path: &Path) -> String {
+    let root = workspace_root();
+    let root = root.canonicalize().unwrap_or(root);
+    let path = path.canonicalize().unwrap_or_else(|_| path.to_owned());
+    path.strip_prefix(&root)
+        .unwrap_or(&path)
+        .display()
+        .to_string()
+}
