@@ -467,6 +467,7 @@ fn inside_userns_disabled(world: &World, args: &str) -> Command {
 /// Must show 3: under a seccomp filter that forbids unshare (as container runtimes'
 /// default profiles do), the error names seccomp and the fix.
 #[test]
+#[allow(unsafe_code)] // Command::pre_exec, to install the filter in the child.
 fn a_seccomp_filter_is_named() {
     let world = World::new("seccomp");
     let mut command = binfmt_run(&world, &["--platform", "arm64", "--", "touch", "ran"]);
@@ -491,6 +492,7 @@ fn a_seccomp_filter_is_named() {
 /// Installs a seccomp filter that fails `unshare(2)` with EPERM and allows every
 /// other system call (after `PR_SET_NO_NEW_PRIVS`, which filters require of
 /// unprivileged processes).
+#[allow(unsafe_code)] // prctl(2): libc has no safe one.
 fn forbid_unshare() -> std::io::Result<()> {
     use libc::{
         BPF_ABS, BPF_JEQ, BPF_JMP, BPF_K, BPF_LD, BPF_RET, BPF_W, EPERM, PR_SET_NO_NEW_PRIVS,
@@ -499,6 +501,7 @@ fn forbid_unshare() -> std::io::Result<()> {
     };
     // seccomp_data.nr is the first field; the filter runs on this machine's own
     // architecture only, so no arch check is needed for a test.
+    // SAFETY: BPF_STMT and BPF_JUMP only build structs from their arguments.
     let filter = unsafe {
         [
             libc::BPF_STMT((BPF_LD | BPF_W | BPF_ABS) as u16, 0),

@@ -18,6 +18,8 @@
 //!
 //! Architecture invariant: only this crate writes to binfmt_misc.
 
+#![forbid(unsafe_code)]
+
 pub mod entry;
 mod error;
 pub mod fake;

@@ -266,6 +266,7 @@ pub fn run_probes(arches: &[Arch]) -> Result<ProbeRun, ProbeError> {
 }
 
 /// Starts one probe; see the module documentation for what the child does.
+#[allow(unsafe_code)] // Command::pre_exec: chroot(2) in the child, before execve.
 fn spawn(
     root: &ProbeRoot,
     root_c: &CString,

@@ -323,6 +323,7 @@ pub fn diagnose(step: Step, errno: Errno, facts: &HostFacts) -> Vec<Cause> {
 /// every capability in the new namespace, whatever ids are mapped.
 ///
 /// The process must be single-threaded.
+#[allow(unsafe_code)] // rustix's unshare is unsafe for CLONE_FILES, which is not used.
 pub fn enter_user_namespace(
     mapping: Mapping,
     with_mount_namespace: bool,

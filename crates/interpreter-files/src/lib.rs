@@ -26,6 +26,8 @@ mod error;
 mod file_state;
 mod interpreter;
 mod layout;
+// The mmap(2) and madvise(2) wrappers: the one module of the crate with unsafe code.
+#[allow(unsafe_code)]
 mod mapping;
 mod memfd;
 pub mod secure_dir;

@@ -85,6 +85,7 @@ mod tests {
     /// for this one test, on one test thread): a child forked while other tests' threads
     /// hold the allocator's lock would wait for it forever.
     #[test]
+    #[allow(unsafe_code)] // fork(2), unshare(2), waitpid(2), _exit(2): libc has no safe ones.
     fn the_threads_are_gone_when_in_threads_returns() {
         const ALONE: &str = "BINFMT_TEST_IN_THREADS_ALONE";
         if std::env::var_os(ALONE).is_none() {

@@ -14,6 +14,8 @@
 //! Architecture invariant: this crate does no I/O beyond reading the manifest file and
 //! the environment; downloading, extracting and compressing live in xtask.
 
+#![forbid(unsafe_code)]
+
 use std::collections::HashSet;
 use std::ffi::OsString;
 use std::fmt;

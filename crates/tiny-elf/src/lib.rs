@@ -19,6 +19,8 @@
 //!
 //! The crate has no dependencies and does no I/O: it returns bytes.
 
+#![forbid(unsafe_code)]
+
 mod arch;
 mod elf;
 mod machine;
