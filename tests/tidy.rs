@@ -1,7 +1,8 @@
 //! The shape of the code, checked like rust-analyzer's `tidy`: binfmt's `main.rs`
 //! stays a thin dispatcher, no source file grows past 1,000 lines, no module imports
-//! its crate's root, and no two modules of a crate import each other (no cycle at
-//! all). ARCHITECTURE.md says why; each failure names the file and what to do.
+//! its crate's root, no two modules of a crate import each other (no cycle at all),
+//! and every crate takes the workspace lints. ARCHITECTURE.md says why; each failure
+//! names the file and what to do.
 //!
 //! A small reader of Rust source, not a parser: it follows `mod name;` declarations
 //! (and `#[path]`) from each crate root, and counts as an import every `crate::a::b`
@@ -549,4 +550,40 @@ fn relative(path: &Path) -> String {
         .unwrap_or(&path)
         .display()
         .to_string()
+}
+
+#[test]
+fn every_crate_takes_the_workspace_lints_and_forbids_unsafe_code_it_has_none_of() {
+    let mut missing = Vec::new();
+    let mut crates: Vec<PathBuf> = fs::read_dir(workspace_root().join("crates"))
+        .expect("read crates/")
+        .filter_map(|entry| Some(entry.ok()?.path()))
+        .collect();
+    crates.sort();
+    for dir in crates {
+        let manifest = fs::read_to_string(dir.join("Cargo.toml")).unwrap_or_default();
+        if !manifest.contains("[lints]\nworkspace = true") {
+            missing.push(format!("{}: [lints] workspace = true", relative(&dir)));
+        }
+        let sources = rust_files(&dir.join("src"));
+        let has_unsafe = sources.iter().any(|file| {
+            let text = strip(&fs::read_to_string(file).unwrap_or_default());
+            text.contains("unsafe {") || text.contains("unsafe impl") || text.contains("unsafe fn")
+        });
+        let root = ["src/lib.rs", "src/main.rs"]
+            .iter()
+            .map(|file| dir.join(file))
+            .find(|file| file.is_file());
+        let forbids = root.is_some_and(|root| {
+            fs::read_to_string(root).is_ok_and(|text| text.contains("#![forbid(unsafe_code)]"))
+        });
+        if !has_unsafe && !forbids {
+            missing.push(format!("{}: #![forbid(unsafe_code)]", relative(&dir)));
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "every crate under crates/ takes the workspace lints, and one without unsafe code \
+         forbids it at its root: {missing:?}"
+    );
 }

@@ -38,10 +38,9 @@ pub const BLOB_CACHE_ENV: &str = "BINFMT_BLOB_CACHE";
 /// `cargo::rerun-if-env-changed=<var>` for each of them.
 pub const CACHE_ENV_VARS: &[&str] = &[BLOB_CACHE_ENV, "XDG_CACHE_HOME", "HOME"];
 
-/// The largest zstd match window (log2) an embedded blob may need, and exactly what
-/// the shipped decoder accepts: xtask makes every blob within it, the build script of
-/// qemu-catalog checks each blob against it and hands it to the binary's decoder. A
-/// patched part's window spans the reference and the part, ~25 MB.
+/// The largest zstd window (log2) a blob may need (a patched part's spans the reference
+/// and the part, ~25 MB): xtask makes every blob within it, qemu-catalog's build script
+/// checks each against it and hands it to the binary's decoder, which accepts no more.
 pub const ZSTD_WINDOW_LOG_MAX: u32 = 27;
 
 /// What to tell the user when the manifest itself is wrong.
