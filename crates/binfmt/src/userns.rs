@@ -42,7 +42,7 @@ impl IdMap {
 
 /// What the caller's user and group ids become in a new user namespace.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Mapping {
+pub struct IdMapping {
     pub uid: IdMap,
     pub gid: IdMap,
 }
@@ -325,7 +325,7 @@ pub fn diagnose(step: Step, errno: Errno, facts: &HostFacts) -> Vec<Cause> {
 /// The process must be single-threaded.
 #[allow(unsafe_code)] // rustix's unshare is unsafe for CLONE_FILES, which is not used.
 pub fn enter_user_namespace(
-    mapping: Mapping,
+    mapping: IdMapping,
     with_mount_namespace: bool,
 ) -> Result<(), NamespaceError> {
     let mut flags = UnshareFlags::NEWUSER;

@@ -39,14 +39,14 @@ pub fn run(args: &CheckArgs) -> Result<Completion, CommandError> {
 
 /// One platform asked for.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Wanted {
+pub struct Platform {
     /// Its architecture.
     pub arch: Arch,
     /// The variant, if one was given (`v7`, `v3`).
     pub variant: Option<String>,
 }
 
-impl Wanted {
+impl Platform {
     /// The x86-64 level an `amd64/vN` variant asks for.
     fn level(&self) -> Option<u8> {
         let variant = self.variant.as_deref()?;
@@ -57,7 +57,7 @@ impl Wanted {
     }
 }
 
-impl fmt::Display for Wanted {
+impl fmt::Display for Platform {
     /// containerd's spelling: `linux/arm64`, `linux/amd64/v3`, `linux/arm/v7`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.variant {
@@ -70,7 +70,7 @@ impl fmt::Display for Wanted {
 /// Parses `linux/arm64,amd64/v3,qemu-riscv64,...` (items may also come as separate
 /// arguments). Every usual spelling of [`Arch::parse`], plus entry names
 /// (`qemu-aarch64`) as the seed's `verify-qemu.sh` lists them.
-pub fn parse(items: &[String]) -> Result<Vec<Wanted>, UnknownArch> {
+pub fn parse(items: &[String]) -> Result<Vec<Platform>, UnknownArch> {
     let mut wanted = Vec::new();
     for item in items.iter().flat_map(|list| list.split(',')).map(str::trim) {
         let spec = item.strip_prefix("qemu-").unwrap_or(item);
@@ -78,7 +78,7 @@ pub fn parse(items: &[String]) -> Result<Vec<Wanted>, UnknownArch> {
         let lower = spec.to_ascii_lowercase();
         let rest = lower.strip_prefix("linux/").unwrap_or(&lower);
         let variant = rest.split_once('/').map(|(_, variant)| variant.to_owned());
-        let item = Wanted { arch, variant };
+        let item = Platform { arch, variant };
         if !wanted.contains(&item) {
             wanted.push(item);
         }
@@ -109,7 +109,7 @@ pub enum Verdict {
 
 /// Decides one platform from the survey. `table_problem` says why there is no table,
 /// if there is none.
-pub fn verdict(survey: &Survey, table_problem: Option<&Finding>, wanted: &Wanted) -> Verdict {
+pub fn verdict(survey: &Survey, table_problem: Option<&Finding>, wanted: &Platform) -> Verdict {
     let arch = wanted.arch;
     if let Some(reason) = &survey.probe_error {
         return Verdict::Missing(Finding::CannotProbe {
@@ -235,7 +235,7 @@ struct JsonPlatform {
 /// Everything `binfmt check` prints, worked out.
 pub struct CheckReport {
     /// Each platform with its verdict.
-    pub verdicts: Vec<(Wanted, Verdict)>,
+    pub verdicts: Vec<(Platform, Verdict)>,
     /// Where the table was read.
     pub mount: PathBuf,
     /// Whether the probes ran in an empty root.
@@ -406,7 +406,7 @@ impl CheckReport {
 
 /// Checks `wanted` against the table at `mount` (never mounting anything) and the
 /// probes.
-pub fn check(mount: &Path, wanted: Vec<Wanted>, prober: &dyn Prober) -> CheckReport {
+pub fn check(mount: &Path, wanted: Vec<Platform>, prober: &dyn Prober) -> CheckReport {
     let (table, mut table_problem) = match BinfmtMisc::open(mount) {
         Ok(table) => (Some(table), None),
         Err(error) => (
@@ -454,7 +454,7 @@ mod tests {
     use crate::empty_root::{Confinement, ProbeOutcome};
     use crate::testing::{FakeProber, entry};
 
-    fn wanted(list: &str) -> Vec<Wanted> {
+    fn wanted(list: &str) -> Vec<Platform> {
         parse(&[list.to_owned()]).unwrap()
     }
 

@@ -51,7 +51,7 @@ use qemu_catalog::{Arch, Emulator, Selection};
 use crate::cli::RunArgs;
 use crate::install;
 use crate::outcome::{CommandError, Completion};
-use crate::userns::{self, IdMap, Mapping, NamespaceError, Step};
+use crate::userns::{self, IdMap, IdMapping, NamespaceError, Step};
 
 /// Exit status when binfmt cannot set up the namespaces or the registrations.
 pub const SETUP_FAILED: u8 = 125;
@@ -135,7 +135,7 @@ fn set_up_and_exec(args: &RunArgs) -> Result<Infallible, RunError> {
     let uid = rustix::process::geteuid().as_raw();
     let gid = rustix::process::getegid().as_raw();
     userns::enter_user_namespace(
-        Mapping {
+        IdMapping {
             uid: IdMap {
                 inside: 0,
                 outside: uid,
@@ -157,7 +157,7 @@ fn set_up_and_exec(args: &RunArgs) -> Result<Infallible, RunError> {
         // The nested namespace maps the caller's ids to the outer one's root, which is
         // the caller outside: CMD runs as the caller all the way through.
         userns::enter_user_namespace(
-            Mapping {
+            IdMapping {
                 uid: IdMap {
                     inside: uid,
                     outside: 0,

@@ -54,14 +54,14 @@ enum Code {
 }
 
 /// Everything needed to build executables for one [`Machine`].
-pub(crate) struct Arch {
+pub(crate) struct Target {
     /// The ELF header fields of this architecture.
     pub(crate) format: Format,
     /// The instruction generators.
     code: Code,
 }
 
-impl Arch {
+impl Target {
     /// Code for `write(1, span.addr, span.len)`; execution falls through to what follows.
     pub(crate) fn write(&self, span: Span) -> Vec<u8> {
         match self.code {
@@ -91,7 +91,7 @@ impl Arch {
 }
 
 /// The table: ELF identity and code generators of every supported machine.
-pub(crate) fn of(machine: Machine) -> Arch {
+pub(crate) fn of(machine: Machine) -> Target {
     let (format, code) = match machine {
         Machine::X86_64 => (
             x86_64::FORMAT,
@@ -164,5 +164,5 @@ pub(crate) fn of(machine: Machine) -> Arch {
             },
         ),
     };
-    Arch { format, code }
+    Target { format, code }
 }
