@@ -105,12 +105,9 @@ namespace_test! {
 
         let plain = sandbox.scratch.join("plain");
         std::fs::create_dir_all(&plain).unwrap();
-        let run = crate::util::Sandbox {
-            mount: plain.clone(),
-            interpreters: sandbox.interpreters.clone(),
-            scratch: sandbox.scratch.clone(),
-        }
-        .subcommand("check", &["--json", "riscv64"])
+        let run = sandbox
+            .with_mount(&plain)
+            .subcommand("check", &["--json", "riscv64"])
         .exit(1);
         let json = run.json();
         assert_eq!(json["platforms"][0]["reason"], "not-mounted", "{run}");

@@ -149,12 +149,9 @@ namespace_test! {
     fn binfmt_misc_not_mounted_where_asked(sandbox: &Sandbox) {
         let plain = sandbox.scratch.join("plain");
         fs::create_dir_all(&plain).unwrap();
-        let run = Sandbox {
-            mount: plain.clone(),
-            interpreters: sandbox.interpreters.clone(),
-            scratch: sandbox.scratch.clone(),
-        }
-        .subcommand("doctor", &["--json"])
+        let run = sandbox
+            .with_mount(&plain)
+            .subcommand("doctor", &["--json"])
         .exit(1);
         let json = run.json();
         let found = finding(&json, &run, "not-mounted");

@@ -199,11 +199,7 @@ namespace_test! {
         }
         assert!(on_fuse(), "fuse-overlayfs did not mount {} (is /dev/fuse there?)", merged.display());
 
-        let on_fuse_sandbox = Sandbox {
-            mount: sandbox.mount.clone(),
-            interpreters: merged.join("var/lib/binfmt"),
-            scratch: sandbox.scratch.clone(),
-        };
+        let on_fuse_sandbox = sandbox.with_interpreters(&merged.join("var/lib/binfmt"));
         let run = on_fuse_sandbox.binfmt(&["--install", "riscv64"]).success();
         assert!(run.stderr.contains("is on FUSE"), "{run}");
         assert!(run.stderr.contains("held in memory"), "{run}");

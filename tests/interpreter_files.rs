@@ -8,7 +8,7 @@
 
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use binfmt_misc::Table;
 use interpreter_files::InterpreterDir;
@@ -18,15 +18,6 @@ use crate::util::{Run, Sandbox, namespace_test};
 
 fn chmod(path: &Path, mode: u32) {
     fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
-}
-
-/// The same sandbox with another interpreter directory.
-fn with_interpreters(sandbox: &Sandbox, interpreters: PathBuf) -> Sandbox {
-    Sandbox {
-        mount: sandbox.mount.clone(),
-        interpreters,
-        scratch: sandbox.scratch.clone(),
-    }
 }
 
 /// Asserts the run was refused before any write, naming `path` and `problem`.
@@ -68,7 +59,7 @@ namespace_test! {
         let parent = sandbox.scratch.join("shared");
         fs::create_dir(&parent).unwrap();
         chmod(&parent, 0o775);
-        let below = with_interpreters(sandbox, parent.join("binfmt").join("interpreters"));
+        let below = sandbox.with_interpreters(&parent.join("binfmt").join("interpreters"));
         let run = below.binfmt(&["--install", "arm64"]);
         assert_refused(sandbox, run, &parent, "is writable by others (mode 0775");
         assert!(emptied(&parent));
@@ -78,7 +69,7 @@ namespace_test! {
         fs::create_dir(&real).unwrap();
         let link = sandbox.scratch.join("link");
         symlink(&real, &link).unwrap();
-        let through_link = with_interpreters(sandbox, link.join("interpreters"));
+        let through_link = sandbox.with_interpreters(&link.join("interpreters"));
         let run = through_link.binfmt(&["--install", "arm64"]);
         let problem = format!("is a symbolic link (to {})", real.display());
         assert_refused(sandbox, run, &link, &problem);

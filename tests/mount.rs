@@ -17,14 +17,7 @@ namespace_test! {
         symlink(&sandbox.mount, &link).unwrap();
         let missing = sandbox.scratch.join("missing");
 
-        let binfmt = |mount: &std::path::Path| {
-            crate::util::Sandbox {
-                mount: mount.to_owned(),
-                interpreters: sandbox.interpreters.clone(),
-                scratch: sandbox.scratch.clone(),
-            }
-            .binfmt(&["--install", "arm64"])
-        };
+        let binfmt = |mount: &std::path::Path| sandbox.with_mount(mount).binfmt(&["--install", "arm64"]);
         let run = binfmt(&plain).exit(1);
         assert!(run.stderr.contains("is not a binfmt_misc mount"), "{run}");
         assert!(run.stderr.contains(plain.to_str().unwrap()), "{run}");

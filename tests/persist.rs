@@ -14,7 +14,7 @@ use std::process::Command;
 use binfmt_misc::BinfmtMisc;
 use qemu_catalog::Arch;
 
-use crate::util::{Run, Sandbox, must, namespace_test};
+use crate::util::{Run, Sandbox, must, names, namespace_test};
 
 /// The fix binfmt prints, as users would paste it.
 const HOST_MOUNT_FIX: &str = "sudo mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc";
@@ -43,14 +43,6 @@ fn unmount_on_the_host(sandbox: &Sandbox) {
     must("umount", &[sandbox.mount.to_str().expect("UTF-8 path")]);
 }
 
-fn entry_names(sandbox: &Sandbox) -> Vec<String> {
-    sandbox
-        .entries()
-        .into_keys()
-        .filter(|name| name != "register" && name != "status")
-        .collect()
-}
-
 namespace_test! {
     /// The kernel fact binfmt guards against (facts file §1): a container that mounts
     /// binfmt_misc itself while the host has none mounted registers into an instance
@@ -63,11 +55,11 @@ namespace_test! {
         let run = in_container("sh", &["-c", register]);
         assert_eq!(run.code, Some(0), "registering in the container:\n{run}");
         BinfmtMisc::mount(&sandbox.mount).expect("mount on the host");
-        assert_eq!(entry_names(sandbox), Vec::<String>::new(), "the entry outlived its instance");
+        assert_eq!(sandbox.entry_names(), names(&[]), "the entry outlived its instance");
 
         let run = in_container("sh", &["-c", register]);
         assert_eq!(run.code, Some(0), "registering in the container:\n{run}");
-        assert_eq!(entry_names(sandbox), ["probe"], "with a host mount the entry stays");
+        assert_eq!(sandbox.entry_names(), names(&["probe"]), "with a host mount the entry stays");
     }
 }
 
@@ -93,7 +85,7 @@ namespace_test! {
         assert!(status.stderr.contains("binfmt_misc is not mounted on the host"), "{status}");
 
         BinfmtMisc::mount(&sandbox.mount).expect("mount on the host");
-        assert_eq!(entry_names(sandbox), Vec::<String>::new());
+        assert_eq!(sandbox.entry_names(), names(&[]));
         sandbox.assert_does_not_run(Arch::Riscv64);
 
         // The fix works: with the host's mount in place, the same command succeeds.
@@ -109,14 +101,14 @@ namespace_test! {
         let run = binfmt_in_container(sandbox, &["--install", "riscv64,s390x"]).success();
         assert!(run.stderr.contains("the instance is shared with another mount"), "{run}");
         assert!(run.stderr.contains("installing: riscv64 OK\n"), "{run}");
-        assert_eq!(entry_names(sandbox), ["qemu-riscv64", "qemu-s390x"]);
+        assert_eq!(sandbox.entry_names(), names(&["qemu-riscv64", "qemu-s390x"]));
         sandbox.assert_runs(Arch::Riscv64);
         sandbox.assert_runs(Arch::S390x);
         // A second container finds them in place and writes nothing.
         let rerun = binfmt_in_container(sandbox, &["--install", "riscv64,s390x"]).success();
         assert!(rerun.stderr.contains("installing: s390x OK (already registered)"), "{rerun}");
         // The lifetime probe left no marker behind.
-        assert_eq!(entry_names(sandbox), ["qemu-riscv64", "qemu-s390x"]);
+        assert_eq!(sandbox.entry_names(), names(&["qemu-riscv64", "qemu-s390x"]));
     }
 }
 

@@ -7,19 +7,11 @@ use qemu_catalog::Arch;
 
 use crate::util::{Sandbox, foreign_arches, namespace_test};
 
-fn entry_names(sandbox: &Sandbox) -> BTreeSet<String> {
-    sandbox
-        .entries()
-        .into_keys()
-        .filter(|name| name != "register" && name != "status")
-        .collect()
-}
-
 namespace_test! {
     fn uninstall_removes_exactly_what_matches(sandbox: &Sandbox) {
         sandbox.binfmt(&["--install", "all"]).success();
         let all: BTreeSet<String> = foreign_arches().iter().map(|a| a.entry_name()).collect();
-        assert_eq!(entry_names(sandbox), all);
+        assert_eq!(sandbox.entry_names(), all);
 
         // By architecture name, in two spellings.
         let run = sandbox.binfmt(&["--uninstall", "aarch64,linux/riscv64"]).success();
@@ -27,13 +19,13 @@ namespace_test! {
         let mut expected = all.clone();
         expected.remove("qemu-aarch64");
         expected.remove("qemu-riscv64");
-        assert_eq!(entry_names(sandbox), expected);
+        assert_eq!(sandbox.entry_names(), expected);
         sandbox.assert_does_not_run(Arch::Arm64);
         sandbox.assert_runs(Arch::S390x);
 
         // Reinstalling works.
         sandbox.binfmt(&["--install", "arm64,riscv64"]).success();
-        assert_eq!(entry_names(sandbox), all);
+        assert_eq!(sandbox.entry_names(), all);
         sandbox.assert_runs(Arch::Arm64);
 
         // By glob: everything ours, but not another tool's entry.
@@ -45,7 +37,7 @@ namespace_test! {
         };
         binfmt_misc::Table::register(&sandbox.table(), &other).unwrap();
         sandbox.binfmt(&["--uninstall", "qemu-*"]).success();
-        assert_eq!(entry_names(sandbox), BTreeSet::from(["other-tool".to_owned()]));
+        assert_eq!(sandbox.entry_names(), BTreeSet::from(["other-tool".to_owned()]));
 
         // Nothing left to match is success: the state asked for holds.
         let run = sandbox.binfmt(&["--uninstall", "qemu-*"]).success();
@@ -62,6 +54,6 @@ namespace_test! {
         }
         assert!(sandbox.mount.join("register").exists());
         assert!(sandbox.mount.join("status").exists());
-        assert!(entry_names(sandbox).contains("qemu-s390x"));
+        assert!(sandbox.entry_names().contains("qemu-s390x"));
     }
 }

@@ -10,7 +10,7 @@
 //! exactly one test and passed, and that the machine's global binfmt_misc is the same
 //! before and after.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -126,6 +126,32 @@ impl Sandbox {
     /// The names and contents of every entry, for comparing states.
     pub fn entries(&self) -> BTreeMap<String, String> {
         read_entries(&self.mount)
+    }
+
+    /// The names of the private table's entries (not its `register` and `status`).
+    pub fn entry_names(&self) -> BTreeSet<String> {
+        self.entries()
+            .into_keys()
+            .filter(|name| name != "register" && name != "status")
+            .collect()
+    }
+
+    /// The same sandbox with `--mount` pointing at `mount` instead.
+    pub fn with_mount(&self, mount: &Path) -> Sandbox {
+        Sandbox {
+            mount: mount.to_owned(),
+            interpreters: self.interpreters.clone(),
+            scratch: self.scratch.clone(),
+        }
+    }
+
+    /// The same sandbox with another interpreter directory.
+    pub fn with_interpreters(&self, interpreters: &Path) -> Sandbox {
+        Sandbox {
+            mount: self.mount.clone(),
+            interpreters: interpreters.to_owned(),
+            scratch: self.scratch.clone(),
+        }
     }
 
     /// Writes a program for `arch` that prints `message` and exits with `status`.
@@ -542,6 +568,11 @@ impl GlobalTable {
     pub fn exclusive() -> GlobalTable {
         GlobalTable::lock(rustix::fs::FlockOperation::LockExclusive)
     }
+}
+
+/// A set of entry names, to compare with [`Sandbox::entry_names`].
+pub fn names(list: &[&str]) -> BTreeSet<String> {
+    list.iter().map(|name| (*name).to_owned()).collect()
 }
 
 /// The workspace's top directory.
