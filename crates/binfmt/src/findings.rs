@@ -398,8 +398,8 @@ impl Finding {
                     .to_owned(),
             ),
             Finding::BinfmtMiscMissing => Fix::Advice(
-                "modprobe binfmt_misc on the host; if there is no such module, use a kernel \
-                 built with CONFIG_BINFMT_MISC"
+                "modprobe binfmt_misc on the host (as root: `sudo modprobe binfmt_misc`); if \
+                 there is no such module, use a kernel built with CONFIG_BINFMT_MISC"
                     .to_owned(),
             ),
             Finding::KernelTooOldForF { .. } => Fix::Advice(

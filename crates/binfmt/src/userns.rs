@@ -13,11 +13,15 @@
 use std::fmt;
 use std::fs::OpenOptions;
 use std::io::{self, Write as _};
+use std::path::Path;
+
+use binfmt_misc::DEFAULT_MOUNT;
 
 use rustix::io::Errno;
 use rustix::mount::MountPropagationFlags;
 use rustix::thread::UnshareFlags;
 
+use crate::findings::Finding;
 use crate::host::{
     self, APPARMOR_CURRENT, APPARMOR_RESTRICT_USERNS, HostFacts, MAX_USER_NAMESPACES, SELF_STATUS,
     UNPRIVILEGED_USERNS_CLONE,
@@ -144,7 +148,7 @@ pub enum Cause {
     /// The kernel is older than 6.7: its binfmt_misc cannot be mounted in a user
     /// namespace.
     KernelTooOld { release: String },
-    /// The kernel has no binfmt_misc.
+    /// The kernel has no binfmt_misc (worded as [`Finding::BinfmtMiscMissing`]).
     NoBinfmtMisc,
     /// User namespaces nest at most 32 deep.
     NestedTooDeep,
@@ -209,11 +213,16 @@ impl fmt::Display for Cause {
                  be mounted inside a user namespace; upgrade the kernel, {SYSTEM_WIDE}",
                 PRIVATE_BINFMT_MISC_SINCE.0, PRIVATE_BINFMT_MISC_SINCE.1
             ),
-            Cause::NoBinfmtMisc => write!(
-                f,
-                "the kernel has no binfmt_misc (CONFIG_BINFMT_MISC): load the module as root \
-                 with `sudo modprobe binfmt_misc`"
-            ),
+            Cause::NoBinfmtMisc => {
+                let mount = Path::new(DEFAULT_MOUNT);
+                let finding = Finding::BinfmtMiscMissing;
+                write!(
+                    f,
+                    "{}; {}",
+                    finding.problem(mount),
+                    finding.fix(mount).text(mount)
+                )
+            }
             Cause::NestedTooDeep => f.write_str(
                 "user namespaces nest at most 32 deep and this process is already that deep; \
                  run binfmt from an outer namespace",
@@ -555,6 +564,9 @@ mod tests {
                 [Cause::NoBinfmtMisc]
             );
         }
+        let shown = Cause::NoBinfmtMisc.to_string();
+        assert!(shown.contains("`sudo modprobe binfmt_misc`"), "{shown}");
+        assert!(shown.contains("CONFIG_BINFMT_MISC"), "{shown}");
         assert_eq!(
             diagnose(Step::CreateUserNamespace, Errno::USERS, &allowing()),
             [Cause::NestedTooDeep]
