@@ -272,3 +272,39 @@ fn decode_jobs_in_threads(
         result
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::error::io_error;
+
+    #[test]
+    fn a_decoding_error_gets_the_path_of_what_was_written() {
+        let path = Path::new("/var/lib/binfmt/.qemu-arm-0123456789abcdef.tmp-7");
+        let at_path = |action, source| io_error(path, action, source);
+        for (error, action) in [
+            (DecodeError::Sink(io::Error::from_raw_os_error(28)), "write"),
+            (
+                DecodeError::Internal {
+                    action: "decode",
+                    what: "a decoding thread panicked",
+                },
+                "decode",
+            ),
+        ] {
+            match error.into_error(at_path) {
+                Error::Io {
+                    path: named,
+                    action: done,
+                    ..
+                } => {
+                    assert_eq!(named, path);
+                    assert_eq!(done, action);
+                }
+                other => panic!("expected an Io error, got {other:?}"),
+            }
+        }
+    }
+}

@@ -174,3 +174,44 @@ fn clone_io(error: &io::Error) -> io::Error {
         None => io::Error::new(error.kind(), error.to_string()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_duplicate_keeps_the_path_the_action_and_the_errno() {
+        let path = Path::new("/var/lib/binfmt/.qemu-riscv64-0123456789abcdef.tmp-1");
+        let full = io_error(path, "write", io::Error::from_raw_os_error(28));
+        let copy = full.duplicate();
+        match &copy {
+            Error::Io {
+                path: copied,
+                action,
+                source,
+            } => {
+                assert_eq!(copied, path);
+                assert_eq!(*action, "write");
+                assert_eq!(source.raw_os_error(), Some(28));
+            }
+            other => panic!("expected an Io error, got {other:?}"),
+        }
+        assert_eq!(copy.to_string(), full.to_string());
+        assert!(copy.to_string().contains(&path.display().to_string()));
+        assert!(std::error::Error::source(&copy).is_some());
+    }
+
+    #[test]
+    fn a_read_only_filesystem_names_the_directory() {
+        let error = io_error(
+            Path::new("/ro/binfmt/qemu-s390x"),
+            "create",
+            io::Error::from_raw_os_error(Errno::ROFS.raw_os_error()),
+        );
+        assert!(
+            matches!(&error, Error::ReadOnly { path } if path == Path::new("/ro/binfmt")),
+            "{error:?}"
+        );
+        assert!(matches!(error.duplicate(), Error::ReadOnly { .. }));
+    }
+}
