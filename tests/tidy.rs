@@ -587,3 +587,60 @@ fn every_crate_takes_the_workspace_lints_and_forbids_unsafe_code_it_has_none_of(
          forbids it at its root: {missing:?}"
     );
 }
+
+/// ARCHITECTURE.md's code map stays the layout: every crate under crates/ has its
+/// `### \`crates/<name>\`` section, which names each of its modules (`file.rs`, or
+/// `dir/` for a module with submodules).
+#[test]
+fn architecture_md_maps_every_crate_and_module() {
+    let map =
+        fs::read_to_string(workspace_root().join("ARCHITECTURE.md")).expect("read ARCHITECTURE.md");
+    let mut missing = Vec::new();
+    let mut crates: Vec<PathBuf> = fs::read_dir(workspace_root().join("crates"))
+        .expect("read crates/")
+        .filter_map(|entry| Some(entry.ok()?.path()))
+        .collect();
+    crates.sort();
+    for dir in crates {
+        let name = dir
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        let heading = format!("### `crates/{name}`");
+        let Some(start) = map.find(&heading) else {
+            missing.push(heading);
+            continue;
+        };
+        let rest = &map[start + heading.len()..];
+        let section = &rest[..rest.find("\n#").unwrap_or(rest.len())];
+        let Ok(entries) = fs::read_dir(dir.join("src")) else {
+            continue;
+        };
+        let mut modules: Vec<String> = entries
+            .filter_map(|entry| {
+                let entry = entry.ok()?;
+                let file = entry.file_name().to_string_lossy().into_owned();
+                if entry.path().is_dir() {
+                    Some(format!("{file}/"))
+                } else {
+                    let keep = file.ends_with(".rs")
+                        && !["lib.rs", "main.rs", "testing.rs"].contains(&file.as_str());
+                    keep.then_some(file)
+                }
+            })
+            .collect();
+        modules.sort();
+        for module in modules {
+            if !section.contains(&format!("`{module}`")) && !section.contains(&format!("{module}`"))
+            {
+                missing.push(format!("crates/{name}/src/{module}"));
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "ARCHITECTURE.md's code map does not name these; add a sentence on each to its \
+         crate's section: {missing:?}"
+    );
+}
