@@ -220,7 +220,6 @@ class Finding:
     """A build that needs emulation nothing before it registered."""
 
     build: Build
-    runner: str | None  # the runner's architecture, None when unknown
     uncovered: list[str]  # the architectures that need emulation and have none
 
 
@@ -249,7 +248,7 @@ def first_finding(runner: str | None, events: Iterable[Build | Registration]) ->
             continue
         uncovered = _needs(runner, event.arches, covered | event.emulated)
         if uncovered:
-            return Finding(build=event, runner=runner, uncovered=uncovered)
+            return Finding(build=event, uncovered=uncovered)
     return None
 
 
