@@ -190,10 +190,10 @@ def job_of(record: dict, case: Case) -> str:
 
 
 def cli_record(cli: str, relative: str) -> str:
-    """The CLI report's record of the one finding in `relative`, from `Check:` down to
-    its last code line."""
+    """The CLI report's record of the one failed job in `relative`, from `Check:` down
+    to its last code line."""
     blocks = re.split(r"\n(?=Check: )", cli)
-    found = [block for block in blocks if f"\tFile: {relative}:" in block]
+    found = [b for b in blocks if f"\tFile: {relative}:" in b and "\tFAILED for resource: " in b]
     if len(found) != 1:
         raise AssertionError(f"expected one record for {relative} in the CLI report, got {len(found)}")
     lines = found[0].split("\n")
