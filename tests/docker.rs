@@ -50,26 +50,37 @@ const LEAST_PRIVILEGE: [&str; 5] = [
 /// Set to skip this test where no Docker engine runs.
 const SKIP_ENV: &str = "BINFMT_SKIP_DOCKER";
 
-fn docker(args: &[&str]) -> Run {
+pub(crate) fn docker(args: &[&str]) -> Run {
     let mut command = Command::new("docker");
     command.args(args);
     Run::of(command)
 }
 
-/// Whether an engine answers; `Err` says why not.
-fn engine() -> Result<String, String> {
+/// Whether a Docker engine answers. Without one the calling test fails, saying so,
+/// unless [`SKIP_ENV`] asks to skip it: then this says so loudly and returns false.
+pub(crate) fn engine_answers(test: &str) -> bool {
     let run = Command::new("docker")
         .args(["version", "--format", "{{.Server.Version}}"])
-        .output()
-        .map_err(|error| format!("cannot run the docker client: {error}"))?;
-    if run.status.success() {
-        Ok(String::from_utf8_lossy(&run.stdout).trim().to_owned())
-    } else {
-        Err(format!(
+        .output();
+    let reason = match run {
+        Ok(run) if run.status.success() => {
+            report(&format!(
+                "docker: engine {}",
+                String::from_utf8_lossy(&run.stdout).trim()
+            ));
+            return true;
+        }
+        Ok(run) => format!(
             "no Docker engine answers: {}",
             String::from_utf8_lossy(&run.stderr).trim()
-        ))
+        ),
+        Err(error) => format!("cannot run the docker client: {error}"),
+    };
+    if std::env::var_os(SKIP_ENV).is_some() {
+        report(&format!("SKIPPED {test}: {reason} ({SKIP_ENV} is set)"));
+        return false;
     }
+    panic!("{reason}. This test needs a Docker engine: start one, or set {SKIP_ENV}=1 to skip it")
 }
 
 /// The names of capabilities 0 to 40 (`include/uapi/linux/capability.h`).
@@ -117,21 +128,25 @@ const CAPABILITIES: [&str; 41] = [
     "CHECKPOINT_RESTORE",
 ];
 
-/// How to run a container "privileged" on this engine.
+/// How to run a container "privileged" on this engine; `probe` is a command of
+/// `image` that exits 0 (what follows the image on `docker run`'s command line).
 ///
 /// `--privileged` grants every capability. An engine whose own bounding set lacks one
 /// (this project's VMs drop CAP_SYS_RESOURCE) cannot, and runc fails with "unable to
 /// apply caps". Then the same privileges minus the missing capabilities are asked for
 /// one by one, and the test says so: what binfmt needs (CAP_SYS_ADMIN, a writable
 /// /proc/sys, no seccomp filter in the way) is all there.
-fn privileged(image: &str) -> Vec<String> {
-    let probe = docker(&["run", "--rm", "--privileged", image, "--version"]);
-    if probe.code == Some(0) {
+pub(crate) fn privileged(image: &str, probe: &[&str]) -> Vec<String> {
+    let mut args = vec!["run", "--rm", "--privileged", image];
+    args.extend_from_slice(probe);
+    let run = docker(&args);
+    if run.code == Some(0) {
         return vec!["--privileged".to_owned()];
     }
     assert!(
-        probe.stderr.contains("unable to apply caps"),
-        "docker run --privileged {image} --version failed:\n{probe}"
+        run.stderr.contains("unable to apply caps"),
+        "docker {} failed:\n{run}",
+        args.join(" ")
     );
     let bounding = std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -246,13 +261,13 @@ impl Drop for Images {
 
 /// The global table for the test's duration: mounted by the test if it was not, the
 /// entries it registers removed at the end, whatever happens.
-struct GlobalEntries {
+pub(crate) struct GlobalEntries {
     mounted_here: bool,
     _lock: GlobalTable,
 }
 
 impl GlobalEntries {
-    fn open(lock: GlobalTable) -> GlobalEntries {
+    pub(crate) fn open(lock: GlobalTable) -> GlobalEntries {
         let mounted_here = match BinfmtMisc::open(DEFAULT_MOUNT) {
             Ok(_) => false,
             Err(binfmt_misc::Error::NotBinfmtMisc { .. }) => {
@@ -317,25 +332,14 @@ fn the_image_does_what_setup_qemu_action_asks_on_a_real_engine() {
     if !cfg!(target_arch = "x86_64") {
         panic!("this test registers arm64 as the foreign architecture: run it on x86_64");
     }
-    match engine() {
-        Ok(version) => report(&format!("docker: engine {version}")),
-        Err(reason) if std::env::var_os(SKIP_ENV).is_some() => {
-            report(&format!(
-                "SKIPPED docker::the_image_does_what_setup_qemu_action_asks_on_a_real_engine: \
-                 {reason} ({SKIP_ENV} is set)"
-            ));
-            return;
-        }
-        Err(reason) => panic!(
-            "{reason}. This test needs a Docker engine: start one, or set {SKIP_ENV}=1 to \
-             skip it"
-        ),
+    if !engine_answers("docker::the_image_does_what_setup_qemu_action_asks_on_a_real_engine") {
+        return;
     }
     dist();
     let mut images = Images::new();
     let image = images.build("amd64");
     let arm64_image = images.build("arm64");
-    let privileged = privileged(&image);
+    let privileged = privileged(&image, &["--version"]);
     let run_image = |args: &[&str]| {
         let mut all: Vec<&str> = vec!["run", "--rm"];
         all.extend(privileged.iter().map(String::as_str));

@@ -584,3 +584,14 @@ pub fn report(line: &str) {
     use std::io::Write as _;
     let _ = writeln!(std::io::stderr(), "{line}");
 }
+
+/// binfmt's cache directory, `${XDG_CACHE_HOME:-~/.cache}/binfmt`: pinned blobs, zig,
+/// Debian packages, buildx's Docker config.
+pub fn binfmt_cache() -> PathBuf {
+    std::env::var_os("XDG_CACHE_HOME")
+        .filter(|dir| !dir.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(".cache")))
+        .expect("XDG_CACHE_HOME or HOME")
+        .join("binfmt")
+}
