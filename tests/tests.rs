@@ -24,4 +24,5 @@ mod probe;
 mod proofs;
 mod run;
 mod systemd;
+mod systemd_boot;
 mod uninstall;
