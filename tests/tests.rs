@@ -23,6 +23,7 @@ mod persist;
 mod probe;
 mod proofs;
 mod run;
+mod seed;
 mod systemd;
 mod systemd_boot;
 mod uninstall;

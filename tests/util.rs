@@ -595,3 +595,20 @@ pub fn binfmt_cache() -> PathBuf {
         .expect("XDG_CACHE_HOME or HOME")
         .join("binfmt")
 }
+
+/// A Debian package of trixie (`busybox-static:arm64`), unpacked by
+/// `tools/debian-package` into binfmt's cache (downloaded once); its directory.
+pub fn debian_package(spec: &str) -> PathBuf {
+    let output = Command::new(workspace_root().join("tools/debian-package"))
+        .arg(binfmt_cache().join("debian-packages"))
+        .arg(spec)
+        .output()
+        .expect("run tools/debian-package");
+    assert!(
+        output.status.success(),
+        "tools/debian-package {spec} failed ({}):\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    PathBuf::from(String::from_utf8_lossy(&output.stdout).trim())
+}
