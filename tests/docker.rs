@@ -36,7 +36,8 @@ use qemu_catalog::Arch;
 
 use crate::kubernetes;
 use crate::util::{
-    GlobalTable, Run, binfmt_cache, dist, foreign_arches, machine, report, workspace_root,
+    GlobalTable, Run, binfmt_cache, dist, foreign_arches, machine, readme_block, report,
+    workspace_root,
 };
 
 /// Entries this test may register in the global table: every architecture foreign
@@ -218,14 +219,7 @@ pub(crate) struct BuildCommand {
 /// block): the tests run exactly these lines, so the README cannot drift from what
 /// works.
 pub(crate) fn readme_build_commands() -> Vec<BuildCommand> {
-    let readme = std::fs::read_to_string(workspace_root().join("README.md")).expect("README.md");
-    let block = readme
-        .split_once("\n### The container image\n")
-        .and_then(|(_, section)| section.split_once("```sh\n"))
-        .and_then(|(_, block)| block.split_once("```"))
-        .map(|(block, _)| block)
-        .expect("README.md: an sh block under \"### The container image\"");
-    block
+    readme_block("The container image", "sh")
         .lines()
         .map(str::trim)
         .filter(|line| !line.is_empty() && !line.starts_with('#'))
@@ -521,14 +515,16 @@ impl Drop for BuildCache {
 }
 
 /// The global table for the test's duration: mounted by the test if it was not, the
-/// entries it registers removed at the end, whatever happens.
-pub(crate) struct GlobalEntries {
+/// entries it registers removed at the end, whatever happens. It borrows the lock, so
+/// that the test holds it until its other guards (images, BuildKit's cache) are done
+/// too: a test declares the lock first, and it drops last.
+pub(crate) struct GlobalEntries<'lock> {
     mounted_here: bool,
-    _lock: GlobalTable,
+    _lock: &'lock GlobalTable,
 }
 
-impl GlobalEntries {
-    pub(crate) fn open(lock: GlobalTable) -> GlobalEntries {
+impl GlobalEntries<'_> {
+    pub(crate) fn open(lock: &GlobalTable) -> GlobalEntries<'_> {
         let mounted_here = match BinfmtMisc::open(DEFAULT_MOUNT) {
             Ok(_) => false,
             Err(binfmt_misc::Error::NotBinfmtMisc { .. }) => {
@@ -566,7 +562,7 @@ impl GlobalEntries {
     }
 }
 
-impl Drop for GlobalEntries {
+impl Drop for GlobalEntries<'_> {
     fn drop(&mut self) {
         if let Ok(table) = BinfmtMisc::open(DEFAULT_MOUNT) {
             for name in entries() {
@@ -663,7 +659,7 @@ fn the_image_does_what_setup_qemu_action_asks_on_a_real_engine() {
                 is covered by persist::a_container_refuses_to_register_when_the_host_has_no_mount",
         );
     }
-    let global = GlobalEntries::open(lock);
+    let global = GlobalEntries::open(&lock);
 
     // docker/setup-qemu-action: --version, --install <platforms>, then the status.
     let version = run_image(&["--version"]).success();

@@ -25,7 +25,7 @@ use crate::docker::{
     BuildCache, Builder, GlobalEntries, Images, buildx, buildx_docker_config, docker,
     engine_answers, privileged, readme_build_command,
 };
-use crate::util::{GlobalTable, Run, debian_package, dist, host_arch, report, workspace_root};
+use crate::util::{GlobalTable, Run, debian_package, dist, host_arch, readme_block, report};
 
 /// The seed's failure: BuildKit's `RUN /bin/sh -c ...` of an arm64 shell that the kernel
 /// cannot run.
@@ -46,15 +46,8 @@ struct Step {
 /// The walk-through under the README's "### The seed's session, replayed" heading (its
 /// first `console` block).
 fn readme_walk_through() -> Vec<Step> {
-    let readme = std::fs::read_to_string(workspace_root().join("README.md")).expect("README.md");
-    let block = readme
-        .split_once("\n### The seed's session, replayed\n")
-        .and_then(|(_, section)| section.split_once("```console\n"))
-        .and_then(|(_, block)| block.split_once("```"))
-        .map(|(block, _)| block)
-        .expect("README.md: a console block under \"### The seed's session, replayed\"");
     let mut steps: Vec<Step> = Vec::new();
-    for line in block.lines() {
+    for line in readme_block("The seed's session, replayed", "console").lines() {
         if let Some(command) = line.strip_prefix("$ ") {
             steps.push(Step {
                 command: command.to_owned(),
@@ -251,7 +244,7 @@ fn the_seeds_failing_buildx_build_passes_after_install_arm64() {
     // Mounted now (the guard refuses to go on where foreign entries are registered
     // already, and undoes its mount at the end), and still nothing for arm64: the
     // same error, and `check` says why.
-    let global = GlobalEntries::open(lock);
+    let global = GlobalEntries::open(&lock);
     let failed = seed_build(&docker_config, &seed_tag, &context);
     assert_eq!(failed.code, Some(1), "{failed}");
     assert!(failed.stderr.contains(EXEC_FORMAT_ERROR), "{failed}");

@@ -122,7 +122,7 @@ fn binfmt_service_registers_at_boot_and_again_when_systemd_binfmt_restarts() {
         "systemd_boot: {:.1} s waiting for the machine-wide lock",
         waited.elapsed().as_secs_f64()
     ));
-    let _global = GlobalEntries::open(lock);
+    let _global = GlobalEntries::open(&lock);
     let table = BinfmtMisc::open(DEFAULT_MOUNT).expect("the host's binfmt_misc, mounted");
     let present = table.entry_names().expect("the global table's entries");
     assert!(

@@ -585,6 +585,18 @@ pub fn report(line: &str) {
     let _ = writeln!(std::io::stderr(), "{line}");
 }
 
+/// The first ```` ```language ```` block of the README section under `### heading`:
+/// commands the tests run as the README shows them, or outputs they check.
+pub fn readme_block(heading: &str, language: &str) -> String {
+    let readme = fs::read_to_string(workspace_root().join("README.md")).expect("README.md");
+    readme
+        .split_once(&format!("\n### {heading}\n"))
+        .and_then(|(_, section)| section.split_once(&format!("```{language}\n")))
+        .and_then(|(_, block)| block.split_once("```"))
+        .map(|(block, _)| block.to_owned())
+        .unwrap_or_else(|| panic!("README.md: no {language} block under \"### {heading}\""))
+}
+
 /// binfmt's cache directory, `${XDG_CACHE_HOME:-~/.cache}/binfmt`: pinned blobs, zig,
 /// Debian packages, buildx's Docker config.
 pub fn binfmt_cache() -> PathBuf {
