@@ -25,7 +25,9 @@ use crate::docker::{
     BuildCache, Builder, GlobalEntries, Images, buildx, buildx_docker_config, docker,
     engine_answers, privileged, readme_build_command,
 };
-use crate::util::{GlobalTable, Run, debian_package, dist, host_arch, readme_block, report};
+use crate::util::{
+    GlobalTable, Run, debian_package, dist, host_arch, line_with, readme_block, report,
+};
 
 /// The seed's failure: BuildKit's `RUN /bin/sh -c ...` of an arm64 shell that the kernel
 /// cannot run.
@@ -248,6 +250,17 @@ fn the_seeds_failing_buildx_build_passes_after_install_arm64() {
     let failed = seed_build(&docker_config, &seed_tag, &context);
     assert_eq!(failed.code, Some(1), "{failed}");
     assert!(failed.stderr.contains(EXEC_FORMAT_ERROR), "{failed}");
+    // What the README says of this state: doctor finds nothing wrong (nothing is),
+    // and its runs: line has no linux/arm64; check names the missing entry.
+    let doctor = binfmt_on_the_host(&["doctor"]).success();
+    assert!(
+        doctor
+            .stdout
+            .ends_with("binfmt doctor: no problems found\n"),
+        "{doctor}"
+    );
+    let runs = line_with(&doctor.stdout, "runs: ");
+    assert!(!runs.contains("linux/arm64"), "{doctor}");
     let check = binfmt_on_the_host(&["check", "linux/arm64"]).exit(1);
     readme.next("sudo binfmt check linux/arm64", &check);
     let listed = |inspect: &Run| {
@@ -295,7 +308,17 @@ fn the_seeds_failing_buildx_build_passes_after_install_arm64() {
     readme.next("docker buildx build", &passed);
     readme.end();
 
+    // The README's warning: with the entry gone, Docker 20.10's BuildKit still lists
+    // linux/arm64 (its worker only ever adds platforms).
     drop(global);
+    let inspect = buildx(&docker_config, &["inspect", "--bootstrap"]).success();
+    if inspect.stdout.contains("BuildKit version: v0.8") {
+        assert!(
+            listed(&inspect),
+            "the README says BuildKit v0.8 keeps listing linux/arm64 after its entry is \
+             gone:\n{inspect}"
+        );
+    }
     drop(images);
     drop(cache);
 }
