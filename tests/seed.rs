@@ -7,6 +7,10 @@
 //! The README's Troubleshooting section shows this session with the outputs this test
 //! saw: the test reads that walk-through and checks every output line it quotes
 //! against what it sees now, step by step, so the README cannot drift from the truth.
+//! The commands differ from the README's only where a test must: a tag of its own,
+//! `--no-cache` and `--progress=plain` for the builds, the release binary as `sudo
+//! binfmt`, the equivalent of `--privileged` this engine can grant (`privileged`), and
+//! the mount made by the guard, as doctor's fix says.
 //!
 //! Like `docker`, it changes the machine's own binfmt_misc (an arm64 entry, for the
 //! engine's BuildKit) under the machine-wide lock, refuses to run where foreign entries
