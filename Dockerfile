@@ -2,30 +2,27 @@
 #
 # It only packages what `cargo xtask dist` built (static binaries that carry their
 # emulators), so it has no RUN step and building the arm64 image needs no emulation.
+# The README ("The container image") has the build commands; the Docker test runs
+# exactly those, with BuildKit (buildx) and with the classic builder.
 #
-#   cargo xtask fetch && cargo xtask dist
-#   docker buildx build --platform linux/amd64,linux/arm64 -t REGISTRY/binfmt:TAG --push .
-#
-# The classic builder (no buildx) sets no TARGETARCH: pass it, one platform at a
-# time, and use --no-cache, as that builder's cache does not tell platforms apart:
-#
-#   docker build --no-cache --platform linux/arm64 --build-arg TARGETARCH=arm64 -t binfmt:arm64 .
+# Written for both builders, down to BuildKit v0.8 (Docker 20.10):
+# - BuildKit sets TARGETARCH from --platform; the classic builder sets nothing, so
+#   it needs --build-arg TARGETARCH=<arch>.
+# - TARGETARCH is declared inside the last stage, after a COPY: the classic builder
+#   records an ARG step that comes first in a stage as an image of the daemon's own
+#   platform, and then refuses to build on it for another one. It is not declared
+#   before the first FROM: BuildKit v0.8 then empties it.
 
-# Set by buildx/BuildKit from --platform (amd64, arm64). Declared before the first
-# FROM so that it can choose the stage below: a COPY that used it inside a stage
-# would need an ARG step there, which the classic builder records as an image of
-# the daemon's platform and then refuses to build on for another one.
-ARG TARGETARCH
+# Every binary under its platform's name. Adding a platform is one line here.
+FROM scratch AS binaries
+COPY dist/binfmt-x86_64-linux-musl /linux-amd64/binfmt
+COPY dist/binfmt-aarch64-linux-musl /linux-arm64/binfmt
 
-FROM scratch AS linux-amd64
-COPY dist/binfmt-x86_64-linux-musl /usr/bin/binfmt
-
-FROM scratch AS linux-arm64
-COPY dist/binfmt-aarch64-linux-musl /usr/bin/binfmt
-
-FROM linux-${TARGETARCH}
+FROM scratch
 # QEMU is GPL-2.0: its license and where its source is go with its binaries.
 COPY qemu-blobs/COPYING qemu-blobs/README.md /usr/share/doc/binfmt/qemu/
+ARG TARGETARCH
+COPY --from=binaries /linux-${TARGETARCH}/binfmt /usr/bin/binfmt
 # Emulators are written here (disk, not RAM) and registered with flag F, so the
 # kernel keeps them open after the container is gone. A volume puts them on the
 # host's disk: on a container filesystem served by a daemon (fuse-overlayfs) the open

@@ -1,11 +1,19 @@
 //! The image, for real, on this machine's Docker engine: built from `dist/` with the
-//! repository's `Dockerfile`, then used the way docker/setup-qemu-action uses it.
+//! repository's `Dockerfile` by the README's own build commands (BuildKit through
+//! buildx, and the classic builder, for linux/amd64 and linux/arm64), then used the
+//! way docker/setup-qemu-action uses it.
 //!
-//! This is the one test that changes the machine's own (global) binfmt_misc table: the
-//! engine can run an arm64 image only through an arm64 emulator registered there. It
-//! registers foreign architectures only (arm64, riscv64), holds the cross-process lock
-//! that keeps namespace tests from comparing the global table meanwhile, and a guard
-//! removes exactly what it added, and unmounts binfmt_misc only if it mounted it, on
+//! buildx is what `.ci/run` provides (`tools/docker-buildx`: Debian trixie's
+//! docker-buildx in a private Docker config directory); with its default driver,
+//! docker, it builds with the engine's own BuildKit (v0.8 in Docker 20.10).
+//!
+//! This is one of the two tests that change the machine's own (global) binfmt_misc
+//! table (with `seed`): the engine can run an arm64 image only through an arm64
+//! emulator registered there. It registers foreign architectures only, holds the
+//! cross-process lock that keeps namespace tests from comparing the global table
+//! meanwhile (and other checkouts' Docker tests from sharing the README's image tags
+//! and BuildKit's cache), and guards remove exactly what it added (entries, images,
+//! tags, BuildKit cache records), and unmount binfmt_misc only if it mounted it, on
 //! success and on failure alike.
 //!
 //! Why it may mount binfmt_misc on the host: a container never sees the host's mount,
@@ -18,14 +26,19 @@
 //! Without a Docker engine the test fails and says so, unless `BINFMT_SKIP_DOCKER=1`
 //! asks to skip it (CI sets it where no engine runs), which it reports loudly.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Instant;
 
 use binfmt_misc::{BinfmtMisc, DEFAULT_MOUNT, Table};
 use qemu_catalog::Arch;
 
 use crate::kubernetes;
-use crate::util::{GlobalTable, Run, dist, foreign_arches, machine, report, workspace_root};
+use crate::util::{
+    GlobalTable, Run, binfmt_cache, dist, foreign_arches, machine, readme_block, report,
+    workspace_root,
+};
 
 /// Entries this test may register in the global table: every architecture foreign
 /// to this host (the DaemonSet's config says "all"), never a native one.
@@ -50,26 +63,37 @@ const LEAST_PRIVILEGE: [&str; 5] = [
 /// Set to skip this test where no Docker engine runs.
 const SKIP_ENV: &str = "BINFMT_SKIP_DOCKER";
 
-fn docker(args: &[&str]) -> Run {
+pub(crate) fn docker(args: &[&str]) -> Run {
     let mut command = Command::new("docker");
     command.args(args);
     Run::of(command)
 }
 
-/// Whether an engine answers; `Err` says why not.
-fn engine() -> Result<String, String> {
+/// Whether a Docker engine answers. Without one the calling test fails, saying so,
+/// unless [`SKIP_ENV`] asks to skip it: then this says so loudly and returns false.
+pub(crate) fn engine_answers(test: &str) -> bool {
     let run = Command::new("docker")
         .args(["version", "--format", "{{.Server.Version}}"])
-        .output()
-        .map_err(|error| format!("cannot run the docker client: {error}"))?;
-    if run.status.success() {
-        Ok(String::from_utf8_lossy(&run.stdout).trim().to_owned())
-    } else {
-        Err(format!(
+        .output();
+    let reason = match run {
+        Ok(run) if run.status.success() => {
+            report(&format!(
+                "docker: engine {}",
+                String::from_utf8_lossy(&run.stdout).trim()
+            ));
+            return true;
+        }
+        Ok(run) => format!(
             "no Docker engine answers: {}",
             String::from_utf8_lossy(&run.stderr).trim()
-        ))
+        ),
+        Err(error) => format!("cannot run the docker client: {error}"),
+    };
+    if std::env::var_os(SKIP_ENV).is_some() {
+        report(&format!("SKIPPED {test}: {reason} ({SKIP_ENV} is set)"));
+        return false;
     }
+    panic!("{reason}. This test needs a Docker engine: start one, or set {SKIP_ENV}=1 to skip it")
 }
 
 /// The names of capabilities 0 to 40 (`include/uapi/linux/capability.h`).
@@ -117,21 +141,25 @@ const CAPABILITIES: [&str; 41] = [
     "CHECKPOINT_RESTORE",
 ];
 
-/// How to run a container "privileged" on this engine.
+/// How to run a container "privileged" on this engine; `probe` is a command of
+/// `image` that exits 0 (what follows the image on `docker run`'s command line).
 ///
 /// `--privileged` grants every capability. An engine whose own bounding set lacks one
 /// (this project's VMs drop CAP_SYS_RESOURCE) cannot, and runc fails with "unable to
 /// apply caps". Then the same privileges minus the missing capabilities are asked for
 /// one by one, and the test says so: what binfmt needs (CAP_SYS_ADMIN, a writable
 /// /proc/sys, no seccomp filter in the way) is all there.
-fn privileged(image: &str) -> Vec<String> {
-    let probe = docker(&["run", "--rm", "--privileged", image, "--version"]);
-    if probe.code == Some(0) {
+pub(crate) fn privileged(image: &str, probe: &[&str]) -> Vec<String> {
+    let mut args = vec!["run", "--rm", "--privileged", image];
+    args.extend_from_slice(probe);
+    let run = docker(&args);
+    if run.code == Some(0) {
         return vec!["--privileged".to_owned()];
     }
     assert!(
-        probe.stderr.contains("unable to apply caps"),
-        "docker run --privileged {image} --version failed:\n{probe}"
+        run.stderr.contains("unable to apply caps"),
+        "docker {} failed:\n{run}",
+        args.join(" ")
     );
     let bounding = std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -164,95 +192,339 @@ fn privileged(image: &str) -> Vec<String> {
     options
 }
 
-/// Images this test built, and the untagged ones their builds left, removed on drop.
-struct Images {
-    tags: Vec<String>,
+/// A builder of the README's build commands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Builder {
+    /// `DOCKER_BUILDKIT=0 docker build`.
+    Classic,
+    /// `docker buildx build`.
+    BuildKit,
+}
+
+/// One build command of the README's "The container image" section, as written there.
+#[derive(Debug)]
+pub(crate) struct BuildCommand {
+    /// The line, run as it is (`sh -c`, in the workspace).
+    pub line: String,
+    pub builder: Builder,
+    /// `--platform`: one (`linux/arm64`), or several for `--push`.
+    pub platform: String,
+    /// `-t`.
+    pub tag: String,
+    /// `--push`: needs a registry, so the tests cannot run it.
+    pub push: bool,
+}
+
+/// The build commands of the README's "The container image" section (its first `sh`
+/// block): the tests run exactly these lines, so the README cannot drift from what
+/// works.
+pub(crate) fn readme_build_commands() -> Vec<BuildCommand> {
+    readme_block("The container image", "sh")
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .map(|line| {
+            let builder = if line.starts_with("docker buildx build ") {
+                Builder::BuildKit
+            } else if line.starts_with("DOCKER_BUILDKIT=0 docker build ") {
+                Builder::Classic
+            } else {
+                panic!(
+                    "README.md, \"The container image\": {line:?} is neither `docker buildx \
+                     build` nor `DOCKER_BUILDKIT=0 docker build`"
+                )
+            };
+            let words: Vec<&str> = line.split_whitespace().collect();
+            let value = |flag: &str| {
+                words
+                    .windows(2)
+                    .find(|pair| pair[0] == flag)
+                    .map(|pair| pair[1].to_owned())
+                    .unwrap_or_else(|| panic!("README.md: {line:?} has no {flag}"))
+            };
+            assert_eq!(
+                words.last(),
+                Some(&"."),
+                "README.md: {line:?} builds the workspace"
+            );
+            BuildCommand {
+                line: line.to_owned(),
+                builder,
+                platform: value("--platform"),
+                tag: value("-t"),
+                push: words.contains(&"--push"),
+            }
+        })
+        .collect()
+}
+
+/// The README's build command for `builder` and `platform`.
+pub(crate) fn readme_build_command(builder: Builder, platform: &str) -> BuildCommand {
+    readme_build_commands()
+        .into_iter()
+        .find(|command| command.builder == builder && command.platform == platform && !command.push)
+        .unwrap_or_else(|| {
+            panic!("README.md, \"The container image\": no {builder:?} build for {platform}")
+        })
+}
+
+/// Images the tests built, restored on drop: a tag that named an image before gets it
+/// back, a new tag is removed, and so is every untagged image that appeared meanwhile
+/// (the classic builder's stage images, and images a later build took the tag from).
+pub(crate) struct Images {
     before: BTreeSet<String>,
+    tags: BTreeMap<String, Option<String>>,
 }
 
 impl Images {
-    fn all_ids() -> BTreeSet<String> {
-        docker(&["images", "--all", "--quiet", "--no-trunc"])
-            .stdout
-            .lines()
-            .map(str::to_owned)
-            .collect()
+    /// Every image, intermediate ones included, as `id repository:tag`.
+    fn all() -> Vec<(String, String)> {
+        docker(&[
+            "images",
+            "--all",
+            "--no-trunc",
+            "--format",
+            "{{.ID}} {{.Repository}}:{{.Tag}}",
+        ])
+        .stdout
+        .lines()
+        .filter_map(|line| line.split_once(' '))
+        .map(|(id, name)| (id.to_owned(), name.to_owned()))
+        .collect()
     }
 
-    fn new() -> Images {
+    pub(crate) fn new() -> Images {
         Images {
-            tags: Vec::new(),
-            before: Images::all_ids(),
+            before: Images::all().into_iter().map(|(id, _)| id).collect(),
+            tags: BTreeMap::new(),
         }
     }
 
-    /// Builds the repository's Dockerfile for `linux/<arch>` as the classic builder
-    /// and buildx both can (TARGETARCH passed; no cache, see the Dockerfile).
-    fn build(&mut self, arch: &str) -> String {
-        let tag = format!("binfmt-test-{}:{arch}", std::process::id());
-        self.tags.push(tag.clone());
-        let root = workspace_root();
-        let root = root.to_str().expect("UTF-8 path");
-        let platform = format!("linux/{arch}");
-        let build_arg = format!("TARGETARCH={arch}");
-        let run = docker(&[
-            "build",
-            "--quiet",
-            "--no-cache",
-            "--platform",
-            &platform,
-            "--build-arg",
-            &build_arg,
-            "--tag",
-            &tag,
-            root,
-        ]);
-        assert_eq!(run.code, Some(0), "docker build for {platform}:\n{run}");
-        let inspect = docker(&[
-            "image",
-            "inspect",
-            "--format",
-            "{{.Os}}/{{.Architecture}} {{.Size}}",
-            &tag,
-        ])
-        .success();
-        let (built_platform, size) = inspect
-            .stdout
-            .trim()
-            .split_once(' ')
-            .expect("inspect output");
-        assert_eq!(built_platform, platform, "the image's platform");
-        let size: u64 = size.parse().expect("image size");
+    /// Takes `tag` over for the test: whatever it names now is given it back on drop.
+    pub(crate) fn claim(&mut self, tag: &str) {
+        if !self.tags.contains_key(tag) {
+            let previous = docker(&["image", "inspect", "--format", "{{.Id}}", tag]);
+            let previous = (previous.code == Some(0)).then(|| previous.stdout.trim().to_owned());
+            self.tags.insert(tag.to_owned(), previous);
+        }
+    }
+
+    /// Runs one of the README's build commands as it is written, in the workspace, with
+    /// buildx from `docker_config`, and checks the image it made (see [`check_image`]).
+    pub(crate) fn build(&mut self, command: &BuildCommand, docker_config: &Path) -> String {
+        assert!(!command.push, "{}: cannot push from a test", command.line);
+        self.claim(&command.tag);
+        let start = Instant::now();
+        let run = Run::of({
+            let mut sh = Command::new("sh");
+            sh.args(["-c", &command.line])
+                .current_dir(workspace_root())
+                .env("DOCKER_CONFIG", docker_config);
+            sh
+        });
+        assert_eq!(run.code, Some(0), "{}:\n{run}", command.line);
         report(&format!(
-            "size: image {platform} {:.1} MB ({size} bytes; goal 10 MB: {})",
-            size as f64 / 1e6,
-            if size <= 10_000_000 { "met" } else { "missed" }
+            "docker: {:.1} s: {}",
+            start.elapsed().as_secs_f64(),
+            command.line
         ));
-        tag
+        check_image(&command.tag, &command.platform);
+        command.tag.clone()
     }
 }
 
 impl Drop for Images {
     fn drop(&mut self) {
-        for tag in &self.tags {
-            let _ = docker(&["rmi", "--force", tag]);
+        for (tag, previous) in &self.tags {
+            let _ = match previous {
+                Some(id) => docker(&["tag", id, tag]),
+                None => docker(&["rmi", tag]),
+            };
         }
-        // The classic builder leaves the stage images of other platforms untagged.
-        for id in Images::all_ids().difference(&self.before) {
-            let _ = docker(&["rmi", id]);
+        // Removing an image removes its untagged parents too, and a parent cannot go
+        // before its children: repeat until nothing more goes.
+        loop {
+            let left: Vec<String> = Images::all()
+                .into_iter()
+                .filter(|(id, name)| name == "<none>:<none>" && !self.before.contains(id))
+                .map(|(id, _)| id)
+                .collect();
+            let removed = left
+                .iter()
+                .filter(|id| docker(&["rmi", id]).code == Some(0))
+                .count();
+            if removed == 0 {
+                if !left.is_empty() {
+                    report(&format!("docker test: cannot remove images {left:?}"));
+                }
+                break;
+            }
+        }
+    }
+}
+
+/// Checks an image the README's commands built: its platform, that its
+/// `/usr/bin/binfmt` is one of `dist/`'s binaries and one for that platform's machine
+/// (so TARGETARCH chose right), and reports its size.
+fn check_image(tag: &str, platform: &str) {
+    let inspect = docker(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{.Os}}/{{.Architecture}} {{.Size}}",
+        tag,
+    ])
+    .success();
+    let (built_platform, size) = inspect
+        .stdout
+        .trim()
+        .split_once(' ')
+        .expect("inspect output");
+    assert_eq!(built_platform, platform, "{tag}: the image's platform");
+    let size: u64 = size.parse().expect("image size");
+    report(&format!(
+        "size: image {tag} ({platform}) {:.2} MB ({size} bytes; goal 10 MB: {})",
+        size as f64 / 1e6,
+        if size <= 10_000_000 { "met" } else { "missed" }
+    ));
+
+    let container = docker(&["create", tag]).success().stdout.trim().to_owned();
+    let copy = std::env::temp_dir().join(format!("binfmt-docker-test-{}", std::process::id()));
+    let copied = docker(&[
+        "cp",
+        &format!("{container}:/usr/bin/binfmt"),
+        copy.to_str().expect("UTF-8 path"),
+    ]);
+    let _ = docker(&["rm", "--volumes", &container]);
+    copied.success();
+    let binary = std::fs::read(&copy).expect("the copied binary");
+    let _ = std::fs::remove_file(&copy);
+    let arch = Arch::parse(platform).expect("a platform binfmt knows");
+    let probe = tiny_elf::exit_with(machine(arch), 0);
+    // EI_CLASS, EI_DATA and e_machine: 64-bit, byte order, the CPU.
+    let identity = |elf: &[u8]| (elf[4..6].to_vec(), elf[18..20].to_vec());
+    assert_eq!(
+        identity(&binary),
+        identity(&probe),
+        "{tag}: /usr/bin/binfmt is not a {platform} program"
+    );
+    let shipped = std::fs::read_dir(dist())
+        .expect("dist/")
+        .filter_map(Result::ok)
+        .any(|file| std::fs::read(file.path()).is_ok_and(|bytes| bytes == binary));
+    assert!(
+        shipped,
+        "{tag}: /usr/bin/binfmt is none of dist/'s binaries"
+    );
+}
+
+/// buildx, as `.ci/run` provides it (`tools/docker-buildx`): the private Docker config
+/// directory whose `cli-plugins/` holds it. Missing, the test fails and says how to
+/// provide it.
+pub(crate) fn buildx_docker_config() -> PathBuf {
+    let config = binfmt_cache().join("docker-config");
+    let version = Command::new("docker")
+        .args(["buildx", "version"])
+        .env("DOCKER_CONFIG", &config)
+        .output();
+    match version {
+        Ok(output) if output.status.success() => {
+            report(&format!(
+                "docker: {} (DOCKER_CONFIG={})",
+                String::from_utf8_lossy(&output.stdout).trim(),
+                config.display()
+            ));
+            config
+        }
+        _ => panic!(
+            "buildx is not in {}: run tools/docker-buildx, which puts Debian trixie's \
+             docker-buildx there (.ci/run does)",
+            config.join("cli-plugins").display()
+        ),
+    }
+}
+
+/// `docker buildx ARGS` with buildx from `docker_config`.
+pub(crate) fn buildx(docker_config: &Path, args: &[&str]) -> Run {
+    let mut command = Command::new("docker");
+    command
+        .arg("buildx")
+        .args(args)
+        .env("DOCKER_CONFIG", docker_config);
+    Run::of(command)
+}
+
+/// BuildKit's cache records the tests' builds added, pruned on drop: the engine's
+/// BuildKit keeps them (and their copies of the build context) otherwise.
+pub(crate) struct BuildCache {
+    docker_config: PathBuf,
+    before: BTreeSet<String>,
+}
+
+impl BuildCache {
+    fn records(docker_config: &Path) -> BTreeSet<String> {
+        buildx(docker_config, &["du", "--verbose"])
+            .success()
+            .stdout
+            .lines()
+            .filter_map(|line| line.strip_prefix("ID:"))
+            .map(|id| id.trim().to_owned())
+            .collect()
+    }
+
+    pub(crate) fn new(docker_config: &Path) -> BuildCache {
+        BuildCache {
+            docker_config: docker_config.to_owned(),
+            before: BuildCache::records(docker_config),
+        }
+    }
+
+    /// The records added since [`BuildCache::new`].
+    fn added(&self) -> Vec<String> {
+        BuildCache::records(&self.docker_config)
+            .difference(&self.before)
+            .cloned()
+            .collect()
+    }
+}
+
+impl Drop for BuildCache {
+    fn drop(&mut self) {
+        // One record per prune (buildx takes one value per filter key); a record that
+        // others still use goes in a later round, after them.
+        for _round in 0..3 {
+            let added = self.added();
+            if added.is_empty() {
+                return;
+            }
+            for id in &added {
+                let filter = format!("id={id}");
+                let _ = buildx(
+                    &self.docker_config,
+                    &["prune", "--force", "--filter", &filter],
+                );
+            }
+        }
+        let left = self.added();
+        if !left.is_empty() {
+            report(&format!(
+                "docker test: BuildKit cache records left behind: {left:?}"
+            ));
         }
     }
 }
 
 /// The global table for the test's duration: mounted by the test if it was not, the
-/// entries it registers removed at the end, whatever happens.
-struct GlobalEntries {
+/// entries it registers removed at the end, whatever happens. It borrows the lock, so
+/// that the test holds it until its other guards (images, BuildKit's cache) are done
+/// too: a test declares the lock first, and it drops last.
+pub(crate) struct GlobalEntries<'lock> {
     mounted_here: bool,
-    _lock: GlobalTable,
+    _lock: &'lock GlobalTable,
 }
 
-impl GlobalEntries {
-    fn open(lock: GlobalTable) -> GlobalEntries {
+impl GlobalEntries<'_> {
+    pub(crate) fn open(lock: &GlobalTable) -> GlobalEntries<'_> {
         let mounted_here = match BinfmtMisc::open(DEFAULT_MOUNT) {
             Ok(_) => false,
             Err(binfmt_misc::Error::NotBinfmtMisc { .. }) => {
@@ -290,7 +562,7 @@ impl GlobalEntries {
     }
 }
 
-impl Drop for GlobalEntries {
+impl Drop for GlobalEntries<'_> {
     fn drop(&mut self) {
         if let Ok(table) = BinfmtMisc::open(DEFAULT_MOUNT) {
             for name in entries() {
@@ -317,25 +589,44 @@ fn the_image_does_what_setup_qemu_action_asks_on_a_real_engine() {
     if !cfg!(target_arch = "x86_64") {
         panic!("this test registers arm64 as the foreign architecture: run it on x86_64");
     }
-    match engine() {
-        Ok(version) => report(&format!("docker: engine {version}")),
-        Err(reason) if std::env::var_os(SKIP_ENV).is_some() => {
-            report(&format!(
-                "SKIPPED docker::the_image_does_what_setup_qemu_action_asks_on_a_real_engine: \
-                 {reason} ({SKIP_ENV} is set)"
-            ));
-            return;
-        }
-        Err(reason) => panic!(
-            "{reason}. This test needs a Docker engine: start one, or set {SKIP_ENV}=1 to \
-             skip it"
-        ),
+    if !engine_answers("docker::the_image_does_what_setup_qemu_action_asks_on_a_real_engine") {
+        return;
     }
+    let docker_config = buildx_docker_config();
     dist();
+    // From here on the test holds the machine-wide lock: the tags the README's
+    // commands build (binfmt:amd64, ...) and BuildKit's cache are shared by every
+    // checkout on this machine, and so is the table.
+    let lock = GlobalTable::exclusive();
+    let _cache = BuildCache::new(&docker_config);
     let mut images = Images::new();
-    let image = images.build("amd64");
-    let arm64_image = images.build("arm64");
-    let privileged = privileged(&image);
+    // The README's build commands, each as written: the classic builder's first, so
+    // that the images the rest of the test runs are BuildKit's.
+    let mut commands: Vec<BuildCommand> = readme_build_commands();
+    commands.sort_by_key(|command| command.builder);
+    for command in commands.iter().filter(|command| command.push) {
+        report(&format!(
+            "docker: not run here (no registry; the docker driver builds one platform at a \
+             time): {}",
+            command.line
+        ));
+    }
+    let mut built = BTreeSet::new();
+    for command in commands.iter().filter(|command| !command.push) {
+        images.build(command, &docker_config);
+        built.insert((command.builder, command.platform.clone()));
+    }
+    for builder in [Builder::Classic, Builder::BuildKit] {
+        for platform in ["linux/amd64", "linux/arm64"] {
+            assert!(
+                built.contains(&(builder, platform.to_owned())),
+                "README.md, \"The container image\": no {builder:?} build for {platform}"
+            );
+        }
+    }
+    let image = readme_build_command(Builder::BuildKit, "linux/amd64").tag;
+    let arm64_image = readme_build_command(Builder::BuildKit, "linux/arm64").tag;
+    let privileged = privileged(&image, &["--version"]);
     let run_image = |args: &[&str]| {
         let mut all: Vec<&str> = vec!["run", "--rm"];
         all.extend(privileged.iter().map(String::as_str));
@@ -344,7 +635,6 @@ fn the_image_does_what_setup_qemu_action_asks_on_a_real_engine() {
         docker(&all)
     };
 
-    let lock = GlobalTable::exclusive();
     // No silent loss, for real: with nothing mounted on the host, registering from a
     // container is refused with the fix, and the host is left as it was.
     if BinfmtMisc::open(DEFAULT_MOUNT).is_err() {
@@ -369,7 +659,7 @@ fn the_image_does_what_setup_qemu_action_asks_on_a_real_engine() {
                 is covered by persist::a_container_refuses_to_register_when_the_host_has_no_mount",
         );
     }
-    let global = GlobalEntries::open(lock);
+    let global = GlobalEntries::open(&lock);
 
     // docker/setup-qemu-action: --version, --install <platforms>, then the status.
     let version = run_image(&["--version"]).success();

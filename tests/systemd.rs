@@ -2,8 +2,9 @@
 //! passes `systemd-analyze verify` against this machine's own systemd units, is
 //! ordered around systemd-binfmt.service as it must be, and the config is valid.
 //!
-//! systemd is not pid 1 on the test machines, so nothing here starts the unit; what
-//! it runs, `binfmt apply`, is tested in `apply` (including putting entries back after
+//! systemd is not pid 1 on the test machines, so nothing here starts the unit:
+//! `systemd_boot` does, under Debian's systemd booted in a container. What it runs,
+//! `binfmt apply`, is tested in `apply` (including putting entries back after
 //! systemd-binfmt's wipe, which `--watch` does and the oneshot gets from `PartOf=`).
 
 use std::fs;

@@ -27,6 +27,8 @@ mod persist;
 mod probe;
 mod proofs;
 mod run;
+mod seed;
 mod systemd;
+mod systemd_boot;
 mod tidy;
 mod uninstall;

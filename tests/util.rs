@@ -615,3 +615,43 @@ pub fn report(line: &str) {
     use std::io::Write as _;
     let _ = writeln!(std::io::stderr(), "{line}");
 }
+
+/// The first ```` ```language ```` block of the README section under `### heading`:
+/// commands the tests run as the README shows them, or outputs they check.
+pub fn readme_block(heading: &str, language: &str) -> String {
+    let readme = fs::read_to_string(workspace_root().join("README.md")).expect("README.md");
+    readme
+        .split_once(&format!("\n### {heading}\n"))
+        .and_then(|(_, section)| section.split_once(&format!("```{language}\n")))
+        .and_then(|(_, block)| block.split_once("```"))
+        .map(|(block, _)| block.to_owned())
+        .unwrap_or_else(|| panic!("README.md: no {language} block under \"### {heading}\""))
+}
+
+/// binfmt's cache directory, `${XDG_CACHE_HOME:-~/.cache}/binfmt`: pinned blobs, zig,
+/// Debian packages, buildx's Docker config.
+pub fn binfmt_cache() -> PathBuf {
+    std::env::var_os("XDG_CACHE_HOME")
+        .filter(|dir| !dir.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(".cache")))
+        .expect("XDG_CACHE_HOME or HOME")
+        .join("binfmt")
+}
+
+/// A Debian package of trixie (`busybox-static:arm64`), unpacked by
+/// `tools/debian-package` into binfmt's cache (downloaded once); its directory.
+pub fn debian_package(spec: &str) -> PathBuf {
+    let output = Command::new(workspace_root().join("tools/debian-package"))
+        .arg(binfmt_cache().join("debian-packages"))
+        .arg(spec)
+        .output()
+        .expect("run tools/debian-package");
+    assert!(
+        output.status.success(),
+        "tools/debian-package {spec} failed ({}):\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    PathBuf::from(String::from_utf8_lossy(&output.stdout).trim())
+}
