@@ -2,12 +2,14 @@
 //! distribution would use, on this machine. Prints a table; asserts nothing.
 //!
 //! It builds the release binaries (static musl, both hosts), then re-runs itself in a
-//! user and mount namespace of its own (`unshare --user --map-root-user --mount`), where
-//! a tmpfs hides the machine's `/proc/sys/fs` and a private binfmt_misc instance is
-//! mounted at `/proc/sys/fs/binfmt_misc` (Linux 6.7+), the place both binfmt and
+//! user and mount namespace of its own that maps the caller to root ([`sandbox`]),
+//! where a tmpfs hides the machine's `/proc/sys/fs` and a private binfmt_misc instance
+//! is mounted at `/proc/sys/fs/binfmt_misc` (Linux 6.7+), the place both binfmt and
 //! systemd-binfmt write to. Every measured run gets a fresh instance (unmounting the
 //! last mount of an instance destroys it) set up as the scenario says; the machine's
 //! own table is never touched (checked before and after).
+//!
+//! [`sandbox`]: crate::sandbox
 //!
 //! Scenarios (median, min and max wall time over `--runs` runs, each a new process
 //! timed from spawn to exit, after `sync(2)` so that no writeback of the previous
@@ -38,9 +40,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use binfmt_misc::{BinfmtMisc, DEFAULT_MOUNT, Entry, Table};
+use binfmt_misc::{BinfmtMisc, Entry, Table};
 use qemu_pins::{BlobCache, MANIFEST_PATH, Manifest};
 
+use crate::sandbox::{self, Ids, fresh_instance};
 use crate::{Result, ResultExt, target_dir, workspace_root};
 
 /// Arguments of `cargo xtask bench`.
@@ -54,8 +57,8 @@ pub struct Args {
     no_build: bool,
 }
 
-/// Set in the namespaced child: the bench's scratch directory.
-const SANDBOX_ENV: &str = "BINFMT_BENCH_SANDBOX";
+/// Set for the namespaced child: the bench's scratch directory.
+const SCRATCH_ENV: &str = "BINFMT_BENCH_SCRATCH";
 
 /// The two release targets.
 const TARGETS: [&str; 2] = ["x86_64-unknown-linux-musl", "aarch64-unknown-linux-musl"];
@@ -71,7 +74,9 @@ pub fn run(args: &Args) -> Result<()> {
     if args.runs == 0 {
         return Err("--runs must be at least 1".into());
     }
-    if let Some(dir) = std::env::var_os(SANDBOX_ENV) {
+    if sandbox::is_inside() {
+        sandbox::enter()?;
+        let dir = std::env::var_os(SCRATCH_ENV).ok_or("BINFMT_BENCH_SCRATCH is not set")?;
         return in_namespace(args, Path::new(&dir));
     }
     let root = workspace_root();
@@ -119,23 +124,25 @@ pub fn run(args: &Args) -> Result<()> {
     let _ = fs::remove_dir_all(&scratch);
     fs::create_dir_all(&scratch).context(|| format!("cannot create {}", scratch.display()))?;
     let load_before = load_average();
-    let global_before = global_table();
+    let _window = sandbox::GlobalTableWindow::open()?;
+    let global_before = sandbox::global_table()?;
     eprintln!(
         "measuring in a private binfmt_misc instance ({} runs each)",
         args.runs
     );
-    let output = Command::new("unshare")
-        .args(["--user", "--map-root-user", "--mount", "--fork", "--"])
-        .arg(std::env::current_exe().context(|| "cannot find the xtask binary".into())?)
-        .arg("bench")
-        .arg("--runs")
-        .arg(args.runs.to_string())
-        .env(SANDBOX_ENV, &scratch)
-        .env("BINFMT_BENCH_BINARY", &host_binary)
-        .stderr(Stdio::inherit())
-        .output()
-        .context(|| "cannot run unshare (util-linux)".into())?;
-    if global_table() != global_before {
+    let output = sandbox::run_inside(
+        &sandbox::os_args([
+            "bench".to_owned(),
+            "--runs".to_owned(),
+            args.runs.to_string(),
+        ]),
+        &[
+            (SCRATCH_ENV, scratch.as_os_str()),
+            ("BINFMT_BENCH_BINARY", host_binary.as_os_str()),
+        ],
+        Ids::Root,
+    )?;
+    if sandbox::global_table()? != global_before {
         return Err("the machine's own binfmt_misc table changed during the benchmark".into());
     }
     if !output.status.success() {
@@ -185,17 +192,6 @@ fn in_namespace(args: &Args, scratch: &Path) -> Result<()> {
     let binary = PathBuf::from(
         std::env::var_os("BINFMT_BENCH_BINARY").ok_or("BINFMT_BENCH_BINARY is not set")?,
     );
-    // Hide the machine's /proc/sys/fs (in this mount namespace only) and make the
-    // place every tool writes to a private instance.
-    rustix::mount::mount(
-        "tmpfs",
-        "/proc/sys/fs",
-        "tmpfs",
-        rustix::mount::MountFlags::empty(),
-        None,
-    )
-    .context(|| "cannot mount a tmpfs on /proc/sys/fs in the namespace".into())?;
-    fs::create_dir(DEFAULT_MOUNT).context(|| format!("cannot create {DEFAULT_MOUNT}"))?;
     let interpreters = scratch.join("interpreters");
     let bench = Bench {
         binary: &binary,
@@ -400,18 +396,6 @@ impl Bench<'_> {
             _ => Ok(()),
         }
     }
-}
-
-/// A new, empty binfmt_misc instance at the default place: the previous one is
-/// unmounted (which destroys it, Linux 6.7+) and a new one mounted.
-fn fresh_instance() -> Result<BinfmtMisc> {
-    while rustix::mount::unmount(DEFAULT_MOUNT, rustix::mount::UnmountFlags::empty()).is_ok() {}
-    let table = BinfmtMisc::mount(DEFAULT_MOUNT)
-        .context(|| "cannot mount a private binfmt_misc instance (Linux 6.7+ needed)".into())?;
-    if !table.entry_names()?.is_empty() {
-        return Err("a freshly mounted binfmt_misc instance is not empty".into());
-    }
-    Ok(table)
 }
 
 /// Runs `command`, returning its wall time and peak RSS (KiB); fails unless it exits 0.
@@ -664,22 +648,4 @@ fn machine() -> String {
     let cores = std::thread::available_parallelism().map_or(0, usize::from);
     let kernel = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     format!("{model}, {cores} cores, Linux {}", kernel.trim())
-}
-
-/// The machine's own binfmt_misc entries (empty when it has no mount).
-fn global_table() -> Vec<(String, String)> {
-    let Ok(table) = BinfmtMisc::open(DEFAULT_MOUNT) else {
-        return Vec::new();
-    };
-    let mut entries: Vec<(String, String)> = table
-        .entry_names()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|name| {
-            let text = fs::read_to_string(Path::new(DEFAULT_MOUNT).join(&name)).unwrap_or_default();
-            (name, text)
-        })
-        .collect();
-    entries.sort();
-    entries
 }

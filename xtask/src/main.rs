@@ -13,7 +13,8 @@
 //!
 //! Shared pieces: where packages are downloaded from ([`mirror`]), plain-HTTP downloads
 //! ([`http`]), reading a `.deb` without dpkg ([`deb`]), the compressed blob format
-//! ([`blob`]) and Debian version ordering ([`version`]).
+//! ([`blob`]), Debian version ordering ([`version`]) and the private binfmt_misc
+//! instance the bench runs in ([`sandbox`]).
 
 mod bench;
 mod blob;
@@ -24,6 +25,7 @@ mod fuzz;
 mod http;
 mod mirror;
 mod pin;
+mod sandbox;
 mod version;
 
 use std::error::Error as StdError;
