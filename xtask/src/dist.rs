@@ -31,6 +31,15 @@ pub struct Args {
     arches: Vec<String>,
 }
 
+impl Args {
+    /// Only the binary for `arch` (`x86_64` or `aarch64`).
+    pub fn only(arch: &str) -> Args {
+        Args {
+            arches: vec![arch.to_owned()],
+        }
+    }
+}
+
 /// One artifact: a Rust target and the ELF machine its binary must have.
 struct Artifact {
     arch: &'static str,

@@ -10,14 +10,18 @@
 //!   `dist/`, which the `Dockerfile` packages ([`dist`]).
 //! - `cargo xtask bench`: build the release binaries and measure them side by side with
 //!   systemd-binfmt in private binfmt_misc instances ([`bench`]).
+//! - `cargo xtask conformance [ARCH...]`: build a Debian userland per foreign
+//!   architecture under the pinned emulators and run python3, perl and ldconfig in it;
+//!   what a re-pin must pass ([`conformance`]).
 //!
 //! Shared pieces: where packages are downloaded from ([`mirror`]), plain-HTTP downloads
 //! ([`http`]), reading a `.deb` without dpkg ([`deb`]), the compressed blob format
 //! ([`blob`]), Debian version ordering ([`version`]) and the private binfmt_misc
-//! instance the bench runs in ([`sandbox`]).
+//! instance the bench and conformance run in ([`sandbox`]).
 
 mod bench;
 mod blob;
+mod conformance;
 mod deb;
 mod dist;
 mod fetch;
@@ -64,19 +68,25 @@ enum Command {
     /// Build the release binaries and print how fast and small they are, next to
     /// systemd-binfmt, measured in private binfmt_misc instances.
     Bench(bench::Args),
+    /// Build a minimal Debian userland for each foreign architecture under the pinned
+    /// emulators (mmdebstrap, emulated dpkg) and run python3, perl and ldconfig in it;
+    /// prints a matrix. A re-pin must pass it. Needs root.
+    Conformance(conformance::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Dist(args) => dist::run(&args),
-        Command::Fetch(args) => fetch::run(&args),
-        Command::Pin(args) => pin::run(&args),
-        Command::Fuzz(args) => fuzz::run(&args),
-        Command::Bench(args) => bench::run(&args),
+        Command::Dist(args) => dist::run(&args).map(|()| ExitCode::SUCCESS),
+        Command::Fetch(args) => fetch::run(&args).map(|()| ExitCode::SUCCESS),
+        Command::Pin(args) => pin::run(&args).map(|()| ExitCode::SUCCESS),
+        Command::Fuzz(args) => fuzz::run(&args).map(|()| ExitCode::SUCCESS),
+        Command::Bench(args) => bench::run(&args).map(|()| ExitCode::SUCCESS),
+        // Its own statuses: 3 when an architecture could not be tested.
+        Command::Conformance(args) => conformance::run(&args),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(err) => {
             let mut message = format!("xtask: error: {err}");
             let mut source = err.source();
