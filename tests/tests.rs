@@ -10,6 +10,7 @@
 
 mod util;
 
+mod amd64_on_arm64;
 mod apply;
 mod check;
 mod compat;
