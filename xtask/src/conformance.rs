@@ -39,6 +39,9 @@
 //! under `~/.cache/binfmt/conformance/` (mmdebstrap's `sync-in`/`sync-out` hooks);
 //! emulated dpkg, not downloading, takes most of the time.
 //!
+//! Architectures are built `--jobs` at a time (default: one per core), since an
+//! emulated dpkg keeps one core busy; each step's seconds are its own wall time.
+//!
 //! **Steps and verdicts.** `mmdebstrap` passes when mmdebstrap succeeds, its log shows
 //! libc-bin's ldconfig trigger processed, and `dpkg --audit` in the root finds nothing
 //! half-installed. `python3` and `perl` pass when each prints the same `uname -m`, one
@@ -54,9 +57,11 @@
 use std::fmt::Write as _;
 use std::fs;
 use std::io::Read as _;
+use std::num::NonZeroUsize;
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, ExitStatus, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use qemu_pins::{MANIFEST_PATH, Manifest, NATIVE_CPUS};
@@ -86,6 +91,10 @@ pub struct Args {
     /// Keep each root filesystem (target/conformance/<arch>/rootfs; root owns its files).
     #[arg(long)]
     keep: bool,
+    /// How many architectures to build at once (emulated dpkg keeps one core busy);
+    /// default: this machine's cores.
+    #[arg(long, value_name = "N", default_value_t = default_jobs())]
+    jobs: NonZeroUsize,
 }
 
 /// An architecture, in the names the run needs.
@@ -166,6 +175,11 @@ const TARGETS: [Target; 10] = [
         machine: "loongarch64",
     },
 ];
+
+/// One job per core.
+fn default_jobs() -> NonZeroUsize {
+    std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN)
+}
 
 /// Parses an architecture argument: a Debian, OCI or QEMU name, `linux/` optional.
 fn parse_target(name: &str) -> Result<&'static Target, String> {
@@ -265,6 +279,7 @@ pub fn run(args: &Args) -> Result<ExitCode> {
     if args.keep {
         child_args.push("--keep".to_owned());
     }
+    child_args.extend(["--jobs".to_owned(), args.jobs.to_string()]);
     child_args.extend(args.arches.iter().map(|t| t.oci.to_owned()));
     let output = sandbox::run_inside(
         &sandbox::os_args(child_args),
@@ -411,31 +426,58 @@ fn in_namespace(args: &Args) -> Result<ExitCode> {
         )?;
     }
     let cache_root = cache_dir()?;
-    for row in rows.iter_mut().filter(|row| row.steps.is_empty()) {
-        let debian = row.target.debian.ok_or("unreachable: no Debian port")?;
-        let dir = scratch.join(debian);
-        fs::create_dir_all(&dir).context(|| format!("cannot create {}", dir.display()))?;
-        let cache = cache_root.join(format!("{}-{debian}", args.suite));
-        fs::create_dir_all(&cache).context(|| format!("cannot create {}", cache.display()))?;
-        check_userland(row, &args.suite, &mirror, &dir, &cache)?;
-    }
+    // Emulated dpkg keeps one core busy: `--jobs` architectures at once, each from a
+    // shared queue.
+    let queue = Mutex::new(rows.iter_mut().filter(|row| row.steps.is_empty()));
+    let next = || queue.lock().map_or(None, |mut rows| rows.next());
+    std::thread::scope(|scope| -> Result<()> {
+        let workers: Vec<_> = (0..args.jobs.get())
+            .map(|_| {
+                scope.spawn(|| -> Result<()> {
+                    while let Some(row) = next() {
+                        let debian = row.target.debian.ok_or("unreachable: no Debian port")?;
+                        let dir = scratch.join(debian);
+                        fs::create_dir_all(&dir)
+                            .context(|| format!("cannot create {}", dir.display()))?;
+                        let cache = cache_root.join(format!("{}-{debian}", args.suite));
+                        fs::create_dir_all(&cache)
+                            .context(|| format!("cannot create {}", cache.display()))?;
+                        check_userland(row, &args.suite, &mirror, &dir, &cache)?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        for worker in workers {
+            worker
+                .join()
+                .map_err(|_| "a conformance worker thread panicked")??;
+        }
+        Ok(())
+    })?;
 
-    print!("{}", matrix(&manifest, &args.suite, &rows, &scratch));
-    let failed = rows
-        .iter()
-        .any(|row| row.steps.iter().any(|s| matches!(s, Outcome::Failed(_))));
-    let unavailable = rows.iter().any(|row| {
-        row.steps
-            .iter()
-            .any(|s| matches!(s, Outcome::Unavailable(_)))
-    });
-    Ok(if failed {
-        ExitCode::FAILURE
-    } else if unavailable {
-        ExitCode::from(3)
+    print!(
+        "{}",
+        matrix(
+            manifest.source.upstream_version(),
+            &args.suite,
+            &rows,
+            &scratch
+        )
+    );
+    Ok(ExitCode::from(exit_status(&rows)))
+}
+
+/// 1 if a step failed, else 3 if an architecture was not tested, else 0.
+fn exit_status(rows: &[Row]) -> u8 {
+    let any = |wanted: fn(&Outcome) -> bool| rows.iter().any(|row| row.steps.iter().any(wanted));
+    if any(|s| matches!(s, Outcome::Failed(_))) {
+        1
+    } else if any(|s| matches!(s, Outcome::Unavailable(_))) {
+        3
     } else {
-        ExitCode::SUCCESS
-    })
+        0
+    }
 }
 
 /// The architectures `dists/<suite>/Release` on the mirror lists.
@@ -772,13 +814,13 @@ fn not_found(log: &str) -> Vec<String> {
 }
 
 /// The matrix (Markdown), then one line per architecture that did not pass.
-fn matrix(manifest: &Manifest, suite: &str, rows: &[Row], scratch: &Path) -> String {
+fn matrix(qemu_version: &str, suite: &str, rows: &[Row], scratch: &Path) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
         "Debian {suite} userlands (mmdebstrap --variant=essential --include=python3) under \
          binfmt's emulators, QEMU {}; seconds per step:\n",
-        manifest.source.upstream_version()
+        qemu_version
     );
     let _ = writeln!(out, "| arch | uname -m | {} |", STEPS.join(" | "));
     let _ = writeln!(out, "|---|---|{}", "--:|".repeat(STEPS.len()));
@@ -867,6 +909,55 @@ mod tests {
                 );
             }
         }
+    }
+
+    fn row(debian: &str, machine: Option<&str>, steps: Vec<Outcome>) -> Row {
+        Row {
+            target: parse_target(debian).unwrap(),
+            machine: machine.map(str::to_owned),
+            steps,
+        }
+    }
+
+    #[test]
+    fn the_matrix_shows_each_step_and_says_why_an_arch_did_not_pass() {
+        let passed = |s| Outcome::Passed(Duration::from_millis(s));
+        let rows = [
+            row(
+                "riscv64",
+                Some("riscv64"),
+                (1..=4).map(|s| passed(s * 1000)).collect(),
+            ),
+            row(
+                "armhf",
+                Some("armv7l"),
+                vec![passed(90_000), Outcome::Failed("python3 crashed".into())],
+            ),
+            row("s390x", None, vec![Outcome::Unavailable("404".into())]),
+        ];
+        let text = matrix("10.0.13", "trixie", &rows, Path::new("/scratch"));
+        assert!(text.contains("QEMU 10.0.13"), "{text}");
+        assert!(
+            text.contains("| riscv64 | riscv64 | 1.0 | 2.0 | 3.0 | 4.0 |\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("| armhf | armv7l | 90.0 | FAILED | - | - |\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("| s390x |  | UNAVAILABLE | - | - | - |\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("armhf: python3 FAILED: python3 crashed\n"),
+            "{text}"
+        );
+        assert!(text.contains("s390x: UNAVAILABLE: 404\n"), "{text}");
+        assert_eq!(exit_status(&rows), 1);
+        assert_eq!(exit_status(&rows[2..]), 3);
+        assert_eq!(exit_status(&rows[..1]), 0);
+        assert_eq!(exit_status(&rows[1..2]), 1);
     }
 
     #[test]
