@@ -399,6 +399,7 @@ impl Bench<'_> {
 }
 
 /// Runs `command`, returning its wall time and peak RSS (KiB); fails unless it exits 0.
+#[allow(unsafe_code)] // wait4(2) with rusage: rustix has no rusage, libc's call is unsafe.
 fn timed(command: &[&str]) -> Result<(Duration, u64)> {
     let (program, args) = command.split_first().ok_or("empty command")?;
     let start = Instant::now();

@@ -138,6 +138,7 @@ fn write_maps(pid: u32, ids: Ids) -> Result<()> {
 /// In the child of [`run_inside`]: creates the user and mount namespace, waits until
 /// the parent has mapped its ids, and mounts a tmpfs over `/proc/sys/fs` with an
 /// empty directory for binfmt_misc ([`fresh_instance`] mounts an instance there).
+#[allow(unsafe_code)] // rustix's unshare is unsafe for CLONE_FILES, which is not used.
 pub fn enter() -> Result<()> {
     // SAFETY: xtask has started no thread (CLONE_NEWUSER refuses a multi-threaded
     // process anyway), and no file descriptor table is unshared.
