@@ -12,7 +12,9 @@
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
+use binfmt_misc::lock::Holder;
 use binfmt_misc::{DEFAULT_MOUNT, Entry};
 use qemu_catalog::{Arch, Emulator};
 use serde::Serialize;
@@ -103,6 +105,23 @@ pub enum Finding {
     },
     /// amd64 runs, at a lower x86-64 level than asked for.
     LevelTooLow { have: u8, want: u8 },
+    /// Another process held a lock binfmt waits for (the table's or the interpreter
+    /// directory's, `path`) for longer than `waited`; `holders` from /proc/locks.
+    LockBusy {
+        path: PathBuf,
+        waited: Duration,
+        holders: Vec<Holder>,
+    },
+    /// The interpreter directory's filesystem is full: the emulators of `arches` were
+    /// not written; they need `needed` bytes, `free` are free.
+    NoSpace {
+        dir: PathBuf,
+        arches: Vec<Arch>,
+        needed: u64,
+        free: Option<u64>,
+    },
+    /// This process may not create or write files in the interpreter directory.
+    DirDenied { error: String },
 }
 
 impl Finding {
@@ -157,6 +176,9 @@ impl Finding {
             Finding::NoEntry { .. } => "no-entry",
             Finding::NativeFails { .. } => "native-fails",
             Finding::LevelTooLow { .. } => "level-too-low",
+            Finding::LockBusy { .. } => "lock-busy",
+            Finding::NoSpace { .. } => "no-space",
+            Finding::DirDenied { .. } => "interpreter-dir-denied",
         }
     }
 
@@ -269,6 +291,42 @@ impl Finding {
                 "this CPU runs x86-64-v{have}, not v{want}: it lacks instructions v{want} \
                  programs use"
             ),
+            Finding::LockBusy {
+                path,
+                waited,
+                holders,
+            } => format!(
+                "{} is locked by another process ({}) that did not release it within {} s; \
+                 nothing was changed",
+                path.display(),
+                binfmt_misc::holders_text(holders),
+                waited.as_secs()
+            ),
+            Finding::NoSpace {
+                dir,
+                arches,
+                needed,
+                free,
+            } => format!(
+                "no space left for the emulators in {}: {} ({}) need {} more, {}",
+                dir.display(),
+                if arches.len() == 1 {
+                    "the one not written".to_owned()
+                } else {
+                    format!("the {} not written", arches.len())
+                },
+                arches
+                    .iter()
+                    .map(|arch| format!("qemu-{}", arch.qemu_cpu()))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                megabytes(*needed),
+                match free {
+                    Some(free) => format!("{} are free there", megabytes(*free)),
+                    None => "and how much is free there cannot be read".to_owned(),
+                }
+            ),
+            Finding::DirDenied { error } => error.clone(),
         }
     }
 
@@ -357,6 +415,19 @@ impl Finding {
             Finding::LevelTooLow { .. } => {
                 "an x86-64 level is a set of instructions the CPU has, and amd64 programs run \
                  on the CPU itself"
+            }
+            Finding::LockBusy { .. } => {
+                "binfmt runs take turns on a binfmt_misc instance and on an interpreter \
+                 directory (flock); a run that holds the lock this long is stopped, hung or \
+                 waiting itself"
+            }
+            Finding::NoSpace { .. } => {
+                "each emulator is a file of 14 to 17 MB, written whole before it is \
+                 registered; what was not written is not registered"
+            }
+            Finding::DirDenied { .. } => {
+                "emulators go into a directory only root can change, so that nobody else \
+                 chooses what the kernel runs, and registering needs root too"
             }
         }
     }
@@ -480,6 +551,63 @@ impl Finding {
             Finding::LevelTooLow { have, .. } => Fix::Advice(format!(
                 "none: no registration changes the CPU; build for linux/amd64/v{have} or lower"
             )),
+            Finding::LockBusy { holders, .. } => Fix::Advice(format!(
+                "wait for it and run again; if it is stuck, stop it ({}); or wait longer: \
+                 --lock-timeout SECONDS (BINFMT_LOCK_TIMEOUT)",
+                if holders.is_empty() {
+                    "find it with `grep FLOCK /proc/locks` on the host".to_owned()
+                } else {
+                    format!(
+                        "kill {}",
+                        holders
+                            .iter()
+                            .map(|holder| holder.pid.to_string())
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    )
+                }
+            )),
+            Finding::NoSpace {
+                dir, needed, free, ..
+            } => Fix::Advice(format!(
+                "free {} in {} (df -h {} shows the filesystem), or put the emulators on a \
+                 filesystem with room: --interpreter-dir DIR (BINFMT_INTERPRETER_DIR; \
+                 interpreter_dir in the config file)",
+                megabytes(needed.saturating_sub(free.unwrap_or(0))),
+                dir.display(),
+                dir.display()
+            )),
+            Finding::DirDenied { .. } => Fix::Advice(
+                "run as root (sudo binfmt ...), or in Docker with --privileged; without root, \
+                 `binfmt run -- CMD` emulates for one command"
+                    .to_owned(),
+            ),
+        }
+    }
+
+    /// The finding as one failure line: what is wrong, then `; fix: ` and the fix.
+    pub fn as_failure(&self, mount: &Path) -> String {
+        format!(
+            "{}; fix: {}",
+            self.problem(mount),
+            self.fix(mount).text(mount)
+        )
+    }
+
+    /// The finding of a failure of the kernel layer, when it is one binfmt words
+    /// itself (a busy lock); `None` for an error whose own message holds the fix.
+    pub fn for_table_error(error: &binfmt_misc::Error) -> Option<Finding> {
+        match error {
+            binfmt_misc::Error::LockBusy {
+                path,
+                waited,
+                holders,
+            } => Some(Finding::LockBusy {
+                path: path.clone(),
+                waited: *waited,
+                holders: holders.clone(),
+            }),
+            _ => None,
         }
     }
 
@@ -593,6 +721,11 @@ fn others<'a>(arch: Arch, names: impl Iterator<Item = &'a String>) -> Vec<String
         .filter(|name| **name != arch.entry_name())
         .cloned()
         .collect()
+}
+
+/// `104.5 MB`: bytes as a person reads them, in decimal megabytes as `df -H` shows.
+fn megabytes(bytes: u64) -> String {
+    format!("{:.1} MB", bytes as f64 / 1e6)
 }
 
 fn names(entries: &[EntryRef]) -> Vec<String> {

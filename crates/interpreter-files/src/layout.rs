@@ -11,7 +11,7 @@
 use qemu_catalog::Emulator;
 
 /// How many hex digits of the sha256 go into a file name.
-const DIGEST_PREFIX: usize = 16;
+pub(crate) const DIGEST_PREFIX: usize = 16;
 
 /// The mode of every interpreter file: root may write, everyone may run it.
 pub(crate) const FILE_MODE: u32 = 0o755;
