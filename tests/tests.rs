@@ -18,6 +18,7 @@ mod crash;
 mod dist;
 mod docker;
 mod doctor;
+mod emulators;
 mod failures;
 mod hostile;
 mod install;

@@ -109,6 +109,18 @@ pub enum Command {
     /// subcommand.
     #[command(verbatim_doc_comment)]
     Apply(ApplyArgs),
+    /// List the emulators this binary carries: architecture, entry name, QEMU version,
+    /// Debian package and version, sha256 and size of each (from the pins embedded at
+    /// build time).
+    Emulators(EmulatorsArgs),
+}
+
+/// `binfmt emulators`.
+#[derive(Debug, clap::Args)]
+pub struct EmulatorsArgs {
+    /// Print JSON on stdout instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Run one command with foreign-architecture emulation, without privileges.

@@ -122,6 +122,9 @@ pub enum Finding {
     },
     /// This process may not create or write files in the interpreter directory.
     DirDenied { error: String },
+    /// Entries claim `arch` with an interpreter that is not the emulator this binary
+    /// carries for it (another tool's): a notice, not a problem.
+    ForeignEmulator { arch: Arch, entries: Vec<EntryRef> },
 }
 
 impl Finding {
@@ -179,6 +182,7 @@ impl Finding {
             Finding::LockBusy { .. } => "lock-busy",
             Finding::NoSpace { .. } => "no-space",
             Finding::DirDenied { .. } => "interpreter-dir-denied",
+            Finding::ForeignEmulator { .. } => "foreign-emulator",
         }
     }
 
@@ -327,6 +331,22 @@ impl Finding {
                 }
             ),
             Finding::DirDenied { error } => error.clone(),
+            Finding::ForeignEmulator { arch, entries } => each(entries, |entry| {
+                let ours = Emulator::for_arch(*arch).map_or_else(String::new, |emulator| {
+                    format!(
+                        " ({}, QEMU {}, sha256 {})",
+                        interpreter_files::file_name(&emulator),
+                        qemu_catalog::emulator::QEMU,
+                        emulator.sha256()
+                    )
+                });
+                format!(
+                    "{} runs {arch} programs with {}, not with the emulator binfmt carries for \
+                     {arch}{ours}",
+                    entry.name,
+                    entry.interpreter.display()
+                )
+            }),
         }
     }
 
@@ -424,6 +444,11 @@ impl Finding {
             Finding::NoSpace { .. } => {
                 "each emulator is a file of 14 to 17 MB, written whole before it is \
                  registered; what was not written is not registered"
+            }
+            Finding::ForeignEmulator { .. } => {
+                "another tool registered it (Debian's qemu-user-binfmt, the tonistiigi/binfmt \
+                 image, an older binfmt): the kernel runs whatever that file is, which binfmt \
+                 has not checked; `binfmt emulators` lists what binfmt carries"
             }
             Finding::DirDenied { .. } => {
                 "emulators go into a directory only root can change, so that nobody else \
@@ -576,6 +601,14 @@ impl Finding {
                 megabytes(needed.saturating_sub(free.unwrap_or(0))),
                 dir.display(),
                 dir.display()
+            )),
+            Finding::ForeignEmulator { arch, entries } => Fix::Advice(format!(
+                "{} replaces it with binfmt's; leave it if that emulator is the one you want",
+                binfmt_with(
+                    mount,
+                    &others(*arch, entries.iter().map(|entry| &entry.name)),
+                    [arch.oci()]
+                )
             )),
             Finding::DirDenied { .. } => Fix::Advice(
                 "run as root (sudo binfmt ...), or in Docker with --privileged; without root, \

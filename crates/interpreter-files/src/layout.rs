@@ -21,7 +21,7 @@ pub(crate) const FILE_MODE: u32 = 0o755;
 pub const STATE_PREFIX: &str = ".binfmt-";
 
 /// The file an emulator is written to in its directory: `qemu-<cpu>-<sha256 prefix>`.
-pub(crate) fn file_name(emulator: &Emulator) -> String {
+pub fn file_name(emulator: &Emulator) -> String {
     format!(
         "qemu-{}-{}",
         emulator.arch().qemu_cpu(),

@@ -43,6 +43,6 @@ pub use dir::{DEFAULT_DIR, FUSE_SUPER_MAGIC, InterpreterDir};
 pub use error::Error;
 pub use file_state::{FileProblem, FileState};
 pub use interpreter::{Interpreter, is_memfd_path};
-pub use layout::STATE_PREFIX;
+pub use layout::{STATE_PREFIX, file_name};
 pub use memfd::{write_memfd, write_memfds};
 pub use unused::Removed;
