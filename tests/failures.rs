@@ -203,7 +203,11 @@ namespace_test! {
         let dir = fs::File::open(&sandbox.interpreters).unwrap();
         rustix::fs::flock(dir.as_fd(), rustix::fs::FlockOperation::LockExclusive).unwrap();
         let me = std::process::id();
+        let started = Instant::now();
         let run = sandbox.binfmt(&["--lock-timeout", "1", "--install", "s390x"]).exit(1);
+        // Waited once, for the write; the clean-ups before and after do not wait.
+        assert!(started.elapsed() >= Duration::from_secs(1), "{run}");
+        assert_eq!(run.stderr.matches("waiting for it to finish").count(), 1, "{run}");
         let line = failed_lines(&run.stderr).first().copied().unwrap_or_else(|| panic!("{run}"));
         assert!(line.contains(&format!("{} is locked by another process (pid {me} (", sandbox.interpreters.display())), "{line}");
         assert!(line.contains(&format!("kill {me}")), "{line}");

@@ -344,7 +344,12 @@ pub fn remove_unused(table: &impl Table, options: &Options) -> Vec<files::Remove
         .interpreter_dir
         .remove_unused(&in_use)
         .unwrap_or_else(|error| {
-            log::warn!("not removing unused emulator files: {error}");
+            // Busy: the run that holds the lock removes them.
+            if matches!(error, files::Error::LockBusy { .. }) {
+                log::debug!("not removing unused emulator files: {error}");
+            } else {
+                log::warn!("not removing unused emulator files: {error}");
+            }
             Vec::new()
         })
 }

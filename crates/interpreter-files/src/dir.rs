@@ -140,10 +140,12 @@ impl InterpreterDir {
     /// calls it once, as an entry that needs no file here never reaches [`ensure`].
     ///
     /// [`ensure`]: InterpreterDir::ensure
+    ///
+    /// Does not wait for the directory's lock: a run that holds it removes them itself.
     pub fn remove_leftovers(&self) -> Result<usize, Error> {
         match SecureDir::open_existing(&self.dir, &Trust::current())? {
             Some(dir) => {
-                dir.lock(self.lock_timeout)?;
+                dir.lock(Duration::ZERO)?;
                 Ok(remove_leftovers(&dir))
             }
             None => Ok(0),
@@ -153,12 +155,13 @@ impl InterpreterDir {
     /// Removes the emulator files a re-pin superseded: those binfmt wrote (by name,
     /// mode and owner) that are not this binary's pins and whose names no path in
     /// `in_use` (every entry's interpreter) has; see `unused`. Under the directory's
-    /// lock; creates nothing. Returns what was removed.
+    /// lock, not waited for (a run that holds it removes them); creates nothing.
+    /// Returns what was removed.
     pub fn remove_unused(&self, in_use: &[PathBuf]) -> Result<Vec<Removed>, Error> {
         let trust = Trust::current();
         match SecureDir::open_existing(&self.dir, &trust)? {
             Some(dir) => {
-                dir.lock(self.lock_timeout)?;
+                dir.lock(Duration::ZERO)?;
                 Ok(remove_unused(&dir, &file_names(in_use), &trust))
             }
             None => Ok(Vec::new()),
