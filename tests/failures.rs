@@ -60,7 +60,7 @@ namespace_test! {
             .iter()
             .map(|arch| Emulator::for_arch(*arch).unwrap().size())
             .sum();
-        let needed = format!("need {:.1} MB more", needed as f64 / 1e6);
+        let needed = format!(" {:.1} MB more, ", needed as f64 / 1e6);
         for line in &failed {
             assert!(line.contains(&format!("no space left for the emulators in {dir}")), "{line}");
             assert!(line.contains(&needed), "{line}\nexpected {needed:?}");

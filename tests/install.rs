@@ -95,8 +95,16 @@ namespace_test! {
         let dir = sandbox.interpreters.to_str().unwrap();
         crate::util::must("mount", &["-t", "tmpfs", "-o", "size=4m,mode=0755", "tmpfs", dir]);
         let run = sandbox.binfmt(&["--install", "riscv64"]).exit(1);
-        assert!(run.stderr.contains("installing: riscv64 FAILED: cannot reserve space for"), "{run}");
-        assert!(run.stderr.contains("No space left on device"), "{run}");
+        let size = qemu_catalog::Emulator::for_arch(Arch::Riscv64).unwrap().size();
+        assert!(
+            run.stderr.contains(&format!(
+                "installing: riscv64 FAILED: no space left for the emulators in {dir}: \
+                 qemu-riscv64, not written, needs {:.1} MB more",
+                size as f64 / 1e6
+            )),
+            "{run}"
+        );
+        assert!(run.stderr.contains("; fix: free "), "{run}");
         assert_eq!(fs::read_dir(&sandbox.interpreters).unwrap().count(), 0);
         assert_eq!(sandbox.entries().len(), 2, "{:?}", sandbox.entries());
     }

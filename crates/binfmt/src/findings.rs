@@ -311,25 +311,29 @@ impl Finding {
                 arches,
                 needed,
                 free,
-            } => format!(
-                "no space left for the emulators in {}: {} ({}) need {} more, {}",
-                dir.display(),
-                if arches.len() == 1 {
-                    "the one not written".to_owned()
-                } else {
-                    format!("the {} not written", arches.len())
-                },
-                arches
+            } => {
+                let names: Vec<String> = arches
                     .iter()
                     .map(|arch| format!("qemu-{}", arch.qemu_cpu()))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                megabytes(*needed),
-                match free {
-                    Some(free) => format!("{} are free there", megabytes(*free)),
-                    None => "and how much is free there cannot be read".to_owned(),
-                }
-            ),
+                    .collect();
+                let what = match names.as_slice() {
+                    [one] => format!("{one}, not written, needs"),
+                    names => format!(
+                        "the {} emulators not written ({}) need",
+                        names.len(),
+                        names.join(", ")
+                    ),
+                };
+                format!(
+                    "no space left for the emulators in {}: {what} {} more, {}",
+                    dir.display(),
+                    megabytes(*needed),
+                    match free {
+                        Some(free) => format!("{} are free there", megabytes(*free)),
+                        None => "and how much is free there cannot be read".to_owned(),
+                    }
+                )
+            }
             Finding::DirDenied { error } => error.clone(),
             Finding::ForeignEmulator { arch, entries } => each(entries, |entry| {
                 let ours = Emulator::for_arch(*arch).map_or_else(String::new, |emulator| {
