@@ -351,5 +351,23 @@ namespace_test! {
         // Nothing left to remove: a rerun says nothing about it.
         let run = sandbox.binfmt(&["--install", "riscv64,s390x"]).success();
         assert!(!run.stderr.contains("removed:"), "{run}");
+
+        // `apply` removes them too.
+        let old_mips64 = old_file("qemu-mips64-2222222222222222", &riscv64);
+        let config = sandbox.scratch.join("config.toml");
+        fs::write(
+            &config,
+            format!(
+                "architectures = [\"riscv64\"]\nmount = \"{}\"\ninterpreter_dir = \"{}\"\n",
+                sandbox.mount.display(),
+                dir.display()
+            ),
+        )
+        .unwrap();
+        let mut apply = std::process::Command::new(env!("CARGO_BIN_EXE_binfmt"));
+        apply.args(["apply", "--config", config.to_str().unwrap()]);
+        let run = crate::util::Run::of(apply).success();
+        assert!(run.stderr.contains(&format!("removed: {} (", old_mips64.display())), "{run}");
+        assert!(!old_mips64.exists() && foreign.exists() && riscv64.exists() && s390x.exists());
     }
 }
