@@ -19,8 +19,14 @@ fuzz_target!(|text: &str| {
         "{text:?}"
     );
     assert!(config.mount.is_absolute(), "{text:?}");
-    assert!(install.options.interpreter_dir.dir().is_absolute(), "{text:?}");
+    assert!(
+        install.options.interpreter_dir.dir().is_absolute(),
+        "{text:?}"
+    );
     // The flags it accepted are flags the command line accepts, written back.
     let flags = install.options.flags;
-    assert_eq!(flags.to_string().parse::<binfmt_misc::Flags>().ok(), Some(flags));
+    assert_eq!(
+        flags.to_string().parse::<binfmt_misc::Flags>().ok(),
+        Some(flags)
+    );
 });
