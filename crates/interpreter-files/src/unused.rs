@@ -8,6 +8,11 @@
 //! it is not the file of one of the pins this binary carries, and no entry of the
 //! table names it (the caller passes every entry's interpreter, binfmt's or not). Its
 //! verification record goes with it. Anything else in the directory is left alone.
+//!
+//! Only the table the caller read is consulted: an entry of another binfmt_misc
+//! instance (a container's private one) that names an old file is not seen. With flag
+//! F, binfmt's default, the kernel opened that file at registration and keeps it
+//! open, so removing its name breaks nothing.
 
 use std::path::{Path, PathBuf};
 
