@@ -598,14 +598,25 @@ impl Finding {
             )),
             Finding::NoSpace {
                 dir, needed, free, ..
-            } => Fix::Advice(format!(
-                "free {} in {} (df -h {} shows the filesystem), or put the emulators on a \
-                 filesystem with room: --interpreter-dir DIR (BINFMT_INTERPRETER_DIR; \
-                 interpreter_dir in the config file)",
-                megabytes(needed.saturating_sub(free.unwrap_or(0))),
-                dir.display(),
-                dir.display()
-            )),
+            } => {
+                let short = needed.saturating_sub(free.unwrap_or(0));
+                let free_up = if short == 0 {
+                    // Someone freed space since: trying again is the fix.
+                    "run it again (there is room now)".to_owned()
+                } else {
+                    format!(
+                        "free {} in {} (df -h {} shows the filesystem)",
+                        megabytes(short),
+                        dir.display(),
+                        dir.display()
+                    )
+                };
+                Fix::Advice(format!(
+                    "{free_up}, or put the emulators on a filesystem with room: \
+                     --interpreter-dir DIR (BINFMT_INTERPRETER_DIR; interpreter_dir in the \
+                     config file)"
+                ))
+            }
             Finding::ForeignEmulator { arch, entries } => Fix::Advice(format!(
                 "{} replaces it with binfmt's; leave it if that emulator is the one you want",
                 binfmt_with(
@@ -772,4 +783,68 @@ fn names(entries: &[EntryRef]) -> Vec<String> {
 /// One sentence per entry, joined.
 fn each(entries: &[EntryRef], sentence: impl Fn(&EntryRef) -> String) -> String {
     entries.iter().map(sentence).collect::<Vec<_>>().join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failure(finding: &Finding) -> String {
+        finding.as_failure(Path::new(DEFAULT_MOUNT))
+    }
+
+    #[test]
+    fn a_full_disk_says_what_is_needed_and_what_to_do() {
+        let full = |arches: Vec<Arch>, free: Option<u64>| Finding::NoSpace {
+            dir: PathBuf::from("/var/lib/binfmt"),
+            arches,
+            needed: 30_000_000,
+            free,
+        };
+        assert_eq!(
+            failure(&full(vec![Arch::Riscv64, Arch::S390x], Some(4_200_000))),
+            "no space left for the emulators in /var/lib/binfmt: the 2 emulators not written \
+             (qemu-riscv64, qemu-s390x) need 30.0 MB more, 4.2 MB are free there; fix: free \
+             25.8 MB in /var/lib/binfmt (df -h /var/lib/binfmt shows the filesystem), or put \
+             the emulators on a filesystem with room: --interpreter-dir DIR \
+             (BINFMT_INTERPRETER_DIR; interpreter_dir in the config file)"
+        );
+        let one = failure(&full(vec![Arch::Riscv64], None));
+        assert!(
+            one.contains("qemu-riscv64, not written, needs 30.0 MB more, and how much is free"),
+            "{one}"
+        );
+        assert!(
+            one.contains("fix: free 30.0 MB in /var/lib/binfmt"),
+            "{one}"
+        );
+        let freed_since = failure(&full(vec![Arch::Riscv64], Some(31_000_000)));
+        assert!(
+            freed_since.contains("fix: run it again (there is room now), or put"),
+            "{freed_since}"
+        );
+    }
+
+    #[test]
+    fn a_busy_lock_names_its_holders_or_how_to_find_them() {
+        let busy = |holders: Vec<Holder>| Finding::LockBusy {
+            path: PathBuf::from(DEFAULT_MOUNT),
+            waited: Duration::from_secs(30),
+            holders,
+        };
+        let named = failure(&busy(vec![Holder {
+            pid: 42,
+            command: Some("binfmt --install all".to_owned()),
+        }]));
+        assert_eq!(
+            named,
+            "/proc/sys/fs/binfmt_misc is locked by another process (pid 42 (binfmt --install \
+             all)) that did not release it within 30 s; nothing was changed; fix: wait for it \
+             and run again; if it is stuck, stop it (kill 42); or wait longer: --lock-timeout \
+             SECONDS (BINFMT_LOCK_TIMEOUT)"
+        );
+        let hidden = failure(&busy(Vec::new()));
+        assert!(hidden.contains("does not show"), "{hidden}");
+        assert!(hidden.contains("grep FLOCK /proc/locks"), "{hidden}");
+    }
 }
