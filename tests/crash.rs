@@ -216,7 +216,7 @@ namespace_test! {
     /// a run waits; released, it finishes.
     fn a_run_waits_for_the_lock(sandbox: &Sandbox) {
         let table = sandbox.table();
-        let lock = table.lock().unwrap();
+        let lock = table.lock(Duration::from_secs(600)).unwrap();
         let mut child = sandbox
             .command(&["--install", "s390x"])
             .stdout(Stdio::null())
@@ -231,7 +231,7 @@ namespace_test! {
         assert!(run.stderr.contains("waiting for it to finish"), "{run}");
         sandbox.assert_runs(Arch::S390x);
         // A status-only run does not wait.
-        let _lock = table.lock().unwrap();
+        let _lock = table.lock(Duration::from_secs(600)).unwrap();
         sandbox.binfmt(&[]).success();
     }
 }

@@ -371,3 +371,42 @@ namespace_test! {
         assert_eq!(json["ok"], true, "{run}");
     }
 }
+
+namespace_test! {
+    /// An entry with another tool's emulator (Debian's qemu-aarch64-static, here a
+    /// copy of a working QEMU under that name): noted, with the command that replaces
+    /// it and leave-it-if-intended, but not a problem (it runs); binfmt's own entries
+    /// are not noted.
+    fn another_tools_emulator_is_noted_not_a_problem(sandbox: &Sandbox) {
+        sandbox.binfmt(&["--install", "arm64,riscv64"]).success();
+        let ours = sandbox.table().read_entry("qemu-aarch64").unwrap().unwrap();
+        let debian = sandbox.executable("qemu-aarch64-static", &fs::read(ours.interpreter()).unwrap());
+        sandbox.write_control("qemu-aarch64", "-1");
+        sandbox.register("qemu-aarch64", Arch::Arm64, &debian, "POCF");
+
+        let (run, json) = doctor(sandbox);
+        assert_eq!(json["findings"].as_array().unwrap().len(), 0, "{run}");
+        assert_eq!(run.code, Some(0), "{run}");
+        let notes = json["notes"].as_array().unwrap();
+        assert_eq!(notes.len(), 1, "{run}");
+        let note = &notes[0];
+        assert_eq!(note["id"], "foreign-emulator");
+        let problem = text(&note["problem"]);
+        assert!(problem.starts_with(&format!("qemu-aarch64 runs arm64 programs with {}, not with the emulator binfmt carries for arm64 (qemu-aarch64-", debian.display())), "{problem}");
+        assert!(problem.contains(qemu_catalog::Emulator::for_arch(Arch::Arm64).unwrap().sha256()), "{problem}");
+        assert_eq!(
+            text(&note["fix"]),
+            format!("{} --install arm64 replaces it with binfmt's; leave it if that emulator is the one you want", binfmt(sandbox))
+        );
+        let human = sandbox.subcommand("doctor", &[]).success();
+        assert!(human.stdout.contains("\nNOTE [foreign-emulator] qemu-aarch64 runs arm64 programs"), "{human}");
+        assert!(human.stdout.ends_with("binfmt doctor: no problems found\n"), "{human}");
+
+        // Under another name, the fix removes it too.
+        sandbox.write_control("qemu-aarch64", "-1");
+        sandbox.register("aarch64-debian", Arch::Arm64, &debian, "POCF");
+        let (run, json) = doctor(sandbox);
+        let fix = text(&json["notes"][0]["fix"]);
+        assert!(fix.starts_with(&format!("{} --uninstall aarch64-debian --install arm64", binfmt(sandbox))), "{run}");
+    }
+}

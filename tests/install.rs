@@ -95,8 +95,16 @@ namespace_test! {
         let dir = sandbox.interpreters.to_str().unwrap();
         crate::util::must("mount", &["-t", "tmpfs", "-o", "size=4m,mode=0755", "tmpfs", dir]);
         let run = sandbox.binfmt(&["--install", "riscv64"]).exit(1);
-        assert!(run.stderr.contains("installing: riscv64 FAILED: cannot reserve space for"), "{run}");
-        assert!(run.stderr.contains("No space left on device"), "{run}");
+        let size = qemu_catalog::Emulator::for_arch(Arch::Riscv64).unwrap().size();
+        assert!(
+            run.stderr.contains(&format!(
+                "installing: riscv64 FAILED: no space left for the emulators in {dir}: \
+                 qemu-riscv64, not written, needs {:.1} MB more",
+                size as f64 / 1e6
+            )),
+            "{run}"
+        );
+        assert!(run.stderr.contains("; fix: free "), "{run}");
         assert_eq!(fs::read_dir(&sandbox.interpreters).unwrap().count(), 0);
         assert_eq!(sandbox.entries().len(), 2, "{:?}", sandbox.entries());
     }
@@ -291,4 +299,75 @@ fn listing(dir: &std::path::Path) -> Vec<(String, u64, std::time::SystemTime)> {
         .collect();
     files.sort();
     files
+}
+
+namespace_test! {
+    /// After a re-pin the files of the old pins (14 to 17 MB each) are removed once no
+    /// entry uses them; a file an entry still uses, the current pins' files and files
+    /// binfmt does not name so are kept.
+    fn superseded_emulator_files_are_removed_once_unused(sandbox: &Sandbox) {
+        use std::os::unix::fs::PermissionsExt;
+        sandbox.binfmt(&["--install", "riscv64,s390x"]).success();
+        let dir = &sandbox.interpreters;
+        let current = |arch: Arch| {
+            sandbox.table().read_entry(&arch.entry_name()).unwrap().unwrap().interpreter().to_owned()
+        };
+        let (riscv64, s390x) = (current(Arch::Riscv64), current(Arch::S390x));
+        let old_file = |name: &str, from: &PathBuf| {
+            let path = dir.join(name);
+            fs::copy(from, &path).unwrap();
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+            path
+        };
+        // Files of earlier pins: riscv64's used by nothing, s390x's by its entry,
+        // registered from it as an earlier binfmt would have.
+        let old_riscv64 = old_file("qemu-riscv64-0000000000000000", &riscv64);
+        let old_s390x = old_file("qemu-s390x-1111111111111111", &s390x);
+        sandbox.write_control(&Arch::S390x.entry_name(), "-1");
+        sandbox.register(&Arch::S390x.entry_name(), Arch::S390x, &old_s390x, "POCF");
+        let foreign = old_file("qemu-aarch64-static", &riscv64);
+
+        let run = sandbox.binfmt(&["--install", "riscv64"]).success();
+        let size = fs::metadata(&riscv64).unwrap().len();
+        assert!(
+            run.stderr.contains(&format!(
+                "removed: {} (superseded emulator, used by no entry; {:.1} MB freed)\n",
+                old_riscv64.display(),
+                size as f64 / 1e6
+            )),
+            "{run}"
+        );
+        assert!(!old_riscv64.exists());
+        for kept in [&old_s390x, &foreign, &riscv64, &s390x] {
+            assert!(kept.exists(), "{} removed:\n{run}", kept.display());
+        }
+        sandbox.assert_runs(Arch::S390x);
+
+        // Once its entry moves to the current pin, the old s390x file goes too.
+        let run = sandbox.binfmt(&["--install", "s390x"]).success();
+        assert!(run.stderr.contains(&format!("removed: {} (", old_s390x.display())), "{run}");
+        assert!(!old_s390x.exists() && foreign.exists() && s390x.exists());
+        sandbox.assert_runs(Arch::S390x);
+        // Nothing left to remove: a rerun says nothing about it.
+        let run = sandbox.binfmt(&["--install", "riscv64,s390x"]).success();
+        assert!(!run.stderr.contains("removed:"), "{run}");
+
+        // `apply` removes them too.
+        let old_mips64 = old_file("qemu-mips64-2222222222222222", &riscv64);
+        let config = sandbox.scratch.join("config.toml");
+        fs::write(
+            &config,
+            format!(
+                "architectures = [\"riscv64\"]\nmount = \"{}\"\ninterpreter_dir = \"{}\"\n",
+                sandbox.mount.display(),
+                dir.display()
+            ),
+        )
+        .unwrap();
+        let mut apply = std::process::Command::new(env!("CARGO_BIN_EXE_binfmt"));
+        apply.args(["apply", "--config", config.to_str().unwrap()]);
+        let run = crate::util::Run::of(apply).success();
+        assert!(run.stderr.contains(&format!("removed: {} (", old_mips64.display())), "{run}");
+        assert!(!old_mips64.exists() && foreign.exists() && riscv64.exists() && s390x.exists());
+    }
 }

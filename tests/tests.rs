@@ -18,6 +18,8 @@ mod crash;
 mod dist;
 mod docker;
 mod doctor;
+mod emulators;
+mod failures;
 mod hostile;
 mod install;
 mod interpreter_files;

@@ -13,6 +13,7 @@
 //!   an entry, for the fake table and the fuzz targets.
 //! - [`fake`]: [`FakeTable`](fake::FakeTable), an in-memory table for tests.
 //! - [`plan`]: compare what we want with what is there and apply the smallest change.
+//! - [`lock`]: a bounded wait for a `flock(2)`, and who holds it (`/proc/locks`).
 //! - [`persist`]: open binfmt_misc at its usual place so that registrations outlive
 //!   this process (a container), or say that they would not.
 //!
@@ -25,13 +26,14 @@ mod error;
 pub mod fake;
 #[doc(hidden)]
 pub mod kill_point;
+pub mod lock;
 pub mod model;
 pub mod persist;
 pub mod plan;
 pub mod table;
 
 pub use entry::{Difference, Entry, Flags, Matcher, Registration};
-pub use error::Error;
+pub use error::{Error, holders_text};
 pub use plan::{
     Change, STAGING_SUFFIX, apply, compare, plan, remove_staging, staged_name, staging_name,
 };

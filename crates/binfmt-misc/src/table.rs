@@ -10,7 +10,8 @@
 //! [`BinfmtMisc::lock`] serialises binfmt runs on one instance with `flock(2)` on the
 //! mount's root directory. Every mount of an instance (the host's, a privileged
 //! container's) shares that one inode, so the lock holds across containers with no
-//! lock file to create; the kernel drops it when its holder dies, even by SIGKILL.
+//! lock file to create; the kernel drops it when its holder dies, even by SIGKILL. The
+//! wait for it is bounded ([`crate::lock`]).
 
 use std::ffi::OsStr;
 use std::fs::File;
@@ -18,13 +19,15 @@ use std::io::{self, Read};
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use rustix::fs::{AtFlags, CWD, FlockOperation, Mode, OFlags};
+use rustix::fs::{AtFlags, CWD, Mode, OFlags};
 use rustix::io::Errno;
 
 use crate::entry::{CONTROL_FILES, Entry, Registration, validate_name};
 use crate::error::Error;
 use crate::kill_point;
+use crate::lock::{self, LockWaitError};
 
 /// `BINFMTFS_MAGIC` from `include/uapi/linux/magic.h`: `statfs(2)`'s `f_type` for a
 /// binfmt_misc mount.
@@ -199,15 +202,16 @@ impl BinfmtMisc {
         )
     }
 
-    /// Takes an exclusive lock on this binfmt_misc instance, waiting while another
-    /// binfmt holds it; the lock lasts until the returned value is dropped or the
-    /// process ends.
+    /// Takes an exclusive lock on this binfmt_misc instance, waiting at most `timeout`
+    /// while another binfmt holds it; the lock lasts until the returned value is
+    /// dropped or the process ends. Past the timeout it fails with
+    /// [`Error::LockBusy`], naming the holder.
     ///
     /// Calls [`flock(2)`](https://man7.org/linux/man-pages/man2/flock.2.html) on the
     /// mount's root directory, opened for reading (an `O_PATH` descriptor cannot be
     /// locked). Two runs that change the same entries one after the other give the
     /// same table in any order; at the same time, each could undo the other's step.
-    pub fn lock(&self) -> Result<TableLock, Error> {
+    pub fn lock(&self, timeout: Duration) -> Result<TableLock, Error> {
         let lock_error = |errno: Errno| Error::Lock {
             path: self.path.clone(),
             source: errno.into(),
@@ -215,17 +219,21 @@ impl BinfmtMisc {
         let dir = self
             .open_file(".", OFlags::RDONLY | OFlags::DIRECTORY)
             .map_err(lock_error)?;
-        match rustix::fs::flock(&dir, FlockOperation::NonBlockingLockExclusive) {
-            Ok(()) => {}
-            Err(Errno::WOULDBLOCK) => {
-                log::info!(
-                    "another binfmt is changing {}; waiting for it to finish",
-                    self.path.display()
-                );
-                rustix::fs::flock(&dir, FlockOperation::LockExclusive).map_err(lock_error)?;
-            }
-            Err(errno) => return Err(lock_error(errno)),
-        }
+        let waiting = || {
+            log::info!(
+                "another binfmt is changing {}; waiting for it to finish (at most {} s)",
+                self.path.display(),
+                timeout.as_secs()
+            );
+        };
+        lock::lock_exclusive(&dir, timeout, waiting).map_err(|error| match error {
+            LockWaitError::TimedOut { holders } => Error::LockBusy {
+                path: self.path.clone(),
+                waited: timeout,
+                holders,
+            },
+            LockWaitError::Failed(errno) => lock_error(errno),
+        })?;
         log::debug!("locked {}", self.path.display());
         Ok(TableLock { _dir: dir })
     }

@@ -57,9 +57,24 @@ pub struct Args {
           default_value = interpreter_files::DEFAULT_DIR)]
     pub interpreter_dir: PathBuf,
 
+    /// How long to wait for another binfmt run changing the same binfmt_misc table or
+    /// interpreter directory, in seconds (0: do not wait). Past it binfmt changes
+    /// nothing, names the process that holds the lock and exits 1.
+    #[arg(long, value_name = "SECONDS", env = "BINFMT_LOCK_TIMEOUT",
+          default_value_t = DEFAULT_LOCK_TIMEOUT, value_parser = lock_timeout_range())]
+    pub lock_timeout: u64,
+
     /// Print binfmt/<version> qemu/<version> rust/<version> and exit.
     #[arg(long)]
     pub version: bool,
+}
+
+/// `--lock-timeout`'s default, in seconds ([`binfmt_misc::lock::DEFAULT_TIMEOUT`]).
+pub const DEFAULT_LOCK_TIMEOUT: u64 = binfmt_misc::lock::DEFAULT_TIMEOUT.as_secs();
+
+/// `--lock-timeout` takes 0 to 86400 seconds.
+fn lock_timeout_range() -> clap::builder::RangedU64ValueParser {
+    clap::value_parser!(u64).range(0..=86_400)
 }
 
 fn parse_flags(letters: &str) -> Result<Flags, String> {
@@ -90,10 +105,22 @@ pub enum Command {
     ///     mount = "/proc/sys/fs/binfmt_misc"      # the default
     ///
     /// The file is checked whole before anything is written; the top-level options
-    /// and their BINFMT_* variables do not apply here. Exit codes as without a
+    /// and their BINFMT_* variables do not apply here (but --lock-timeout does). Exit codes as without a
     /// subcommand.
     #[command(verbatim_doc_comment)]
     Apply(ApplyArgs),
+    /// List the emulators this binary carries: architecture, entry name, QEMU version,
+    /// Debian package and version, sha256 and size of each (from the pins embedded at
+    /// build time).
+    Emulators(EmulatorsArgs),
+}
+
+/// `binfmt emulators`.
+#[derive(Debug, clap::Args)]
+pub struct EmulatorsArgs {
+    /// Print JSON on stdout instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Run one command with foreign-architecture emulation, without privileges.
@@ -182,4 +209,10 @@ pub struct ApplyArgs {
     #[arg(long, value_name = "SECONDS",
           value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub watch: Option<u64>,
+
+    /// How long to wait for another binfmt run changing the same table or
+    /// interpreter directory, in seconds, as the top-level --lock-timeout.
+    #[arg(long, value_name = "SECONDS", env = "BINFMT_LOCK_TIMEOUT",
+          default_value_t = DEFAULT_LOCK_TIMEOUT, value_parser = lock_timeout_range())]
+    pub lock_timeout: u64,
 }

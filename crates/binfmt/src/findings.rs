@@ -12,7 +12,9 @@
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
+use binfmt_misc::lock::Holder;
 use binfmt_misc::{DEFAULT_MOUNT, Entry};
 use qemu_catalog::{Arch, Emulator};
 use serde::Serialize;
@@ -103,6 +105,26 @@ pub enum Finding {
     },
     /// amd64 runs, at a lower x86-64 level than asked for.
     LevelTooLow { have: u8, want: u8 },
+    /// Another process held a lock binfmt waits for (the table's or the interpreter
+    /// directory's, `path`) for longer than `waited`; `holders` from /proc/locks.
+    LockBusy {
+        path: PathBuf,
+        waited: Duration,
+        holders: Vec<Holder>,
+    },
+    /// The interpreter directory's filesystem is full: the emulators of `arches` were
+    /// not written; they need `needed` bytes, `free` are free.
+    NoSpace {
+        dir: PathBuf,
+        arches: Vec<Arch>,
+        needed: u64,
+        free: Option<u64>,
+    },
+    /// This process may not create or write files in the interpreter directory.
+    DirDenied { error: String },
+    /// Entries claim `arch` with an interpreter that is not the emulator this binary
+    /// carries for it (another tool's): a notice, not a problem.
+    ForeignEmulator { arch: Arch, entries: Vec<EntryRef> },
 }
 
 impl Finding {
@@ -157,6 +179,10 @@ impl Finding {
             Finding::NoEntry { .. } => "no-entry",
             Finding::NativeFails { .. } => "native-fails",
             Finding::LevelTooLow { .. } => "level-too-low",
+            Finding::LockBusy { .. } => "lock-busy",
+            Finding::NoSpace { .. } => "no-space",
+            Finding::DirDenied { .. } => "interpreter-dir-denied",
+            Finding::ForeignEmulator { .. } => "foreign-emulator",
         }
     }
 
@@ -269,6 +295,62 @@ impl Finding {
                 "this CPU runs x86-64-v{have}, not v{want}: it lacks instructions v{want} \
                  programs use"
             ),
+            Finding::LockBusy {
+                path,
+                waited,
+                holders,
+            } => format!(
+                "{} is locked by another process ({}) that did not release it within {} s; \
+                 nothing was changed",
+                path.display(),
+                binfmt_misc::holders_text(holders),
+                waited.as_secs()
+            ),
+            Finding::NoSpace {
+                dir,
+                arches,
+                needed,
+                free,
+            } => {
+                let names: Vec<String> = arches
+                    .iter()
+                    .map(|arch| format!("qemu-{}", arch.qemu_cpu()))
+                    .collect();
+                let what = match names.as_slice() {
+                    [one] => format!("{one}, not written, needs"),
+                    names => format!(
+                        "the {} emulators not written ({}) need",
+                        names.len(),
+                        names.join(", ")
+                    ),
+                };
+                format!(
+                    "no space left for the emulators in {}: {what} {} more, {}",
+                    dir.display(),
+                    megabytes(*needed),
+                    match free {
+                        Some(free) => format!("{} are free there", megabytes(*free)),
+                        None => "and how much is free there cannot be read".to_owned(),
+                    }
+                )
+            }
+            Finding::DirDenied { error } => error.clone(),
+            Finding::ForeignEmulator { arch, entries } => each(entries, |entry| {
+                let ours = Emulator::for_arch(*arch).map_or_else(String::new, |emulator| {
+                    format!(
+                        " ({}, QEMU {}, sha256 {})",
+                        interpreter_files::file_name(&emulator),
+                        qemu_catalog::emulator::QEMU,
+                        emulator.sha256()
+                    )
+                });
+                format!(
+                    "{} runs {arch} programs with {}, not with the emulator binfmt carries for \
+                     {arch}{ours}",
+                    entry.name,
+                    entry.interpreter.display()
+                )
+            }),
         }
     }
 
@@ -357,6 +439,24 @@ impl Finding {
             Finding::LevelTooLow { .. } => {
                 "an x86-64 level is a set of instructions the CPU has, and amd64 programs run \
                  on the CPU itself"
+            }
+            Finding::LockBusy { .. } => {
+                "binfmt runs take turns on a binfmt_misc instance and on an interpreter \
+                 directory (flock); a run that holds the lock this long is stopped, hung or \
+                 waiting itself"
+            }
+            Finding::NoSpace { .. } => {
+                "each emulator is a file of 14 to 17 MB, written whole before it is \
+                 registered; what was not written is not registered"
+            }
+            Finding::ForeignEmulator { .. } => {
+                "another tool registered it (Debian's qemu-user-binfmt, the tonistiigi/binfmt \
+                 image, an older binfmt): the kernel runs whatever that file is, which binfmt \
+                 has not checked; `binfmt emulators` lists what binfmt carries"
+            }
+            Finding::DirDenied { .. } => {
+                "emulators go into a directory only root can change, so that nobody else \
+                 chooses what the kernel runs, and registering needs root too"
             }
         }
     }
@@ -480,6 +580,82 @@ impl Finding {
             Finding::LevelTooLow { have, .. } => Fix::Advice(format!(
                 "none: no registration changes the CPU; build for linux/amd64/v{have} or lower"
             )),
+            Finding::LockBusy { holders, .. } => Fix::Advice(format!(
+                "wait for it and run again; if it is stuck, stop it ({}); or wait longer: \
+                 --lock-timeout SECONDS (BINFMT_LOCK_TIMEOUT)",
+                if holders.is_empty() {
+                    "find it with `grep FLOCK /proc/locks` on the host".to_owned()
+                } else {
+                    format!(
+                        "kill {}",
+                        holders
+                            .iter()
+                            .map(|holder| holder.pid.to_string())
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    )
+                }
+            )),
+            Finding::NoSpace {
+                dir, needed, free, ..
+            } => {
+                let short = needed.saturating_sub(free.unwrap_or(0));
+                let free_up = if short == 0 {
+                    // Someone freed space since: trying again is the fix.
+                    "run it again (there is room now)".to_owned()
+                } else {
+                    format!(
+                        "free {} in {} (df -h {} shows the filesystem)",
+                        megabytes(short),
+                        dir.display(),
+                        dir.display()
+                    )
+                };
+                Fix::Advice(format!(
+                    "{free_up}, or put the emulators on a filesystem with room: \
+                     --interpreter-dir DIR (BINFMT_INTERPRETER_DIR; interpreter_dir in the \
+                     config file)"
+                ))
+            }
+            Finding::ForeignEmulator { arch, entries } => Fix::Advice(format!(
+                "{} replaces it with binfmt's; leave it if that emulator is the one you want",
+                binfmt_with(
+                    mount,
+                    &others(*arch, entries.iter().map(|entry| &entry.name)),
+                    [arch.oci()]
+                )
+            )),
+            Finding::DirDenied { .. } => Fix::Advice(
+                "run as root (sudo binfmt ...), or in Docker with --privileged; without root, \
+                 `binfmt run -- CMD` emulates for one command"
+                    .to_owned(),
+            ),
+        }
+    }
+
+    /// The finding as one failure line: what is wrong, then `; fix: ` and the fix.
+    pub fn as_failure(&self, mount: &Path) -> String {
+        format!(
+            "{}; fix: {}",
+            self.problem(mount),
+            self.fix(mount).text(mount)
+        )
+    }
+
+    /// The finding of a failure of the kernel layer, when it is one binfmt words
+    /// itself (a busy lock); `None` for an error whose own message holds the fix.
+    pub fn for_table_error(error: &binfmt_misc::Error) -> Option<Finding> {
+        match error {
+            binfmt_misc::Error::LockBusy {
+                path,
+                waited,
+                holders,
+            } => Some(Finding::LockBusy {
+                path: path.clone(),
+                waited: *waited,
+                holders: holders.clone(),
+            }),
+            _ => None,
         }
     }
 
@@ -595,6 +771,11 @@ fn others<'a>(arch: Arch, names: impl Iterator<Item = &'a String>) -> Vec<String
         .collect()
 }
 
+/// `104.5 MB`: bytes as a person reads them, in decimal megabytes as `df -H` shows.
+fn megabytes(bytes: u64) -> String {
+    format!("{:.1} MB", bytes as f64 / 1e6)
+}
+
 fn names(entries: &[EntryRef]) -> Vec<String> {
     entries.iter().map(|entry| entry.name.clone()).collect()
 }
@@ -602,4 +783,68 @@ fn names(entries: &[EntryRef]) -> Vec<String> {
 /// One sentence per entry, joined.
 fn each(entries: &[EntryRef], sentence: impl Fn(&EntryRef) -> String) -> String {
     entries.iter().map(sentence).collect::<Vec<_>>().join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failure(finding: &Finding) -> String {
+        finding.as_failure(Path::new(DEFAULT_MOUNT))
+    }
+
+    #[test]
+    fn a_full_disk_says_what_is_needed_and_what_to_do() {
+        let full = |arches: Vec<Arch>, free: Option<u64>| Finding::NoSpace {
+            dir: PathBuf::from("/var/lib/binfmt"),
+            arches,
+            needed: 30_000_000,
+            free,
+        };
+        assert_eq!(
+            failure(&full(vec![Arch::Riscv64, Arch::S390x], Some(4_200_000))),
+            "no space left for the emulators in /var/lib/binfmt: the 2 emulators not written \
+             (qemu-riscv64, qemu-s390x) need 30.0 MB more, 4.2 MB are free there; fix: free \
+             25.8 MB in /var/lib/binfmt (df -h /var/lib/binfmt shows the filesystem), or put \
+             the emulators on a filesystem with room: --interpreter-dir DIR \
+             (BINFMT_INTERPRETER_DIR; interpreter_dir in the config file)"
+        );
+        let one = failure(&full(vec![Arch::Riscv64], None));
+        assert!(
+            one.contains("qemu-riscv64, not written, needs 30.0 MB more, and how much is free"),
+            "{one}"
+        );
+        assert!(
+            one.contains("fix: free 30.0 MB in /var/lib/binfmt"),
+            "{one}"
+        );
+        let freed_since = failure(&full(vec![Arch::Riscv64], Some(31_000_000)));
+        assert!(
+            freed_since.contains("fix: run it again (there is room now), or put"),
+            "{freed_since}"
+        );
+    }
+
+    #[test]
+    fn a_busy_lock_names_its_holders_or_how_to_find_them() {
+        let busy = |holders: Vec<Holder>| Finding::LockBusy {
+            path: PathBuf::from(DEFAULT_MOUNT),
+            waited: Duration::from_secs(30),
+            holders,
+        };
+        let named = failure(&busy(vec![Holder {
+            pid: 42,
+            command: Some("binfmt --install all".to_owned()),
+        }]));
+        assert_eq!(
+            named,
+            "/proc/sys/fs/binfmt_misc is locked by another process (pid 42 (binfmt --install \
+             all)) that did not release it within 30 s; nothing was changed; fix: wait for it \
+             and run again; if it is stuck, stop it (kill 42); or wait longer: --lock-timeout \
+             SECONDS (BINFMT_LOCK_TIMEOUT)"
+        );
+        let hidden = failure(&busy(Vec::new()));
+        assert!(hidden.contains("does not show"), "{hidden}");
+        assert!(hidden.contains("grep FLOCK /proc/locks"), "{hidden}");
+    }
 }

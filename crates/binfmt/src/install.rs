@@ -9,12 +9,16 @@
 //! `architectures` alike.
 
 use std::fmt;
+use std::path::{Path, PathBuf};
 
 use binfmt_misc::{Change, Entry, Error as TableError, Flags, Registration, Table};
 use interpreter_files::{self as files, FileState, Interpreter, InterpreterDir, is_memfd_path};
 use qemu_catalog::{Arch, Emulator, Selection};
 
+use rustix::io::Errno;
+
 use crate::empty_root::Prober;
+use crate::findings::Finding;
 use crate::survey::Survey;
 
 /// How entries are registered.
@@ -230,7 +234,9 @@ pub fn install(
         .filter(|(_, prepared)| matches!(prepared, Ok(Prepared::NeedsFile { .. })))
         .map(|(emulator, _)| *emulator)
         .collect();
-    let mut files = interpreters(&needing_files, options).into_iter();
+    let files = interpreters(&needing_files, options);
+    let no_space = no_space(&needing_files, &files, options);
+    let mut files = files.into_iter();
     emulators
         .iter()
         .zip(prepared)
@@ -238,7 +244,10 @@ pub fn install(
             let outcome = match prepared {
                 Ok(Prepared::Done(outcome)) => Ok(outcome),
                 Ok(Prepared::NeedsFile { wanted, current }) => match files.next() {
-                    Some(file) => finish(table, wanted, current.as_ref(), file),
+                    Some(file) => {
+                        let file = file.map_err(|error| diagnose(error, &no_space, table.path()));
+                        finish(table, wanted, current.as_ref(), file)
+                    }
                     None => Err(ArchError::NotConverged(
                         "internal error: no interpreter file was prepared".to_owned(),
                     )),
@@ -252,11 +261,121 @@ pub fn install(
         .collect()
 }
 
+/// The emulators in `emulators` (those that needed a file) whose file could not be
+/// written for want of space (ENOSPC), with what they need and what is free.
+fn no_space(
+    emulators: &[Emulator],
+    files: &[Result<(Interpreter, FileState), files::Error>],
+    options: &Options,
+) -> Option<Finding> {
+    let full: Vec<&Emulator> = emulators
+        .iter()
+        .zip(files)
+        .filter(|(_, file)| matches!(file, Err(error) if error.errno() == Some(Errno::NOSPC)))
+        .map(|(emulator, _)| emulator)
+        .collect();
+    if full.is_empty() {
+        return None;
+    }
+    let dir = options.interpreter_dir.dir();
+    // The directory itself may be what could not be created.
+    let free = dir
+        .ancestors()
+        .find_map(|dir| rustix::fs::statvfs(dir).ok())
+        .map(|stat| stat.f_bavail.saturating_mul(stat.f_frsize));
+    Some(Finding::NoSpace {
+        dir: dir.to_owned(),
+        arches: full.iter().map(|emulator| emulator.arch()).collect(),
+        needed: full.iter().map(|emulator| emulator.size()).sum(),
+        free,
+    })
+}
+
+/// An interpreter file's error, as the finding that says how to fix it where binfmt
+/// words one (a full disk: `no_space`, a directory this process may not write, a busy
+/// lock); else as it is.
+fn diagnose(error: files::Error, no_space: &Option<Finding>, mount: &Path) -> ArchError {
+    let finding = match (&error, error.errno()) {
+        (_, Some(Errno::NOSPC)) => no_space.clone(),
+        (_, Some(Errno::ACCESS | Errno::PERM)) => Some(Finding::DirDenied {
+            error: error.to_string(),
+        }),
+        (
+            files::Error::LockBusy {
+                path,
+                waited,
+                holders,
+            },
+            _,
+        ) => Some(Finding::LockBusy {
+            path: path.clone(),
+            waited: *waited,
+            holders: holders.clone(),
+        }),
+        _ => None,
+    };
+    match finding {
+        Some(finding) => ArchError::Diagnosed(finding.as_failure(mount)),
+        None => ArchError::Interpreter(error),
+    }
+}
+
+/// Removes the emulator files in the interpreter directory that no entry of `table`
+/// uses and that are not this binary's pins (see
+/// [`InterpreterDir::remove_unused`]): the files of earlier pins, 14 to 17 MB each.
+/// Only when every entry could be read: an entry that could not might use one.
+/// Failing is no reason to fail the run: logged.
+pub fn remove_unused(table: &impl Table, options: &Options) -> Vec<files::Removed> {
+    let in_use = table.entry_names().and_then(|names| {
+        names
+            .iter()
+            .filter_map(|name| table.read_entry(name).transpose())
+            .map(|entry| entry.map(|entry| entry.interpreter().to_owned()))
+            .collect::<Result<Vec<PathBuf>, TableError>>()
+    });
+    let in_use = match in_use {
+        Ok(in_use) => in_use,
+        Err(error) => {
+            log::warn!("not removing unused emulator files: {error}");
+            return Vec::new();
+        }
+    };
+    options
+        .interpreter_dir
+        .remove_unused(&in_use)
+        .unwrap_or_else(|error| {
+            // Busy: the run that holds the lock removes them.
+            if matches!(error, files::Error::LockBusy { .. }) {
+                log::debug!("not removing unused emulator files: {error}");
+            } else {
+                log::warn!("not removing unused emulator files: {error}");
+            }
+            Vec::new()
+        })
+}
+
+/// The line that reports what [`remove_unused`] removed.
+pub fn removed_line(removed: &[files::Removed]) -> String {
+    let bytes: u64 = removed.iter().map(|file| file.bytes).sum();
+    format!(
+        "removed: {} (superseded emulator{}, used by no entry; {:.1} MB freed)",
+        removed
+            .iter()
+            .map(|file| file.path.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+        if removed.len() == 1 { "" } else { "s" },
+        bytes as f64 / 1e6
+    )
+}
+
 /// Why one architecture failed.
 #[derive(Debug)]
 enum ArchError {
     Table(TableError),
     Interpreter(files::Error),
+    /// A failure binfmt words with its fix (`crate::findings`).
+    Diagnosed(String),
     /// The kernel accepted the registration but reads back something else.
     NotConverged(String),
 }
@@ -266,7 +385,7 @@ impl fmt::Display for ArchError {
         match self {
             ArchError::Table(error) => error.fmt(f),
             ArchError::Interpreter(error) => error.fmt(f),
-            ArchError::NotConverged(what) => f.write_str(what),
+            ArchError::NotConverged(what) | ArchError::Diagnosed(what) => f.write_str(what),
         }
     }
 }
@@ -432,7 +551,7 @@ fn finish(
     table: &impl Table,
     mut wanted: Registration,
     current: Option<&Entry>,
-    file: Result<(Interpreter, FileState), files::Error>,
+    file: Result<(Interpreter, FileState), ArchError>,
 ) -> Result<InstallOutcome, ArchError> {
     let (interpreter, found) = file?;
     wanted.interpreter = interpreter.path().to_owned();
@@ -536,8 +655,6 @@ fn outcome_of(change: &Change, notes: Vec<String>) -> InstallOutcome {
 
 #[cfg(test)]
 mod tests {
-    use std::path::{Path, PathBuf};
-
     use binfmt_misc::fake::{FakeTable, Write};
 
     use super::*;

@@ -27,6 +27,7 @@ fn main() -> ExitCode {
         Some(Command::Check(check)) => commands::check::run(check),
         Some(Command::Doctor(doctor)) => commands::doctor::run(doctor),
         Some(Command::Apply(apply)) => commands::apply::run(apply),
+        Some(Command::Emulators(emulators)) => commands::emulators::run(emulators),
         None if args.version => commands::version::run(),
         None => commands::register::run(&args),
     };

@@ -6,6 +6,7 @@
 //! [`Install::new`]): carrying one out is the first write.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use binfmt_misc::persist::{self, Placement};
 use binfmt_misc::{BinfmtMisc, DEFAULT_MOUNT};
@@ -32,6 +33,8 @@ pub struct Request {
     /// Where interpreter files are, and the proofs of earlier runs (see
     /// `crate::proof_record`).
     pub interpreter_dir: InterpreterDir,
+    /// How long to wait for another run's lock on the table.
+    pub lock_timeout: Duration,
 }
 
 /// How much a run prints.
@@ -50,7 +53,12 @@ pub fn execute(request: &Request, verbosity: Verbosity) -> Result<Completion, Co
     // One binfmt at a time changes this table (a second `--install all` waits, then
     // finds everything in place); a status-only run reads without waiting.
     let _lock = if request.install.is_some() || request.uninstall.is_some() {
-        Some(table.lock()?)
+        Some(table.lock(request.lock_timeout).map_err(|error| {
+            match Finding::for_table_error(&error) {
+                Some(finding) => CommandError::Runtime(finding.as_failure(&request.mount)),
+                None => error.into(),
+            }
+        })?)
     } else {
         None
     };
@@ -85,6 +93,13 @@ pub fn execute(request: &Request, verbosity: Verbosity) -> Result<Completion, Co
                 outcomes.len()
             );
             complete = false;
+        }
+        if !wanted.options.in_memory {
+            let removed = install::remove_unused(&table, &wanted.options);
+            if !removed.is_empty() {
+                eprintln!("{}", install::removed_line(&removed));
+                changed = true;
+            }
         }
     }
 

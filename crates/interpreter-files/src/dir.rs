@@ -15,6 +15,7 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use qemu_catalog::Emulator;
 
@@ -24,6 +25,7 @@ use crate::interpreter::Interpreter;
 use crate::layout::{STATE_PREFIX, file_name};
 use crate::secure_dir::{SecureDir, Trust};
 use crate::threads::on_every_core;
+use crate::unused::{Removed, file_names, remove_unused};
 use crate::write::{remove_leftovers, write_files};
 
 /// Where interpreters are written by default: persistent, disk-backed, root-owned on
@@ -39,12 +41,26 @@ pub const FUSE_SUPER_MAGIC: u64 = 0x6573_5546;
 #[derive(Clone, Debug)]
 pub struct InterpreterDir {
     dir: PathBuf,
+    /// How long to wait for another binfmt run's lock on the directory.
+    lock_timeout: Duration,
 }
 
 impl InterpreterDir {
-    /// A directory of interpreter files (created when first written to).
+    /// A directory of interpreter files (created when first written to), whose lock
+    /// is waited for [`binfmt_misc::lock::DEFAULT_TIMEOUT`] at most.
     pub fn new(dir: impl Into<PathBuf>) -> InterpreterDir {
-        InterpreterDir { dir: dir.into() }
+        InterpreterDir {
+            dir: dir.into(),
+            lock_timeout: binfmt_misc::lock::DEFAULT_TIMEOUT,
+        }
+    }
+
+    /// The same directory, its lock waited for `timeout` at most.
+    pub fn with_lock_timeout(self, timeout: Duration) -> InterpreterDir {
+        InterpreterDir {
+            lock_timeout: timeout,
+            ..self
+        }
     }
 
     /// The directory.
@@ -114,7 +130,7 @@ impl InterpreterDir {
         let path = self.dir.join(name);
         let dir = SecureDir::open_existing(&self.dir, &Trust::current())?
             .ok_or_else(|| io_error(&path, "write", io::Error::from(io::ErrorKind::NotFound)))?;
-        dir.lock()?;
+        dir.lock(self.lock_timeout)?;
         dir.replace_file(name, contents.as_bytes())
             .map_err(|source| io_error(&path, "write", source))
     }
@@ -124,13 +140,31 @@ impl InterpreterDir {
     /// calls it once, as an entry that needs no file here never reaches [`ensure`].
     ///
     /// [`ensure`]: InterpreterDir::ensure
+    ///
+    /// Does not wait for the directory's lock: a run that holds it removes them itself.
     pub fn remove_leftovers(&self) -> Result<usize, Error> {
         match SecureDir::open_existing(&self.dir, &Trust::current())? {
             Some(dir) => {
-                dir.lock()?;
+                dir.lock(Duration::ZERO)?;
                 Ok(remove_leftovers(&dir))
             }
             None => Ok(0),
+        }
+    }
+
+    /// Removes the emulator files a re-pin superseded: those binfmt wrote (by name,
+    /// mode and owner) that are not this binary's pins and whose names no path in
+    /// `in_use` (every entry's interpreter) has; see `unused`. Under the directory's
+    /// lock, not waited for (a run that holds it removes them); creates nothing.
+    /// Returns what was removed.
+    pub fn remove_unused(&self, in_use: &[PathBuf]) -> Result<Vec<Removed>, Error> {
+        let trust = Trust::current();
+        match SecureDir::open_existing(&self.dir, &trust)? {
+            Some(dir) => {
+                dir.lock(Duration::ZERO)?;
+                Ok(remove_unused(&dir, &file_names(in_use), &trust))
+            }
+            None => Ok(Vec::new()),
         }
     }
 
@@ -178,7 +212,7 @@ impl InterpreterDir {
         };
         // Held until `dir` is dropped: while it is, a temporary file in the directory
         // belongs to a run that died (killed while writing), never to a live one.
-        if let Err(error) = dir.lock() {
+        if let Err(error) = dir.lock(self.lock_timeout) {
             return everyone(error.into());
         }
         remove_leftovers(&dir);
@@ -463,6 +497,48 @@ mod tests {
             0
         );
         assert!(!dir.join("absent").exists());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn unused_superseded_files_go_and_everything_else_stays() {
+        let dir = scratch_dir("unused");
+        let store = InterpreterDir::new(&dir);
+        let emulator = foreign_emulator();
+        let current = store.ensure(&emulator).unwrap().0.path().to_owned();
+        let write = |name: &str, mode: u32| {
+            let path = dir.join(name);
+            fs::write(&path, vec![0u8; 1000]).unwrap();
+            chmod(&path, mode);
+            path
+        };
+        let superseded = write("qemu-riscv64-0000000000000000", 0o755);
+        let record = write(".qemu-riscv64-0000000000000000.verified", 0o644);
+        let in_use = write("qemu-aarch64-1111111111111111", 0o755);
+        let foreign = write("qemu-aarch64-static", 0o755);
+        let odd_mode = write("qemu-s390x-2222222222222222", 0o700);
+        let notes = write("notes.txt", 0o644);
+        // An entry names the old aarch64 file, from another directory even: the name
+        // is enough to keep it.
+        let entries = [PathBuf::from("/elsewhere/qemu-aarch64-1111111111111111")];
+        let removed = store.remove_unused(&entries).unwrap();
+        assert_eq!(
+            removed,
+            [Removed {
+                path: superseded.clone(),
+                bytes: 1000
+            }]
+        );
+        assert!(!superseded.exists() && !record.exists());
+        for kept in [&current, &in_use, &foreign, &odd_mode, &notes] {
+            assert!(kept.exists(), "{}", kept.display());
+        }
+        assert_eq!(store.check(&emulator).unwrap(), FileState::Intact);
+        // Nothing more to remove; an absent directory is not created.
+        assert_eq!(store.remove_unused(&entries).unwrap(), []);
+        let absent = InterpreterDir::new(dir.join("absent"));
+        assert_eq!(absent.remove_unused(&[]).unwrap(), []);
+        assert!(!absent.dir().exists());
         fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -5,6 +5,9 @@
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use binfmt_misc::lock::Holder;
 
 use qemu_catalog::Arch;
 use qemu_catalog::emulator::WriteError;
@@ -23,6 +26,12 @@ pub enum Error {
     OnFuse { path: PathBuf },
     /// A directory on the way is one others could change: refused.
     Unsafe(Unsafe),
+    /// Another process held the directory's lock for longer than `waited`.
+    LockBusy {
+        path: PathBuf,
+        waited: Duration,
+        holders: Vec<Holder>,
+    },
     /// Any other failure to create, check, write or rename a file.
     Io {
         path: PathBuf,
@@ -54,6 +63,16 @@ impl fmt::Display for Error {
                 path.display()
             ),
             Error::Unsafe(unsafe_dir) => unsafe_dir.fmt(f),
+            Error::LockBusy {
+                path,
+                waited,
+                holders,
+            } => SecureDirError::Busy {
+                path: path.clone(),
+                waited: *waited,
+                holders: holders.clone(),
+            }
+            .fmt(f),
             Error::Io {
                 path,
                 action,
@@ -86,7 +105,10 @@ impl std::error::Error for Error {
             Error::Unsafe(unsafe_dir) => Some(unsafe_dir),
             Error::Io { source, .. } | Error::Memfd { source } => Some(source),
             Error::Emulator(error) => Some(error),
-            Error::ReadOnly { .. } | Error::OnFuse { .. } | Error::Reference { .. } => None,
+            Error::ReadOnly { .. }
+            | Error::OnFuse { .. }
+            | Error::LockBusy { .. }
+            | Error::Reference { .. } => None,
         }
     }
 }
@@ -95,6 +117,15 @@ impl From<SecureDirError> for Error {
     fn from(error: SecureDirError) -> Error {
         match error {
             SecureDirError::Unsafe(unsafe_dir) => Error::Unsafe(unsafe_dir),
+            SecureDirError::Busy {
+                path,
+                waited,
+                holders,
+            } => Error::LockBusy {
+                path,
+                waited,
+                holders,
+            },
             SecureDirError::Io {
                 path,
                 action,
@@ -105,6 +136,29 @@ impl From<SecureDirError> for Error {
 }
 
 impl Error {
+    /// The errno underneath, when a system call on a file failed (ENOSPC, EACCES...):
+    /// what a caller needs to say how to fix it.
+    pub fn errno(&self) -> Option<Errno> {
+        let source = match self {
+            Error::Io { source, .. } | Error::Memfd { source } => source,
+            Error::Emulator(WriteError::Io { source, .. }) => source,
+            _ => return None,
+        };
+        source.raw_os_error().map(Errno::from_raw_os_error)
+    }
+
+    /// The path the error is about, when it is about one.
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            Error::ReadOnly { path }
+            | Error::OnFuse { path }
+            | Error::LockBusy { path, .. }
+            | Error::Io { path, .. } => Some(path),
+            Error::Unsafe(unsafe_dir) => Some(&unsafe_dir.path),
+            _ => None,
+        }
+    }
+
     /// The same error again, for each emulator a failure of the whole directory
     /// concerns: the same path, action and errno.
     pub(crate) fn duplicate(&self) -> Error {
@@ -112,6 +166,15 @@ impl Error {
             Error::ReadOnly { path } => Error::ReadOnly { path: path.clone() },
             Error::OnFuse { path } => Error::OnFuse { path: path.clone() },
             Error::Unsafe(unsafe_dir) => Error::Unsafe(unsafe_dir.clone()),
+            Error::LockBusy {
+                path,
+                waited,
+                holders,
+            } => Error::LockBusy {
+                path: path.clone(),
+                waited: *waited,
+                holders: holders.clone(),
+            },
             Error::Io {
                 path,
                 action,

@@ -11,7 +11,7 @@
 use qemu_catalog::Emulator;
 
 /// How many hex digits of the sha256 go into a file name.
-const DIGEST_PREFIX: usize = 16;
+pub(crate) const DIGEST_PREFIX: usize = 16;
 
 /// The mode of every interpreter file: root may write, everyone may run it.
 pub(crate) const FILE_MODE: u32 = 0o755;
@@ -21,7 +21,7 @@ pub(crate) const FILE_MODE: u32 = 0o755;
 pub const STATE_PREFIX: &str = ".binfmt-";
 
 /// The file an emulator is written to in its directory: `qemu-<cpu>-<sha256 prefix>`.
-pub(crate) fn file_name(emulator: &Emulator) -> String {
+pub fn file_name(emulator: &Emulator) -> String {
     format!(
         "qemu-{}-{}",
         emulator.arch().qemu_cpu(),

@@ -13,6 +13,7 @@
 //! - `file_state`, `verified`: what a file on disk is, and the record that spares
 //!   hashing it again.
 //! - `write`, `memfd`: writing emulators to files and to sealed memfds.
+//! - `unused`: removing the emulator files a re-pin superseded that no entry uses.
 //! - `decode`, `mapping`, `threads`: decoding on every core into the memory those
 //!   choose (every `unsafe` of the crate is in `mapping`), with threads that are gone
 //!   when the work returns.
@@ -34,6 +35,7 @@ pub mod secure_dir;
 #[cfg(test)]
 mod testing;
 mod threads;
+mod unused;
 mod verified;
 mod write;
 
@@ -41,5 +43,6 @@ pub use dir::{DEFAULT_DIR, FUSE_SUPER_MAGIC, InterpreterDir};
 pub use error::Error;
 pub use file_state::{FileProblem, FileState};
 pub use interpreter::{Interpreter, is_memfd_path};
-pub use layout::STATE_PREFIX;
+pub use layout::{STATE_PREFIX, file_name};
 pub use memfd::{write_memfd, write_memfds};
+pub use unused::Removed;

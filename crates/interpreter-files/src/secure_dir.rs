@@ -31,8 +31,10 @@ use std::io;
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
 
-use rustix::fs::{AtFlags, CWD, FileType, FlockOperation, Mode, OFlags, Stat};
+use binfmt_misc::lock::{self, Holder, LockWaitError};
+use rustix::fs::{AtFlags, CWD, FileType, Mode, OFlags, Stat};
 use rustix::io::Errno;
 
 /// Mode bits that let someone other than the owner write.
@@ -179,6 +181,12 @@ pub enum SecureDirError {
         action: &'static str,
         source: io::Error,
     },
+    /// Another process held the directory's lock for longer than `waited`.
+    Busy {
+        path: PathBuf,
+        waited: Duration,
+        holders: Vec<Holder>,
+    },
 }
 
 impl fmt::Display for SecureDirError {
@@ -190,6 +198,17 @@ impl fmt::Display for SecureDirError {
                 action,
                 source,
             } => write!(f, "cannot {action} {}: {source}", path.display()),
+            SecureDirError::Busy {
+                path,
+                waited,
+                holders,
+            } => write!(
+                f,
+                "{} is locked by another binfmt run ({}) and was not released within {} s",
+                path.display(),
+                binfmt_misc::holders_text(holders),
+                waited.as_secs()
+            ),
         }
     }
 }
@@ -199,6 +218,7 @@ impl std::error::Error for SecureDirError {
         match self {
             SecureDirError::Unsafe(unsafe_dir) => Some(unsafe_dir),
             SecureDirError::Io { source, .. } => Some(source),
+            SecureDirError::Busy { .. } => None,
         }
     }
 }
@@ -272,11 +292,24 @@ impl SecureDir {
         &self.fd
     }
 
-    /// Takes an exclusive `flock(2)` on the directory, waiting for another binfmt
-    /// writing into it; held until this value is dropped.
-    pub fn lock(&self) -> Result<(), SecureDirError> {
-        rustix::fs::flock(&self.fd, FlockOperation::LockExclusive)
-            .map_err(io_error(&self.path, "lock"))
+    /// Takes an exclusive `flock(2)` on the directory, waiting at most `timeout` for
+    /// another binfmt writing into it; held until this value is dropped.
+    pub fn lock(&self, timeout: Duration) -> Result<(), SecureDirError> {
+        let waiting = || {
+            log::info!(
+                "another binfmt is writing into {}; waiting for it to finish (at most {} s)",
+                self.path.display(),
+                timeout.as_secs()
+            );
+        };
+        lock::lock_exclusive(&self.fd, timeout, waiting).map_err(|error| match error {
+            LockWaitError::TimedOut { holders } => SecureDirError::Busy {
+                path: self.path.clone(),
+                waited: timeout,
+                holders,
+            },
+            LockWaitError::Failed(errno) => io_error(&self.path, "lock")(errno),
+        })
     }
 
     /// Reads the small file `name` if only a trusted user could have written it: a

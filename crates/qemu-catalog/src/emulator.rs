@@ -72,7 +72,11 @@ include!(concat!(env!("OUT_DIR"), "/embedded.rs"));
 
 /// The Debian source package the emulators were built from, for the GPL notice.
 pub const SOURCE_PACKAGE: &str = DEBIAN_SOURCE;
-/// The Debian version of that package, e.g. `1:10.0.13+ds-0+deb13u1`.
+/// The Debian binary package the emulators were extracted from (`qemu-user`), built
+/// from [`SOURCE_PACKAGE`] at [`SOURCE_VERSION`].
+pub const PACKAGE: &str = DEBIAN_PACKAGE;
+/// The Debian version of the source package and of [`PACKAGE`], e.g.
+/// `1:10.0.13+ds-0+deb13u1`.
 pub const SOURCE_VERSION: &str = DEBIAN_VERSION;
 /// The upstream QEMU version, e.g. `10.0.13`.
 pub const QEMU: &str = QEMU_VERSION;

@@ -19,8 +19,14 @@ use crate::signals::StopSignals;
 
 /// Runs `binfmt apply`.
 pub fn run(args: &ApplyArgs) -> Result<Completion, CommandError> {
-    let config =
+    let mut config =
         Config::load(&args.config).map_err(|error| CommandError::Usage(error.to_string()))?;
+    let lock_timeout = Duration::from_secs(args.lock_timeout);
+    let options = &mut config.install.options;
+    options.interpreter_dir = options
+        .interpreter_dir
+        .clone()
+        .with_lock_timeout(lock_timeout);
     let options = &config.install.options;
     check_interpreter_dir(
         &options.interpreter_dir,
@@ -48,6 +54,7 @@ pub fn run(args: &ApplyArgs) -> Result<Completion, CommandError> {
         uninstall: None,
         interpreter_dir: config.install.options.interpreter_dir.clone(),
         install: Some(config.install),
+        lock_timeout,
     };
     let Some(seconds) = args.watch else {
         return execute(&request, Verbosity::Everything);

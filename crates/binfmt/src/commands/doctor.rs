@@ -19,6 +19,8 @@
 //!    architecture (Debian's qemu-user-binfmt next to ours, Rosetta). Entries for
 //!    other kinds of files (binfmt-support's jar and python entries, WSLInterop) are
 //!    only reported when stale;
+//!    An entry for an architecture binfmt carries whose interpreter is not binfmt's
+//!    emulator (another tool's) is noted, not counted as a problem;
 //! 5. every architecture's probe, run in an empty root: an entry whose probe fails.
 //!
 //! Every finding is worded by [`crate::findings`]. Nothing is written to binfmt_misc.
@@ -27,7 +29,8 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use binfmt_misc::{BinfmtMisc, DEFAULT_MOUNT, Entry, Error as TableError, Table};
-use qemu_catalog::Arch;
+use interpreter_files::is_memfd_path;
+use qemu_catalog::{Arch, Emulator};
 use serde::Serialize;
 
 use crate::cli::DoctorArgs;
@@ -58,6 +61,8 @@ pub struct DoctorReport {
     pub checks: Vec<String>,
     /// What is wrong.
     pub findings: Vec<WordedFinding>,
+    /// What is worth knowing but not wrong (an entry with another tool's emulator).
+    pub notes: Vec<WordedFinding>,
     /// What runs, proved by execution (the status JSON's `supported`).
     pub supported: Vec<String>,
     /// The binfmt_misc mount the findings are about.
@@ -72,6 +77,7 @@ impl DoctorReport {
             ok: false,
             checks: Vec::new(),
             findings: Vec::new(),
+            notes: Vec::new(),
             supported: Vec::new(),
             mount: mount.to_owned(),
         }
@@ -85,6 +91,10 @@ impl DoctorReport {
         self.findings.push(finding.worded(&self.mount));
     }
 
+    fn note(&mut self, finding: &Finding) {
+        self.notes.push(finding.worded(&self.mount));
+    }
+
     /// The human report.
     pub fn render_text(&self) -> String {
         let mut out = String::new();
@@ -94,8 +104,13 @@ impl DoctorReport {
         if !self.supported.is_empty() {
             let _ = writeln!(out, "runs: {}", self.supported.join(", "));
         }
-        for finding in &self.findings {
-            let _ = writeln!(out, "\nPROBLEM [{}] {}", finding.id, finding.problem);
+        let headed = self
+            .findings
+            .iter()
+            .map(|finding| ("PROBLEM", finding))
+            .chain(self.notes.iter().map(|note| ("NOTE", note)));
+        for (heading, finding) in headed {
+            let _ = writeln!(out, "\n{heading} [{}] {}", finding.id, finding.problem);
             let _ = writeln!(out, "  cause: {}", finding.cause);
             let _ = writeln!(out, "  fix: {}", finding.fix);
         }
@@ -263,6 +278,17 @@ fn check_entries(survey: &Survey, report: &mut DoctorReport) {
         let this = || vec![EntryRef::from(entry)];
         // Entries for other kinds of files (binfmt-support's jar or python entries,
         // WSLInterop) are someone else's business, unless plainly broken (stale).
+        if let Some(arch) = arch
+            && let Some(emulator) = Emulator::for_arch(arch)
+            && !is_memfd_path(entry.interpreter())
+            && entry.interpreter().file_name()
+                != Some(interpreter_files::file_name(&emulator).as_ref())
+        {
+            report.note(&Finding::ForeignEmulator {
+                arch,
+                entries: this(),
+            });
+        }
         if let Some(arch) = arch
             && !entry.enabled
         {

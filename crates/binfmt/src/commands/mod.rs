@@ -6,10 +6,12 @@
 //! - [`check`]: `binfmt check`, the CI preflight.
 //! - [`doctor`]: `binfmt doctor`, every finding with its cause and fix.
 //! - [`apply`]: `binfmt apply`, the config file of the systemd unit and the DaemonSet.
+//! - [`emulators`]: `binfmt emulators`, what the binary carries.
 
 pub mod apply;
 pub mod check;
 pub mod doctor;
+pub mod emulators;
 pub mod register;
 pub mod run;
 pub mod version;

@@ -5,6 +5,8 @@
 //! Every argument is validated before the first write (one bad item refuses the
 //! run, exit 2); the [`Request`] is then carried out by [`execute`].
 
+use std::time::Duration;
+
 use interpreter_files::InterpreterDir;
 
 use crate::cli::Args;
@@ -15,13 +17,16 @@ use crate::uninstall;
 
 /// Runs the command.
 pub fn run(args: &Args) -> Result<Completion, CommandError> {
+    let lock_timeout = Duration::from_secs(args.lock_timeout);
+    let interpreter_dir =
+        || InterpreterDir::new(&args.interpreter_dir).with_lock_timeout(lock_timeout);
     let install = match &args.install {
         Some(list) => {
             let usage = |error: String| CommandError::Usage(format!("--install: {error}"));
             let (selection, emulators) = install::parse_list(list).map_err(usage)?;
             let options = install::Options {
                 flags: args.flags,
-                interpreter_dir: InterpreterDir::new(&args.interpreter_dir),
+                interpreter_dir: interpreter_dir(),
                 in_memory: false,
             };
             let install = Install::new(selection, emulators, options)
@@ -42,7 +47,8 @@ pub fn run(args: &Args) -> Result<Completion, CommandError> {
         mount: args.mount.clone(),
         uninstall,
         install,
-        interpreter_dir: InterpreterDir::new(&args.interpreter_dir),
+        interpreter_dir: interpreter_dir(),
+        lock_timeout,
     };
     execute(&request, Verbosity::Everything)
 }
