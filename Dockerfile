@@ -17,6 +17,9 @@
 FROM scratch AS binaries
 COPY dist/binfmt-x86_64-linux-musl /linux-amd64/binfmt
 COPY dist/binfmt-aarch64-linux-musl /linux-arm64/binfmt
+COPY dist/binfmt-powerpc64le-linux-gnu /linux-ppc64le/binfmt
+COPY dist/binfmt-s390x-linux-gnu /linux-s390x/binfmt
+COPY dist/binfmt-riscv64-linux-gnu /linux-riscv64/binfmt
 
 FROM scratch
 # QEMU is GPL-2.0: its license and where its source is go with its binaries.

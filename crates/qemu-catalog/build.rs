@@ -1,9 +1,12 @@
 //! Embeds the pinned QEMU emulators for the target architecture.
 //!
-//! Reads `qemu-blobs/pins.toml`, takes the host set that matches
-//! `CARGO_CFG_TARGET_ARCH`, leaves out the architectures that host runs natively
-//! (x86_64 and i386 on x86_64, aarch64 on aarch64: they must never be registered), and
-//! finds each remaining emulator's blob in the cache that `cargo xtask fetch` fills:
+//! Reads `qemu-blobs/pins.toml`, takes the host set that matches the target
+//! (`qemu_pins::host_arch`), leaves out the architectures that host runs natively
+//! (x86_64 and i386 on x86_64, aarch64 on aarch64...: they must never be registered),
+//! and finds each remaining emulator's blob in the cache, compressed as
+//! `BINFMT_EMBEDDED_COMPRESSION` says (`fast`, the default, which `cargo xtask fetch`
+//! makes for the machine's own host; `release`, which `cargo xtask dist` makes and
+//! sets):
 //! the host's reference emulator on its own, every other one as a patch against it,
 //! each in consecutive parts of one zstd frame each (format: xtask's `blob` module).
 //! Every blob is decoded here with libzstd and its size and sha256 checked against the
@@ -17,7 +20,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use qemu_pins::{
-    BLOB_CACHE_ENV, BlobCache, Emulator, MANIFEST_PATH, Manifest, NATIVE_CPUS, ZSTD_WINDOW_LOG_MAX,
+    BLOB_CACHE_ENV, BlobCache, COMPRESSION_ENV, Compression, Emulator, MANIFEST_PATH, Manifest,
+    NATIVE_CPUS, ZSTD_WINDOW_LOG_MAX,
 };
 use sha2::{Digest, Sha256};
 use zstd_safe::{DCtx, DParameter};
@@ -34,17 +38,23 @@ fn run() -> Result<(), String> {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").map_err(|e| e.to_string())?);
     let pins_path = manifest_dir.join("../..").join(MANIFEST_PATH);
     println!("cargo:rerun-if-changed={}", pins_path.display());
-    for var in [BLOB_CACHE_ENV, "XDG_CACHE_HOME", "HOME"] {
+    for var in [BLOB_CACHE_ENV, "XDG_CACHE_HOME", "HOME", COMPRESSION_ENV] {
         println!("cargo:rerun-if-env-changed={var}");
     }
 
-    let target_arch = env::var("CARGO_CFG_TARGET_ARCH").map_err(|e| e.to_string())?;
+    let target_arch = qemu_pins::host_arch(
+        &env::var("CARGO_CFG_TARGET_ARCH").map_err(|e| e.to_string())?,
+        &env::var("CARGO_CFG_TARGET_ENDIAN").map_err(|e| e.to_string())?,
+    );
     let manifest = Manifest::load(&pins_path).map_err(|e| e.to_string())?;
     if !NATIVE_CPUS.iter().any(|(arch, _)| *arch == target_arch) {
+        let hosts: Vec<&str> = NATIVE_CPUS.iter().map(|(arch, _)| *arch).collect();
         return Err(format!(
-            "binfmt runs on x86_64 and aarch64 hosts only, not {target_arch}"
+            "binfmt runs on {} hosts only, not {target_arch}",
+            hosts.join(", ")
         ));
     }
+    let compression = Compression::from_env().map_err(|e| e.to_string())?;
     let host = manifest.host(&target_arch).ok_or_else(|| {
         format!(
             "{} pins no emulators for host {target_arch}: run `cargo xtask pin`",
@@ -62,20 +72,31 @@ fn run() -> Result<(), String> {
 
     // The reference first: the patches decode against its bytes.
     let mut wanted: Vec<(&Emulator, PathBuf)> =
-        vec![(reference, cache.embedded_path(reference, None))];
+        vec![(reference, cache.embedded_path(compression, reference, None))];
     for emulator in host.embedded() {
         if emulator.cpu != reference.cpu {
-            wanted.push((emulator, cache.embedded_path(emulator, Some(reference))));
+            wanted.push((
+                emulator,
+                cache.embedded_path(compression, emulator, Some(reference)),
+            ));
         }
     }
     let missing: Vec<&(&Emulator, PathBuf)> =
         wanted.iter().filter(|(_, path)| !path.is_file()).collect();
     if let Some((first, _)) = missing.first() {
+        let fix = match compression {
+            Compression::Fast => format!("run `cargo xtask fetch --host {target_arch}`"),
+            Compression::Release => format!(
+                "run `cargo xtask dist --arch {target_arch}`, which makes them and builds \
+                 with {COMPRESSION_ENV}=release"
+            ),
+        };
         return Err(format!(
-            "{} of {} qemu emulator blobs for {target_arch} are not in {} (first missing: \
-             qemu-{}): run `cargo xtask fetch`",
+            "{} of {} qemu emulator blobs for {target_arch} ({} compression) are not in {} \
+             (first missing: qemu-{}): {fix}",
             missing.len(),
             wanted.len(),
+            compression.name(),
             cache.root().display(),
             first.cpu
         ));
@@ -150,7 +171,8 @@ fn verify(
     emulator: &Emulator,
     reference: Option<&[u8]>,
 ) -> Result<(Vec<u8>, Vec<Part>), String> {
-    let refetch = "delete it and run `cargo xtask fetch`";
+    let refetch = "delete it and make it again (`cargo xtask fetch`; `cargo xtask dist` for \
+                   release blobs)";
     let compressed = fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let zstd_error = |code: usize| {
         format!(

@@ -41,8 +41,9 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use binfmt_misc::{BinfmtMisc, Entry, Table};
-use qemu_pins::{BlobCache, MANIFEST_PATH, Manifest};
+use qemu_pins::{BlobCache, Compression, MANIFEST_PATH, Manifest};
 
+use crate::dist::{ARTIFACTS, Artifact};
 use crate::sandbox::{self, Ids, fresh_instance};
 use crate::{Result, ResultExt, target_dir, workspace_root};
 
@@ -59,9 +60,6 @@ pub struct Args {
 
 /// Set for the namespaced child: the bench's scratch directory.
 const SCRATCH_ENV: &str = "BINFMT_BENCH_SCRATCH";
-
-/// The two release targets.
-const TARGETS: [&str; 2] = ["x86_64-unknown-linux-musl", "aarch64-unknown-linux-musl"];
 
 /// Where systemd puts systemd-binfmt (Debian: /lib is /usr/lib).
 const SYSTEMD_BINFMT: [&str; 2] = [
@@ -80,35 +78,13 @@ pub fn run(args: &Args) -> Result<()> {
         return in_namespace(args, Path::new(&dir));
     }
     let root = workspace_root();
-    let host_target = match std::env::consts::ARCH {
-        "x86_64" => TARGETS[0],
-        "aarch64" => TARGETS[1],
-        other => return Err(format!("binfmt runs on x86_64 and aarch64, not {other}").into()),
-    };
+    let build_host = crate::fetch::build_host();
+    let host_target = Artifact::of(&build_host)
+        .ok_or_else(|| format!("binfmt has no release binary for {build_host}"))?
+        .target;
     if !args.no_build {
-        for target in TARGETS {
-            eprintln!("building the release binary for {target}");
-            let status = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
-                .current_dir(&root)
-                .args([
-                    "build",
-                    "--release",
-                    "--locked",
-                    "--package",
-                    "binfmt",
-                    "--target",
-                    target,
-                ])
-                .status()
-                .context(|| "cannot run cargo".into())?;
-            if !status.success() {
-                return Err(format!(
-                    "building binfmt for {target} failed ({status}); the static musl builds \
-                     need zig: see tools/zig-cc"
-                )
-                .into());
-            }
-        }
+        // What ships: every release binary, as `cargo xtask dist` builds it.
+        crate::dist::run(&crate::dist::Args::default())?;
     }
     let binary = |target: &str| target_dir().join(target).join("release/binfmt");
     let host_binary = binary(host_target);
@@ -308,7 +284,7 @@ fn in_namespace(args: &Args, scratch: &Path) -> Result<()> {
     }
     // The aarch64 build, run under the emulator the x86_64 build just registered.
     if std::env::consts::ARCH == "x86_64" {
-        let aarch64 = target_dir().join(TARGETS[1]).join("release/binfmt");
+        let aarch64 = target_dir().join("aarch64-unknown-linux-musl/release/binfmt");
         if aarch64.is_file() {
             let _table = fresh_instance()?;
             run_binfmt(&binary, &interpreters, &["--install", "arm64"])?;
@@ -507,10 +483,11 @@ fn one_arch_choices() -> (&'static str, &'static str) {
     }
 }
 
-/// Binary sizes for both hosts, the embedded blobs, and the image if there is one.
+/// Binary sizes for every host, the embedded blobs, and the images if there is a
+/// Docker engine.
 fn sizes(root: &Path, binary: &dyn Fn(&str) -> PathBuf) -> Result<String> {
     let mut out = String::from("| size | bytes | MB | goal |\n|---|--:|--:|---|\n");
-    for target in TARGETS {
+    for target in ARTIFACTS.map(|artifact| artifact.target) {
         match fs::metadata(binary(target)) {
             Ok(meta) => {
                 let _ = writeln!(
@@ -534,7 +511,8 @@ fn sizes(root: &Path, binary: &dyn Fn(&str) -> PathBuf) -> Result<String> {
         let (mut total, mut raw) = (0, 0);
         for emulator in host.embedded() {
             let against = (emulator.cpu != reference.cpu).then_some(reference);
-            total += fs::metadata(cache.embedded_path(emulator, against)).map_or(0, |m| m.len());
+            total += fs::metadata(cache.embedded_path(Compression::Release, emulator, against))
+                .map_or(0, |m| m.len());
             raw += emulator.size;
         }
         let _ = writeln!(
@@ -589,18 +567,19 @@ fn image_sizes() -> Vec<(String, String)> {
     let before = all_images();
     let root = workspace_root();
     let root = root.to_string_lossy();
-    let sizes = ["amd64", "arm64"]
+    let sizes = ARTIFACTS
         .iter()
-        .map(|arch| {
+        .map(|artifact| {
+            let platform = artifact.platform;
+            let arch = platform.trim_start_matches("linux/");
             let tag = format!("binfmt-bench-{}:{arch}", std::process::id());
-            let platform = format!("linux/{arch}");
             // As the Dockerfile says for the classic builder: TARGETARCH, no cache.
             let built = docker(&[
                 "build",
                 "--quiet",
                 "--no-cache",
                 "--platform",
-                &platform,
+                platform,
                 "--build-arg",
                 &format!("TARGETARCH={arch}"),
                 "--tag",

@@ -6,16 +6,20 @@
 //! content checksum (XXH64, which libzstd checks while decoding). Two kinds:
 //!
 //! - **standalone** ([`BlobCache::compressed_path`]): one emulator on its own, one
-//!   frame, level 19, long-distance matching, a 16 MiB window (log 24) so that a whole
-//!   ~15 MB emulator is one match window. Every pinned emulator of every host has one:
-//!   it is what the cache is filled from and checked against, and what the embedded
-//!   forms are made from.
+//!   frame, level [`LEVEL`] (3), long-distance matching, a 16 MiB window (log 24) so
+//!   that a whole ~15 MB emulator is one match window. Every pinned emulator of every
+//!   host has one: it is what the cache is filled from and checked against, and what
+//!   the embedded forms are made from. It is never shipped, so it is made fast (0.1 s
+//!   and 3.1 MB per emulator; level 19 took 5 s of CPU for 2.4 MB).
 //! - **embedded** ([`BlobCache::embedded_path`]): what the binary carries. Each host
 //!   has a *reference* emulator ([`qemu_pins::REFERENCE_CPUS`]); it is stored on its
 //!   own, and every other one is stored against the reference's uncompressed bytes as
 //!   a zstd prefix (what `zstd --patch-from` does: a *patch*). Each is cut into
-//!   [`EMBEDDED_PARTS`] consecutive parts, one frame each, level [`EMBEDDED_LEVEL`],
-//!   long-distance matching, a window that spans the reference and the part.
+//!   [`EMBEDDED_PARTS`] consecutive parts, one frame each, long-distance matching, a
+//!   window that spans the reference and the part, at the level of its
+//!   [`Compression`] ([`embedded_level`]): 22 for release binaries (`cargo xtask
+//!   dist`; ~19 s of CPU per emulator), 9 for development builds and tests (`cargo
+//!   xtask fetch`; ~1 s, and ~40% larger).
 //!
 //! # Why patches against one reference, in two parts
 //!
@@ -58,21 +62,30 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, mpsc};
 use std::thread;
 
-use qemu_pins::{BlobCache, Emulator, sha256_hex};
+use qemu_pins::{BlobCache, Compression, Emulator, sha256_hex};
 use zstd::zstd_safe::{self, CCtx, CParameter, DCtx, DParameter};
 
 use crate::{Result, ResultExt, deb};
 
-/// zstd compression level (19: the highest "non-ultra" level).
-pub const LEVEL: i32 = 19;
+/// zstd compression level of the standalone blobs: fast, since they are never shipped
+/// (see the module documentation).
+pub const LEVEL: i32 = 3;
 /// log2 of the match window: 16 MiB, larger than any emulator's remaining matches need.
 pub const WINDOW_LOG: u32 = 24;
 /// Compression threads (the development machines have 2 cores).
 pub const WORKERS: u32 = 2;
 
-/// Compression level of the embedded blobs: 22, zstd's highest. They are made once per
-/// pin and cached, and this saves ~5% over level 19; decoding is as fast.
-pub const EMBEDDED_LEVEL: i32 = 22;
+/// Compression level of the embedded blobs. Release: 22, zstd's highest; they are made
+/// once per pin and cached, and this saves ~5% over level 19; decoding is as fast.
+/// Fast: 9, the lowest level whose patches find most of the long matches into the
+/// reference (level 6 patches are 50% larger, level 9 ones 40%; level 9 takes a
+/// second per emulator, level 22 nineteen).
+pub fn embedded_level(compression: Compression) -> i32 {
+    match compression {
+        Compression::Release => 22,
+        Compression::Fast => 9,
+    }
+}
 /// The largest window (log2) a blob may need; the shipped decoder accepts exactly this
 /// much (see [`qemu_pins::ZSTD_WINDOW_LOG_MAX`]).
 pub const MAX_WINDOW_LOG: u32 = qemu_pins::ZSTD_WINDOW_LOG_MAX;
@@ -130,13 +143,13 @@ pub const EMBEDDED_PARTS: usize = 2;
 
 /// Compresses `bytes` as the binary embeds it: [`EMBEDDED_PARTS`] consecutive parts
 /// (cut at page boundaries where the decoding work is even, see [`cuts`]), each one
-/// zstd frame at [`EMBEDDED_LEVEL`] with long-distance matching and its content size
-/// and checksum, compressed against `reference` (a zstd prefix) when given.
-pub fn compress_embedded(bytes: &[u8], reference: Option<&[u8]>) -> Result<Vec<u8>> {
+/// zstd frame at `level` with long-distance matching and its content size and
+/// checksum, compressed against `reference` (a zstd prefix) when given.
+pub fn compress_embedded(bytes: &[u8], reference: Option<&[u8]>, level: i32) -> Result<Vec<u8>> {
     let cuts = cuts(bytes, reference)?;
     let mut out = Vec::new();
     for part in ranges(bytes.len(), &cuts) {
-        out.extend(compress_part(&bytes[part], reference)?);
+        out.extend(compress_part(&bytes[part], reference, level)?);
     }
     Ok(out)
 }
@@ -221,7 +234,7 @@ fn ranges(len: usize, cuts: &[usize]) -> Vec<std::ops::Range<usize>> {
     starts.zip(ends).map(|(start, end)| start..end).collect()
 }
 
-fn compress_part(bytes: &[u8], reference: Option<&[u8]>) -> Result<Vec<u8>> {
+fn compress_part(bytes: &[u8], reference: Option<&[u8]>, level: i32) -> Result<Vec<u8>> {
     let span = (reference.map_or(0, <[u8]>::len) + bytes.len()).max(1);
     // The smallest window that reaches from the end of the part back to the start of
     // the reference (or of the part).
@@ -235,7 +248,7 @@ fn compress_part(bytes: &[u8], reference: Option<&[u8]>) -> Result<Vec<u8>> {
     let zstd_error = |code: usize| -> crate::Error { zstd_safe::get_error_name(code).into() };
     let mut cctx = CCtx::create();
     for parameter in [
-        CParameter::CompressionLevel(EMBEDDED_LEVEL),
+        CParameter::CompressionLevel(level),
         CParameter::WindowLog(window_log.max(10)),
         CParameter::EnableLongDistanceMatching(true),
         CParameter::ChecksumFlag(true),
@@ -346,14 +359,15 @@ pub fn cached(cache: &BlobCache, emulator: &Emulator) -> Cached {
 /// uncompressed bytes.
 pub type Reference<'a> = (&'a Emulator, &'a [u8]);
 
-/// Checks the cached embedded form of `emulator` (against `reference`, if any) by
-/// decoding it completely.
+/// Checks the cached embedded form of `emulator` with `compression` (against
+/// `reference`, if any) by decoding it completely.
 pub fn cached_embedded(
     cache: &BlobCache,
+    compression: Compression,
     emulator: &Emulator,
     reference: Option<Reference<'_>>,
 ) -> Cached {
-    let path = cache.embedded_path(emulator, reference.map(|(r, _)| r));
+    let path = cache.embedded_path(compression, emulator, reference.map(|(r, _)| r));
     match fs::read(path) {
         Ok(compressed) => match decode_embedded(&compressed, reference.map(|(_, b)| b), emulator) {
             Ok(_) => Cached::Valid {
@@ -366,23 +380,29 @@ pub fn cached_embedded(
     }
 }
 
-/// Compresses `bytes` (the emulator `emulator` pins) into its embedded form (against
-/// `reference`, if any) in the cache, atomically. Returns the size of the blob.
+/// Compresses `bytes` (the emulator `emulator` pins) into its embedded form with
+/// `compression` (against `reference`, if any) in the cache, atomically. Returns the
+/// size of the blob.
 pub fn store_embedded(
     cache: &BlobCache,
+    compression: Compression,
     emulator: &Emulator,
     reference: Option<Reference<'_>>,
     bytes: &[u8],
 ) -> Result<u64> {
-    let target = cache.embedded_path(emulator, reference.map(|(r, _)| r));
+    let target = cache.embedded_path(compression, emulator, reference.map(|(r, _)| r));
     if let Some(dir) = target.parent() {
         fs::create_dir_all(dir).context(|| format!("cannot create {}", dir.display()))?;
     }
     let against = reference
         .map(|(r, _)| format!(" against qemu-{}", r.cpu))
         .unwrap_or_default();
-    let compressed = compress_embedded(bytes, reference.map(|(_, b)| b))
-        .context(|| format!("compressing qemu-{}{against}", emulator.cpu))?;
+    let compressed = compress_embedded(
+        bytes,
+        reference.map(|(_, b)| b),
+        embedded_level(compression),
+    )
+    .context(|| format!("compressing qemu-{}{against}", emulator.cpu))?;
     decode_embedded(&compressed, reference.map(|(_, b)| b), emulator).context(|| {
         format!(
             "the embedded form of qemu-{}{against} does not decode to it",
@@ -678,11 +698,12 @@ mod tests {
         emulator.extend_from_slice(&sample(50_000)[..40_000]);
         let pin = pin_of(&emulator);
 
-        let alone = compress_embedded(&reference, None).unwrap();
+        let level = embedded_level(Compression::Fast);
+        let alone = compress_embedded(&reference, None, level).unwrap();
         assert_eq!(frames(&alone), EMBEDDED_PARTS);
         assert!(decode_embedded(&alone, None, &pin_of(&reference)).unwrap() == reference);
 
-        let patch = compress_embedded(&emulator, Some(&reference)).unwrap();
+        let patch = compress_embedded(&emulator, Some(&reference), level).unwrap();
         assert_eq!(frames(&patch), EMBEDDED_PARTS);
         let mut standalone = Vec::new();
         compress(&emulator, &mut standalone).unwrap();

@@ -220,7 +220,7 @@ fn parse_suite(suite: &str) -> Result<String, String> {
 fn host_native_cpus() -> &'static [&'static str] {
     NATIVE_CPUS
         .iter()
-        .find(|(arch, _)| *arch == std::env::consts::ARCH)
+        .find(|(arch, _)| *arch == crate::fetch::build_host())
         .map_or(&[], |(_, cpus)| cpus)
 }
 
@@ -255,10 +255,12 @@ pub fn run(args: &Args) -> Result<ExitCode> {
         }
     }
     let mirror = Mirror::from_env()?;
-    let arch = std::env::consts::ARCH;
+    let arch = crate::fetch::build_host();
+    let artifact = crate::dist::Artifact::of(&arch)
+        .ok_or_else(|| format!("binfmt has no release binary for {arch}"))?;
     eprintln!("conformance: building the release binary for {arch} (cargo xtask dist)");
-    crate::dist::run(&crate::dist::Args::only(arch))?;
-    let binary = crate::dist::dist_dir().join(format!("binfmt-{arch}-linux-musl"));
+    crate::dist::run(&crate::dist::Args::only(&arch))?;
+    let binary = crate::dist::dist_dir().join(artifact.file_name());
 
     let scratch = target_dir().join("conformance");
     remove_tree(&scratch)?;

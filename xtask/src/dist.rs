@@ -2,70 +2,157 @@
 //!
 //! | file | what |
 //! |---|---|
-//! | `dist/binfmt-x86_64-linux-musl` | static binary for x86_64 hosts, carrying the emulators an x86_64 host needs |
-//! | `dist/binfmt-aarch64-linux-musl` | static binary for aarch64 hosts, carrying the emulators an aarch64 host needs |
+//! | `dist/binfmt-x86_64-linux-musl` | static binary for x86_64 hosts (linux/amd64) |
+//! | `dist/binfmt-aarch64-linux-musl` | static binary for aarch64 hosts (linux/arm64) |
+//! | `dist/binfmt-powerpc64le-linux-gnu` | static binary for ppc64le hosts (linux/ppc64le) |
+//! | `dist/binfmt-s390x-linux-gnu` | static binary for IBM Z hosts (linux/s390x) |
+//! | `dist/binfmt-riscv64-linux-gnu` | static binary for RISC-V hosts (linux/riscv64) |
 //! | `dist/<binary>.sha256` | its digest, as `sha256sum` prints it (`sha256sum -c` in `dist/` checks it) |
 //!
-//! Each binary is `cargo build --release --locked -p binfmt --target <arch>-unknown-linux-musl`
-//! (`.cargo/config.toml` makes both fully static and has zig compile their one C
-//! library, libzstd: see `tools/zig-cc`; the catalog's build script embeds the
-//! emulators for the target's architecture from the blob cache, so `cargo xtask fetch`
-//! comes first). Before a binary is copied out it is checked: an ELF file for the
-//! right machine, with no program interpreter and no shared library it needs, so it
-//! runs in a `FROM scratch` image and on any distribution. The `Dockerfile` packages
-//! `dist/` for linux/amd64 and linux/arm64.
+//! Each binary carries the emulators its host needs (tonistiigi/binfmt's ten
+//! architectures minus the host's own) and is `cargo build --release --locked -p
+//! binfmt --target <target>` with `BINFMT_EMBEDDED_COMPRESSION=release`: first the
+//! host's emulators are fetched if they are not cached, and compressed as hard as
+//! zstd can (level 22, both cores, cached by digest: minutes of CPU per host the first
+//! time, nothing after; see `blob`), then the catalog's build script embeds them.
+//!
+//! x86_64 and aarch64 are musl builds (`.cargo/config.toml` makes them fully static
+//! and has zig compile their one C library, libzstd: see `tools/zig-cc`). ppc64le,
+//! s390x and riscv64 are static glibc builds linked by Debian's cross gcc
+//! (`gcc-<triple>` and `libc6-dev-<arch>-cross`): stable Rust ships no musl standard
+//! library for s390x, and the musl ones for ppc64le and riscv64 cannot be downloaded
+//! on the machines binfmt is built on, so the three share one recipe. binfmt asks
+//! glibc for nothing that needs loading at run time (no NSS, no iconv, no locales).
+//!
+//! Before a binary is copied out it is checked: an ELF file for the right machine and
+//! byte order, with no program interpreter and no shared library it needs, so it runs
+//! in a `FROM scratch` image and on any distribution, and within its size limit
+//! ([`GOAL_SIZE`], 10 MB; s390x and riscv64 miss it, see [`Artifact`]). The
+//! `Dockerfile` packages `dist/` for the five platforms.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use qemu_pins::{BlobCache, COMPRESSION_ENV, Compression, MANIFEST_PATH, Manifest};
 use sha2::{Digest, Sha256};
 
 use crate::{Result, ResultExt, megabytes, workspace_root};
 
-/// Arguments of `cargo xtask dist` (the default: both binaries).
+/// The size a release binary should stay within (issue 13): 10 MB.
+pub const GOAL_SIZE: u64 = 10_000_000;
+
+/// Arguments of `cargo xtask dist` (the default: every binary).
 #[derive(clap::Args, Default)]
 pub struct Args {
-    /// Which binaries to build (both by default).
-    #[arg(long = "arch", value_name = "ARCH", value_parser = ["x86_64", "aarch64"])]
+    /// Which binaries to build, by host (all by default).
+    #[arg(long = "arch", value_name = "ARCH", value_parser = ARTIFACTS.map(|a| a.host))]
     arches: Vec<String>,
 }
 
 impl Args {
-    /// Only the binary for `arch` (`x86_64` or `aarch64`).
-    pub fn only(arch: &str) -> Args {
+    /// Only the binary for `host` (`x86_64`, `aarch64`, ...).
+    pub fn only(host: &str) -> Args {
         Args {
-            arches: vec![arch.to_owned()],
+            arches: vec![host.to_owned()],
         }
     }
 }
 
-/// One artifact: a Rust target and the ELF machine its binary must have.
-struct Artifact {
-    arch: &'static str,
-    /// `e_machine` of the ELF header (`EM_X86_64`, `EM_AARCH64`).
+/// One artifact: the host it is for, how it is built and what its ELF header must say.
+pub struct Artifact {
+    /// The host, as pins.toml and `--arch` name it.
+    pub host: &'static str,
+    /// The Rust target it is built for.
+    pub target: &'static str,
+    /// The OCI platform the `Dockerfile` packages it for.
+    pub platform: &'static str,
+    /// `e_machine` of the ELF header (`EM_X86_64`, `EM_AARCH64`, `EM_PPC64`, `EM_S390`,
+    /// `EM_RISCV`).
     machine: u16,
+    /// Whether the ELF file is big-endian (s390x).
+    big_endian: bool,
+    /// The largest the binary may be: [`GOAL_SIZE`], except where that goal is not
+    /// met yet. The nine emulators an s390x or a riscv64 host embeds compress to
+    /// 9.3 and 9.4 MB at zstd's highest level (7.0 to 8.2 MB for the other hosts;
+    /// amd64, arm64 or arm as the reference changes it by 2 to 3%), and their code
+    /// with static glibc is 2.4 and 1.7 MB (11.7 and 11.0 MB in all); the limit keeps
+    /// them from growing further until a smaller layout lands.
+    max_size: u64,
+    /// For a glibc target, the Debian packages of the cross compiler that links it
+    /// (`<triple>-gcc` with its C library); `None` for musl, linked by rust-lld.
+    cross_gcc: Option<(&'static str, &'static str)>,
 }
 
-const ARTIFACTS: [Artifact; 2] = [
+/// Every release binary, in the order they are built and listed.
+pub const ARTIFACTS: [Artifact; 5] = [
     Artifact {
-        arch: "x86_64",
+        host: "x86_64",
+        target: "x86_64-unknown-linux-musl",
+        platform: "linux/amd64",
         machine: 62,
+        big_endian: false,
+        max_size: GOAL_SIZE,
+        cross_gcc: None,
     },
     Artifact {
-        arch: "aarch64",
+        host: "aarch64",
+        target: "aarch64-unknown-linux-musl",
+        platform: "linux/arm64",
         machine: 183,
+        big_endian: false,
+        max_size: GOAL_SIZE,
+        cross_gcc: None,
+    },
+    Artifact {
+        host: "powerpc64le",
+        target: "powerpc64le-unknown-linux-gnu",
+        platform: "linux/ppc64le",
+        machine: 21,
+        big_endian: false,
+        max_size: GOAL_SIZE,
+        cross_gcc: Some((
+            "powerpc64le-linux-gnu-gcc",
+            "gcc-powerpc64le-linux-gnu libc6-dev-ppc64el-cross",
+        )),
+    },
+    Artifact {
+        host: "s390x",
+        target: "s390x-unknown-linux-gnu",
+        platform: "linux/s390x",
+        machine: 22,
+        big_endian: true,
+        max_size: 12_000_000,
+        cross_gcc: Some((
+            "s390x-linux-gnu-gcc",
+            "gcc-s390x-linux-gnu libc6-dev-s390x-cross",
+        )),
+    },
+    Artifact {
+        host: "riscv64",
+        target: "riscv64gc-unknown-linux-gnu",
+        platform: "linux/riscv64",
+        machine: 243,
+        big_endian: false,
+        max_size: 12_000_000,
+        cross_gcc: Some((
+            "riscv64-linux-gnu-gcc",
+            "gcc-riscv64-linux-gnu libc6-dev-riscv64-cross",
+        )),
     },
 ];
 
 impl Artifact {
-    fn target(&self) -> String {
-        format!("{}-unknown-linux-musl", self.arch)
+    /// The file name in `dist/`: `binfmt-<arch>-<os>-<libc>` (`binfmt-x86_64-linux-musl`,
+    /// `binfmt-s390x-linux-gnu`).
+    pub fn file_name(&self) -> String {
+        let libc = self.target.rsplit('-').next().unwrap_or("musl");
+        format!("binfmt-{}-linux-{libc}", self.host)
     }
 
-    /// The file name in `dist/`.
-    fn file_name(&self) -> String {
-        format!("binfmt-{}-linux-musl", self.arch)
+    /// The artifact for a host.
+    pub fn of(host: &str) -> Option<&'static Artifact> {
+        ARTIFACTS.iter().find(|artifact| artifact.host == host)
     }
 }
 
@@ -78,19 +165,37 @@ pub fn dist_dir() -> PathBuf {
 pub fn run(args: &Args) -> Result<()> {
     let root = workspace_root();
     let out = dist_dir();
-    fs::create_dir_all(&out).context(|| format!("creating {}", out.display()))?;
     let artifacts: Vec<&Artifact> = ARTIFACTS
         .iter()
-        .filter(|a| args.arches.is_empty() || args.arches.iter().any(|arch| arch == a.arch))
+        .filter(|a| args.arches.is_empty() || args.arches.iter().any(|arch| arch == a.host))
         .collect();
+    // Everything that can be missing is said before the first minute of work.
     for artifact in &artifacts {
-        check_target_installed(&artifact.target())?;
+        check_target_installed(artifact.target)?;
+        if let Some((gcc, packages)) = artifact.cross_gcc {
+            check_cross_gcc(artifact.target, gcc, packages)?;
+        }
+    }
+    fs::create_dir_all(&out).context(|| format!("creating {}", out.display()))?;
+    let manifest = Manifest::load(&root.join(MANIFEST_PATH))?;
+    let cache = BlobCache::from_env()?;
+    let mirror = std::sync::Mutex::new(None);
+    for artifact in &artifacts {
+        let host = manifest.host(artifact.host).ok_or_else(|| {
+            format!(
+                "{MANIFEST_PATH} pins no emulators for host {}: run `cargo xtask pin`",
+                artifact.host
+            )
+        })?;
+        crate::fetch::ensure_standalone(&manifest, &cache, host, &mirror)?;
+        crate::fetch::ensure_embedded(&cache, host, Compression::Release)?;
     }
     for artifact in artifacts {
-        let target = artifact.target();
+        let target = artifact.target;
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
         let status = Command::new(&cargo)
             .current_dir(&root)
+            .env(COMPRESSION_ENV, Compression::Release.name())
             .args([
                 "build",
                 "--release",
@@ -99,7 +204,7 @@ pub fn run(args: &Args) -> Result<()> {
                 "binfmt",
                 "--target",
             ])
-            .arg(&target)
+            .arg(target)
             .status()
             .context(|| format!("running {cargo} build for {target}"))?;
         if !status.success() {
@@ -108,12 +213,23 @@ pub fn run(args: &Args) -> Result<()> {
             );
         }
         let built = crate::target_dir()
-            .join(&target)
+            .join(target)
             .join("release")
             .join("binfmt");
         let bytes = fs::read(&built).context(|| format!("reading {}", built.display()))?;
-        check_static_elf(&bytes, artifact.machine)
+        check_static_elf(&bytes, artifact.machine, artifact.big_endian)
             .map_err(|reason| format!("{}: {reason}", built.display()))?;
+        if bytes.len() as u64 > artifact.max_size {
+            return Err(format!(
+                "{} is {}, more than the {} the {} release binary may be: see what grew \
+                 with `cargo bloat` or the embedded emulators' sizes above",
+                built.display(),
+                megabytes(bytes.len() as u64),
+                megabytes(artifact.max_size),
+                artifact.host
+            )
+            .into());
+        }
 
         let name = artifact.file_name();
         let digest = hex::encode(Sha256::digest(&bytes));
@@ -130,6 +246,18 @@ pub fn run(args: &Args) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Fails with the fix when the cross compiler that links a glibc target is missing.
+fn check_cross_gcc(target: &str, gcc: &str, packages: &str) -> Result<()> {
+    match Command::new(gcc).arg("--version").output() {
+        Ok(output) if output.status.success() => Ok(()),
+        _ => Err(format!(
+            "{gcc}, which links the static glibc build for {target} (.cargo/config.toml), \
+             does not run: install it with `apt-get install {packages}`"
+        )
+        .into()),
+    }
 }
 
 /// Fails with the fix when rustup has not installed the standard library for `target`.
@@ -172,26 +300,40 @@ const PT_INTERP: u32 = 3;
 const DT_NULL: u64 = 0;
 const DT_NEEDED: u64 = 1;
 
-/// Checks that `elf` is a 64-bit little-endian ELF executable for `machine` that needs
-/// nothing at run time: no program interpreter (`PT_INTERP`, the dynamic loader) and
-/// no shared library (`DT_NEEDED`). A static-pie binary has a dynamic section for its
-/// own relocations, which is fine.
-pub fn check_static_elf(elf: &[u8], machine: u16) -> Result<(), String> {
+/// Checks that `elf` is a 64-bit ELF executable for `machine`, big-endian if
+/// `big_endian` and little-endian otherwise, that needs nothing at run time: no
+/// program interpreter (`PT_INTERP`, the dynamic loader) and no shared library
+/// (`DT_NEEDED`). A static-pie binary has a dynamic section for its own relocations,
+/// which is fine.
+pub fn check_static_elf(elf: &[u8], machine: u16, big_endian: bool) -> Result<(), String> {
+    let bytes = |at: usize, buf: &mut [u8; 8], len: usize| -> Option<()> {
+        let field = elf.get(at..at + len)?;
+        buf[..len].copy_from_slice(field);
+        if big_endian {
+            buf[..len].reverse();
+        }
+        Some(())
+    };
     let u16_at = |at: usize| {
-        elf.get(at..at + 2)
-            .map(|b| u16::from_le_bytes([b[0], b[1]]))
+        let mut buf = [0; 8];
+        bytes(at, &mut buf, 2).map(|()| u16::from_le_bytes([buf[0], buf[1]]))
     };
     let u32_at = |at: usize| {
-        elf.get(at..at + 4)
-            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        let mut buf = [0; 8];
+        bytes(at, &mut buf, 4).map(|()| u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]))
     };
     let u64_at = |at: usize| {
-        elf.get(at..at + 8)
-            .map(|b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])))
+        let mut buf = [0; 8];
+        bytes(at, &mut buf, 8).map(|()| u64::from_le_bytes(buf))
     };
     let truncated = || "truncated ELF file".to_owned();
-    if elf.get(..6) != Some(b"\x7fELF\x02\x01") {
-        return Err("not a 64-bit little-endian ELF file".to_owned());
+    let (data, order) = if big_endian {
+        (2, "big-endian")
+    } else {
+        (1, "little-endian")
+    };
+    if elf.get(..6) != Some(&[0x7f, b'E', b'L', b'F', 2, data][..]) {
+        return Err(format!("not a 64-bit {order} ELF file"));
     }
     let found = u16_at(18).ok_or_else(truncated)?;
     if found != machine {
@@ -233,7 +375,8 @@ pub fn check_static_elf(elf: &[u8], machine: u16) -> Result<(), String> {
 mod tests {
     use super::*;
 
-    /// The smallest ELF header with `phnum` program headers of the given types.
+    /// The smallest little-endian ELF header with `phnum` program headers of the given
+    /// types.
     fn elf(machine: u16, headers: &[(u32, u64, u64)], dynamic: &[(u64, u64)]) -> Vec<u8> {
         let mut file = vec![0u8; 64];
         file[..6].copy_from_slice(b"\x7fELF\x02\x01");
@@ -258,32 +401,33 @@ mod tests {
 
     #[test]
     fn static_and_static_pie_binaries_pass() {
-        check_static_elf(&elf(62, &[(1, 0, 0)], &[]), 62).unwrap();
+        check_static_elf(&elf(62, &[(1, 0, 0)], &[]), 62, false).unwrap();
         // static-pie: a dynamic section with relocations, no DT_NEEDED.
         check_static_elf(
             &elf(183, &[(PT_DYNAMIC, 0, 0)], &[(7, 0), (DT_NULL, 0)]),
             183,
+            false,
         )
         .unwrap();
     }
 
     #[test]
     fn dynamic_binaries_and_wrong_machines_fail() {
-        let interp = check_static_elf(&elf(62, &[(PT_INTERP, 0, 0)], &[]), 62).unwrap_err();
+        let interp = check_static_elf(&elf(62, &[(PT_INTERP, 0, 0)], &[]), 62, false).unwrap_err();
         assert!(interp.contains("PT_INTERP"), "{interp}");
         let needed = elf(62, &[(PT_DYNAMIC, 0, 0)], &[(DT_NEEDED, 1), (DT_NULL, 0)]);
         assert!(
-            check_static_elf(&needed, 62)
+            check_static_elf(&needed, 62, false)
                 .unwrap_err()
                 .contains("DT_NEEDED")
         );
         assert!(
-            check_static_elf(&elf(62, &[], &[]), 183)
+            check_static_elf(&elf(62, &[], &[]), 183, false)
                 .unwrap_err()
                 .contains("machine 62")
         );
-        assert!(check_static_elf(b"#!/bin/sh\n", 62).is_err());
-        assert!(check_static_elf(&elf(62, &[(1, 0, 0)], &[])[..70], 62).is_err());
+        assert!(check_static_elf(b"#!/bin/sh\n", 62, false).is_err());
+        assert!(check_static_elf(&elf(62, &[(1, 0, 0)], &[])[..70], 62, false).is_err());
     }
 
     #[test]
@@ -297,7 +441,58 @@ mod tests {
         } else {
             183
         };
-        let error = check_static_elf(&me, machine).unwrap_err();
+        let error = check_static_elf(&me, machine, false).unwrap_err();
         assert!(error.contains("PT_INTERP"), "{error}");
+    }
+
+    /// The same header, big-endian (every field byte-swapped), as s390x writes it.
+    fn big_endian_elf(
+        machine: u16,
+        headers: &[(u32, u64, u64)],
+        dynamic: &[(u64, u64)],
+    ) -> Vec<u8> {
+        let mut file = elf(machine, headers, dynamic);
+        file[5] = 2;
+        for (at, len) in [(18, 2), (32, 8), (54, 2), (56, 2)] {
+            file[at..at + len].reverse();
+        }
+        for index in 0..headers.len() {
+            let header = 64 + 56 * index;
+            for (at, len) in [(0, 4), (8, 8), (32, 8)] {
+                file[header + at..header + at + len].reverse();
+            }
+        }
+        let dynamic_at = 64 + 56 * headers.len();
+        for at in (dynamic_at..file.len()).step_by(8) {
+            file[at..at + 8].reverse();
+        }
+        file
+    }
+
+    #[test]
+    fn big_endian_binaries_are_read_in_their_byte_order() {
+        check_static_elf(&big_endian_elf(22, &[(1, 0, 0)], &[]), 22, true).unwrap();
+        let needed = big_endian_elf(22, &[(PT_DYNAMIC, 0, 0)], &[(DT_NEEDED, 1), (DT_NULL, 0)]);
+        assert!(
+            check_static_elf(&needed, 22, true)
+                .unwrap_err()
+                .contains("DT_NEEDED")
+        );
+        let interp = big_endian_elf(22, &[(PT_INTERP, 0, 0)], &[]);
+        assert!(
+            check_static_elf(&interp, 22, true)
+                .unwrap_err()
+                .contains("PT_INTERP")
+        );
+        // Either byte order is refused as the other.
+        let little = check_static_elf(&elf(22, &[], &[]), 22, true).unwrap_err();
+        assert!(little.contains("big-endian"), "{little}");
+        let big = check_static_elf(&big_endian_elf(22, &[], &[]), 22, false).unwrap_err();
+        assert!(big.contains("little-endian"), "{big}");
+        assert!(
+            check_static_elf(&big_endian_elf(22, &[], &[]), 21, true)
+                .unwrap_err()
+                .contains("machine 22")
+        );
     }
 }

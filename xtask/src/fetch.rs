@@ -4,11 +4,12 @@
 //! the cache (decoded and hashed). If all are valid nothing is downloaded, and no mirror
 //! is needed. Otherwise the host's `.deb` is downloaded into the cache directory while
 //! being hashed, checked against the pin, the missing emulators are extracted, checked
-//! against their pins and compressed into the cache, and the `.deb` is deleted.
-//! Then the blobs the binary embeds (the host's reference emulator, and every other one
-//! against it, see [`blob`]) are checked the same way and made from the cached blobs
-//! where missing. [`download_and_store`] and [`ensure_embedded`] are shared with
-//! `cargo xtask pin`.
+//! against their pins and compressed (quickly) into the cache, and the `.deb` is
+//! deleted. Then the blobs a development build for this machine embeds (the host's
+//! reference emulator, and every other one against it, see [`blob`]; fast
+//! compression) are checked the same way and made from the cached blobs where missing.
+//! `cargo xtask dist` makes the release compression of each binary's set with
+//! [`ensure_embedded`]; [`download_and_store`] is shared with `cargo xtask pin`.
 
 use std::fs::{self, File};
 use std::io::{BufWriter, Read, Write};
@@ -16,7 +17,7 @@ use std::sync::Mutex;
 use std::thread;
 use std::time::Instant;
 
-use qemu_pins::{BlobCache, Emulator, Host, MANIFEST_PATH, Manifest};
+use qemu_pins::{BlobCache, Compression, Emulator, Host, MANIFEST_PATH, Manifest, NATIVE_CPUS};
 use sha2::{Digest, Sha256};
 
 use crate::blob::{self, Cached, Stored, TempFile, Wanted};
@@ -27,13 +28,39 @@ use crate::{Result, ResultExt, megabytes, workspace_root};
 /// Arguments of `cargo xtask fetch`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// Which host's emulators to fetch (a Rust target_arch, or all pinned hosts).
-    #[arg(long, default_value = "all", value_parser = ["x86_64", "aarch64", "all"])]
+    /// Which host's emulators to fetch (a host of pins.toml, or all of them).
+    #[arg(long, default_value = "all", value_parser = host_names())]
     host: String,
 }
 
-/// Runs `cargo xtask fetch`.
+/// The names `--host` takes: every host binfmt is built for, and `all`.
+pub fn host_names() -> Vec<&'static str> {
+    NATIVE_CPUS
+        .iter()
+        .map(|(arch, _)| *arch)
+        .chain(["all"])
+        .collect()
+}
+
+/// The host this xtask runs on, as pins.toml names hosts: the one development builds
+/// and the tests build for.
+pub fn build_host() -> String {
+    qemu_pins::host_arch(
+        std::env::consts::ARCH,
+        if cfg!(target_endian = "little") {
+            "little"
+        } else {
+            "big"
+        },
+    )
+}
+
+/// Runs `cargo xtask fetch`: every selected host's emulators, downloaded and checked,
+/// and the fast embedded set (see [`Compression::Fast`]) of the host this runs on when
+/// it is selected, and of a host named with `--host`. The release set is `cargo xtask
+/// dist`'s job: it takes minutes of CPU per host, and only a release needs it.
 pub fn run(args: &Args) -> Result<()> {
+    let start = Instant::now();
     let manifest_path = workspace_root().join(MANIFEST_PATH);
     let manifest = Manifest::load(&manifest_path)?;
     let cache = BlobCache::from_env()?;
@@ -56,70 +83,125 @@ pub fn run(args: &Args) -> Result<()> {
         manifest.source.version,
         cache.root().display()
     );
-    let mut mirror = None;
-    for host in hosts {
-        let start = Instant::now();
-        let mut missing = Vec::new();
-        let mut cached_size = 0;
-        for emulator in &host.emulators {
-            match blob::cached(&cache, emulator) {
-                Cached::Valid { compressed_size } => cached_size += compressed_size,
-                Cached::Missing => missing.push(emulator),
-                Cached::Invalid(err) => {
-                    eprintln!(
-                        "{}: cached blob {} of qemu-{} is invalid, fetching it again: {err}",
-                        host.arch,
-                        cache.compressed_path(emulator).display(),
-                        emulator.cpu
-                    );
-                    missing.push(emulator);
-                }
+    // One host's download and extraction keeps one core busy (xz decoding); two at once
+    // keep both busy.
+    let mirror = Mutex::new(None);
+    let queue = Mutex::new(hosts.iter());
+    let fetch_hosts = || -> Result<()> {
+        loop {
+            let next = match queue.lock() {
+                Ok(mut queue) => queue.next(),
+                Err(_) => return Err("another fetching thread panicked".into()),
+            };
+            let Some(host) = next else {
+                return Ok(());
+            };
+            ensure_standalone(&manifest, &cache, host, &mirror)?;
+        }
+    };
+    let results: Vec<Result<()>> = thread::scope(|scope| {
+        let workers: Vec<_> = (0..PARALLEL_HOSTS)
+            .map(|_| scope.spawn(fetch_hosts))
+            .collect();
+        workers
+            .into_iter()
+            .map(|worker| {
+                worker
+                    .join()
+                    .unwrap_or_else(|_| Err("a fetching thread panicked".into()))
+            })
+            .collect()
+    });
+    for result in results {
+        result?;
+    }
+    let build_host = build_host();
+    for host in &hosts {
+        if host.arch == build_host || args.host != "all" {
+            ensure_embedded(&cache, host, Compression::Fast)?;
+        }
+    }
+    eprintln!("fetched in {:.1} s", start.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// Hosts fetched at the same time.
+const PARALLEL_HOSTS: usize = 2;
+
+/// Makes sure every pinned emulator of `host` has a valid standalone blob in the
+/// cache: checks each (decoded and hashed), and when any is missing or invalid,
+/// downloads the host's `.deb` from the mirror (found on first use, shared by the
+/// callers of one run), checks it and stores the missing ones.
+pub fn ensure_standalone(
+    manifest: &Manifest,
+    cache: &BlobCache,
+    host: &Host,
+    mirror: &Mutex<Option<Mirror>>,
+) -> Result<()> {
+    let start = Instant::now();
+    let mut missing = Vec::new();
+    let mut cached_size = 0;
+    for emulator in &host.emulators {
+        match blob::cached(cache, emulator) {
+            Cached::Valid { compressed_size } => cached_size += compressed_size,
+            Cached::Missing => missing.push(emulator),
+            Cached::Invalid(err) => {
+                eprintln!(
+                    "{}: cached blob {} of qemu-{} is invalid, fetching it again: {err}",
+                    host.arch,
+                    cache.compressed_path(emulator).display(),
+                    emulator.cpu
+                );
+                missing.push(emulator);
             }
         }
-        if missing.is_empty() {
-            eprintln!(
-                "{}: all {} emulators cached and verified ({} compressed) in {:.2} s, nothing to download",
-                host.arch,
-                host.emulators.len(),
-                megabytes(cached_size),
-                start.elapsed().as_secs_f64()
-            );
-            ensure_embedded(&cache, host)?;
-            continue;
-        }
-        let mirror = match &mut mirror {
-            Some(mirror) => mirror,
-            None => mirror.insert(Mirror::from_env()?),
-        };
-        let wanted: Vec<Wanted> = missing
-            .iter()
-            .map(|emulator| Wanted {
-                oci: &emulator.oci,
-                cpu: &emulator.cpu,
-                path: &emulator.path,
-                pinned: Some(emulator),
-            })
-            .collect();
-        let package = Package {
-            pool_path: &host.pool_path,
-            size: host.size,
-            sha256: &host.sha256,
-            description: format!(
-                "{} {} for {}",
-                host.package, manifest.source.version, host.debian_arch
-            ),
-        };
-        let stored = download_and_store(mirror, &cache, &package, &wanted)?;
-        let fetched_size: u64 = stored.iter().map(|s| s.compressed_size).sum();
-        eprintln!(
-            "{}: {} emulators fetched, {} already cached; {} compressed in total",
-            host.arch,
-            stored.len(),
-            host.emulators.len() - stored.len(),
-            megabytes(cached_size + fetched_size)
-        );
-        ensure_embedded(&cache, host)?;
     }
+    if missing.is_empty() {
+        eprintln!(
+            "{}: all {} emulators cached and verified ({} compressed) in {:.2} s, nothing to download",
+            host.arch,
+            host.emulators.len(),
+            megabytes(cached_size),
+            start.elapsed().as_secs_f64()
+        );
+        return Ok(());
+    }
+    let mirror = {
+        let mut slot = mirror
+            .lock()
+            .map_err(|_| "another fetching thread panicked")?;
+        match &*slot {
+            Some(mirror) => mirror.clone(),
+            None => slot.insert(Mirror::from_env()?).clone(),
+        }
+    };
+    let wanted: Vec<Wanted> = missing
+        .iter()
+        .map(|emulator| Wanted {
+            oci: &emulator.oci,
+            cpu: &emulator.cpu,
+            path: &emulator.path,
+            pinned: Some(emulator),
+        })
+        .collect();
+    let package = Package {
+        pool_path: &host.pool_path,
+        size: host.size,
+        sha256: &host.sha256,
+        description: format!(
+            "{} {} for {}",
+            host.package, manifest.source.version, host.debian_arch
+        ),
+    };
+    let stored = download_and_store(&mirror, cache, &package, &wanted)?;
+    let fetched_size: u64 = stored.iter().map(|s| s.compressed_size).sum();
+    eprintln!(
+        "{}: {} emulators fetched, {} already cached; {} compressed in total",
+        host.arch,
+        stored.len(),
+        host.emulators.len() - stored.len(),
+        megabytes(cached_size + fetched_size)
+    );
     Ok(())
 }
 
@@ -128,11 +210,11 @@ pub fn run(args: &Args) -> Result<()> {
 /// two keep both cores busy.
 const PARALLEL_BLOBS: usize = 2;
 
-/// Makes sure the cache holds a valid embedded form of every emulator `host`'s binary
-/// embeds (see [`blob`]): the reference on its own, the others against it; makes the
-/// missing or invalid ones from the cached standalone blobs, which must be valid
-/// already (fetched).
-pub fn ensure_embedded(cache: &BlobCache, host: &Host) -> Result<()> {
+/// Makes sure the cache holds a valid embedded form, with `compression`, of every
+/// emulator `host`'s binary embeds (see [`blob`]): the reference on its own, the
+/// others against it; makes the missing or invalid ones from the cached standalone
+/// blobs, which must be valid already (fetched).
+pub fn ensure_embedded(cache: &BlobCache, host: &Host, compression: Compression) -> Result<()> {
     let start = Instant::now();
     let reference = host.reference().ok_or_else(|| {
         format!(
@@ -166,7 +248,7 @@ pub fn ensure_embedded(cache: &BlobCache, host: &Host) -> Result<()> {
             };
             let against =
                 (emulator.cpu != reference.cpu).then_some((reference, reference_bytes.as_slice()));
-            let (size, note) = match blob::cached_embedded(cache, emulator, against) {
+            let (size, note) = match blob::cached_embedded(cache, compression, emulator, against) {
                 Cached::Valid { compressed_size } => (compressed_size, " (already cached)"),
                 state => {
                     if let Cached::Invalid(err) = state {
@@ -176,7 +258,10 @@ pub fn ensure_embedded(cache: &BlobCache, host: &Host) -> Result<()> {
                         );
                     }
                     let bytes = read_standalone(emulator)?;
-                    (blob::store_embedded(cache, emulator, against, &bytes)?, "")
+                    (
+                        blob::store_embedded(cache, compression, emulator, against, &bytes)?,
+                        "",
+                    )
                 }
             };
             eprintln!(
@@ -212,10 +297,11 @@ pub fn ensure_embedded(cache: &BlobCache, host: &Host) -> Result<()> {
     }
     let total = total.lock().map(|total| *total).unwrap_or_default();
     eprintln!(
-        "{}: {} emulators embedded in {} (against qemu-{}), checked in {:.2} s",
+        "{}: {} emulators embedded in {} ({} compression, against qemu-{}), checked in {:.2} s",
         host.arch,
         embedded.len(),
         megabytes(total),
+        compression.name(),
         reference.cpu,
         start.elapsed().as_secs_f64()
     );

@@ -25,8 +25,15 @@ use crate::http::{self, HttpError};
 use crate::mirror::{MIRROR_ENV, Mirror};
 use crate::{Result, ResultExt, megabytes, version, workspace_root};
 
-/// The hosts binfmt is built for: Rust `target_arch` and Debian architecture.
-const HOSTS: [(&str, &str); 2] = [("x86_64", "amd64"), ("aarch64", "arm64")];
+/// The hosts binfmt is built for (as [`qemu_pins::host_arch`] names them) and their
+/// Debian architecture: the five platforms tonistiigi/binfmt's image is published for.
+const HOSTS: [(&str, &str); 5] = [
+    ("x86_64", "amd64"),
+    ("aarch64", "arm64"),
+    ("powerpc64le", "ppc64el"),
+    ("s390x", "s390x"),
+    ("riscv64", "riscv64"),
+];
 
 /// The emulators pinned for every host: OCI architecture and QEMU cpu
 /// (binfmt-facts.md section 3). The host's own is pinned too; embedding skips it.
@@ -156,8 +163,11 @@ pub fn run(args: &Args) -> Result<()> {
         hosts,
     };
     write_manifest(&manifest_path, &manifest, current.as_ref())?;
-    for host in &manifest.hosts {
-        crate::fetch::ensure_embedded(&cache, host)?;
+    // What a development build on this machine embeds, so that it builds right away;
+    // `cargo xtask dist` makes the release compression.
+    let build_host = crate::fetch::build_host();
+    for host in manifest.hosts.iter().filter(|host| host.arch == build_host) {
+        crate::fetch::ensure_embedded(&cache, host, qemu_pins::Compression::Fast)?;
     }
     Ok(())
 }

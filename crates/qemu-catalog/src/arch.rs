@@ -238,12 +238,20 @@ impl Arch {
     ///
     /// On x86_64 that is x86_64 and i386 (every x86_64 CPU runs 32-bit x86 code); on
     /// aarch64 it is aarch64. Whether an aarch64 CPU also runs 32-bit arm varies, so
-    /// that is measured by execution, not assumed.
+    /// that is measured by execution, not assumed. On ppc64le, s390x and riscv64 it is
+    /// the one architecture: none of them runs another of the catalog (a ppc64le
+    /// kernel may run big-endian ppc64 programs, which the catalog does not carry).
     pub fn native() -> &'static [Arch] {
         if cfg!(target_arch = "x86_64") {
             &[Arch::Amd64, Arch::I386]
         } else if cfg!(target_arch = "aarch64") {
             &[Arch::Arm64]
+        } else if cfg!(all(target_arch = "powerpc64", target_endian = "little")) {
+            &[Arch::Ppc64le]
+        } else if cfg!(target_arch = "s390x") {
+            &[Arch::S390x]
+        } else if cfg!(target_arch = "riscv64") {
+            &[Arch::Riscv64]
         } else {
             &[]
         }
