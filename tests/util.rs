@@ -632,7 +632,8 @@ pub fn readme_blocks(heading: &str, language: &str) -> Vec<String> {
     let Some((_, section)) = readme.split_once(&format!("\n### {heading}\n")) else {
         panic!("README.md: no section \"### {heading}\"")
     };
-    let section = section.split("\n#").next().unwrap_or(section);
+    // Up to the next heading (`## ` or deeper; a shell comment in a block has one `#`).
+    let section = section.split("\n##").next().unwrap_or(section);
     let mut blocks = Vec::new();
     let mut rest = section;
     while let Some((_, block)) = rest.split_once(&format!("```{language}\n")) {
