@@ -34,6 +34,7 @@ use std::time::Instant;
 use binfmt_misc::{BinfmtMisc, DEFAULT_MOUNT, Table};
 use qemu_catalog::Arch;
 
+use crate::image;
 use crate::kubernetes;
 use crate::util::{
     GlobalTable, Run, binfmt_cache, dist, foreign_arches, machine, readme_block, readme_blocks,
@@ -63,11 +64,8 @@ const LEAST_PRIVILEGE: [&str; 5] = [
 /// Set to skip this test where no Docker engine runs.
 const SKIP_ENV: &str = "BINFMT_SKIP_DOCKER";
 
-pub(crate) fn docker(args: &[&str]) -> Run {
-    let mut command = Command::new("docker");
-    command.args(args);
-    Run::of(command)
-}
+/// `docker ARGS` (in `util`, for `image` too; here for the other Docker tests).
+pub(crate) use crate::util::docker;
 
 /// Whether a Docker engine answers. Without one the calling test fails, saying so,
 /// unless [`SKIP_ENV`] asks to skip it: then this says so loudly and returns false.
@@ -416,103 +414,8 @@ fn check_image(tag: &str, platform: &str) {
         shipped,
         "{tag}: /usr/bin/binfmt is none of dist/'s binaries"
     );
-    check_labels(tag);
-    check_sboms(tag, &binary);
-}
-
-/// The image's OCI labels: what the README's build commands pass (the workspace's
-/// version, the checkout's commit and origin) and the licenses of what it holds.
-fn check_labels(tag: &str) {
-    let labels = docker(&[
-        "image",
-        "inspect",
-        "--format",
-        "{{json .Config.Labels}}",
-        tag,
-    ])
-    .success();
-    let labels: serde_json::Value = serde_json::from_str(labels.stdout.trim()).expect("labels");
-    let git = |args: &[&str]| {
-        let output = Command::new("git")
-            .args(args)
-            .current_dir(workspace_root())
-            .output()
-            .expect("run git");
-        String::from_utf8_lossy(&output.stdout).trim().to_owned()
-    };
-    let origin = git(&["remote", "get-url", "origin"]);
-    if origin.is_empty() {
-        report(&format!(
-            "docker: this checkout has no remote named origin, so {tag}'s \
-             org.opencontainers.image.source label is empty, as the README's commands make it"
-        ));
-    }
-    let expected = [
-        ("org.opencontainers.image.title", "binfmt".to_owned()),
-        ("org.opencontainers.image.source", origin),
-        (
-            "org.opencontainers.image.revision",
-            git(&["rev-parse", "HEAD"]),
-        ),
-        (
-            "org.opencontainers.image.version",
-            env!("CARGO_PKG_VERSION").to_owned(),
-        ),
-        (
-            "org.opencontainers.image.licenses",
-            format!("({}) AND GPL-2.0-only", env!("CARGO_PKG_LICENSE")),
-        ),
-    ];
-    for (label, value) in expected {
-        assert_eq!(
-            labels[label],
-            value.as_str(),
-            "{tag}: label {label} in {labels}"
-        );
-    }
-}
-
-/// The image carries the SBOM of every dist binary, as `cargo xtask dist` wrote it,
-/// and one of them describes its `/usr/bin/binfmt`.
-fn check_sboms(tag: &str, binary: &[u8]) {
-    use sha2::Digest as _;
-    let container = docker(&["create", tag]).success().stdout.trim().to_owned();
-    let copy = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("docker-sbom-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&copy);
-    let copied = docker(&[
-        "cp",
-        &format!("{container}:/usr/share/doc/binfmt/sbom"),
-        copy.to_str().expect("UTF-8 path"),
-    ]);
-    let _ = docker(&["rm", "--volumes", &container]);
-    copied.success();
-    let digest = hex::encode(sha2::Sha256::digest(binary));
-    let mut describes_binary = 0;
-    for entry in std::fs::read_dir(dist())
-        .expect("dist/")
-        .filter_map(Result::ok)
-    {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if !name.ends_with(".spdx.json") {
-            continue;
-        }
-        let in_image = std::fs::read(copy.join(&name))
-            .unwrap_or_else(|error| panic!("{tag}: /usr/share/doc/binfmt/sbom/{name}: {error}"));
-        assert_eq!(
-            in_image,
-            std::fs::read(entry.path()).unwrap(),
-            "{tag}: {name} is not dist/'s"
-        );
-        if String::from_utf8_lossy(&in_image).contains(&digest) {
-            describes_binary += 1;
-        }
-    }
-    let _ = std::fs::remove_dir_all(&copy);
-    assert_eq!(
-        describes_binary, 1,
-        "{tag}: one SBOM names /usr/bin/binfmt's sha256 {digest}"
-    );
+    image::check_labels(tag);
+    image::check_sboms(tag, &binary);
 }
 
 /// buildx, as `.ci/run` provides it (`tools/docker-buildx`): the private Docker config

@@ -19,6 +19,7 @@ mod dist;
 mod docker;
 mod doctor;
 mod hostile;
+mod image;
 mod install;
 mod interpreter_files;
 mod kernel;

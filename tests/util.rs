@@ -646,6 +646,13 @@ pub fn readme_blocks(heading: &str, language: &str) -> Vec<String> {
     blocks
 }
 
+/// `docker ARGS`, to the end.
+pub fn docker(args: &[&str]) -> Run {
+    let mut command = Command::new("docker");
+    command.args(args);
+    Run::of(command)
+}
+
 /// Runs a block of the README's shell commands as a bash script (stopping at the
 /// first that fails) in the workspace, with `PATH` as it is.
 pub fn run_readme_script(heading: &str, script: &str) -> Run {
