@@ -124,8 +124,14 @@ pub fn run(args: &Args) -> Result<()> {
                 artifact.arch,
                 &digest,
             )?;
-            reproduce::compare(&out.join(&name), &bytes)?;
-            reproduce::compare(&out.join(format!("{name}.spdx.json")), &sbom)?;
+            let second = copy.dist_dir();
+            write_replacing(&second.join(&name), &bytes, true)?;
+            write_replacing(&second.join(format!("{name}.spdx.json")), &sbom, false)?;
+            reproduce::compare(&out.join(&name), &second.join(&name))?;
+            reproduce::compare(
+                &out.join(format!("{name}.spdx.json")),
+                &second.join(format!("{name}.spdx.json")),
+            )?;
             eprintln!(
                 "{name}: rebuilt in {} with target directory {}: the same {} bytes, and the same SBOM",
                 copy.root().display(),

@@ -2,23 +2,27 @@
 //! commit must give the same bytes.
 //!
 //! The second build starts from a fresh `git clone` of `HEAD` in another directory
-//! (`$XDG_CACHE_HOME/binfmt/reproducible/checkout`, outside the workspace so that no
-//! `.cargo/config.toml` of the first checkout applies to it) with a target directory of
-//! its own, empty, so everything is compiled again at another time in another place;
+//! (`$XDG_CACHE_HOME/binfmt/reproducible/<digest of the workspace path>/checkout`,
+//! one per checkout, outside the workspace so that no `.cargo/config.toml` of the
+//! first checkout applies to it) with a target directory of its own, empty, so
+//! everything is compiled again at another time in another place;
 //! only the toolchain, the crates' sources and the blob cache are shared, as they are
 //! between two machines set up alike. Any path of the checkout or of the target
 //! directory that reached the binary, or a timestamp, would show up as a difference.
+//! The second binary and SBOM are left in `<that directory>/dist` to compare.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use sha2::{Digest, Sha256};
+
 use crate::{Result, ResultExt};
 
 /// A fresh clone of the workspace's `HEAD`, with an empty target directory.
 pub struct Copy {
+    dir: PathBuf,
     root: PathBuf,
-    target_dir: PathBuf,
 }
 
 impl Copy {
@@ -38,11 +42,15 @@ impl Copy {
         }
         let head = git(workspace, &["rev-parse", "HEAD"])?;
         let head = head.trim();
-        let dir = crate::binfmt_cache_dir()?.join("reproducible");
+        // One directory per checkout: two checkouts checked at once do not meet.
+        let digest = hex::encode(Sha256::digest(workspace.as_os_str().as_encoded_bytes()));
+        let dir = crate::binfmt_cache_dir()?
+            .join("reproducible")
+            .join(&digest[..16]);
         if dir.exists() {
             fs::remove_dir_all(&dir).context(|| format!("removing {}", dir.display()))?;
         }
-        fs::create_dir_all(&dir).context(|| format!("creating {}", dir.display()))?;
+        fs::create_dir_all(dir.join("dist")).context(|| format!("creating {}", dir.display()))?;
         let root = dir.join("checkout");
         let root_arg = root
             .to_str()
@@ -56,10 +64,7 @@ impl Copy {
         )?;
         git(&root, &["checkout", "--quiet", "--detach", head])?;
         eprintln!("reproducible: building {head} again in {}", root.display());
-        Ok(Copy {
-            target_dir: dir.join("target"),
-            root,
-        })
+        Ok(Copy { dir, root })
     }
 
     /// The clone's workspace root.
@@ -69,7 +74,12 @@ impl Copy {
 
     /// Its own target directory.
     pub fn target_dir(&self) -> PathBuf {
-        self.target_dir.clone()
+        self.dir.join("target")
+    }
+
+    /// Where its binaries and SBOMs go, to be compared with `dist/`'s.
+    pub fn dist_dir(&self) -> PathBuf {
+        self.dir.join("dist")
     }
 }
 
@@ -93,15 +103,16 @@ fn git(dir: &Path, args: &[&str]) -> Result<String> {
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
-/// Fails, saying where they differ, unless the file at `first` holds `second`.
-pub fn compare(first: &Path, second: &[u8]) -> Result<()> {
-    let bytes = fs::read(first).context(|| format!("reading {}", first.display()))?;
-    match difference(&bytes, second) {
+/// Fails, saying where they differ, unless the files `first` and `second` are the same.
+pub fn compare(first: &Path, second: &Path) -> Result<()> {
+    let read = |path: &Path| fs::read(path).context(|| format!("reading {}", path.display()));
+    match difference(&read(first)?, &read(second)?) {
         None => Ok(()),
         Some(difference) => Err(format!(
-            "{} is not reproducible: the second build differs ({difference}); compare \
-             them with `cmp -l` and `strings` to find what leaked (a path, a time)",
-            first.display()
+            "{} is not reproducible: the second build, {}, differs ({difference}); \
+             `cmp -l` and `strings` on the two show what leaked (a path, a time)",
+            first.display(),
+            second.display()
         )
         .into()),
     }
