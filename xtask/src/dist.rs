@@ -5,6 +5,7 @@
 //! | `dist/binfmt-x86_64-linux-musl` | static binary for x86_64 hosts, carrying the emulators an x86_64 host needs |
 //! | `dist/binfmt-aarch64-linux-musl` | static binary for aarch64 hosts, carrying the emulators an aarch64 host needs |
 //! | `dist/<binary>.sha256` | its digest, as `sha256sum` prints it (`sha256sum -c` in `dist/` checks it) |
+//! | `dist/<binary>.spdx.json` | its SBOM, SPDX 2.3 JSON: the crates, QEMU's packages and the emulators in it (see [`crate::sbom`]) |
 //!
 //! Each binary is `cargo build --release --locked -p binfmt --target <arch>-unknown-linux-musl`
 //! (`.cargo/config.toml` makes both fully static and has zig compile their one C
@@ -14,6 +15,11 @@
 //! right machine, with no program interpreter and no shared library it needs, so it
 //! runs in a `FROM scratch` image and on any distribution. The `Dockerfile` packages
 //! `dist/` for linux/amd64 and linux/arm64.
+//!
+//! The same commit gives the same bytes in any directory, at any time, for any user
+//! (with the same toolchain): nothing of the build's place or time reaches the binary
+//! but the registry's path, which is remapped (`remap_registry_paths`).
+//! `--check-reproducible` proves it with a second build ([`crate::reproduce`]).
 
 use std::fs;
 use std::path::{Path, PathBuf};
