@@ -176,14 +176,14 @@ fn each_sbom_names_what_its_binary_holds() {
         .unwrap()
         .parse()
         .unwrap();
-    let locked_version = |name: &str| {
+    let locked = |name: &str, field: &str| {
         lock["package"]
             .as_array()
             .unwrap()
             .iter()
             .find(|p| p["name"].as_str() == Some(name))
-            .and_then(|p| p["version"].as_str())
-            .unwrap_or_else(|| panic!("{name} in Cargo.lock"))
+            .and_then(|p| p[field].as_str())
+            .unwrap_or_else(|| panic!("{name}'s {field} in Cargo.lock"))
             .to_owned()
     };
     let (native, foreign, _) = artifacts();
@@ -251,8 +251,13 @@ fn each_sbom_names_what_its_binary_holds() {
             "toml",
         ] {
             let package = named(krate);
-            let version = locked_version(krate);
+            let version = locked(krate, "version");
             assert_eq!(package["versionInfo"], version.as_str(), "{krate}");
+            assert_eq!(
+                package["checksums"][0]["checksumValue"],
+                locked(krate, "checksum").as_str(),
+                "{krate}: the .crate's sha256"
+            );
             assert_eq!(
                 package["externalRefs"][0]["referenceLocator"],
                 format!("pkg:cargo/{krate}@{version}")

@@ -2,9 +2,9 @@
 //!
 //! It describes the binary (name, version, sha256, license) and what is in it:
 //!
-//! - every Rust crate compiled in for its target, with version, declared license and
-//!   a purl (`pkg:cargo/<name>@<version>` for registry crates; the workspace's own
-//!   crates have none): the `binfmt` package's normal dependencies, transitively, as
+//! - every Rust crate compiled in for its target, with version, declared license and,
+//!   for registry crates, a purl (`pkg:cargo/<name>@<version>`) and the sha256 of the
+//!   `.crate` file that `Cargo.lock` pins: the `binfmt` package's normal dependencies, transitively, as
 //!   `cargo tree --package binfmt --target <target> --edges normal,no-proc-macro`
 //!   resolves them (proc macros and build dependencies run at build time and are not
 //!   in the binary); and the Rust standard library, at the compiler's version;
@@ -32,6 +32,7 @@
 //! more: here regex, indexmap and the five crates under them, which no build of the
 //! binary compiles. The document is a few dozen lines of serde_json.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
@@ -56,6 +57,8 @@ pub struct Crate {
     pub license: Option<String>,
     /// From a registry (crates.io), as opposed to a path in this workspace.
     pub registry: bool,
+    /// sha256 of the `.crate` file, from `Cargo.lock` (registry crates).
+    pub sha256: Option<String>,
 }
 
 /// What the SBOM of one binary is made from.
@@ -139,11 +142,22 @@ pub fn compiled_crates(root: &Path, target: &str) -> Result<(Crate, Vec<Crate>)>
         )
         .into());
     }
+    let checksums = lock_checksums(root)?;
     let mut crates: Vec<Crate> = String::from_utf8_lossy(&output.stdout)
         .lines()
         .filter(|line| !line.trim().is_empty())
         .map(parse_tree_line)
         .collect::<Result<_, _>>()?;
+    for krate in crates.iter_mut().filter(|krate| krate.registry) {
+        let key = (krate.name.clone(), krate.version.clone());
+        let checksum = checksums.get(&key).ok_or_else(|| {
+            format!(
+                "Cargo.lock has no checksum for {} {}: run `cargo update -p {}`",
+                krate.name, krate.version, krate.name
+            )
+        })?;
+        krate.sha256 = Some(checksum.clone());
+    }
     if crates.is_empty() {
         return Err(
             format!("cargo tree --package binfmt --target {target} printed nothing").into(),
@@ -154,6 +168,28 @@ pub fn compiled_crates(root: &Path, target: &str) -> Result<(Crate, Vec<Crate>)>
     crates.sort();
     crates.dedup();
     Ok((package, crates))
+}
+
+/// The `checksum` of every package in `Cargo.lock` (the sha256 of its `.crate` file),
+/// by name and version.
+fn lock_checksums(root: &Path) -> Result<BTreeMap<(String, String), String>> {
+    let path = root.join("Cargo.lock");
+    let text = std::fs::read_to_string(&path).context(|| format!("reading {}", path.display()))?;
+    let lock: toml::Table = text
+        .parse()
+        .context(|| format!("parsing {}", path.display()))?;
+    let packages = lock
+        .get("package")
+        .and_then(toml::Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    Ok(packages
+        .iter()
+        .filter_map(|package| {
+            let field = |key: &str| package.get(key)?.as_str().map(str::to_owned);
+            Some(((field("name")?, field("version")?), field("checksum")?))
+        })
+        .collect())
 }
 
 /// One line of `cargo tree --format '{p}|{l}'`: `clap v4.6.9|MIT OR Apache-2.0`, or
@@ -181,6 +217,7 @@ fn parse_tree_line(line: &str) -> Result<Crate> {
         version: version.to_owned(),
         license: (!license.is_empty()).then(|| spdx_license(license)),
         registry,
+        sha256: None,
     })
 }
 
@@ -351,6 +388,9 @@ pub fn document(inputs: &Inputs) -> Value {
         } else {
             entry["comment"] = json!("a crate of this workspace");
         }
+        if let Some(digest) = &krate.sha256 {
+            entry["checksums"] = sha256(digest);
+        }
         entry["primaryPackagePurpose"] = json!("LIBRARY");
         packages.push(entry);
         relationships.push(relationship(&binary_id, "STATIC_LINK", &id));
@@ -482,6 +522,18 @@ mod tests {
     }
 
     #[test]
+    fn cargo_lock_checksums_are_read() {
+        let checksums = lock_checksums(&crate::workspace_root()).unwrap();
+        let (_, sha2) = checksums
+            .iter()
+            .find(|((name, _), _)| name == "sha2")
+            .unwrap();
+        assert_eq!(sha2.len(), 64, "{sha2}");
+        // Workspace crates have none.
+        assert!(!checksums.keys().any(|(name, _)| name == "qemu-catalog"));
+    }
+
+    #[test]
     fn old_slash_licenses_become_spdx_expressions() {
         assert_eq!(spdx_license("MIT/Apache-2.0"), "MIT OR Apache-2.0");
         assert_eq!(spdx_license("MIT OR Apache-2.0"), "MIT OR Apache-2.0");
@@ -504,6 +556,7 @@ mod tests {
             version: "0.1.0".into(),
             license: Some("MIT OR Apache-2.0".into()),
             registry: false,
+            sha256: None,
         };
         let crates = [
             Crate {
@@ -511,12 +564,14 @@ mod tests {
                 version: "4.6.0".into(),
                 license: Some("MIT OR Apache-2.0".into()),
                 registry: true,
+                sha256: Some("cd".repeat(32)),
             },
             Crate {
                 name: "qemu-catalog".into(),
                 version: "0.1.0".into(),
                 license: None,
                 registry: false,
+                sha256: None,
             },
         ];
         let document = document(&Inputs {
@@ -544,6 +599,11 @@ mod tests {
             named("clap")["externalRefs"][0]["referenceLocator"],
             "pkg:cargo/clap@4.6.0"
         );
+        assert_eq!(
+            named("clap")["checksums"][0]["checksumValue"],
+            "cd".repeat(32)
+        );
+        assert!(named("qemu-catalog").get("checksums").is_none());
         assert_eq!(named("qemu-catalog")["licenseDeclared"], "NOASSERTION");
         assert_eq!(named("std")["versionInfo"], "1.95.0");
         assert_eq!(named("qemu")["versionInfo"], manifest.source.version);
