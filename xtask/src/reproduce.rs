@@ -142,6 +142,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_checkout_with_changes_not_committed_is_refused() {
+        let repo = std::env::temp_dir().join(format!("xtask-reproduce-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&repo);
+        fs::create_dir_all(&repo).unwrap();
+        git(&repo, &["init", "--quiet"]).unwrap();
+        fs::write(repo.join("new.rs"), "fn main() {}\n").unwrap();
+        let error = Copy::of_head(&repo).err().unwrap().to_string();
+        fs::remove_dir_all(&repo).unwrap();
+        assert!(error.contains("not committed"), "{error}");
+        assert!(error.contains("new.rs"), "{error}");
+    }
+
+    #[test]
     fn differences_are_located() {
         assert_eq!(difference(b"same", b"same"), None);
         let found = difference(b"abcdef", b"abXdeY").unwrap();
