@@ -102,7 +102,7 @@ pub fn run(args: &Args) -> Result<()> {
         let bytes = build(&root, &crate::target_dir(), artifact)?;
         let name = artifact.file_name();
         let digest = hex::encode(Sha256::digest(&bytes));
-        let sbom = sbom::generate(&root, &name, &artifact.target(), artifact.arch, &digest)?;
+        let sbom = sbom::generate(&root, &name, &artifact.target(), &digest)?;
         let path = out.join(&name);
         write_replacing(&path, &bytes, true)?;
         write_replacing(
@@ -123,13 +123,7 @@ pub fn run(args: &Args) -> Result<()> {
             let name = artifact.file_name();
             let bytes = build(copy.root(), &copy.target_dir(), artifact)?;
             let digest = hex::encode(Sha256::digest(&bytes));
-            let sbom = sbom::generate(
-                copy.root(),
-                &name,
-                &artifact.target(),
-                artifact.arch,
-                &digest,
-            )?;
+            let sbom = sbom::generate(copy.root(), &name, &artifact.target(), &digest)?;
             let second = copy.dist_dir();
             write_replacing(&second.join(&name), &bytes, true)?;
             write_replacing(&second.join(format!("{name}.spdx.json")), &sbom, false)?;

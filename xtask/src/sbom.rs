@@ -80,20 +80,17 @@ pub struct Inputs<'a> {
     pub created: &'a str,
 }
 
-/// Writes `<dist>/<file_name>.spdx.json` for the binary built for `target` (host
-/// architecture `arch`), whose sha256 is `sha256`; returns its bytes.
-pub fn generate(
-    root: &Path,
-    file_name: &str,
-    target: &str,
-    arch: &str,
-    sha256: &str,
-) -> Result<Vec<u8>> {
+/// The SBOM of the binary `file_name` built for `target`, whose sha256 is `sha256`.
+pub fn generate(root: &Path, file_name: &str, target: &str, sha256: &str) -> Result<Vec<u8>> {
     let pins_path = root.join(MANIFEST_PATH);
     let manifest = Manifest::load(&pins_path)?;
-    let host = manifest.host(arch).ok_or_else(|| {
+    // The host's pins by the target's `target_arch`, as the catalog's build script
+    // takes them (`CARGO_CFG_TARGET_ARCH`).
+    let arch = target_arch(target)?;
+    let host = manifest.host(&arch).ok_or_else(|| {
         format!(
-            "{} pins no qemu-user package for host {arch}: run `cargo xtask pin`",
+            "{} pins no qemu-user package for host {arch} (target {target}): run `cargo \
+             xtask pin`",
             pins_path.display()
         )
     })?;
@@ -229,6 +226,28 @@ fn spdx_license(license: &str) -> String {
         .map(str::trim)
         .collect::<Vec<_>>()
         .join(" OR ")
+}
+
+/// `target_arch` of a Rust target, as rustc reports it (`powerpc64` for
+/// `powerpc64le-unknown-linux-musl`).
+fn target_arch(target: &str) -> Result<String> {
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".to_owned());
+    let output = Command::new(&rustc)
+        .args(["--print", "cfg", "--target", target])
+        .output()
+        .context(|| format!("running {rustc} --print cfg --target {target}"))?;
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .find_map(|line| line.strip_prefix("target_arch=\""))
+        .and_then(|rest| rest.strip_suffix('"'))
+        .map(str::to_owned)
+        .ok_or_else(|| {
+            format!(
+                "{rustc} --print cfg --target {target} names no target_arch: {}",
+                String::from_utf8_lossy(&output.stderr).trim()
+            )
+            .into()
+        })
 }
 
 /// The compiler's version: `rustc 1.95.0 (59807616e 2026-04-14)` gives `1.95.0`.
@@ -519,6 +538,16 @@ mod tests {
         assert!(!path.registry);
         assert_eq!(path.license, None);
         assert!(parse_tree_line("nonsense").is_err());
+    }
+
+    #[test]
+    fn hosts_are_found_by_target_arch_as_the_catalog_finds_them() {
+        assert_eq!(target_arch("x86_64-unknown-linux-musl").unwrap(), "x86_64");
+        assert_eq!(
+            target_arch("powerpc64le-unknown-linux-musl").unwrap(),
+            "powerpc64"
+        );
+        assert!(target_arch("no-such-target").is_err());
     }
 
     #[test]
