@@ -1,7 +1,8 @@
-# The binfmt image: a drop-in for tonistiigi/binfmt, for linux/amd64 and linux/arm64.
+# The binfmt image: a drop-in for tonistiigi/binfmt, for linux/amd64, linux/arm64,
+# linux/ppc64le, linux/s390x and linux/riscv64.
 #
 # It only packages what `cargo xtask dist` built (static binaries that carry their
-# emulators), so it has no RUN step and building the arm64 image needs no emulation.
+# emulators), so it has no RUN step and building any platform needs no emulation.
 # The README ("The container image") has the build commands; the Docker test runs
 # exactly those, with BuildKit (buildx) and with the classic builder.
 #
@@ -24,8 +25,23 @@ COPY dist/binfmt-riscv64-linux-gnu /linux-riscv64/binfmt
 FROM scratch
 # QEMU is GPL-2.0: its license and where its source is go with its binaries.
 COPY qemu-blobs/COPYING qemu-blobs/README.md /usr/share/doc/binfmt/qemu/
+# The SPDX SBOM `cargo xtask dist` writes beside each binary: what is in it (crates,
+# QEMU's Debian packages, each emulator). All of them, one layer the same on every
+# platform; the one naming /usr/bin/binfmt's sha256 describes this image's binary.
+COPY dist/*.spdx.json /usr/share/doc/binfmt/sbom/
 ARG TARGETARCH
 COPY --from=binaries /linux-${TARGETARCH}/binfmt /usr/bin/binfmt
+# OCI labels: where the source is, which commit and version (the README's build
+# commands pass them), and the licenses of what the image holds: binfmt's own and
+# QEMU's, whose emulators are in the binary (each crate's is in the SBOM).
+ARG SOURCE
+ARG REVISION
+ARG VERSION
+LABEL org.opencontainers.image.title="binfmt" \
+      org.opencontainers.image.source="${SOURCE}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.licenses="(MIT OR Apache-2.0) AND GPL-2.0-only"
 # Emulators are written here (disk, not RAM) and registered with flag F, so the
 # kernel keeps them open after the container is gone. A volume puts them on the
 # host's disk: on a container filesystem served by a daemon (fuse-overlayfs) the open

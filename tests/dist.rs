@@ -1,6 +1,8 @@
 //! The release artifacts of `cargo xtask dist`, tested as they ship: every binary is
-//! there with its digest and within the size limit, and the binary for each other host
-//! runs here under emulation and registers an emulator of its own set.
+//! there with its digest and within the size limit; the binary for each other host
+//! runs here under emulation and registers an emulator of its own set; each SBOM names
+//! what its binary holds; the README's checks of a release (digests, a reproducible
+//! second build, spdx-tools on the SBOMs) pass as written.
 
 use std::fs;
 use std::path::Path;
@@ -8,9 +10,13 @@ use std::process::Command;
 
 use binfmt_misc::Table;
 use qemu_catalog::Arch;
+use qemu_pins::{MANIFEST_PATH, Manifest};
 use sha2::{Digest, Sha256};
 
-use crate::util::{Run, Sandbox, dist, host_arch, in_private_binfmt_misc, report};
+use crate::util::{
+    Run, Sandbox, dist, host_arch, in_private_binfmt_misc, readme_blocks, report,
+    run_readme_script, workspace_root,
+};
 
 /// Every release binary in `dist/`, the architecture it runs on and the largest it
 /// may be: issue 13's 10 MB, which the s390x and riscv64 binaries miss (11.7 MB and
@@ -177,4 +183,169 @@ fn the_riscv64_binary_runs_under_emulation_and_registers_its_own_set() {
         "dist::the_riscv64_binary_runs_under_emulation_and_registers_its_own_set",
         Arch::Riscv64,
     );
+}
+
+/// The README's "Verifying a release" checks of the binaries (its first block), run as
+/// written: digests, a second build from a fresh clone that must give the same bytes,
+/// and spdx-tools' validation of every SBOM.
+#[test]
+fn the_readmes_release_checks_pass() {
+    dist();
+    let heading = "Verifying a release";
+    let blocks = readme_blocks(heading, "sh");
+    assert_eq!(
+        blocks.len(),
+        2,
+        "README.md, \"{heading}\": two sh blocks, the binaries' (run here) and the image's \
+         (tests/docker.rs); a third would be run by no test"
+    );
+    let mut script = blocks[0].clone();
+    assert!(script.contains("--check-reproducible"), "{script}");
+    let changes = Command::new("git")
+        .args(["status", "--porcelain"])
+        .current_dir(workspace_root())
+        .output()
+        .unwrap();
+    if !changes.stdout.is_empty() {
+        // The second build is of a clone of HEAD: with changes not committed it would
+        // build other sources, and xtask refuses.
+        report(&format!(
+            "SKIPPED the README's `--check-reproducible` line: the checkout has changes that \
+             are not committed ({})",
+            String::from_utf8_lossy(&changes.stdout).trim()
+        ));
+        script = script
+            .lines()
+            .filter(|line| !line.contains("--check-reproducible"))
+            .collect::<Vec<_>>()
+            .join("\n");
+    }
+    let run = run_readme_script(heading, &script);
+    assert_eq!(run.code, Some(0), "README.md, \"{heading}\":\n{run}");
+    assert!(
+        run.stdout.contains(": OK"),
+        "sha256sum -c said nothing:\n{run}"
+    );
+    // pyspdxtools prints nothing for a valid document and exits 1 for an invalid one,
+    // which ends the script with that status (each_sbom_names_what_its_binary_holds
+    // checks that every binary has one).
+}
+
+/// Each SBOM in `dist/` describes its binary (sha256), QEMU's packages and exactly the
+/// emulators the catalog embeds for that host (from `pins.toml`), and the crates the
+/// binary links: the product's, not xtask's, not proc macros.
+#[test]
+fn each_sbom_names_what_its_binary_holds() {
+    let dist = dist();
+    let manifest = Manifest::load(&workspace_root().join(MANIFEST_PATH)).unwrap();
+    let lock: toml::Table = fs::read_to_string(workspace_root().join("Cargo.lock"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let locked = |name: &str, field: &str| {
+        lock["package"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"].as_str() == Some(name))
+            .and_then(|p| p[field].as_str())
+            .unwrap_or_else(|| panic!("{name}'s {field} in Cargo.lock"))
+            .to_owned()
+    };
+    let (native, foreign, _) = artifacts();
+    for name in [native, foreign] {
+        let binary = fs::read(dist.join(name)).unwrap();
+        let sbom: serde_json::Value =
+            serde_json::from_slice(&fs::read(dist.join(format!("{name}.spdx.json"))).unwrap())
+                .unwrap();
+        assert_eq!(sbom["spdxVersion"], "SPDX-2.3");
+        let packages = sbom["packages"].as_array().unwrap();
+        let named = |package: &str| {
+            packages
+                .iter()
+                .find(|p| p["name"] == package)
+                .unwrap_or_else(|| panic!("{name}.spdx.json: no package {package}"))
+        };
+        let described = sbom["relationships"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["relationshipType"] == "DESCRIBES")
+            .unwrap()["relatedSpdxElement"]
+            .clone();
+        let described = packages.iter().find(|p| p["SPDXID"] == described).unwrap();
+        assert_eq!(described["packageFileName"], name);
+        assert_eq!(
+            described["checksums"][0]["checksumValue"],
+            hex::encode(Sha256::digest(&binary))
+        );
+
+        let arch = name
+            .strip_prefix("binfmt-")
+            .and_then(|rest| rest.split('-').next())
+            .unwrap();
+        let host = manifest.host(arch).unwrap();
+        assert_eq!(named("qemu")["versionInfo"], manifest.source.version);
+        assert_eq!(
+            named(&host.package)["checksums"][0]["checksumValue"],
+            host.sha256
+        );
+        let embedded = host.embedded();
+        assert!(embedded.len() >= 8, "{arch}: {} emulators", embedded.len());
+        for emulator in &host.emulators {
+            let package = format!("qemu-{}", emulator.cpu);
+            let found = packages.iter().find(|p| p["name"] == package.as_str());
+            if !embedded.contains(&emulator) {
+                assert!(found.is_none(), "{name}: {package} is native to {arch}");
+                continue;
+            }
+            let found = found.unwrap_or_else(|| panic!("{name}.spdx.json: no {package}"));
+            assert_eq!(found["checksums"][0]["checksumValue"], emulator.sha256);
+            let size = format!("size {} bytes", emulator.size);
+            assert!(
+                found["comment"].as_str().unwrap().contains(&size),
+                "{found}"
+            );
+        }
+
+        for krate in [
+            "clap",
+            "zstd-safe",
+            "zstd-sys",
+            "rustix",
+            "serde_json",
+            "toml",
+        ] {
+            let package = named(krate);
+            let version = locked(krate, "version");
+            assert_eq!(package["versionInfo"], version.as_str(), "{krate}");
+            assert_eq!(
+                package["checksums"][0]["checksumValue"],
+                locked(krate, "checksum").as_str(),
+                "{krate}: the .crate's sha256"
+            );
+            assert_eq!(
+                package["externalRefs"][0]["referenceLocator"],
+                format!("pkg:cargo/{krate}@{version}")
+            );
+            assert_ne!(package["licenseDeclared"], "NOASSERTION", "{krate}");
+        }
+        for krate in [
+            "qemu-catalog",
+            "binfmt-misc",
+            "interpreter-files",
+            "tiny-elf",
+        ] {
+            named(krate);
+        }
+        // Build-time only: xtask's, a proc macro, a build script's.
+        // And regex: `cargo metadata`'s resolve lists it (under env_filter), but no build of
+        // the binary compiles it.
+        for absent in ["ureq", "clap_derive", "cc", "qemu-pins", "regex"] {
+            assert!(
+                !packages.iter().any(|p| p["name"] == absent),
+                "{name}.spdx.json names {absent}, which is not in the binary"
+            );
+        }
+    }
 }

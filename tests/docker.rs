@@ -34,10 +34,11 @@ use std::time::Instant;
 use binfmt_misc::{BinfmtMisc, DEFAULT_MOUNT, Table};
 use qemu_catalog::Arch;
 
+use crate::image;
 use crate::kubernetes;
 use crate::util::{
-    GlobalTable, Run, binfmt_cache, dist, foreign_arches, machine, readme_block, report,
-    workspace_root,
+    GlobalTable, Run, binfmt_cache, dist, foreign_arches, machine, readme_block, readme_blocks,
+    report, run_readme_script, workspace_root,
 };
 
 /// Entries this test may register in the global table: every architecture foreign
@@ -63,11 +64,8 @@ const LEAST_PRIVILEGE: [&str; 5] = [
 /// Set to skip this test where no Docker engine runs.
 const SKIP_ENV: &str = "BINFMT_SKIP_DOCKER";
 
-pub(crate) fn docker(args: &[&str]) -> Run {
-    let mut command = Command::new("docker");
-    command.args(args);
-    Run::of(command)
-}
+/// `docker ARGS` (in `util`, for `image` too; here for the other Docker tests).
+pub(crate) use crate::util::docker;
 
 /// Whether a Docker engine answers. Without one the calling test fails, saying so,
 /// unless [`SKIP_ENV`] asks to skip it: then this says so loudly and returns false.
@@ -416,6 +414,8 @@ fn check_image(tag: &str, platform: &str) {
         shipped,
         "{tag}: /usr/bin/binfmt is none of dist/'s binaries"
     );
+    image::check_labels(tag);
+    image::check_sboms(tag, &binary);
 }
 
 /// buildx, as `.ci/run` provides it (`tools/docker-buildx`): the private Docker config
@@ -633,6 +633,19 @@ fn the_image_does_what_setup_qemu_action_asks_on_a_real_engine() {
     }
     let image = readme_build_command(Builder::BuildKit, "linux/amd64").tag;
     let arm64_image = readme_build_command(Builder::BuildKit, "linux/arm64").tag;
+
+    // The README's checks of an image (the second block of "Verifying a release"; the
+    // first is tests/dist.rs's), as written, on the image the README's commands built.
+    let heading = "Verifying a release";
+    let verify = readme_blocks(heading, "sh");
+    let verify = verify.get(1).expect("README.md: the image's checks");
+    assert!(verify.contains(&image), "{verify}");
+    let run = run_readme_script(heading, verify);
+    assert_eq!(run.code, Some(0), "README.md, \"{heading}\":\n{run}");
+    assert!(
+        run.stdout.contains("org.opencontainers.image.revision"),
+        "{run}"
+    );
     let privileged = privileged(&image, &["--version"]);
     let run_image = |args: &[&str]| {
         let mut all: Vec<&str> = vec!["run", "--rm"];

@@ -21,6 +21,7 @@ mod doctor;
 mod emulators;
 mod failures;
 mod hostile;
+mod image;
 mod install;
 mod interpreter_files;
 mod kernel;

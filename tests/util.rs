@@ -619,13 +619,54 @@ pub fn report(line: &str) {
 /// The first ```` ```language ```` block of the README section under `### heading`:
 /// commands the tests run as the README shows them, or outputs they check.
 pub fn readme_block(heading: &str, language: &str) -> String {
-    let readme = fs::read_to_string(workspace_root().join("README.md")).expect("README.md");
-    readme
-        .split_once(&format!("\n### {heading}\n"))
-        .and_then(|(_, section)| section.split_once(&format!("```{language}\n")))
-        .and_then(|(_, block)| block.split_once("```"))
-        .map(|(block, _)| block.to_owned())
+    readme_blocks(heading, language)
+        .into_iter()
+        .next()
         .unwrap_or_else(|| panic!("README.md: no {language} block under \"### {heading}\""))
+}
+
+/// Every ```` ```language ```` block of the README section under `### heading`, up to
+/// the next heading.
+pub fn readme_blocks(heading: &str, language: &str) -> Vec<String> {
+    let readme = fs::read_to_string(workspace_root().join("README.md")).expect("README.md");
+    let Some((_, section)) = readme.split_once(&format!("\n### {heading}\n")) else {
+        panic!("README.md: no section \"### {heading}\"")
+    };
+    // Up to the next heading (`## ` or deeper; a shell comment in a block has one `#`).
+    let section = section.split("\n##").next().unwrap_or(section);
+    let mut blocks = Vec::new();
+    let mut rest = section;
+    while let Some((_, block)) = rest.split_once(&format!("```{language}\n")) {
+        let Some((block, after)) = block.split_once("```") else {
+            panic!("README.md, \"### {heading}\": a {language} block is not closed")
+        };
+        blocks.push(block.to_owned());
+        rest = after;
+    }
+    blocks
+}
+
+/// `docker ARGS`, to the end.
+pub fn docker(args: &[&str]) -> Run {
+    let mut command = Command::new("docker");
+    command.args(args);
+    Run::of(command)
+}
+
+/// Runs a block of the README's shell commands as a bash script (stopping at the
+/// first that fails) in the workspace, with `PATH` as it is.
+pub fn run_readme_script(heading: &str, script: &str) -> Run {
+    let mut bash = Command::new("bash");
+    bash.args(["-euo", "pipefail", "-c", script])
+        .current_dir(workspace_root());
+    let start = std::time::Instant::now();
+    let run = Run::of(bash);
+    report(&format!(
+        "README \"{heading}\": {:.1} s, exit {:?}",
+        start.elapsed().as_secs_f64(),
+        run.code
+    ));
+    run
 }
 
 /// binfmt's cache directory, `${XDG_CACHE_HOME:-~/.cache}/binfmt`: pinned blobs, zig,

@@ -520,15 +520,7 @@ fn register(binary: &Path, interpreters: &Path, list: &str) -> Result<()> {
 /// `$XDG_CACHE_HOME/binfmt/conformance` (else `~/.cache/...`), where the packages of
 /// each suite and architecture are kept between runs.
 fn cache_dir() -> Result<PathBuf> {
-    let absolute = |var: &str| {
-        std::env::var_os(var)
-            .map(PathBuf::from)
-            .filter(|path| path.is_absolute())
-    };
-    let base = absolute("XDG_CACHE_HOME")
-        .or_else(|| absolute("HOME").map(|home| home.join(".cache")))
-        .ok_or("neither $XDG_CACHE_HOME nor $HOME is an absolute path")?;
-    Ok(base.join("binfmt/conformance"))
+    Ok(crate::binfmt_cache_dir()?.join("conformance"))
 }
 
 /// Builds the userland of `row`'s architecture in `dir/rootfs` and runs the steps in

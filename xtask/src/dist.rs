@@ -8,6 +8,7 @@
 //! | `dist/binfmt-s390x-linux-gnu` | static binary for IBM Z hosts (linux/s390x) |
 //! | `dist/binfmt-riscv64-linux-gnu` | static binary for RISC-V hosts (linux/riscv64) |
 //! | `dist/<binary>.sha256` | its digest, as `sha256sum` prints it (`sha256sum -c` in `dist/` checks it) |
+//! | `dist/<binary>.spdx.json` | its SBOM, SPDX 2.3 JSON: the crates, QEMU's packages and the emulators in it (see [`crate::sbom`]) |
 //!
 //! Each binary carries the emulators its host needs (tonistiigi/binfmt's ten
 //! architectures minus the host's own) and is `cargo build --release --locked -p
@@ -29,6 +30,11 @@
 //! in a `FROM scratch` image and on any distribution, and within its size limit
 //! ([`GOAL_SIZE`], 10 MB; s390x and riscv64 miss it, see [`Artifact`]). The
 //! `Dockerfile` packages `dist/` for the five platforms.
+//!
+//! The same commit gives the same bytes in any directory, at any time, for any user
+//! (with the same toolchain): nothing of the build's place or time reaches the binary
+//! but the registry's path, which is remapped (`remap_registry_paths`).
+//! `--check-reproducible` proves it with a second build ([`crate::reproduce`]).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -37,7 +43,7 @@ use std::process::Command;
 use qemu_pins::{BlobCache, COMPRESSION_ENV, Compression, MANIFEST_PATH, Manifest};
 use sha2::{Digest, Sha256};
 
-use crate::{Result, ResultExt, megabytes, workspace_root};
+use crate::{Result, ResultExt, megabytes, reproduce, sbom, workspace_root};
 
 /// The size a release binary should stay within (issue 13): 10 MB.
 pub const GOAL_SIZE: u64 = 10_000_000;
@@ -48,6 +54,11 @@ pub struct Args {
     /// Which binaries to build, by host (all by default).
     #[arg(long = "arch", value_name = "ARCH", value_parser = ARTIFACTS.map(|a| a.host))]
     arches: Vec<String>,
+    /// Then build them again from a fresh clone of HEAD in another directory, with
+    /// another target directory, and fail unless every byte is the same (binaries and
+    /// SBOMs).
+    #[arg(long)]
+    check_reproducible: bool,
 }
 
 impl Args {
@@ -55,6 +66,7 @@ impl Args {
     pub fn only(host: &str) -> Args {
         Args {
             arches: vec![host.to_owned()],
+            check_reproducible: false,
         }
     }
 }
@@ -190,62 +202,124 @@ pub fn run(args: &Args) -> Result<()> {
         crate::fetch::ensure_standalone(&manifest, &cache, host, &mirror)?;
         crate::fetch::ensure_embedded(&cache, host, Compression::Release)?;
     }
-    for artifact in artifacts {
-        let target = artifact.target;
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-        let status = Command::new(&cargo)
-            .current_dir(&root)
-            .env(COMPRESSION_ENV, Compression::Release.name())
-            .args([
-                "build",
-                "--release",
-                "--locked",
-                "--package",
-                "binfmt",
-                "--target",
-            ])
-            .arg(target)
-            .status()
-            .context(|| format!("running {cargo} build for {target}"))?;
-        if !status.success() {
-            return Err(
-                format!("cargo build --release --target {target} failed ({status})").into(),
-            );
-        }
-        let built = crate::target_dir()
-            .join(target)
-            .join("release")
-            .join("binfmt");
-        let bytes = fs::read(&built).context(|| format!("reading {}", built.display()))?;
-        check_static_elf(&bytes, artifact.machine, artifact.big_endian)
-            .map_err(|reason| format!("{}: {reason}", built.display()))?;
-        if bytes.len() as u64 > artifact.max_size {
-            return Err(format!(
-                "{} is {}, more than the {} the {} release binary may be: see what grew \
-                 with `cargo bloat` or the embedded emulators' sizes above",
-                built.display(),
-                megabytes(bytes.len() as u64),
-                megabytes(artifact.max_size),
-                artifact.host
-            )
-            .into());
-        }
-
+    for artifact in &artifacts {
+        let bytes = build(&root, &crate::target_dir(), artifact)?;
         let name = artifact.file_name();
         let digest = hex::encode(Sha256::digest(&bytes));
+        let sbom = sbom::generate(&root, &name, artifact.target, &digest)?;
         let path = out.join(&name);
-        write_replacing(&path, &bytes)?;
+        write_replacing(&path, &bytes, true)?;
         write_replacing(
             &out.join(format!("{name}.sha256")),
             format!("{digest}  {name}\n").as_bytes(),
+            false,
         )?;
+        write_replacing(&out.join(format!("{name}.spdx.json")), &sbom, false)?;
         eprintln!(
-            "{}: {}, static, sha256 {digest}",
+            "{}: {}, static, sha256 {digest}, SBOM {name}.spdx.json",
             path.strip_prefix(&root).unwrap_or(&path).display(),
             megabytes(bytes.len() as u64)
         );
     }
+    if args.check_reproducible {
+        let copy = reproduce::Copy::of_head(&root)?;
+        for artifact in &artifacts {
+            let name = artifact.file_name();
+            let bytes = build(copy.root(), &copy.target_dir(), artifact)?;
+            let digest = hex::encode(Sha256::digest(&bytes));
+            let sbom = sbom::generate(copy.root(), &name, artifact.target, &digest)?;
+            let second = copy.dist_dir();
+            write_replacing(&second.join(&name), &bytes, true)?;
+            write_replacing(&second.join(format!("{name}.spdx.json")), &sbom, false)?;
+            reproduce::compare(&out.join(&name), &second.join(&name))?;
+            reproduce::compare(
+                &out.join(format!("{name}.spdx.json")),
+                &second.join(format!("{name}.spdx.json")),
+            )?;
+            eprintln!(
+                "{name}: rebuilt in {} with target directory {}: the same {} bytes, and the same SBOM",
+                copy.root().display(),
+                copy.target_dir().display(),
+                bytes.len()
+            );
+        }
+    }
     Ok(())
+}
+
+/// Builds `artifact` in the workspace at `root` with `target_dir` as cargo's target
+/// directory, checks that it is static and within its size limit, and returns its
+/// bytes.
+fn build(root: &Path, target_dir: &Path, artifact: &Artifact) -> Result<Vec<u8>> {
+    let target = artifact.target;
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let status = Command::new(&cargo)
+        .current_dir(root)
+        .env("CARGO_TARGET_DIR", target_dir)
+        .env(COMPRESSION_ENV, Compression::Release.name())
+        .args([
+            "build",
+            "--release",
+            "--locked",
+            "--package",
+            "binfmt",
+            "--target",
+        ])
+        .arg(target)
+        .args(remap_registry_paths(target)?)
+        .status()
+        .context(|| format!("running {cargo} build for {target}"))?;
+    if !status.success() {
+        return Err(format!("cargo build --release --target {target} failed ({status})").into());
+    }
+    let built = target_dir.join(&target).join("release").join("binfmt");
+    let bytes = fs::read(&built).context(|| format!("reading {}", built.display()))?;
+    check_static_elf(&bytes, artifact.machine, artifact.big_endian)
+        .map_err(|reason| format!("{}: {reason}", built.display()))?;
+    if bytes.len() as u64 > artifact.max_size {
+        return Err(format!(
+            "{} is {}, more than the {} the {} release binary may be: see what grew \
+             with `cargo bloat` or the embedded emulators' sizes above",
+            built.display(),
+            megabytes(bytes.len() as u64),
+            megabytes(artifact.max_size),
+            artifact.host
+        )
+        .into());
+    }
+    Ok(bytes)
+}
+
+/// Cargo options that keep `$CARGO_HOME` out of the binary: panic messages carry the
+/// source path of the code that panicked, which for a crate from the registry is
+/// `$CARGO_HOME/registry/src/<registry>/<crate>-<version>/...`, so a build by another
+/// user (another home directory) would differ. The prefix becomes
+/// `/cargo/registry/src`. (The workspace's own paths are relative already, the
+/// standard library's are `/rustc/<commit>`; cargo's `trim-paths`, which would do
+/// this, is not stable yet.) Added to `.cargo/config.toml`'s flags for the target:
+/// cargo joins the arrays of `--config` and config files; `RUSTFLAGS` would replace
+/// them.
+fn remap_registry_paths(target: &str) -> Result<Vec<String>> {
+    let absolute = |var: &str| {
+        std::env::var_os(var)
+            .map(PathBuf::from)
+            .filter(|path| path.is_absolute())
+    };
+    let cargo_home = absolute("CARGO_HOME")
+        .or_else(|| absolute("HOME").map(|home| home.join(".cargo")))
+        .ok_or("neither $CARGO_HOME nor $HOME is an absolute path")?;
+    let registry = cargo_home.join("registry").join("src");
+    let registry = registry
+        .to_str()
+        .ok_or_else(|| format!("{} is not UTF-8", registry.display()))?;
+    // A JSON string is a valid TOML basic string.
+    let flag = serde_json::to_string(&format!(
+        "--remap-path-prefix={registry}=/cargo/registry/src"
+    ))?;
+    Ok(vec![
+        "--config".to_owned(),
+        format!("target.{target}.rustflags=[{flag}]"),
+    ])
 }
 
 /// Fails with the fix when the cross compiler that links a glibc target is missing.
@@ -280,15 +354,11 @@ fn check_target_installed(target: &str) -> Result<()> {
 
 /// Writes `bytes` to a temporary file next to `path` and renames it into place, so a
 /// reader (a `docker build` running meanwhile) never sees half a binary.
-fn write_replacing(path: &Path, bytes: &[u8]) -> Result<()> {
+fn write_replacing(path: &Path, bytes: &[u8], executable: bool) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let temporary = path.with_extension("tmp");
     fs::write(&temporary, bytes).context(|| format!("writing {}", temporary.display()))?;
-    let mode = if path.extension().is_some_and(|e| e == "sha256") {
-        0o644
-    } else {
-        0o755
-    };
+    let mode = if executable { 0o755 } else { 0o644 };
     fs::set_permissions(&temporary, fs::Permissions::from_mode(mode))
         .context(|| format!("chmod {}", temporary.display()))?;
     fs::rename(&temporary, path).context(|| format!("renaming into {}", path.display()))

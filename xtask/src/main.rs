@@ -29,7 +29,9 @@ mod fuzz;
 mod http;
 mod mirror;
 mod pin;
+mod reproduce;
 mod sandbox;
+mod sbom;
 mod version;
 
 use std::error::Error as StdError;
@@ -116,6 +118,20 @@ pub fn workspace_root() -> PathBuf {
         Some(root) => root.to_path_buf(),
         None => xtask_dir,
     }
+}
+
+/// binfmt's cache directory, `$XDG_CACHE_HOME/binfmt` (else `~/.cache/binfmt`): the
+/// blob cache, conformance's packages, the reproducibility check's second checkout.
+pub fn binfmt_cache_dir() -> Result<PathBuf> {
+    let absolute = |var: &str| {
+        std::env::var_os(var)
+            .map(PathBuf::from)
+            .filter(|path| path.is_absolute())
+    };
+    let base = absolute("XDG_CACHE_HOME")
+        .or_else(|| absolute("HOME").map(|home| home.join(".cache")))
+        .ok_or("neither $XDG_CACHE_HOME nor $HOME is an absolute path")?;
+    Ok(base.join("binfmt"))
 }
 
 /// An error with a message saying what was being done, and the error that stopped it.

@@ -1,0 +1,102 @@
+//! What an image the README's commands built holds besides its binary (which
+//! `docker` checks): the OCI labels, against git and Cargo, and the SBOMs, against
+//! `dist/`. Called by the Docker test for every image it builds.
+
+use std::process::Command;
+
+use crate::util::{dist, docker, report, workspace_root};
+
+/// The image's OCI labels: what the README's build commands pass (the workspace's
+/// version, the checkout's commit and origin) and the licenses of what it holds.
+pub(crate) fn check_labels(tag: &str) {
+    let labels = docker(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{json .Config.Labels}}",
+        tag,
+    ])
+    .success();
+    let labels: serde_json::Value = serde_json::from_str(labels.stdout.trim()).expect("labels");
+    let git = |args: &[&str]| {
+        let output = Command::new("git")
+            .args(args)
+            .current_dir(workspace_root())
+            .output()
+            .expect("run git");
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    };
+    let origin = git(&["remote", "get-url", "origin"]);
+    if origin.is_empty() {
+        report(&format!(
+            "docker: this checkout has no remote named origin, so {tag}'s \
+             org.opencontainers.image.source label is empty, as the README's commands make it"
+        ));
+    }
+    let expected = [
+        ("org.opencontainers.image.title", "binfmt".to_owned()),
+        ("org.opencontainers.image.source", origin),
+        (
+            "org.opencontainers.image.revision",
+            git(&["rev-parse", "HEAD"]),
+        ),
+        (
+            "org.opencontainers.image.version",
+            env!("CARGO_PKG_VERSION").to_owned(),
+        ),
+        (
+            "org.opencontainers.image.licenses",
+            format!("({}) AND GPL-2.0-only", env!("CARGO_PKG_LICENSE")),
+        ),
+    ];
+    for (label, value) in expected {
+        assert_eq!(
+            labels[label],
+            value.as_str(),
+            "{tag}: label {label} in {labels}"
+        );
+    }
+}
+
+/// The image carries the SBOM of every dist binary, as `cargo xtask dist` wrote it,
+/// and one of them describes its `/usr/bin/binfmt`.
+pub(crate) fn check_sboms(tag: &str, binary: &[u8]) {
+    use sha2::Digest as _;
+    let container = docker(&["create", tag]).success().stdout.trim().to_owned();
+    let copy = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("docker-sbom-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&copy);
+    let copied = docker(&[
+        "cp",
+        &format!("{container}:/usr/share/doc/binfmt/sbom"),
+        copy.to_str().expect("UTF-8 path"),
+    ]);
+    let _ = docker(&["rm", "--volumes", &container]);
+    copied.success();
+    let digest = hex::encode(sha2::Sha256::digest(binary));
+    let mut describes_binary = 0;
+    for entry in std::fs::read_dir(dist())
+        .expect("dist/")
+        .filter_map(Result::ok)
+    {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.ends_with(".spdx.json") {
+            continue;
+        }
+        let in_image = std::fs::read(copy.join(&name))
+            .unwrap_or_else(|error| panic!("{tag}: /usr/share/doc/binfmt/sbom/{name}: {error}"));
+        assert_eq!(
+            in_image,
+            std::fs::read(entry.path()).unwrap(),
+            "{tag}: {name} is not dist/'s"
+        );
+        if String::from_utf8_lossy(&in_image).contains(&digest) {
+            describes_binary += 1;
+        }
+    }
+    let _ = std::fs::remove_dir_all(&copy);
+    assert_eq!(
+        describes_binary, 1,
+        "{tag}: one SBOM names /usr/bin/binfmt's sha256 {digest}"
+    );
+}
