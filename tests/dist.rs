@@ -252,8 +252,7 @@ fn each_sbom_names_what_its_binary_holds() {
             .unwrap_or_else(|| panic!("{name}'s {field} in Cargo.lock"))
             .to_owned()
     };
-    let (native, foreign, _) = artifacts();
-    for name in [native, foreign] {
+    for (name, _, _) in ARTIFACTS {
         let binary = fs::read(dist.join(name)).unwrap();
         let sbom: serde_json::Value =
             serde_json::from_slice(&fs::read(dist.join(format!("{name}.spdx.json"))).unwrap())

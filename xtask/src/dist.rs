@@ -272,7 +272,7 @@ fn build(root: &Path, target_dir: &Path, artifact: &Artifact) -> Result<Vec<u8>>
     if !status.success() {
         return Err(format!("cargo build --release --target {target} failed ({status})").into());
     }
-    let built = target_dir.join(&target).join("release").join("binfmt");
+    let built = target_dir.join(target).join("release").join("binfmt");
     let bytes = fs::read(&built).context(|| format!("reading {}", built.display()))?;
     check_static_elf(&bytes, artifact.machine, artifact.big_endian)
         .map_err(|reason| format!("{}: {reason}", built.display()))?;
