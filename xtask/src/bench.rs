@@ -43,9 +43,11 @@ use std::time::{Duration, Instant};
 use binfmt_misc::{BinfmtMisc, Entry, Table};
 use qemu_pins::{BlobCache, Compression, MANIFEST_PATH, Manifest};
 
+use anyhow::{Context, Result, anyhow};
+
 use crate::dist::{ARTIFACTS, Artifact};
 use crate::sandbox::{self, Ids, fresh_instance};
-use crate::{Result, ResultExt, target_dir, workspace_root};
+use crate::{target_dir, workspace_root};
 
 /// Arguments of `cargo xtask bench`.
 #[derive(clap::Args)]
@@ -70,17 +72,17 @@ const SYSTEMD_BINFMT: [&str; 2] = [
 /// Runs `cargo xtask bench`.
 pub fn run(args: &Args) -> Result<()> {
     if args.runs == 0 {
-        return Err("--runs must be at least 1".into());
+        return Err(anyhow!("--runs must be at least 1"));
     }
     if sandbox::is_inside() {
         sandbox::enter()?;
-        let dir = std::env::var_os(SCRATCH_ENV).ok_or("BINFMT_BENCH_SCRATCH is not set")?;
+        let dir = std::env::var_os(SCRATCH_ENV).context("BINFMT_BENCH_SCRATCH is not set")?;
         return in_namespace(args, Path::new(&dir));
     }
     let root = workspace_root();
     let build_host = crate::fetch::build_host();
     let host_target = Artifact::of(&build_host)
-        .ok_or_else(|| format!("binfmt has no release binary for {build_host}"))?
+        .with_context(|| format!("binfmt has no release binary for {build_host}"))?
         .target;
     if !args.no_build {
         // What ships: every release binary, as `cargo xtask dist` builds it.
@@ -89,16 +91,15 @@ pub fn run(args: &Args) -> Result<()> {
     let binary = |target: &str| target_dir().join(target).join("release/binfmt");
     let host_binary = binary(host_target);
     if !host_binary.is_file() {
-        return Err(format!(
+        return Err(anyhow!(
             "{} is missing: run without --no-build",
             host_binary.display()
-        )
-        .into());
+        ));
     }
 
     let scratch = target_dir().join("bench");
     let _ = fs::remove_dir_all(&scratch);
-    fs::create_dir_all(&scratch).context(|| format!("cannot create {}", scratch.display()))?;
+    fs::create_dir_all(&scratch).with_context(|| format!("cannot create {}", scratch.display()))?;
     let load_before = load_average();
     let _window = sandbox::GlobalTableWindow::open()?;
     let global_before = sandbox::global_table()?;
@@ -119,10 +120,12 @@ pub fn run(args: &Args) -> Result<()> {
         Ids::Root,
     )?;
     if sandbox::global_table()? != global_before {
-        return Err("the machine's own binfmt_misc table changed during the benchmark".into());
+        return Err(anyhow!(
+            "the machine's own binfmt_misc table changed during the benchmark"
+        ));
     }
     if !output.status.success() {
-        return Err(format!("the measurements failed ({})", output.status).into());
+        return Err(anyhow!("the measurements failed ({})", output.status));
     }
     let load_after = load_average();
     let measured = String::from_utf8_lossy(&output.stdout);
@@ -166,7 +169,7 @@ fn ms(duration: Duration) -> String {
 /// The measurements, inside the namespace: prints the timing table on stdout.
 fn in_namespace(args: &Args, scratch: &Path) -> Result<()> {
     let binary = PathBuf::from(
-        std::env::var_os("BINFMT_BENCH_BINARY").ok_or("BINFMT_BENCH_BINARY is not set")?,
+        std::env::var_os("BINFMT_BENCH_BINARY").context("BINFMT_BENCH_BINARY is not set")?,
     );
     let interpreters = scratch.join("interpreters");
     let bench = Bench {
@@ -360,15 +363,16 @@ impl Bench<'_> {
     /// runs every probe.
     fn forget_proofs(&self) -> Result<()> {
         let record = self.interpreters.join(".binfmt-proofs");
-        fs::remove_file(&record).context(|| format!("cannot remove {}", record.display()))
+        fs::remove_file(&record).with_context(|| format!("cannot remove {}", record.display()))
     }
 
     /// Removes the interpreter files: the next install starts cold.
     fn clear_files(&self) -> Result<()> {
         match fs::remove_dir_all(self.interpreters) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                Err(format!("cannot remove {}: {e}", self.interpreters.display()).into())
-            }
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(anyhow!(
+                "cannot remove {}: {e}",
+                self.interpreters.display()
+            )),
             _ => Ok(()),
         }
     }
@@ -377,14 +381,14 @@ impl Bench<'_> {
 /// Runs `command`, returning its wall time and peak RSS (KiB); fails unless it exits 0.
 #[allow(unsafe_code)] // wait4(2) with rusage: rustix has no rusage, libc's call is unsafe.
 fn timed(command: &[&str]) -> Result<(Duration, u64)> {
-    let (program, args) = command.split_first().ok_or("empty command")?;
+    let (program, args) = command.split_first().context("empty command")?;
     let start = Instant::now();
     let child = Command::new(program)
         .args(args)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .context(|| format!("cannot run {program}"))?;
+        .with_context(|| format!("cannot run {program}"))?;
     let mut status = 0;
     // SAFETY: an all-zero rusage is a valid value for wait4 to fill in.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
@@ -393,11 +397,14 @@ fn timed(command: &[&str]) -> Result<(Duration, u64)> {
     let pid = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
     let elapsed = start.elapsed();
     if pid < 0 {
-        return Err(format!("wait4 for {program}: {}", std::io::Error::last_os_error()).into());
+        return Err(anyhow!(
+            "wait4 for {program}: {}",
+            std::io::Error::last_os_error()
+        ));
     }
     let status = ExitStatus::from_raw(status);
     if !status.success() {
-        return Err(format!("{} failed ({status})", command.join(" ")).into());
+        return Err(anyhow!("{} failed ({status})", command.join(" ")));
     }
     Ok((elapsed, usage.ru_maxrss as u64))
 }
@@ -425,7 +432,7 @@ fn read_entries(table: &BinfmtMisc) -> Result<Vec<Entry>> {
     }
     entries.sort_by(|a, b| a.registration.name.cmp(&b.registration.name));
     if entries.is_empty() {
-        return Err("binfmt --install all registered nothing".into());
+        return Err(anyhow!("binfmt --install all registered nothing"));
     }
     Ok(entries)
 }
@@ -433,19 +440,19 @@ fn read_entries(table: &BinfmtMisc) -> Result<Vec<Entry>> {
 /// Writes one binfmt.d file per entry, as Debian's qemu-user-binfmt lays them out
 /// (`/usr/lib/binfmt.d/qemu-<cpu>.conf`, one register line each); returns the paths.
 fn write_binfmt_d(dir: &Path, entries: &[Entry]) -> Result<Vec<PathBuf>> {
-    fs::create_dir_all(dir).context(|| format!("cannot create {}", dir.display()))?;
+    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let mut files = Vec::new();
     for entry in entries {
         let line = entry
             .registration
             .register_line()
-            .map_err(|e| format!("{}: {e}", entry.registration.name))?;
+            .map_err(|e| anyhow!("{}: {e}", entry.registration.name))?;
         let path = dir.join(format!("{}.conf", entry.registration.name));
         let mut text = String::from_utf8_lossy(&line).into_owned();
         if !text.ends_with('\n') {
             text.push('\n');
         }
-        fs::write(&path, text).context(|| format!("cannot write {}", path.display()))?;
+        fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
         files.push(path);
     }
     Ok(files)

@@ -65,7 +65,9 @@ use std::thread;
 use qemu_pins::{BlobCache, Compression, Emulator, sha256_hex};
 use zstd::zstd_safe::{self, CCtx, CParameter, DCtx, DParameter};
 
-use crate::{Result, ResultExt, deb};
+use anyhow::{Context, Result, anyhow};
+
+use crate::deb;
 
 /// zstd compression level of the standalone blobs: fast, since they are never shipped
 /// (see the module documentation).
@@ -113,24 +115,22 @@ pub fn check(compressed: &[u8], emulator: &Emulator) -> Result<()> {
 /// Decodes a standalone blob (one frame, see [`check`]) and returns the emulator.
 pub fn decode_standalone(compressed: &[u8], emulator: &Emulator) -> Result<Vec<u8>> {
     let frame_len = zstd_safe::find_frame_compressed_size(compressed)
-        .map_err(|code| format!("not a zstd frame ({})", zstd_safe::get_error_name(code)))?;
+        .map_err(|code| anyhow!("not a zstd frame ({})", zstd_safe::get_error_name(code)))?;
     if frame_len != compressed.len() {
-        return Err(format!(
+        return Err(anyhow!(
             "holds more than one zstd frame (first frame {frame_len} of {} bytes)",
             compressed.len()
-        )
-        .into());
+        ));
     }
     match zstd_safe::get_frame_content_size(compressed) {
         Ok(Some(size)) if size == emulator.size => {}
         Ok(Some(size)) => {
-            return Err(format!(
+            return Err(anyhow!(
                 "frame header says {size} bytes, expected {} bytes",
                 emulator.size
-            )
-            .into());
+            ));
         }
-        _ => return Err("frame header does not record the content size".into()),
+        _ => return Err(anyhow!("frame header does not record the content size")),
     }
     decode_embedded(compressed, None, emulator)
 }
@@ -176,7 +176,7 @@ fn cuts(bytes: &[u8], reference: Option<&[u8]>) -> Result<Vec<usize>> {
     use zstd_safe::zstd_sys::ZSTD_EndDirective::{ZSTD_e_end, ZSTD_e_flush};
     use zstd_safe::{InBuffer, OutBuffer};
 
-    let zstd_error = |code: usize| -> crate::Error { zstd_safe::get_error_name(code).into() };
+    let zstd_error = |code: usize| -> anyhow::Error { anyhow!(zstd_safe::get_error_name(code)) };
     let mut cctx = CCtx::create();
     let span = (reference.map_or(0, <[u8]>::len) + bytes.len()).max(1);
     let window_log = (usize::BITS - (span - 1).leading_zeros()).clamp(10, MAX_WINDOW_LOG);
@@ -240,12 +240,11 @@ fn compress_part(bytes: &[u8], reference: Option<&[u8]>, level: i32) -> Result<V
     // the reference (or of the part).
     let window_log = usize::BITS - (span - 1).leading_zeros();
     if window_log > MAX_WINDOW_LOG {
-        return Err(format!(
+        return Err(anyhow!(
             "a frame over {span} bytes needs a 2^{window_log} window; the decoder allows 2^{MAX_WINDOW_LOG}"
-        )
-        .into());
+        ));
     }
-    let zstd_error = |code: usize| -> crate::Error { zstd_safe::get_error_name(code).into() };
+    let zstd_error = |code: usize| -> anyhow::Error { anyhow!(zstd_safe::get_error_name(code)) };
     let mut cctx = CCtx::create();
     for parameter in [
         CParameter::CompressionLevel(level),
@@ -274,26 +273,25 @@ pub fn decode_embedded(
     reference: Option<&[u8]>,
     emulator: &Emulator,
 ) -> Result<Vec<u8>> {
-    let zstd_error = |code: usize| -> crate::Error {
-        format!("cannot decode: {}", zstd_safe::get_error_name(code)).into()
+    let zstd_error = |code: usize| -> anyhow::Error {
+        anyhow!("cannot decode: {}", zstd_safe::get_error_name(code))
     };
     let mut bytes = Vec::with_capacity(usize::try_from(emulator.size)?);
     let mut rest = compressed;
     while !rest.is_empty() {
         let frame_len = zstd_safe::find_frame_compressed_size(rest)
-            .map_err(|code| format!("not a zstd frame ({})", zstd_safe::get_error_name(code)))?;
+            .map_err(|code| anyhow!("not a zstd frame ({})", zstd_safe::get_error_name(code)))?;
         let (frame, after) = rest.split_at(frame_len);
         rest = after;
         let size = match zstd_safe::get_frame_content_size(frame) {
             Ok(Some(size)) if bytes.len() as u64 + size <= emulator.size => size as usize,
             Ok(Some(size)) => {
-                return Err(format!(
+                return Err(anyhow!(
                     "frame header says {size} bytes, more than the {} expected",
                     emulator.size - bytes.len() as u64
-                )
-                .into());
+                ));
             }
-            _ => return Err("frame header does not record the content size".into()),
+            _ => return Err(anyhow!("frame header does not record the content size")),
         };
         // The shipped decoder relies on the checksum (bit 2 of the frame header
         // descriptor, after the magic number).
@@ -301,7 +299,7 @@ pub fn decode_embedded(
             .get(4)
             .is_none_or(|descriptor| descriptor & 0b100 == 0)
         {
-            return Err("frame carries no content checksum".into());
+            return Err(anyhow!("frame carries no content checksum"));
         }
         let mut dctx = DCtx::create();
         dctx.set_parameter(DParameter::WindowLogMax(MAX_WINDOW_LOG))
@@ -315,13 +313,12 @@ pub fn decode_embedded(
     }
     let actual = sha256_hex(&bytes);
     if bytes.len() as u64 != emulator.size || actual != emulator.sha256 {
-        return Err(format!(
+        return Err(anyhow!(
             "decodes to {} bytes with sha256 {actual}, expected {} bytes with sha256 {}",
             bytes.len(),
             emulator.size,
             emulator.sha256
-        )
-        .into());
+        ));
     }
     Ok(bytes)
 }
@@ -336,7 +333,7 @@ pub enum Cached {
     /// No blob yet.
     Missing,
     /// Present but wrong (truncated, corrupt, or from a bug); it will be replaced.
-    Invalid(crate::Error),
+    Invalid(anyhow::Error),
 }
 
 /// Checks the cached blob of `emulator` by decoding it completely and hashing the result
@@ -392,7 +389,7 @@ pub fn store_embedded(
 ) -> Result<u64> {
     let target = cache.embedded_path(compression, emulator, reference.map(|(r, _)| r));
     if let Some(dir) = target.parent() {
-        fs::create_dir_all(dir).context(|| format!("cannot create {}", dir.display()))?;
+        fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
     let against = reference
         .map(|(r, _)| format!(" against qemu-{}", r.cpu))
@@ -402,8 +399,8 @@ pub fn store_embedded(
         reference.map(|(_, b)| b),
         embedded_level(compression),
     )
-    .context(|| format!("compressing qemu-{}{against}", emulator.cpu))?;
-    decode_embedded(&compressed, reference.map(|(_, b)| b), emulator).context(|| {
+    .with_context(|| format!("compressing qemu-{}{against}", emulator.cpu))?;
+    decode_embedded(&compressed, reference.map(|(_, b)| b), emulator).with_context(|| {
         format!(
             "the embedded form of qemu-{}{against} does not decode to it",
             emulator.cpu
@@ -411,7 +408,7 @@ pub fn store_embedded(
     })?;
     let temp = TempFile::next_to(&target);
     fs::write(temp.path(), &compressed)
-        .context(|| format!("cannot write {}", temp.path().display()))?;
+        .with_context(|| format!("cannot write {}", temp.path().display()))?;
     temp.persist(&target)?;
     Ok(compressed.len() as u64)
 }
@@ -441,7 +438,7 @@ impl TempFile {
 
     /// Renames the file to `target`.
     pub fn persist(mut self, target: &Path) -> Result<()> {
-        fs::rename(&self.path, target).context(|| {
+        fs::rename(&self.path, target).with_context(|| {
             format!(
                 "cannot rename {} to {}",
                 self.path.display(),
@@ -466,23 +463,24 @@ impl Drop for TempFile {
 pub fn store(cache: &BlobCache, emulator: &Emulator, bytes: &[u8]) -> Result<u64> {
     let target = cache.compressed_path(emulator);
     if let Some(dir) = target.parent() {
-        fs::create_dir_all(dir).context(|| format!("cannot create {}", dir.display()))?;
+        fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
     let temp = TempFile::next_to(&target);
-    let file =
-        File::create(temp.path()).context(|| format!("cannot create {}", temp.path().display()))?;
+    let file = File::create(temp.path())
+        .with_context(|| format!("cannot create {}", temp.path().display()))?;
     let mut out = BufWriter::new(file);
-    compress(bytes, &mut out).context(|| format!("compressing into {}", temp.path().display()))?;
+    compress(bytes, &mut out)
+        .with_context(|| format!("compressing into {}", temp.path().display()))?;
     let file = out
         .into_inner()
         .map_err(|err| err.into_error())
-        .context(|| format!("writing {}", temp.path().display()))?;
+        .with_context(|| format!("writing {}", temp.path().display()))?;
     file.sync_all()
-        .context(|| format!("writing {}", temp.path().display()))?;
+        .with_context(|| format!("writing {}", temp.path().display()))?;
     drop(file);
     let compressed =
-        fs::read(temp.path()).context(|| format!("reading back {}", temp.path().display()))?;
-    check(&compressed, emulator).context(|| {
+        fs::read(temp.path()).with_context(|| format!("reading back {}", temp.path().display()))?;
+    check(&compressed, emulator).with_context(|| {
         format!(
             "the blob just written to {} is wrong",
             temp.path().display()
@@ -529,7 +527,8 @@ pub fn store_from_deb(
     what: &str,
     wanted: &[Wanted<'_>],
 ) -> Result<Vec<Stored>> {
-    let file = File::open(deb_path).context(|| format!("cannot open {}", deb_path.display()))?;
+    let file =
+        File::open(deb_path).with_context(|| format!("cannot open {}", deb_path.display()))?;
     let paths: Vec<&str> = wanted.iter().map(|w| w.path).collect();
     let (jobs, queue) = mpsc::sync_channel::<(Emulator, Vec<u8>)>(0);
     let queue = Mutex::new(queue);
@@ -539,7 +538,7 @@ pub fn store_from_deb(
             // Holding the lock while waiting is fine: whoever holds it takes the next job.
             let job = match queue.lock() {
                 Ok(queue) => queue.recv(),
-                Err(_) => return Err("another compressing thread panicked".into()),
+                Err(_) => return Err(anyhow!("another compressing thread panicked")),
             };
             let Ok((emulator, bytes)) = job else {
                 return Ok(stored); // the reader is done
@@ -549,7 +548,7 @@ pub fn store_from_deb(
                 Cached::Valid { compressed_size } => (compressed_size, " (already cached)"),
                 _ => {
                     let size = store(cache, &emulator, &bytes)
-                        .context(|| format!("storing qemu-{} in the cache", emulator.cpu))?;
+                        .with_context(|| format!("storing qemu-{} in the cache", emulator.cpu))?;
                     (size, "")
                 }
             };
@@ -588,17 +587,20 @@ pub fn store_from_deb(
                 if let Some(pin) = w.pinned
                     && (pin.size != emulator.size || pin.sha256 != emulator.sha256)
                 {
-                    return Err(format!(
+                    return Err(anyhow!(
                         "emulator qemu-{} ({path} in {what}) does not match its pin: expected \
                          {} bytes with sha256 {}, got {} bytes with sha256 {}",
-                        w.cpu, pin.size, pin.sha256, emulator.size, emulator.sha256
-                    )
-                    .into());
+                        w.cpu,
+                        pin.size,
+                        pin.sha256,
+                        emulator.size,
+                        emulator.sha256
+                    ));
                 }
                 // Fails only when every compressing thread has stopped on an error,
                 // which the join below reports.
                 jobs.send((emulator, bytes))
-                    .map_err(|_| "the compressing threads stopped".into())
+                    .map_err(|_| anyhow!("the compressing threads stopped"))
             },
         );
         drop(jobs);
@@ -607,7 +609,7 @@ pub fn store_from_deb(
             .map(|worker| {
                 worker
                     .join()
-                    .unwrap_or_else(|_| Err("a compressing thread panicked".into()))
+                    .unwrap_or_else(|_| Err(anyhow!("a compressing thread panicked")))
             })
             .collect();
         (read, compressed)

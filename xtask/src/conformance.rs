@@ -66,9 +66,11 @@ use std::time::{Duration, Instant};
 
 use qemu_pins::{MANIFEST_PATH, Manifest, NATIVE_CPUS};
 
+use anyhow::{Context, Result, anyhow};
+
 use crate::mirror::Mirror;
 use crate::sandbox::{self, Ids};
-use crate::{Result, ResultExt, target_dir, workspace_root};
+use crate::{target_dir, workspace_root};
 
 /// The exit status's meaning, for `--help`.
 const EXIT_STATUS: &str = "\
@@ -237,34 +239,32 @@ pub fn run(args: &Args) -> Result<ExitCode> {
     }
     // Everything this needs, checked before anything is built or written.
     if !rustix::process::geteuid().is_root() {
-        return Err(
+        return Err(anyhow!(
             "cargo xtask conformance needs root: dpkg in the userland hands files to \
                     system users, and only root can map their ids into the user namespace \
                     that holds the private binfmt_misc instance (the machine's own table is \
                     never touched); run it as root (CI does)"
-                .into(),
-        );
+        ));
     }
     for tool in ["mmdebstrap", "arch-test", "chroot", "unshare"] {
         if find_in_path(tool).is_none() {
-            return Err(format!(
+            return Err(anyhow!(
                 "{tool} is not installed: `apt-get install mmdebstrap arch-test` (Debian 12 \
                  or newer; mmdebstrap brings apt, arch-test lets it check the emulation)"
-            )
-            .into());
+            ));
         }
     }
     let mirror = Mirror::from_env()?;
     let arch = crate::fetch::build_host();
     let artifact = crate::dist::Artifact::of(&arch)
-        .ok_or_else(|| format!("binfmt has no release binary for {arch}"))?;
+        .with_context(|| format!("binfmt has no release binary for {arch}"))?;
     eprintln!("conformance: building the release binary for {arch} (cargo xtask dist)");
     crate::dist::run(&crate::dist::Args::only(&arch))?;
     let binary = crate::dist::dist_dir().join(artifact.file_name());
 
     let scratch = target_dir().join("conformance");
     remove_tree(&scratch)?;
-    fs::create_dir_all(&scratch).context(|| format!("cannot create {}", scratch.display()))?;
+    fs::create_dir_all(&scratch).with_context(|| format!("cannot create {}", scratch.display()))?;
     let _window = sandbox::GlobalTableWindow::open()?;
     let global_before = sandbox::global_table()?;
     eprintln!(
@@ -293,17 +293,17 @@ pub fn run(args: &Args) -> Result<ExitCode> {
     )?;
     print!("{}", String::from_utf8_lossy(&output.stdout));
     if sandbox::global_table()? != global_before {
-        return Err(
-            "the machine's own binfmt_misc table changed during the conformance run".into(),
-        );
+        return Err(anyhow!(
+            "the machine's own binfmt_misc table changed during the conformance run"
+        ));
     }
     if !args.keep {
         // Outside the namespace nothing is mounted in the roots any more.
         for entry in
-            fs::read_dir(&scratch).context(|| format!("cannot read {}", scratch.display()))?
+            fs::read_dir(&scratch).with_context(|| format!("cannot read {}", scratch.display()))?
         {
             let rootfs = entry
-                .context(|| format!("cannot read {}", scratch.display()))?
+                .with_context(|| format!("cannot read {}", scratch.display()))?
                 .path()
                 .join("rootfs");
             remove_tree(&rootfs)?;
@@ -322,7 +322,7 @@ pub fn run(args: &Args) -> Result<ExitCode> {
 fn remove_tree(dir: &Path) -> Result<()> {
     match fs::remove_dir_all(dir) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            Err(format!("cannot remove {}: {e}", dir.display()).into())
+            Err(anyhow!("cannot remove {}: {e}", dir.display()))
         }
         _ => Ok(()),
     }
@@ -365,13 +365,14 @@ const STEP_TIMEOUT: Duration = Duration::from_secs(5 * 60);
 /// The run inside the namespace: registers, builds and runs each userland, prints the
 /// matrix on stdout.
 fn in_namespace(args: &Args) -> Result<ExitCode> {
-    let binary =
-        PathBuf::from(std::env::var_os(BINARY_ENV).ok_or("BINFMT_CONFORMANCE_BINARY is not set")?);
+    let binary = PathBuf::from(
+        std::env::var_os(BINARY_ENV).context("BINFMT_CONFORMANCE_BINARY is not set")?,
+    );
     let scratch = PathBuf::from(
-        std::env::var_os(SCRATCH_ENV).ok_or("BINFMT_CONFORMANCE_SCRATCH is not set")?,
+        std::env::var_os(SCRATCH_ENV).context("BINFMT_CONFORMANCE_SCRATCH is not set")?,
     );
     let manifest = Manifest::load(&workspace_root().join(MANIFEST_PATH))?;
-    let host = manifest.host(std::env::consts::ARCH).ok_or_else(|| {
+    let host = manifest.host(std::env::consts::ARCH).with_context(|| {
         format!(
             "{MANIFEST_PATH} pins nothing for {} hosts",
             std::env::consts::ARCH
@@ -437,13 +438,13 @@ fn in_namespace(args: &Args) -> Result<ExitCode> {
             .map(|_| {
                 scope.spawn(|| -> Result<()> {
                     while let Some(row) = next() {
-                        let debian = row.target.debian.ok_or("unreachable: no Debian port")?;
+                        let debian = row.target.debian.context("unreachable: no Debian port")?;
                         let dir = scratch.join(debian);
                         fs::create_dir_all(&dir)
-                            .context(|| format!("cannot create {}", dir.display()))?;
+                            .with_context(|| format!("cannot create {}", dir.display()))?;
                         let cache = cache_root.join(format!("{}-{debian}", args.suite));
                         fs::create_dir_all(&cache)
-                            .context(|| format!("cannot create {}", cache.display()))?;
+                            .with_context(|| format!("cannot create {}", cache.display()))?;
                         check_userland(row, &args.suite, &mirror, &dir, &cache)?;
                     }
                     Ok(())
@@ -453,7 +454,7 @@ fn in_namespace(args: &Args) -> Result<ExitCode> {
         for worker in workers {
             worker
                 .join()
-                .map_err(|_| "a conformance worker thread panicked")??;
+                .map_err(|_| anyhow!("a conformance worker thread panicked"))??;
         }
         Ok(())
     })?;
@@ -487,14 +488,14 @@ fn suite_architectures(mirror: &Mirror, suite: &str) -> Result<Vec<String>> {
     let url = mirror.url(&format!("dists/{suite}/Release"));
     let mut text = String::new();
     crate::http::get(&url)
-        .context(|| format!("cannot read the Release file of suite {suite}"))?
+        .with_context(|| format!("cannot read the Release file of suite {suite}"))?
         .reader
         .read_to_string(&mut text)
-        .context(|| format!("cannot read {url}"))?;
+        .with_context(|| format!("cannot read {url}"))?;
     text.lines()
         .find_map(|line| line.strip_prefix("Architectures:"))
         .map(|list| list.split_whitespace().map(str::to_owned).collect())
-        .ok_or_else(|| format!("{url} has no Architectures line").into())
+        .with_context(|| format!("{url} has no Architectures line"))
 }
 
 /// `binfmt --install LIST` into the private instance at the default place.
@@ -504,15 +505,14 @@ fn register(binary: &Path, interpreters: &Path, list: &str) -> Result<()> {
         .arg(interpreters)
         .stdin(Stdio::null())
         .output()
-        .context(|| format!("cannot run {}", binary.display()))?;
+        .with_context(|| format!("cannot run {}", binary.display()))?;
     eprint!("{}", String::from_utf8_lossy(&output.stderr));
     if !output.status.success() {
-        return Err(format!(
+        return Err(anyhow!(
             "{} --install {list} failed ({}) in the private instance",
             binary.display(),
             output.status
-        )
-        .into());
+        ));
     }
     Ok(())
 }
@@ -533,15 +533,14 @@ fn check_userland(
     cache: &Path,
 ) -> Result<()> {
     let target = row.target;
-    let debian = target.debian.ok_or("unreachable: no Debian port")?;
+    let debian = target.debian.context("unreachable: no Debian port")?;
     let rootfs = dir.join("rootfs");
     for path in [&rootfs, cache] {
         if path.to_string_lossy().contains(['\'', '\n']) {
-            return Err(format!(
+            return Err(anyhow!(
                 "{} contains a quote or newline: mmdebstrap's hooks cannot name it",
                 path.display()
-            )
-            .into());
+            ));
         }
     }
     let quoted_cache = format!("'{}'", cache.display());
@@ -687,8 +686,8 @@ fn bind_devices(rootfs: &Path) -> Result<()> {
     for name in ["null", "zero", "full", "random", "urandom"] {
         let source = Path::new("/dev").join(name);
         let node = rootfs.join("dev").join(name);
-        fs::File::create(&node).context(|| format!("cannot create {}", node.display()))?;
-        rustix::mount::mount_bind(&source, &node).context(|| {
+        fs::File::create(&node).with_context(|| format!("cannot create {}", node.display()))?;
+        rustix::mount::mount_bind(&source, &node).with_context(|| {
             format!(
                 "cannot bind-mount {} on {}",
                 source.display(),
@@ -734,10 +733,10 @@ struct Finished {
 /// Runs `command` with stdout and stderr into `log`, in a process group of its own
 /// that is killed if it runs longer than `timeout`.
 fn run_logged(command: &mut Command, log: &Path, timeout: Duration) -> Result<Finished> {
-    let file = fs::File::create(log).context(|| format!("cannot create {}", log.display()))?;
+    let file = fs::File::create(log).with_context(|| format!("cannot create {}", log.display()))?;
     let stderr = file
         .try_clone()
-        .context(|| format!("cannot duplicate {}", log.display()))?;
+        .with_context(|| format!("cannot duplicate {}", log.display()))?;
     let start = Instant::now();
     let mut child = command
         .stdin(Stdio::null())
@@ -745,12 +744,9 @@ fn run_logged(command: &mut Command, log: &Path, timeout: Duration) -> Result<Fi
         .stderr(stderr)
         .process_group(0)
         .spawn()
-        .context(|| format!("cannot run {:?}", command.get_program()))?;
+        .with_context(|| format!("cannot run {:?}", command.get_program()))?;
     let status = loop {
-        if let Some(status) = child
-            .try_wait()
-            .context(|| "cannot wait for a step".into())?
-        {
+        if let Some(status) = child.try_wait().with_context(|| "cannot wait for a step")? {
             break Some(status);
         }
         if start.elapsed() > timeout {
@@ -764,7 +760,7 @@ fn run_logged(command: &mut Command, log: &Path, timeout: Duration) -> Result<Fi
     };
     let elapsed = start.elapsed();
     let output = String::from_utf8_lossy(
-        &fs::read(log).context(|| format!("cannot read {}", log.display()))?,
+        &fs::read(log).with_context(|| format!("cannot read {}", log.display()))?,
     )
     .into_owned();
     Ok(Finished {

@@ -9,7 +9,7 @@
 use std::collections::BTreeSet;
 use std::io::{self, Read};
 
-use crate::{Result, ResultExt};
+use anyhow::{Context, Result, anyhow};
 
 const AR_MAGIC: &[u8; 8] = b"!<arch>\n";
 const AR_HEADER_LEN: usize = 60;
@@ -134,24 +134,22 @@ fn find_data_member<R: Read>(ar: &mut ArReader<R>) -> Result<()> {
             let mut version = String::new();
             (&mut *ar).take(16).read_to_string(&mut version)?;
             if member.name != "debian-binary" || !version.starts_with("2.") {
-                return Err(format!(
+                return Err(anyhow!(
                     "not a Debian binary package: first member is {:?} containing {version:?}, \
                      expected \"debian-binary\" containing \"2.0\\n\"",
                     member.name
-                )
-                .into());
+                ));
             }
         } else if member.name == DATA_MEMBER {
             return Ok(());
         } else if member.name.starts_with("data.tar") {
-            return Err(format!(
+            return Err(anyhow!(
                 "the package's data is in member {:?}, but xtask only reads {DATA_MEMBER:?}",
                 member.name
-            )
-            .into());
+            ));
         }
     }
-    Err(format!("the package has no {DATA_MEMBER:?} member").into())
+    Err(anyhow!("the package has no {DATA_MEMBER:?} member"))
 }
 
 /// Reads the files at `paths` (tar names without a leading `./`) from the package
@@ -163,22 +161,22 @@ pub fn for_each_file<R: Read>(
     paths: &[&str],
     mut found: impl FnMut(&str, Vec<u8>) -> Result<()>,
 ) -> Result<()> {
-    let mut ar = ArReader::new(deb).context(|| format!("reading {what}"))?;
-    find_data_member(&mut ar).context(|| format!("reading {what}"))?;
+    let mut ar = ArReader::new(deb).with_context(|| format!("reading {what}"))?;
+    find_data_member(&mut ar).with_context(|| format!("reading {what}"))?;
     let mut missing: BTreeSet<&str> = paths.iter().copied().collect();
     let xz = liblzma::read::XzDecoder::new_multi_decoder(ar);
     let mut tar = tar::Archive::new(xz);
     let entries = tar
         .entries()
-        .context(|| format!("reading {DATA_MEMBER} of {what}"))?;
+        .with_context(|| format!("reading {DATA_MEMBER} of {what}"))?;
     for entry in entries {
         if missing.is_empty() {
             break; // the rest of the archive is not needed
         }
-        let mut entry = entry.context(|| format!("reading {DATA_MEMBER} of {what}"))?;
+        let mut entry = entry.with_context(|| format!("reading {DATA_MEMBER} of {what}"))?;
         let name = entry
             .path()
-            .context(|| format!("reading a file name in {DATA_MEMBER} of {what}"))?
+            .with_context(|| format!("reading a file name in {DATA_MEMBER} of {what}"))?
             .to_string_lossy()
             .into_owned();
         let name = name.strip_prefix("./").unwrap_or(&name);
@@ -187,23 +185,22 @@ pub fn for_each_file<R: Read>(
         };
         let kind = entry.header().entry_type();
         if kind != tar::EntryType::Regular {
-            return Err(
-                format!("{path} in {what} is a {kind:?} entry, expected a regular file").into(),
-            );
+            return Err(anyhow!(
+                "{path} in {what} is a {kind:?} entry, expected a regular file"
+            ));
         }
         let mut bytes = Vec::with_capacity(usize::try_from(entry.size()).unwrap_or(0));
         entry
             .read_to_end(&mut bytes)
-            .context(|| format!("extracting {path} from {what}"))?;
+            .with_context(|| format!("extracting {path} from {what}"))?;
         found(path, bytes)?;
     }
     if !missing.is_empty() {
         let missing: Vec<&str> = missing.into_iter().collect();
-        return Err(format!(
+        return Err(anyhow!(
             "{what} does not contain {} (looked in {DATA_MEMBER})",
             missing.join(", ")
-        )
-        .into());
+        ));
     }
     Ok(())
 }

@@ -43,7 +43,9 @@ use std::process::Command;
 use qemu_pins::{BlobCache, COMPRESSION_ENV, Compression, MANIFEST_PATH, Manifest};
 use sha2::{Digest, Sha256};
 
-use crate::{Result, ResultExt, megabytes, reproduce, sbom, workspace_root};
+use anyhow::{Context, Result, anyhow};
+
+use crate::{megabytes, reproduce, sbom, workspace_root};
 
 /// The size a release binary should stay within (issue 13): 10 MB.
 pub const GOAL_SIZE: u64 = 10_000_000;
@@ -188,12 +190,12 @@ pub fn run(args: &Args) -> Result<()> {
             check_cross_gcc(artifact.target, gcc, packages)?;
         }
     }
-    fs::create_dir_all(&out).context(|| format!("creating {}", out.display()))?;
+    fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let manifest = Manifest::load(&root.join(MANIFEST_PATH))?;
     let cache = BlobCache::from_env()?;
     let mirror = std::sync::Mutex::new(None);
     for artifact in &artifacts {
-        let host = manifest.host(artifact.host).ok_or_else(|| {
+        let host = manifest.host(artifact.host).with_context(|| {
             format!(
                 "{MANIFEST_PATH} pins no emulators for host {}: run `cargo xtask pin`",
                 artifact.host
@@ -268,24 +270,25 @@ fn build(root: &Path, target_dir: &Path, artifact: &Artifact) -> Result<Vec<u8>>
         .arg(target)
         .args(remap_registry_paths(target)?)
         .status()
-        .context(|| format!("running {cargo} build for {target}"))?;
+        .with_context(|| format!("running {cargo} build for {target}"))?;
     if !status.success() {
-        return Err(format!("cargo build --release --target {target} failed ({status})").into());
+        return Err(anyhow!(
+            "cargo build --release --target {target} failed ({status})"
+        ));
     }
     let built = target_dir.join(target).join("release").join("binfmt");
-    let bytes = fs::read(&built).context(|| format!("reading {}", built.display()))?;
+    let bytes = fs::read(&built).with_context(|| format!("reading {}", built.display()))?;
     check_static_elf(&bytes, artifact.machine, artifact.big_endian)
-        .map_err(|reason| format!("{}: {reason}", built.display()))?;
+        .map_err(|reason| anyhow!("{}: {reason}", built.display()))?;
     if bytes.len() as u64 > artifact.max_size {
-        return Err(format!(
+        return Err(anyhow!(
             "{} is {}, more than the {} the {} release binary may be: see what grew \
              with `cargo bloat` or the embedded emulators' sizes above",
             built.display(),
             megabytes(bytes.len() as u64),
             megabytes(artifact.max_size),
             artifact.host
-        )
-        .into());
+        ));
     }
     Ok(bytes)
 }
@@ -307,11 +310,11 @@ fn remap_registry_paths(target: &str) -> Result<Vec<String>> {
     };
     let cargo_home = absolute("CARGO_HOME")
         .or_else(|| absolute("HOME").map(|home| home.join(".cargo")))
-        .ok_or("neither $CARGO_HOME nor $HOME is an absolute path")?;
+        .context("neither $CARGO_HOME nor $HOME is an absolute path")?;
     let registry = cargo_home.join("registry").join("src");
     let registry = registry
         .to_str()
-        .ok_or_else(|| format!("{} is not UTF-8", registry.display()))?;
+        .with_context(|| format!("{} is not UTF-8", registry.display()))?;
     // A JSON string is a valid TOML basic string.
     let flag = serde_json::to_string(&format!(
         "--remap-path-prefix={registry}=/cargo/registry/src"
@@ -326,11 +329,10 @@ fn remap_registry_paths(target: &str) -> Result<Vec<String>> {
 fn check_cross_gcc(target: &str, gcc: &str, packages: &str) -> Result<()> {
     match Command::new(gcc).arg("--version").output() {
         Ok(output) if output.status.success() => Ok(()),
-        _ => Err(format!(
+        _ => Err(anyhow!(
             "{gcc}, which links the static glibc build for {target} (.cargo/config.toml), \
              does not run: install it with `apt-get install {packages}`"
-        )
-        .into()),
+        )),
     }
 }
 
@@ -339,16 +341,15 @@ fn check_target_installed(target: &str) -> Result<()> {
     let output = Command::new("rustc")
         .args(["--print", "target-libdir", "--target", target])
         .output()
-        .context(|| "running rustc --print target-libdir".to_owned())?;
+        .with_context(|| "running rustc --print target-libdir".to_owned())?;
     let libdir = String::from_utf8_lossy(&output.stdout).trim().to_owned();
     if output.status.success() && Path::new(&libdir).is_dir() {
         Ok(())
     } else {
-        Err(format!(
+        Err(anyhow!(
             "the Rust standard library for {target} is not installed: run \
              `rustup target add {target}`"
-        )
-        .into())
+        ))
     }
 }
 
@@ -357,11 +358,11 @@ fn check_target_installed(target: &str) -> Result<()> {
 fn write_replacing(path: &Path, bytes: &[u8], executable: bool) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let temporary = path.with_extension("tmp");
-    fs::write(&temporary, bytes).context(|| format!("writing {}", temporary.display()))?;
+    fs::write(&temporary, bytes).with_context(|| format!("writing {}", temporary.display()))?;
     let mode = if executable { 0o755 } else { 0o644 };
     fs::set_permissions(&temporary, fs::Permissions::from_mode(mode))
-        .context(|| format!("chmod {}", temporary.display()))?;
-    fs::rename(&temporary, path).context(|| format!("renaming into {}", path.display()))
+        .with_context(|| format!("chmod {}", temporary.display()))?;
+    fs::rename(&temporary, path).with_context(|| format!("renaming into {}", path.display()))
 }
 
 /// ELF constants from `include/uapi/linux/elf.h`.

@@ -20,10 +20,12 @@ use std::time::Instant;
 use qemu_pins::{BlobCache, Compression, Emulator, Host, MANIFEST_PATH, Manifest, NATIVE_CPUS};
 use sha2::{Digest, Sha256};
 
+use anyhow::{Context, Result, anyhow};
+
 use crate::blob::{self, Cached, Stored, TempFile, Wanted};
 use crate::http::{self, HttpError};
 use crate::mirror::{MIRROR_ENV, Mirror};
-use crate::{Result, ResultExt, megabytes, workspace_root};
+use crate::{megabytes, workspace_root};
 
 /// Arguments of `cargo xtask fetch`.
 #[derive(clap::Args)]
@@ -67,7 +69,7 @@ pub fn run(args: &Args) -> Result<()> {
     let hosts: Vec<_> = if args.host == "all" {
         manifest.hosts.iter().collect()
     } else {
-        let host = manifest.host(&args.host).ok_or_else(|| {
+        let host = manifest.host(&args.host).with_context(|| {
             format!(
                 "{} pins no host {:?}; re-pin with `cargo xtask pin`",
                 manifest_path.display(),
@@ -91,7 +93,7 @@ pub fn run(args: &Args) -> Result<()> {
         loop {
             let next = match queue.lock() {
                 Ok(mut queue) => queue.next(),
-                Err(_) => return Err("another fetching thread panicked".into()),
+                Err(_) => return Err(anyhow!("another fetching thread panicked")),
             };
             let Some(host) = next else {
                 return Ok(());
@@ -108,7 +110,7 @@ pub fn run(args: &Args) -> Result<()> {
             .map(|worker| {
                 worker
                     .join()
-                    .unwrap_or_else(|_| Err("a fetching thread panicked".into()))
+                    .unwrap_or_else(|_| Err(anyhow!("a fetching thread panicked")))
             })
             .collect()
     });
@@ -169,7 +171,7 @@ pub fn ensure_standalone(
     let mirror = {
         let mut slot = mirror
             .lock()
-            .map_err(|_| "another fetching thread panicked")?;
+            .map_err(|_| anyhow!("another fetching thread panicked"))?;
         match &*slot {
             Some(mirror) => mirror.clone(),
             None => slot.insert(Mirror::from_env()?).clone(),
@@ -216,7 +218,7 @@ const PARALLEL_BLOBS: usize = 2;
 /// blobs, which must be valid already (fetched).
 pub fn ensure_embedded(cache: &BlobCache, host: &Host, compression: Compression) -> Result<()> {
     let start = Instant::now();
-    let reference = host.reference().ok_or_else(|| {
+    let reference = host.reference().with_context(|| {
         format!(
             "host {} has no reference emulator pinned (qemu_pins::REFERENCE_CPUS)",
             host.arch
@@ -224,8 +226,9 @@ pub fn ensure_embedded(cache: &BlobCache, host: &Host, compression: Compression)
     })?;
     let read_standalone = |emulator: &Emulator| -> Result<Vec<u8>> {
         let path = cache.compressed_path(emulator);
-        let compressed = fs::read(&path).context(|| format!("cannot read {}", path.display()))?;
-        blob::decode_standalone(&compressed, emulator).context(|| {
+        let compressed =
+            fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        blob::decode_standalone(&compressed, emulator).with_context(|| {
             format!(
                 "cached blob {} of qemu-{} is invalid: run `cargo xtask fetch`",
                 path.display(),
@@ -241,7 +244,7 @@ pub fn ensure_embedded(cache: &BlobCache, host: &Host, compression: Compression)
         loop {
             let next = match queue.lock() {
                 Ok(mut queue) => queue.next(),
-                Err(_) => return Err("another compressing thread panicked".into()),
+                Err(_) => return Err(anyhow!("another compressing thread panicked")),
             };
             let Some(emulator) = next else {
                 return Ok(());
@@ -288,7 +291,7 @@ pub fn ensure_embedded(cache: &BlobCache, host: &Host, compression: Compression)
             .map(|worker| {
                 worker
                     .join()
-                    .unwrap_or_else(|_| Err("a compressing thread panicked".into()))
+                    .unwrap_or_else(|_| Err(anyhow!("a compressing thread panicked")))
             })
             .collect()
     });
@@ -336,7 +339,7 @@ pub fn download_and_store(
         .next()
         .unwrap_or(package.pool_path);
     fs::create_dir_all(cache.root())
-        .context(|| format!("cannot create the blob cache {}", cache.root().display()))?;
+        .with_context(|| format!("cannot create the blob cache {}", cache.root().display()))?;
     // Dropping `temp` deletes the .deb: the cache keeps only compressed emulators.
     let temp = TempFile::next_to(&cache.root().join(file_name));
 
@@ -347,21 +350,20 @@ pub fn download_and_store(
         err => err.into(),
     })?;
     if let Some(length) = body.length.filter(|&length| length != package.size) {
-        return Err(format!(
+        return Err(anyhow!(
             "{url}: the server announces {length} bytes, but {file_name} must have {} bytes",
             package.size
-        )
-        .into());
+        ));
     }
     let (size, sha256) = save_hashing(body.reader, temp.path())
-        .context(|| format!("downloading {url} to {}", temp.path().display()))?;
+        .with_context(|| format!("downloading {url} to {}", temp.path().display()))?;
     if size != package.size || sha256 != package.sha256 {
-        return Err(format!(
+        return Err(anyhow!(
             "{file_name} from {url} is not the pinned file: expected {} bytes with sha256 {}, \
              got {size} bytes with sha256 {sha256}",
-            package.size, package.sha256
-        )
-        .into());
+            package.size,
+            package.sha256
+        ));
     }
     let seconds = start.elapsed().as_secs_f64();
     eprintln!(
@@ -409,8 +411,8 @@ fn save_hashing(mut reader: impl Read, path: &std::path::Path) -> Result<(u64, S
 }
 
 /// The error for a pinned `.deb` the mirror no longer has.
-fn gone_from_mirror(err: &HttpError, mirror: &Mirror, package: &Package<'_>) -> crate::Error {
-    format!(
+fn gone_from_mirror(err: &HttpError, mirror: &Mirror, package: &Package<'_>) -> anyhow::Error {
+    anyhow!(
         "{err}: {} is gone from the mirror {} (from {}); Debian's regular mirrors drop \
          superseded versions at point releases. Either re-pin to the version the mirror has \
          now with `cargo xtask pin` (and commit qemu-blobs/pins.toml), or set {MIRROR_ENV} to \
@@ -420,5 +422,4 @@ fn gone_from_mirror(err: &HttpError, mirror: &Mirror, package: &Package<'_>) -> 
         mirror.base(),
         mirror.origin()
     )
-    .into()
 }

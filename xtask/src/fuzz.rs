@@ -12,7 +12,9 @@
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use crate::{Result, ResultExt, workspace_root};
+use anyhow::{Context, Result, anyhow};
+
+use crate::workspace_root;
 
 /// Options of `cargo xtask fuzz`.
 #[derive(clap::Args)]
@@ -36,7 +38,7 @@ pub fn run(args: &Args) -> Result<()> {
     let mut summary = Vec::new();
     for target in &targets {
         let found = root.join("target").join("fuzz-corpus").join(target);
-        std::fs::create_dir_all(&found).context(|| format!("creating {}", found.display()))?;
+        std::fs::create_dir_all(&found).with_context(|| format!("creating {}", found.display()))?;
         let seeds = fuzz_dir.join("corpus").join(target);
         eprintln!("fuzz: {target} for {} s", args.seconds);
         let output = cargo_fuzz(&fuzz_dir)
@@ -49,17 +51,16 @@ pub fn run(args: &Args) -> Result<()> {
             .stdout(Stdio::inherit())
             .stderr(Stdio::piped())
             .output()
-            .context(|| format!("running cargo fuzz run {target}"))?;
+            .with_context(|| format!("running cargo fuzz run {target}"))?;
         let stderr = String::from_utf8_lossy(&output.stderr);
         if !output.status.success() {
             // libFuzzer's report (the panic, the input's path) is what matters.
             eprintln!("{stderr}");
-            return Err(format!(
+            return Err(anyhow!(
                 "fuzz target {target} failed ({}); the input is in fuzz/artifacts/{target}/: \
                  fix the bug, add the input as a regression test, and run again",
                 output.status
-            )
-            .into());
+            ));
         }
         let runs = final_stat(&stderr, "stat::number_of_executed_units:")
             .unwrap_or_else(|| "?".to_owned());
@@ -102,12 +103,11 @@ fn check_tools(fuzz_dir: &Path) -> Result<()> {
     if works {
         Ok(())
     } else {
-        Err(
+        Err(anyhow!(
             "`cargo +nightly fuzz` does not run: install the tools with \
              `rustup toolchain install nightly --profile minimal` and \
              `cargo install cargo-fuzz`"
-                .into(),
-        )
+        ))
     }
 }
 
@@ -116,9 +116,9 @@ fn list_targets(fuzz_dir: &Path) -> Result<Vec<String>> {
         .arg("list")
         .stderr(Stdio::inherit())
         .output()
-        .context(|| "running cargo fuzz list".to_owned())?;
+        .with_context(|| "running cargo fuzz list".to_owned())?;
     if !output.status.success() {
-        return Err(format!("cargo fuzz list failed ({})", output.status).into());
+        return Err(anyhow!("cargo fuzz list failed ({})", output.status));
     }
     Ok(String::from_utf8_lossy(&output.stdout)
         .lines()

@@ -34,18 +34,14 @@ mod sandbox;
 mod sbom;
 mod version;
 
-use std::error::Error as StdError;
-use std::fmt;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// Errors of xtask: anything printable, with a chain of sources.
-pub type Error = Box<dyn StdError + Send + Sync>;
-
-/// Result with xtask's [`Error`].
-pub type Result<T, E = Error> = std::result::Result<T, E>;
+// Errors are anyhow's: each step adds what it was doing (`with_context`), and main
+// prints the chain once.
+use anyhow::{Context, Result};
 
 #[derive(Parser)]
 #[command(
@@ -90,13 +86,8 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(err) => {
-            let mut message = format!("xtask: error: {err}");
-            let mut source = err.source();
-            while let Some(cause) = source {
-                message.push_str(&format!(": {cause}"));
-                source = cause.source();
-            }
-            eprintln!("{message}");
+            // `{:#}` prints the context chain on one line: what was done, then why it failed.
+            eprintln!("xtask: error: {err:#}");
             ExitCode::FAILURE
         }
     }
@@ -130,44 +121,8 @@ pub fn binfmt_cache_dir() -> Result<PathBuf> {
     };
     let base = absolute("XDG_CACHE_HOME")
         .or_else(|| absolute("HOME").map(|home| home.join(".cache")))
-        .ok_or("neither $XDG_CACHE_HOME nor $HOME is an absolute path")?;
+        .context("neither $XDG_CACHE_HOME nor $HOME is an absolute path")?;
     Ok(base.join("binfmt"))
-}
-
-/// An error with a message saying what was being done, and the error that stopped it.
-#[derive(Debug)]
-pub struct Context {
-    message: String,
-    source: Error,
-}
-
-impl fmt::Display for Context {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl StdError for Context {
-    fn source(&self) -> Option<&(dyn StdError + 'static)> {
-        Some(&*self.source)
-    }
-}
-
-/// Adds what was being done to an error, e.g. `.context(|| format!("reading {path}"))`.
-pub trait ResultExt<T> {
-    /// Wraps the error with the message `what` returns.
-    fn context(self, what: impl FnOnce() -> String) -> Result<T>;
-}
-
-impl<T, E: Into<Error>> ResultExt<T> for std::result::Result<T, E> {
-    fn context(self, what: impl FnOnce() -> String) -> Result<T> {
-        self.map_err(|source| {
-            Box::new(Context {
-                message: what(),
-                source: source.into(),
-            }) as Error
-        })
-    }
 }
 
 /// Formats a byte count for progress lines: `71.2 MB`.

@@ -14,7 +14,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::{Result, ResultExt};
+use anyhow::{Context, Result, anyhow};
 
 /// Environment variable naming the mirror explicitly.
 pub const MIRROR_ENV: &str = "QEMU_BLOBS_MIRROR";
@@ -37,7 +37,7 @@ impl Mirror {
         if let Some(url) = std::env::var_os(MIRROR_ENV).filter(|url| !url.is_empty()) {
             let url = url
                 .into_string()
-                .map_err(|url| format!("${MIRROR_ENV} is not UTF-8: {url:?}"))?;
+                .map_err(|url| anyhow!("${MIRROR_ENV} is not UTF-8: {url:?}"))?;
             return Mirror::new(&url, format!("${MIRROR_ENV}"));
         }
         let mut sources = Vec::new();
@@ -66,12 +66,11 @@ impl Mirror {
     pub fn new(url: &str, origin: String) -> Result<Mirror> {
         let base = url.trim_end_matches('/');
         if !base.starts_with("http://") {
-            return Err(format!(
+            return Err(anyhow!(
                 "mirror {url} (from {origin}) is not an http:// URL: xtask speaks plain HTTP \
                  only (every download is checked against a sha256); set ${MIRROR_ENV} to an \
                  http:// Debian mirror"
-            )
-            .into());
+            ));
         }
         Ok(Mirror {
             base: base.to_string(),
@@ -108,7 +107,7 @@ pub struct AptSource {
 
 fn read_sources(path: &Path) -> Result<Vec<AptSource>> {
     let text = std::fs::read_to_string(path)
-        .context(|| format!("cannot read APT sources {}", path.display()))?;
+        .with_context(|| format!("cannot read APT sources {}", path.display()))?;
     let is_deb822 = path.extension().is_some_and(|ext| ext == "sources");
     Ok(if is_deb822 {
         parse_deb822(&text, path)
@@ -238,10 +237,9 @@ pub fn choose(sources: &[AptSource]) -> Result<Mirror> {
         ),
         None => format!("no http:// Debian archive (URI path ending in /debian) found: {seen}"),
     };
-    Err(format!(
+    Err(anyhow!(
         "{why}; set ${MIRROR_ENV} to an http:// Debian mirror (the URL that has dists/ and pool/ below it)"
-    )
-    .into())
+    ))
 }
 
 #[cfg(test)]

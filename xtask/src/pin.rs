@@ -19,11 +19,13 @@ use std::time::Instant;
 
 use qemu_pins::{BlobCache, Emulator, Host, MANIFEST_PATH, Manifest, Source};
 
+use anyhow::{Context, Result, anyhow};
+
 use crate::blob::{self, Cached, Wanted};
 use crate::fetch::{Package, download_and_store};
 use crate::http::{self, HttpError};
 use crate::mirror::{MIRROR_ENV, Mirror};
-use crate::{Result, ResultExt, megabytes, version, workspace_root};
+use crate::{megabytes, version, workspace_root};
 
 /// The hosts binfmt is built for (as [`qemu_pins::host_arch`] names them) and their
 /// Debian architecture: the five platforms tonistiigi/binfmt's image is published for.
@@ -119,15 +121,14 @@ pub fn run(args: &Args) -> Result<()> {
         .iter()
         .map(|(_, candidates)| candidates.iter().find(|c| c.version == version))
         .collect::<Option<_>>()
-        .ok_or("internal error: the chosen version is not listed for every host")?;
+        .context("internal error: the chosen version is not listed for every host")?;
     let source_package = &chosen[0].source;
     if let Some(other) = chosen.iter().find(|c| &c.source != source_package) {
-        return Err(format!(
+        return Err(anyhow!(
             "{PACKAGE} {version} is built from source package {source_package} on one host and \
              {} on another; pin another version with --version",
             other.source
-        )
-        .into());
+        ));
     }
     eprintln!("pinning {PACKAGE} {version} (source package {source_package}) from {suite}");
 
@@ -180,21 +181,20 @@ fn read_index(mirror: &Mirror, suite: &str, debian_arch: &str) -> Result<(String
     ));
     eprintln!("reading {url}");
     let start = Instant::now();
-    let body = http::get(&url).map_err(|err| -> crate::Error {
+    let body = http::get(&url).map_err(|err| -> anyhow::Error {
         match err {
-            HttpError::NotFound { .. } => format!(
+            HttpError::NotFound { .. } => anyhow!(
                 "{err}: the mirror {} (from {}) has no suite {suite:?} for {debian_arch}; pass \
                  an existing suite with --suite, or set {MIRROR_ENV} to a mirror that has it",
                 mirror.base(),
                 mirror.origin()
-            )
-            .into(),
+            ),
             err => err.into(),
         }
     })?;
     let xz = liblzma::read::XzDecoder::new_multi_decoder(body.reader);
     let candidates =
-        parse_packages(BufReader::new(xz), PACKAGE).context(|| format!("reading {url}"))?;
+        parse_packages(BufReader::new(xz), PACKAGE).with_context(|| format!("reading {url}"))?;
     eprintln!(
         "{debian_arch}: {PACKAGE} {} listed ({:.1} s)",
         candidates
@@ -247,10 +247,10 @@ fn field<'a>(fields: &'a [(String, String)], name: &str) -> Option<&'a str> {
 }
 
 fn candidate(fields: &[(String, String)]) -> Result<Candidate> {
-    let version = field(fields, "Version").ok_or("a stanza has no Version field")?;
+    let version = field(fields, "Version").context("a stanza has no Version field")?;
     let required = |name: &str| -> Result<&str> {
         field(fields, name)
-            .ok_or_else(|| format!("the stanza of version {version} has no {name} field").into())
+            .with_context(|| format!("the stanza of version {version} has no {name} field"))
     };
     let size = required("Size")?;
     // `Source: qemu` or `Source: qemu (1:10.0.13+ds-0+deb13u1)`; absent when equal to Package.
@@ -264,7 +264,7 @@ fn candidate(fields: &[(String, String)]) -> Result<Candidate> {
         filename: required("Filename")?.to_string(),
         size: size
             .parse()
-            .map_err(|_| format!("version {version} has Size {size:?}, expected a number"))?,
+            .map_err(|_| anyhow!("version {version} has Size {size:?}, expected a number"))?,
         sha256: required("SHA256")?.to_string(),
     })
 }
@@ -287,20 +287,19 @@ pub fn choose_version(
     if let Some(wanted) = wanted {
         for (debian_arch, candidates) in indexes {
             if !candidates.iter().any(|c| c.version == wanted) {
-                return Err(format!(
+                return Err(anyhow!(
                     "{PACKAGE} {wanted} is not listed in {suite} for {debian_arch} (listed: {}); \
                      a version the mirror no longer has can be pinned from Debian's snapshot \
                      archive: set {MIRROR_ENV} to its archive/debian/<timestamp>/ URL from a date \
                      when that version was current",
                     listed(candidates)
-                )
-                .into());
+                ));
             }
         }
         return Ok(wanted.to_string());
     }
     let Some((_, first)) = indexes.first() else {
-        return Err("no host to pin".into());
+        return Err(anyhow!("no host to pin"));
     };
     let common = first.iter().map(|c| c.version.as_str()).filter(|v| {
         indexes
@@ -314,12 +313,11 @@ pub fn choose_version(
                 .iter()
                 .map(|(arch, cs)| format!("{arch}: {}", listed(cs)))
                 .collect();
-            Err(format!(
+            Err(anyhow!(
                 "no {PACKAGE} version is listed in {suite} for every host ({}); pass --version \
                  or --suite",
                 all.join("; ")
-            )
-            .into())
+            ))
         }
     }
 }
@@ -389,15 +387,14 @@ fn measure(
 fn write_manifest(path: &Path, manifest: &Manifest, current: Option<&Manifest>) -> Result<()> {
     let text = manifest.to_toml();
     // Never write a file that the build would reject.
-    Manifest::parse(&text)
-        .context(|| "internal error: the new manifest does not validate".into())?;
+    Manifest::parse(&text).with_context(|| "internal error: the new manifest does not validate")?;
     if current == Some(manifest) && std::fs::read_to_string(path).is_ok_and(|old| old == text) {
         eprintln!("{} is up to date", path.display());
         return Ok(());
     }
     let temp = crate::blob::TempFile::next_to(path);
     std::fs::write(temp.path(), &text)
-        .context(|| format!("cannot write {}", temp.path().display()))?;
+        .with_context(|| format!("cannot write {}", temp.path().display()))?;
     temp.persist(path)?;
     match current {
         Some(old) if old.source.version != manifest.source.version => eprintln!(

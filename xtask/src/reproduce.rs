@@ -17,7 +17,7 @@ use std::process::Command;
 
 use sha2::{Digest, Sha256};
 
-use crate::{Result, ResultExt};
+use anyhow::{Context, Result, anyhow};
 
 /// A fresh clone of the workspace's `HEAD`, with an empty target directory.
 pub struct Copy {
@@ -31,14 +31,13 @@ impl Copy {
     pub fn of_head(workspace: &Path) -> Result<Copy> {
         let changes = git(workspace, &["status", "--porcelain"])?;
         if !changes.trim().is_empty() {
-            return Err(format!(
+            return Err(anyhow!(
                 "{} has changes that are not committed, and the second build is of a clone \
                  of HEAD, so it would build other sources: commit or stash them first \
                  (git status:\n{})",
                 workspace.display(),
                 changes.trim_end()
-            )
-            .into());
+            ));
         }
         let head = git(workspace, &["rev-parse", "HEAD"])?;
         let head = head.trim();
@@ -48,16 +47,17 @@ impl Copy {
             .join("reproducible")
             .join(&digest[..16]);
         if dir.exists() {
-            fs::remove_dir_all(&dir).context(|| format!("removing {}", dir.display()))?;
+            fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
         }
-        fs::create_dir_all(dir.join("dist")).context(|| format!("creating {}", dir.display()))?;
+        fs::create_dir_all(dir.join("dist"))
+            .with_context(|| format!("creating {}", dir.display()))?;
         let root = dir.join("checkout");
         let root_arg = root
             .to_str()
-            .ok_or("the cache directory's path is not UTF-8")?;
+            .context("the cache directory's path is not UTF-8")?;
         let workspace_arg = workspace
             .to_str()
-            .ok_or("the workspace's path is not UTF-8")?;
+            .context("the workspace's path is not UTF-8")?;
         git(
             &dir,
             &["clone", "--quiet", "--no-checkout", workspace_arg, root_arg],
@@ -89,32 +89,30 @@ fn git(dir: &Path, args: &[&str]) -> Result<String> {
         .current_dir(dir)
         .args(args)
         .output()
-        .context(|| format!("running git {}", args.join(" ")))?;
+        .with_context(|| format!("running git {}", args.join(" ")))?;
     if !output.status.success() {
-        return Err(format!(
+        return Err(anyhow!(
             "git {} in {} failed ({}): {}",
             args.join(" "),
             dir.display(),
             output.status,
             String::from_utf8_lossy(&output.stderr).trim()
-        )
-        .into());
+        ));
     }
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
 /// Fails, saying where they differ, unless the files `first` and `second` are the same.
 pub fn compare(first: &Path, second: &Path) -> Result<()> {
-    let read = |path: &Path| fs::read(path).context(|| format!("reading {}", path.display()));
+    let read = |path: &Path| fs::read(path).with_context(|| format!("reading {}", path.display()));
     match difference(&read(first)?, &read(second)?) {
         None => Ok(()),
-        Some(difference) => Err(format!(
+        Some(difference) => Err(anyhow!(
             "{} is not reproducible: the second build, {}, differs ({difference}); \
              `cmp -l` and `strings` on the two show what leaked (a path, a time)",
             first.display(),
             second.display()
-        )
-        .into()),
+        )),
     }
 }
 

@@ -27,7 +27,7 @@ use std::process::{Command, Output, Stdio};
 
 use binfmt_misc::{BinfmtMisc, DEFAULT_MOUNT, Table};
 
-use crate::{Result, ResultExt};
+use anyhow::{Context, Result, anyhow};
 
 /// Set in the re-executed child: it is to enter the namespaces first.
 const INSIDE_ENV: &str = "BINFMT_XTASK_INSIDE";
@@ -54,7 +54,7 @@ pub fn is_inside() -> bool {
 /// `ids`; returns its exit status and stdout (its stderr is this process's). The child
 /// calls [`enter`] first.
 pub fn run_inside(args: &[OsString], envs: &[(&str, &OsStr)], ids: Ids) -> Result<Output> {
-    let exe = std::env::current_exe().context(|| "cannot find the xtask binary".into())?;
+    let exe = std::env::current_exe().with_context(|| "cannot find the xtask binary")?;
     let mut child = Command::new(&exe)
         .args(args)
         .envs(envs.iter().copied())
@@ -63,24 +63,21 @@ pub fn run_inside(args: &[OsString], envs: &[(&str, &OsStr)], ids: Ids) -> Resul
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
-        .context(|| format!("cannot run {}", exe.display()))?;
+        .with_context(|| format!("cannot run {}", exe.display()))?;
     let (Some(mut go), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
-        return Err("the child's stdin and stdout are not pipes".into());
+        return Err(anyhow!("the child's stdin and stdout are not pipes"));
     };
     let mut stdout = BufReader::new(stdout);
     let mut line = Vec::new();
     stdout
         .read_until(b'\n', &mut line)
-        .context(|| "cannot read from the namespaced child".into())?;
+        .with_context(|| "cannot read from the namespaced child")?;
     if line != CREATED {
-        let status = child
-            .wait()
-            .context(|| "cannot wait for the child".into())?;
-        return Err(format!(
+        let status = child.wait().with_context(|| "cannot wait for the child")?;
+        return Err(anyhow!(
             "the child could not create its user and mount namespace ({status}; its error is \
              above)"
-        )
-        .into());
+        ));
     }
     if let Err(error) = write_maps(child.id(), ids) {
         let _ = child.kill();
@@ -89,15 +86,15 @@ pub fn run_inside(args: &[OsString], envs: &[(&str, &OsStr)], ids: Ids) -> Resul
     }
     // The child waits for this line before it does anything as root of its namespace.
     go.write_all(b"\n")
-        .context(|| "cannot tell the namespaced child to go on".into())?;
+        .with_context(|| "cannot tell the namespaced child to go on")?;
     drop(go);
     let mut out = Vec::new();
     stdout
         .read_to_end(&mut out)
-        .context(|| "cannot read from the namespaced child".into())?;
+        .with_context(|| "cannot read from the namespaced child")?;
     let status = child
         .wait()
-        .context(|| "cannot wait for the namespaced child".into())?;
+        .with_context(|| "cannot wait for the namespaced child")?;
     Ok(Output {
         status,
         stdout: out,
@@ -114,7 +111,7 @@ fn write_maps(pid: u32, ids: Ids) -> Result<()> {
             // setgroups(2) has been denied in the namespace.
             let setgroups = proc.join("setgroups");
             fs::write(&setgroups, "deny")
-                .context(|| format!("cannot write {}", setgroups.display()))?;
+                .with_context(|| format!("cannot write {}", setgroups.display()))?;
             (
                 format!("0 {} 1\n", rustix::process::geteuid().as_raw()),
                 format!("0 {} 1\n", rustix::process::getegid().as_raw()),
@@ -125,7 +122,7 @@ fn write_maps(pid: u32, ids: Ids) -> Result<()> {
     };
     for (file, map) in [("uid_map", uid_map), ("gid_map", gid_map)] {
         let path = proc.join(file);
-        fs::write(&path, &map).context(|| {
+        fs::write(&path, &map).with_context(|| {
             format!(
                 "cannot write {map:?} to {} (mapping every id takes root)",
                 path.display()
@@ -147,30 +144,31 @@ pub fn enter() -> Result<()> {
             rustix::thread::UnshareFlags::NEWUSER | rustix::thread::UnshareFlags::NEWNS,
         )
     }
-    .context(|| {
-        "cannot create a user and mount namespace (unprivileged user namespaces must be \
+    .with_context(|| {
+        anyhow!(
+            "cannot create a user and mount namespace (unprivileged user namespaces must be \
          allowed)"
-            .into()
+        )
     })?;
     let mut stdout = std::io::stdout().lock();
     stdout
         .write_all(CREATED)
         .and_then(|()| stdout.flush())
-        .context(|| "cannot tell the parent the namespaces exist".into())?;
+        .with_context(|| "cannot tell the parent the namespaces exist")?;
     drop(stdout);
     let mut go = String::new();
     std::io::stdin()
         .read_line(&mut go)
-        .context(|| "cannot wait for the parent".into())?;
+        .with_context(|| "cannot wait for the parent")?;
     if go != "\n" || !rustix::process::geteuid().is_root() {
-        return Err("the parent did not map this namespace's ids".into());
+        return Err(anyhow!("the parent did not map this namespace's ids"));
     }
     // Nothing mounted here reaches the machine's mount namespace.
     rustix::mount::mount_change(
         "/",
         rustix::mount::MountPropagationFlags::PRIVATE | rustix::mount::MountPropagationFlags::REC,
     )
-    .context(|| "cannot make the namespace's mounts private".into())?;
+    .with_context(|| "cannot make the namespace's mounts private")?;
     // Hide the machine's /proc/sys/fs (in this mount namespace only) and make the
     // place every tool looks at a private instance.
     rustix::mount::mount(
@@ -180,8 +178,8 @@ pub fn enter() -> Result<()> {
         rustix::mount::MountFlags::empty(),
         None,
     )
-    .context(|| "cannot mount a tmpfs on /proc/sys/fs in the namespace".into())?;
-    fs::create_dir(DEFAULT_MOUNT).context(|| format!("cannot create {DEFAULT_MOUNT}"))?;
+    .with_context(|| "cannot mount a tmpfs on /proc/sys/fs in the namespace")?;
+    fs::create_dir(DEFAULT_MOUNT).with_context(|| format!("cannot create {DEFAULT_MOUNT}"))?;
     Ok(())
 }
 
@@ -190,9 +188,11 @@ pub fn enter() -> Result<()> {
 pub fn fresh_instance() -> Result<BinfmtMisc> {
     while rustix::mount::unmount(DEFAULT_MOUNT, rustix::mount::UnmountFlags::empty()).is_ok() {}
     let table = BinfmtMisc::mount(DEFAULT_MOUNT)
-        .context(|| "cannot mount a private binfmt_misc instance (Linux 6.7+ needed)".into())?;
+        .with_context(|| "cannot mount a private binfmt_misc instance (Linux 6.7+ needed)")?;
     if !table.entry_names()?.is_empty() {
-        return Err("a freshly mounted binfmt_misc instance is not empty".into());
+        return Err(anyhow!(
+            "a freshly mounted binfmt_misc instance is not empty"
+        ));
     }
     Ok(table)
 }
@@ -206,14 +206,14 @@ pub fn global_table() -> Result<Vec<(String, String)>> {
     if let Ok(table) = BinfmtMisc::open(DEFAULT_MOUNT) {
         for name in table.entry_names()? {
             let path = Path::new(DEFAULT_MOUNT).join(&name);
-            let text =
-                fs::read_to_string(&path).context(|| format!("cannot read {}", path.display()))?;
+            let text = fs::read_to_string(&path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
             entries.push((format!("mounted: {name}"), text));
         }
     }
     if rustix::process::geteuid().is_root() {
         let dir = crate::target_dir().join(format!("global-binfmt_misc-{}", std::process::id()));
-        fs::create_dir_all(&dir).context(|| format!("cannot create {}", dir.display()))?;
+        fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
         // Prints `name NUL text NUL` for every entry (register is write-only). The
         // mount dies with the namespace; if it was the instance's only one, the
         // instance had no entries to lose.
@@ -227,16 +227,15 @@ pub fn global_table() -> Result<Vec<(String, String)>> {
             .arg("sh")
             .arg(&dir)
             .output()
-            .context(|| "cannot run unshare (util-linux)".into());
+            .with_context(|| "cannot run unshare (util-linux)");
         let _ = fs::remove_dir(&dir);
         let output = output?;
         if !output.status.success() {
-            return Err(format!(
+            return Err(anyhow!(
                 "cannot read the machine's binfmt_misc instance through a private mount ({}): {}",
                 output.status,
                 String::from_utf8_lossy(&output.stderr).trim()
-            )
-            .into());
+            ));
         }
         let text = String::from_utf8_lossy(&output.stdout);
         let mut fields = text.split('\0');
@@ -275,9 +274,9 @@ impl GlobalTableWindow {
             .truncate(false)
             .write(true)
             .open(Self::LOCK)
-            .context(|| format!("cannot open the lock file {}", Self::LOCK))?;
+            .with_context(|| format!("cannot open the lock file {}", Self::LOCK))?;
         rustix::fs::flock(&file, rustix::fs::FlockOperation::LockShared)
-            .context(|| format!("cannot lock {}", Self::LOCK))?;
+            .with_context(|| format!("cannot lock {}", Self::LOCK))?;
         Ok(GlobalTableWindow { _file: file })
     }
 }

@@ -39,7 +39,7 @@ use std::process::Command;
 use qemu_pins::{Host, MANIFEST_PATH, Manifest, Source};
 use serde_json::{Value, json};
 
-use crate::{Result, ResultExt};
+use anyhow::{Context, Result, anyhow};
 
 /// QEMU's license as a whole (its `LICENSE` file: "QEMU as a whole is released under
 /// the GNU General Public License, version 2"); `qemu-blobs/COPYING` is its text.
@@ -86,7 +86,7 @@ pub fn generate(root: &Path, file_name: &str, target: &str, sha256: &str) -> Res
     let manifest = Manifest::load(&pins_path)?;
     // The host's pins as the catalog's build script takes them.
     let arch = pins_host(target)?;
-    let host = manifest.host(&arch).ok_or_else(|| {
+    let host = manifest.host(&arch).with_context(|| {
         format!(
             "{} pins no qemu-user package for host {arch} (target {target}): run `cargo \
              xtask pin`",
@@ -131,14 +131,13 @@ pub fn compiled_crates(root: &Path, target: &str) -> Result<(Crate, Vec<Crate>)>
         .args(["--edges", "normal,no-proc-macro", "--prefix", "none"])
         .args(["--format", "{p}|{l}"])
         .output()
-        .context(|| format!("running {cargo} tree"))?;
+        .with_context(|| format!("running {cargo} tree"))?;
     if !output.status.success() {
-        return Err(format!(
+        return Err(anyhow!(
             "cargo tree --package binfmt --target {target} failed ({}): {}",
             output.status,
             String::from_utf8_lossy(&output.stderr).trim()
-        )
-        .into());
+        ));
     }
     let checksums = lock_checksums(root)?;
     let mut crates: Vec<Crate> = String::from_utf8_lossy(&output.stdout)
@@ -148,7 +147,7 @@ pub fn compiled_crates(root: &Path, target: &str) -> Result<(Crate, Vec<Crate>)>
         .collect::<Result<_, _>>()?;
     for krate in crates.iter_mut().filter(|krate| krate.registry) {
         let key = (krate.name.clone(), krate.version.clone());
-        let checksum = checksums.get(&key).ok_or_else(|| {
+        let checksum = checksums.get(&key).with_context(|| {
             format!(
                 "Cargo.lock has no checksum for {} {}: run `cargo update -p {}`",
                 krate.name, krate.version, krate.name
@@ -157,9 +156,9 @@ pub fn compiled_crates(root: &Path, target: &str) -> Result<(Crate, Vec<Crate>)>
         krate.sha256 = Some(checksum.clone());
     }
     if crates.is_empty() {
-        return Err(
-            format!("cargo tree --package binfmt --target {target} printed nothing").into(),
-        );
+        return Err(anyhow!(
+            "cargo tree --package binfmt --target {target} printed nothing"
+        ));
     }
     // The root comes first.
     let package = crates.remove(0);
@@ -172,10 +171,11 @@ pub fn compiled_crates(root: &Path, target: &str) -> Result<(Crate, Vec<Crate>)>
 /// by name and version.
 fn lock_checksums(root: &Path) -> Result<BTreeMap<(String, String), String>> {
     let path = root.join("Cargo.lock");
-    let text = std::fs::read_to_string(&path).context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     let lock: toml::Table = text
         .parse()
-        .context(|| format!("parsing {}", path.display()))?;
+        .with_context(|| format!("parsing {}", path.display()))?;
     let packages = lock
         .get("package")
         .and_then(toml::Value::as_array)
@@ -194,7 +194,7 @@ fn lock_checksums(root: &Path) -> Result<BTreeMap<(String, String), String>> {
 /// with ` (<path>)` after the version for a crate of the workspace, and ` (*)` at the
 /// end where a crate is listed again.
 fn parse_tree_line(line: &str) -> Result<Crate> {
-    let malformed = || format!("cargo tree printed {line:?}, not `<name> v<version>|<license>`");
+    let malformed = || anyhow!("cargo tree printed {line:?}, not `<name> v<version>|<license>`");
     let line = line.strip_suffix(" (*)").unwrap_or(line);
     let (package, license) = line.split_once('|').ok_or_else(malformed)?;
     let mut words = package.splitn(3, ' ');
@@ -237,7 +237,7 @@ fn pins_host(target: &str) -> Result<String> {
     let output = Command::new(&rustc)
         .args(["--print", "cfg", "--target", target])
         .output()
-        .context(|| format!("running {rustc} --print cfg --target {target}"))?;
+        .with_context(|| format!("running {rustc} --print cfg --target {target}"))?;
     let cfg = String::from_utf8_lossy(&output.stdout);
     let value = |key: &str| {
         cfg.lines()
@@ -247,11 +247,10 @@ fn pins_host(target: &str) -> Result<String> {
     };
     match (value("target_arch"), value("target_endian")) {
         (Some(arch), Some(endian)) => Ok(qemu_pins::host_arch(arch, endian)),
-        _ => Err(format!(
+        _ => Err(anyhow!(
             "{rustc} --print cfg --target {target} names no target_arch and target_endian: {}",
             String::from_utf8_lossy(&output.stderr).trim()
-        )
-        .into()),
+        )),
     }
 }
 
@@ -261,12 +260,12 @@ fn rust_version() -> Result<String> {
     let output = Command::new(&rustc)
         .arg("--version")
         .output()
-        .context(|| format!("running {rustc} --version"))?;
+        .with_context(|| format!("running {rustc} --version"))?;
     String::from_utf8_lossy(&output.stdout)
         .split_whitespace()
         .nth(1)
         .map(str::to_owned)
-        .ok_or_else(|| format!("{rustc} --version printed no version").into())
+        .with_context(|| format!("{rustc} --version printed no version"))
 }
 
 /// When the SBOM was made, as reproducible builds define it: `SOURCE_DATE_EPOCH` if
@@ -274,8 +273,7 @@ fn rust_version() -> Result<String> {
 fn creation_time(root: &Path) -> Result<i64> {
     if let Ok(epoch) = std::env::var("SOURCE_DATE_EPOCH") {
         return epoch.trim().parse().map_err(|_| {
-            format!("SOURCE_DATE_EPOCH is {epoch:?}, not seconds since 1970: unset or fix it")
-                .into()
+            anyhow!("SOURCE_DATE_EPOCH is {epoch:?}, not seconds since 1970: unset or fix it")
         });
     }
     let output = Command::new("git")
@@ -283,16 +281,15 @@ fn creation_time(root: &Path) -> Result<i64> {
         .arg(root)
         .args(["log", "-1", "--format=%ct"])
         .output()
-        .context(|| "running git log for the commit time of HEAD".to_owned())?;
+        .with_context(|| "running git log for the commit time of HEAD".to_owned())?;
     let text = String::from_utf8_lossy(&output.stdout);
     match text.trim().parse() {
         Ok(time) if output.status.success() => Ok(time),
-        _ => Err(format!(
+        _ => Err(anyhow!(
             "{} has no git commit to date the SBOM by ({}): set SOURCE_DATE_EPOCH",
             root.display(),
             String::from_utf8_lossy(&output.stderr).trim()
-        )
-        .into()),
+        )),
     }
 }
 
