@@ -47,7 +47,7 @@ use anyhow::{Context, Result, anyhow};
 
 use crate::dist::{ARTIFACTS, Artifact};
 use crate::sandbox::{self, Ids, fresh_instance};
-use crate::{target_dir, workspace_root};
+use crate::workspace::{target_dir, workspace_root};
 
 /// Arguments of `cargo xtask bench`.
 #[derive(clap::Args)]

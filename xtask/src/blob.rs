@@ -555,8 +555,8 @@ pub fn store_from_deb(
             eprintln!(
                 "  qemu-{:<12} {:>9} -> {:>9}  {}{note}",
                 emulator.cpu,
-                crate::megabytes(emulator.size),
-                crate::megabytes(compressed_size),
+                crate::workspace::megabytes(emulator.size),
+                crate::workspace::megabytes(compressed_size),
                 cache.compressed_path(&emulator).display()
             );
             stored.push(Stored {

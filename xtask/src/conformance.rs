@@ -70,7 +70,7 @@ use anyhow::{Context, Result, anyhow};
 
 use crate::mirror::Mirror;
 use crate::sandbox::{self, Ids};
-use crate::{target_dir, workspace_root};
+use crate::workspace::{target_dir, workspace_root};
 
 /// The exit status's meaning, for `--help`.
 const EXIT_STATUS: &str = "\
@@ -520,7 +520,7 @@ fn register(binary: &Path, interpreters: &Path, list: &str) -> Result<()> {
 /// `$XDG_CACHE_HOME/binfmt/conformance` (else `~/.cache/...`), where the packages of
 /// each suite and architecture are kept between runs.
 fn cache_dir() -> Result<PathBuf> {
-    Ok(crate::binfmt_cache_dir()?.join("conformance"))
+    Ok(crate::workspace::binfmt_cache_dir()?.join("conformance"))
 }
 
 /// Builds the userland of `row`'s architecture in `dir/rootfs` and runs the steps in

@@ -45,7 +45,8 @@ use sha2::{Digest, Sha256};
 
 use anyhow::{Context, Result, anyhow};
 
-use crate::{megabytes, reproduce, sbom, workspace_root};
+use crate::workspace::{megabytes, workspace_root};
+use crate::{reproduce, sbom};
 
 /// The size a release binary should stay within (issue 13): 10 MB.
 pub const GOAL_SIZE: u64 = 10_000_000;
@@ -205,7 +206,7 @@ pub fn run(args: &Args) -> Result<()> {
         crate::fetch::ensure_embedded(&cache, host, Compression::Release)?;
     }
     for artifact in &artifacts {
-        let bytes = build(&root, &crate::target_dir(), artifact)?;
+        let bytes = build(&root, &crate::workspace::target_dir(), artifact)?;
         let name = artifact.file_name();
         let digest = hex::encode(Sha256::digest(&bytes));
         let sbom = sbom::generate(&root, &name, artifact.target, &digest)?;

@@ -25,7 +25,7 @@ use anyhow::{Context, Result, anyhow};
 use crate::blob::{self, Cached, Stored, TempFile, Wanted};
 use crate::http::{self, HttpError};
 use crate::mirror::{MIRROR_ENV, Mirror};
-use crate::{megabytes, workspace_root};
+use crate::workspace::{megabytes, workspace_root};
 
 /// Arguments of `cargo xtask fetch`.
 #[derive(clap::Args)]

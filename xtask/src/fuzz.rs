@@ -14,7 +14,7 @@ use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, anyhow};
 
-use crate::workspace_root;
+use crate::workspace::workspace_root;
 
 /// Options of `cargo xtask fuzz`.
 #[derive(clap::Args)]

@@ -17,7 +17,8 @@
 //! Shared pieces: where packages are downloaded from ([`mirror`]), plain-HTTP downloads
 //! ([`http`]), reading a `.deb` without dpkg ([`deb`]), the compressed blob format
 //! ([`blob`]), Debian version ordering ([`version`]) and the private binfmt_misc
-//! instance the bench and conformance run in ([`sandbox`]).
+//! instance the bench and conformance run in ([`sandbox`]), where the workspace, the
+//! target and cache directories are ([`workspace`]).
 
 mod bench;
 mod blob;
@@ -33,15 +34,11 @@ mod reproduce;
 mod sandbox;
 mod sbom;
 mod version;
+mod workspace;
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-
-// Errors are anyhow's: each step adds what it was doing (`with_context`), and main
-// prints the chain once.
-use anyhow::{Context, Result};
 
 #[derive(Parser)]
 #[command(
@@ -72,6 +69,8 @@ enum Command {
     Conformance(conformance::Args),
 }
 
+// Errors are anyhow's: each step adds what it was doing (`with_context`), and main
+// prints the chain once.
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -91,41 +90,4 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// Where cargo builds: `$CARGO_TARGET_DIR` (relative to the workspace root when
-/// relative) or `target/` in the workspace, as cargo decides for builds started there.
-pub fn target_dir() -> PathBuf {
-    match std::env::var_os("CARGO_TARGET_DIR").filter(|dir| !dir.is_empty()) {
-        Some(dir) => workspace_root().join(dir),
-        None => workspace_root().join("target"),
-    }
-}
-
-/// The workspace root: the parent of this crate's directory.
-pub fn workspace_root() -> PathBuf {
-    let xtask_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    match xtask_dir.parent() {
-        Some(root) => root.to_path_buf(),
-        None => xtask_dir,
-    }
-}
-
-/// binfmt's cache directory, `$XDG_CACHE_HOME/binfmt` (else `~/.cache/binfmt`): the
-/// blob cache, conformance's packages, the reproducibility check's second checkout.
-pub fn binfmt_cache_dir() -> Result<PathBuf> {
-    let absolute = |var: &str| {
-        std::env::var_os(var)
-            .map(PathBuf::from)
-            .filter(|path| path.is_absolute())
-    };
-    let base = absolute("XDG_CACHE_HOME")
-        .or_else(|| absolute("HOME").map(|home| home.join(".cache")))
-        .context("neither $XDG_CACHE_HOME nor $HOME is an absolute path")?;
-    Ok(base.join("binfmt"))
-}
-
-/// Formats a byte count for progress lines: `71.2 MB`.
-pub fn megabytes(bytes: u64) -> String {
-    format!("{:.1} MB", bytes as f64 / 1e6)
 }

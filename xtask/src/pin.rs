@@ -25,7 +25,8 @@ use crate::blob::{self, Cached, Wanted};
 use crate::fetch::{Package, download_and_store};
 use crate::http::{self, HttpError};
 use crate::mirror::{MIRROR_ENV, Mirror};
-use crate::{megabytes, version, workspace_root};
+use crate::version;
+use crate::workspace::{megabytes, workspace_root};
 
 /// The hosts binfmt is built for (as [`qemu_pins::host_arch`] names them) and their
 /// Debian architecture: the five platforms tonistiigi/binfmt's image is published for.

@@ -43,7 +43,7 @@ impl Copy {
         let head = head.trim();
         // One directory per checkout: two checkouts checked at once do not meet.
         let digest = hex::encode(Sha256::digest(workspace.as_os_str().as_encoded_bytes()));
-        let dir = crate::binfmt_cache_dir()?
+        let dir = crate::workspace::binfmt_cache_dir()?
             .join("reproducible")
             .join(&digest[..16]);
         if dir.exists() {

@@ -212,7 +212,8 @@ pub fn global_table() -> Result<Vec<(String, String)>> {
         }
     }
     if rustix::process::geteuid().is_root() {
-        let dir = crate::target_dir().join(format!("global-binfmt_misc-{}", std::process::id()));
+        let dir = crate::workspace::target_dir()
+            .join(format!("global-binfmt_misc-{}", std::process::id()));
         fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
         // Prints `name NUL text NUL` for every entry (register is write-only). The
         // mount dies with the namespace; if it was the instance's only one, the

@@ -555,7 +555,7 @@ mod tests {
 
     #[test]
     fn cargo_lock_checksums_are_read() {
-        let checksums = lock_checksums(&crate::workspace_root()).unwrap();
+        let checksums = lock_checksums(&crate::workspace::workspace_root()).unwrap();
         let (_, sha2) = checksums
             .iter()
             .find(|((name, _), _)| name == "sha2")
@@ -576,7 +576,7 @@ mod tests {
     }
 
     fn manifest() -> Manifest {
-        Manifest::load(&crate::workspace_root().join(MANIFEST_PATH)).unwrap()
+        Manifest::load(&crate::workspace::workspace_root().join(MANIFEST_PATH)).unwrap()
     }
 
     #[test]
