@@ -646,6 +646,12 @@ fn the_image_does_what_setup_qemu_action_asks_on_a_real_engine() {
         run.stdout.contains("org.opencontainers.image.revision"),
         "{run}"
     );
+    // `binfmt emulators` in the image lists the pinned QEMU version.
+    let pins = qemu_pins::Manifest::load(&workspace_root().join(qemu_pins::MANIFEST_PATH))
+        .expect("qemu-blobs/pins.toml");
+    let upstream = pins.source.version.clone();
+    assert!(run.stdout.contains("qemu-aarch64"), "{run}");
+    assert!(run.stdout.contains(upstream.as_str()), "{upstream}: {run}");
     let privileged = privileged(&image, &["--version"]);
     let run_image = |args: &[&str]| {
         let mut all: Vec<&str> = vec!["run", "--rm"];
