@@ -14,23 +14,28 @@
 #   platform, and then refuses to build on it for another one. It is not declared
 #   before the first FROM: BuildKit v0.8 then empties it.
 
-# Every binary under its platform's name. Adding a platform is one line here.
+# Every binary and its SBOM under its platform's name. Adding a platform is two lines
+# here.
 FROM scratch AS binaries
 COPY dist/binfmt-x86_64-linux-musl /linux-amd64/binfmt
+COPY dist/binfmt-x86_64-linux-musl.spdx.json /linux-amd64/sbom.spdx.json
 COPY dist/binfmt-aarch64-linux-musl /linux-arm64/binfmt
+COPY dist/binfmt-aarch64-linux-musl.spdx.json /linux-arm64/sbom.spdx.json
 COPY dist/binfmt-powerpc64le-linux-gnu /linux-ppc64le/binfmt
+COPY dist/binfmt-powerpc64le-linux-gnu.spdx.json /linux-ppc64le/sbom.spdx.json
 COPY dist/binfmt-s390x-linux-gnu /linux-s390x/binfmt
+COPY dist/binfmt-s390x-linux-gnu.spdx.json /linux-s390x/sbom.spdx.json
 COPY dist/binfmt-riscv64-linux-gnu /linux-riscv64/binfmt
+COPY dist/binfmt-riscv64-linux-gnu.spdx.json /linux-riscv64/sbom.spdx.json
 
 FROM scratch
 # QEMU is GPL-2.0: its license and where its source is go with its binaries.
 COPY qemu-blobs/COPYING qemu-blobs/README.md /usr/share/doc/binfmt/qemu/
-# The SPDX SBOM `cargo xtask dist` writes beside each binary: what is in it (crates,
-# QEMU's Debian packages, each emulator). All of them, one layer the same on every
-# platform; the one naming /usr/bin/binfmt's sha256 describes this image's binary.
-COPY dist/*.spdx.json /usr/share/doc/binfmt/sbom/
 ARG TARGETARCH
 COPY --from=binaries /linux-${TARGETARCH}/binfmt /usr/bin/binfmt
+# The SPDX SBOM `cargo xtask dist` wrote beside the binary: what is in it (crates,
+# QEMU's Debian packages, each emulator, with their sha256).
+COPY --from=binaries /linux-${TARGETARCH}/sbom.spdx.json /usr/share/doc/binfmt/sbom.spdx.json
 # OCI labels: where the source is, which commit and version (the README's build
 # commands pass them), and the licenses of what the image holds: binfmt's own and
 # QEMU's, whose emulators are in the binary (each crate's is in the SBOM).

@@ -58,45 +58,43 @@ pub(crate) fn check_labels(tag: &str) {
     }
 }
 
-/// The image carries the SBOM of every dist binary, as `cargo xtask dist` wrote it,
-/// and one of them describes its `/usr/bin/binfmt`.
+/// The image carries the SBOM of its own binary, `/usr/share/doc/binfmt/sbom.spdx.json`,
+/// as `cargo xtask dist` wrote it: the one of dist/'s SBOMs that names the sha256 of
+/// the image's `/usr/bin/binfmt`.
 pub(crate) fn check_sboms(tag: &str, binary: &[u8]) {
     use sha2::Digest as _;
+    const IN_IMAGE: &str = "/usr/share/doc/binfmt/sbom.spdx.json";
     let container = docker(&["create", tag]).success().stdout.trim().to_owned();
     let copy = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("docker-sbom-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&copy);
+        .join(format!("docker-sbom-{}.spdx.json", std::process::id()));
+    let _ = std::fs::remove_file(&copy);
     let copied = docker(&[
         "cp",
-        &format!("{container}:/usr/share/doc/binfmt/sbom"),
+        &format!("{container}:{IN_IMAGE}"),
         copy.to_str().expect("UTF-8 path"),
     ]);
     let _ = docker(&["rm", "--volumes", &container]);
     copied.success();
+    let in_image =
+        std::fs::read(&copy).unwrap_or_else(|error| panic!("{tag}: {IN_IMAGE}: {error}"));
+    let _ = std::fs::remove_file(&copy);
     let digest = hex::encode(sha2::Sha256::digest(binary));
-    let mut describes_binary = 0;
-    for entry in std::fs::read_dir(dist())
+    let describing: Vec<(String, Vec<u8>)> = std::fs::read_dir(dist())
         .expect("dist/")
         .filter_map(Result::ok)
-    {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if !name.ends_with(".spdx.json") {
-            continue;
-        }
-        let in_image = std::fs::read(copy.join(&name))
-            .unwrap_or_else(|error| panic!("{tag}: /usr/share/doc/binfmt/sbom/{name}: {error}"));
-        assert_eq!(
-            in_image,
-            std::fs::read(entry.path()).unwrap(),
-            "{tag}: {name} is not dist/'s"
-        );
-        if String::from_utf8_lossy(&in_image).contains(&digest) {
-            describes_binary += 1;
-        }
-    }
-    let _ = std::fs::remove_dir_all(&copy);
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".spdx.json"))
+        .map(|name| {
+            let bytes = std::fs::read(dist().join(&name)).unwrap();
+            (name, bytes)
+        })
+        .filter(|(_, bytes)| String::from_utf8_lossy(bytes).contains(&digest))
+        .collect();
     assert_eq!(
-        describes_binary, 1,
-        "{tag}: one SBOM names /usr/bin/binfmt's sha256 {digest}"
+        describing.len(),
+        1,
+        "{tag}: one SBOM in dist/ names /usr/bin/binfmt's sha256 {digest}"
     );
+    let (name, bytes) = &describing[0];
+    assert!(in_image == *bytes, "{tag}: {IN_IMAGE} is not dist/{name}");
 }
