@@ -45,7 +45,7 @@ use sha2::{Digest, Sha256};
 
 use anyhow::{Context, Result, anyhow};
 
-use crate::workspace::{megabytes, workspace_root};
+use crate::workspace::{absolute_env, megabytes, workspace_root};
 use crate::{reproduce, sbom};
 
 /// The size a release binary should stay within (issue 13): 10 MB.
@@ -304,13 +304,8 @@ fn build(root: &Path, target_dir: &Path, artifact: &Artifact) -> Result<Vec<u8>>
 /// cargo joins the arrays of `--config` and config files; `RUSTFLAGS` would replace
 /// them.
 fn remap_registry_paths(target: &str) -> Result<Vec<String>> {
-    let absolute = |var: &str| {
-        std::env::var_os(var)
-            .map(PathBuf::from)
-            .filter(|path| path.is_absolute())
-    };
-    let cargo_home = absolute("CARGO_HOME")
-        .or_else(|| absolute("HOME").map(|home| home.join(".cargo")))
+    let cargo_home = absolute_env("CARGO_HOME")
+        .or_else(|| absolute_env("HOME").map(|home| home.join(".cargo")))
         .context("neither $CARGO_HOME nor $HOME is an absolute path")?;
     let registry = cargo_home.join("registry").join("src");
     let registry = registry

@@ -26,15 +26,18 @@ pub fn workspace_root() -> PathBuf {
 /// binfmt's cache directory, `$XDG_CACHE_HOME/binfmt` (else `~/.cache/binfmt`): the
 /// blob cache, conformance's packages, the reproducibility check's second checkout.
 pub fn binfmt_cache_dir() -> Result<PathBuf> {
-    let absolute = |var: &str| {
-        std::env::var_os(var)
-            .map(PathBuf::from)
-            .filter(|path| path.is_absolute())
-    };
-    let base = absolute("XDG_CACHE_HOME")
-        .or_else(|| absolute("HOME").map(|home| home.join(".cache")))
+    let base = absolute_env("XDG_CACHE_HOME")
+        .or_else(|| absolute_env("HOME").map(|home| home.join(".cache")))
         .context("neither $XDG_CACHE_HOME nor $HOME is an absolute path")?;
     Ok(base.join("binfmt"))
+}
+
+/// The path an environment variable holds, when it is set and absolute (a relative
+/// one would mean another place in every directory xtask runs from).
+pub fn absolute_env(var: &str) -> Option<PathBuf> {
+    std::env::var_os(var)
+        .map(PathBuf::from)
+        .filter(|path| path.is_absolute())
 }
 
 /// Formats a byte count for progress lines: `71.2 MB`.
