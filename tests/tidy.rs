@@ -122,17 +122,22 @@ fn the_reader_sees_imports_and_cycles() {
     assert!(crate_roots().len() >= 6, "{:?}", crate_roots());
 }
 
+/// The crates under `crates/`, sorted.
+fn product_crates() -> Vec<PathBuf> {
+    let mut crates: Vec<PathBuf> = fs::read_dir(workspace_root().join("crates"))
+        .expect("read crates/")
+        .filter_map(|entry| Some(entry.ok()?.path()))
+        .collect();
+    crates.sort();
+    crates
+}
+
 /// Every crate root checked: libraries and binaries under `crates/`, xtask, their test
 /// binaries, the workspace's test binary and the fuzz targets.
 fn crate_roots() -> Vec<PathBuf> {
     let root = workspace_root();
     let mut roots = Vec::new();
-    let mut crates: Vec<PathBuf> = fs::read_dir(root.join("crates"))
-        .expect("read crates/")
-        .filter_map(|entry| Some(entry.ok()?.path()))
-        .collect();
-    crates.sort();
-    for dir in crates {
+    for dir in product_crates() {
         for file in ["src/lib.rs", "src/main.rs", "tests/tests.rs", "build.rs"] {
             let path = dir.join(file);
             if path.is_file() {
@@ -555,11 +560,7 @@ fn relative(path: &Path) -> String {
 #[test]
 fn every_crate_takes_the_workspace_lints_and_forbids_unsafe_code_it_has_none_of() {
     let mut missing = Vec::new();
-    let mut crates: Vec<PathBuf> = fs::read_dir(workspace_root().join("crates"))
-        .expect("read crates/")
-        .filter_map(|entry| Some(entry.ok()?.path()))
-        .collect();
-    crates.sort();
+    let mut crates = product_crates();
     // xtask too: it never ships, but its unsafe blocks (wait4, unshare) are held to the
     // same rule.
     crates.push(workspace_root().join("xtask"));
@@ -599,12 +600,7 @@ fn architecture_md_maps_every_crate_and_module() {
     let map =
         fs::read_to_string(workspace_root().join("ARCHITECTURE.md")).expect("read ARCHITECTURE.md");
     let mut missing = Vec::new();
-    let mut crates: Vec<PathBuf> = fs::read_dir(workspace_root().join("crates"))
-        .expect("read crates/")
-        .filter_map(|entry| Some(entry.ok()?.path()))
-        .collect();
-    crates.sort();
-    for dir in crates {
+    for dir in product_crates() {
         let name = dir
             .file_name()
             .unwrap_or_default()
