@@ -123,7 +123,7 @@ fn run() -> Result<(), String> {
     for (emulator, path) in &wanted {
         println!("cargo:rerun-if-changed={}", path.display());
         let patched = reference_bytes.is_some();
-        let (bytes, parts) = verify(path, emulator, reference_bytes.as_deref())?;
+        let (bytes, parts, layout) = verify(path, emulator, reference_bytes.as_deref())?;
         if !patched {
             reference_bytes = Some(bytes);
         }
@@ -142,11 +142,12 @@ fn run() -> Result<(), String> {
         writeln!(
             table,
             "    Embedded {{ cpu: {:?}, size: {}, sha256: {:?}, patched: {patched}, \
-             compressed: include_bytes!({path:?}), parts: &[{}] }},",
+             compressed: include_bytes!({path:?}), parts: &[{}], filters: {} }},",
             emulator.cpu,
             emulator.size,
             emulator.sha256,
             parts.join(", "),
+            layout_literal(&layout),
         )
         .map_err(|e| e.to_string())?;
     }
@@ -154,6 +155,25 @@ fn run() -> Result<(), String> {
 
     let out = PathBuf::from(env::var("OUT_DIR").map_err(|e| e.to_string())?).join("embedded.rs");
     fs::write(&out, table).map_err(|e| format!("cannot write {}: {e}", out.display()))
+}
+
+/// `layout` as a Rust expression.
+fn layout_literal(layout: &elf_filter::Layout) -> String {
+    let span = |span: elf_filter::Span| {
+        format!(
+            "elf_filter::Span {{ start: {}, end: {} }}",
+            span.start, span.end
+        )
+    };
+    format!(
+        "elf_filter::Layout {{ big_endian: {}, relocations: {}, data: {}, data_address: {}, \
+         search_table: {} }}",
+        layout.big_endian,
+        span(layout.relocations),
+        span(layout.data),
+        layout.data_address,
+        span(layout.search_table)
+    )
 }
 
 /// One frame of a blob: where its output starts in the emulator, and its bytes in the
@@ -164,13 +184,13 @@ struct Part {
 }
 
 /// Decodes one blob, frame by frame (each against `reference` when it is a patch), the
-/// way the binary does and checks it against its pin; returns the decoded bytes and
-/// the parts.
+/// way the binary does (the filters undone) and checks it against its pin; returns the
+/// decoded bytes, the parts and the filters' layout.
 fn verify(
     path: &Path,
     emulator: &Emulator,
     reference: Option<&[u8]>,
-) -> Result<(Vec<u8>, Vec<Part>), String> {
+) -> Result<(Vec<u8>, Vec<Part>, elf_filter::Layout), String> {
     let refetch = "delete it and make it again (`cargo xtask fetch`; `cargo xtask dist` for \
                    release blobs)";
     let compressed = fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
@@ -219,6 +239,22 @@ fn verify(
         bytes.extend_from_slice(&part[..decoded]);
         start += frame_len;
     }
+    // The blob holds the emulator filtered (xtask's blob module); undone as the binary
+    // undoes it, with the layout it will be given.
+    let layout = elf_filter::Layout::find(&bytes);
+    elf_filter::unfilter(
+        &mut [elf_filter::Piece {
+            offset: 0,
+            bytes: &mut bytes,
+        }],
+        &layout,
+    )
+    .map_err(|e| {
+        format!(
+            "cannot undo the filters of {}: {e}: {refetch}",
+            path.display()
+        )
+    })?;
     let actual = hex::encode(Sha256::digest(&bytes));
     if bytes.len() as u64 != emulator.size || actual != emulator.sha256 {
         return Err(format!(
@@ -231,5 +267,5 @@ fn verify(
             bytes.len()
         ));
     }
-    Ok((bytes, parts))
+    Ok((bytes, parts, layout))
 }

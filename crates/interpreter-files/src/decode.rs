@@ -14,7 +14,7 @@ use std::fs::File;
 use std::io;
 
 use qemu_catalog::Emulator;
-use qemu_catalog::emulator::WriteError;
+use qemu_catalog::emulator::{Piece, WriteError};
 
 use crate::error::Error;
 use crate::mapping::{self, Buffer, Mapping, Window};
@@ -231,46 +231,62 @@ fn decode_jobs(
     result
 }
 
+/// Decodes the parts (see [`decode_jobs`]), then undoes the filters over all of
+/// them, which hands on the bytes the parts' decoders held back.
 fn decode_jobs_in_threads(
     emulator: &Emulator,
-    jobs: Vec<PartJob<'_>>,
+    mut jobs: Vec<PartJob<'_>>,
     finished: &Finished<'_>,
 ) -> Result<(), DecodeError> {
-    let decode = |job: PartJob<'_>| -> Result<(), DecodeError> {
-        let (mut offset, mut released) = (job.start, job.start);
+    let from_emulator = |error| match error {
+        WriteError::Io { source, .. } => DecodeError::Sink(source),
+        other => DecodeError::Emulator(other),
+    };
+    let decode = |job: &mut PartJob<'_>| -> Result<(), DecodeError> {
+        let mut released = job.start;
         emulator
-            .decode_part(job.part, job.dst, job.reference, &mut |chunk| {
+            .decode_part(job.part, job.dst, job.reference, &mut |offset, chunk| {
                 finished(offset, chunk)?;
-                offset += chunk.len();
-                if job.reference.is_some() && offset - released >= RELEASE_REFERENCE_EVERY {
+                let done = offset + chunk.len();
+                if job.reference.is_some()
+                    && done.saturating_sub(released) >= RELEASE_REFERENCE_EVERY
+                {
                     (job.release)();
-                    released = offset;
+                    released = done;
                 }
                 Ok(())
             })
-            .map_err(|error| match error {
-                WriteError::Io { source, .. } => DecodeError::Sink(source),
-                other => DecodeError::Emulator(other),
-            })
+            .map_err(from_emulator)
     };
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     if cores < 2 || jobs.len() < 2 {
-        return jobs.into_iter().try_for_each(decode);
+        jobs.iter_mut().try_for_each(decode)?;
+    } else {
+        in_threads(|scope| {
+            let mut jobs = jobs.iter_mut();
+            let first = jobs.next();
+            let others: Vec<_> = jobs.map(|job| scope.spawn(move || decode(job))).collect();
+            let mut result = first.map_or(Ok(()), decode);
+            for other in others {
+                let joined = other.join().unwrap_or(Err(DecodeError::Internal {
+                    action: "decode",
+                    what: "a decoding thread panicked",
+                }));
+                result = result.and(joined);
+            }
+            result
+        })?;
     }
-    in_threads(|scope| {
-        let mut jobs = jobs.into_iter();
-        let first = jobs.next();
-        let others: Vec<_> = jobs.map(|job| scope.spawn(move || decode(job))).collect();
-        let mut result = first.map_or(Ok(()), decode);
-        for other in others {
-            let joined = other.join().unwrap_or(Err(DecodeError::Internal {
-                action: "decode",
-                what: "a decoding thread panicked",
-            }));
-            result = result.and(joined);
-        }
-        result
-    })
+    let mut pieces: Vec<Piece<'_>> = jobs
+        .iter_mut()
+        .map(|job| Piece {
+            offset: job.start,
+            bytes: &mut *job.dst,
+        })
+        .collect();
+    emulator
+        .unfilter(&mut pieces, &mut |offset, chunk| finished(offset, chunk))
+        .map_err(from_emulator)
 }
 
 #[cfg(test)]

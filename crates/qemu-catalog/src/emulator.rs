@@ -34,6 +34,9 @@ use zstd_safe::{DCtx, DParameter, InBuffer, OutBuffer};
 
 use crate::arch::Arch;
 
+/// Decoded bytes at their offset in an emulator, for [`Emulator::unfilter`].
+pub use elf_filter::Piece;
+
 // The largest match window (log2) the decoder accepts, `WINDOW_LOG_MAX`, comes with
 // the generated table below: `build.rs` writes qemu_pins::ZSTD_WINDOW_LOG_MAX there,
 // the one limit xtask makes every blob within and `build.rs` checks each blob against
@@ -57,6 +60,8 @@ pub(crate) struct Embedded {
     compressed: &'static [u8],
     /// The frames of `compressed`, each a consecutive part of the emulator.
     parts: &'static [Part],
+    /// Where the `elf-filter` filters the blob was made with act (build.rs found it).
+    filters: elf_filter::Layout,
 }
 
 /// One frame of a blob.
@@ -180,13 +185,13 @@ impl Emulator {
         start..end.max(start)
     }
 
-    /// Decodes the whole emulator into `dst`, part after part; see
-    /// [`decode_part`](Self::decode_part).
+    /// Decodes the whole emulator into `dst`, part after part, then undoes the filters;
+    /// see [`decode_part`](Self::decode_part) and [`unfilter`](Self::unfilter).
     pub fn decode_into(
         &self,
         dst: &mut [u8],
         reference: Option<&[u8]>,
-        progress: &mut dyn FnMut(&[u8]) -> io::Result<()>,
+        progress: &mut dyn FnMut(usize, &[u8]) -> io::Result<()>,
     ) -> Result<(), WriteError> {
         if dst.len() as u64 != self.size() {
             return Err(self.wrong_size(dst.len(), self.size()));
@@ -195,15 +200,56 @@ impl Emulator {
             let range = self.part_range(part);
             self.decode_part(part, &mut dst[range], reference, progress)?;
         }
+        self.unfilter(
+            &mut [Piece {
+                offset: 0,
+                bytes: dst,
+            }],
+            progress,
+        )
+    }
+
+    /// Once every part is decoded ([`decode_part`](Self::decode_part)), given as
+    /// pieces at their offsets: undoes the filters the blob was made with (the
+    /// `elf-filter` crate) and hands `progress` the bytes they changed, which
+    /// `decode_part` held back.
+    pub fn unfilter(
+        &self,
+        pieces: &mut [Piece<'_>],
+        progress: &mut dyn FnMut(usize, &[u8]) -> io::Result<()>,
+    ) -> Result<(), WriteError> {
+        let layout = &self.embedded.filters;
+        elf_filter::unfilter(pieces, layout).map_err(|error| WriteError::Corrupt {
+            arch: self.arch,
+            reason: error.to_string(),
+        })?;
+        for span in layout.filtered() {
+            for piece in pieces.iter() {
+                let start = span.start.max(piece.offset);
+                let end = span.end.min(piece.offset + piece.bytes.len());
+                if start < end {
+                    progress(
+                        start,
+                        &piece.bytes[start - piece.offset..end - piece.offset],
+                    )
+                    .map_err(|source| WriteError::Io {
+                        arch: self.arch,
+                        source,
+                    })?;
+                }
+            }
+        }
         Ok(())
     }
 
     /// Decodes part `part` into `dst`, which must be exactly that part's bytes
     /// ([`part_range`](Self::part_range)), checking zstd's content checksum and the size
     /// on the way. `reference` is the decoded [`reference`](Self::reference) when there
-    /// is one. After each step `progress` gets the bytes that step finished (in order,
-    /// together all of `dst`), to write them out or release their pages; an error it
-    /// returns stops decoding as [`WriteError::Io`].
+    /// is one. After each step `progress` gets the bytes that step finished, with their
+    /// offset in the emulator, to write them out or release their pages; an error it
+    /// returns stops decoding as [`WriteError::Io`]. The bytes the filters changed are
+    /// held back: they are final only once every part is decoded and
+    /// [`unfilter`](Self::unfilter) has run, which hands them on.
     ///
     /// On error the bytes in `dst` must not be used: callers decode into a temporary
     /// file or a fresh memfd and discard it.
@@ -212,7 +258,7 @@ impl Emulator {
         part: usize,
         dst: &mut [u8],
         reference: Option<&[u8]>,
-        progress: &mut dyn FnMut(&[u8]) -> io::Result<()>,
+        progress: &mut dyn FnMut(usize, &[u8]) -> io::Result<()>,
     ) -> Result<(), WriteError> {
         let corrupt = |reason: String| WriteError::Corrupt {
             arch: self.arch,
@@ -222,7 +268,7 @@ impl Emulator {
         let Some(frame) = self.embedded.parts.get(part) else {
             return Err(corrupt(format!("it has no part {part}")));
         };
-        let expected = self.part_range(part).len();
+        let (base, expected) = (self.part_range(part).start, self.part_range(part).len());
         if dst.len() != expected {
             return Err(self.wrong_size(dst.len(), expected as u64));
         }
@@ -266,10 +312,11 @@ impl Emulator {
                 .map_err(zstd_error)?;
             let (now_consumed, now_produced) = (input.pos(), output.pos());
             let stalled = now_consumed == consumed && now_produced == produced;
-            progress(&dst[produced..now_produced]).map_err(|source| WriteError::Io {
-                arch: self.arch,
-                source,
-            })?;
+            self.hand_on(base, produced..now_produced, dst, progress)
+                .map_err(|source| WriteError::Io {
+                    arch: self.arch,
+                    source,
+                })?;
             (consumed, produced) = (now_consumed, now_produced);
             if remaining == 0 {
                 break;
@@ -294,6 +341,30 @@ impl Emulator {
         Ok(())
     }
 
+    /// Hands `progress` the bytes `finished` of a part starting at `base` in the
+    /// emulator, but for those the filters changed.
+    fn hand_on(
+        &self,
+        base: usize,
+        finished: Range<usize>,
+        part: &[u8],
+        progress: &mut dyn FnMut(usize, &[u8]) -> io::Result<()>,
+    ) -> io::Result<()> {
+        let mut next = finished.start;
+        for span in self.embedded.filters.filtered() {
+            let held = span.start.saturating_sub(base).clamp(next, finished.end)
+                ..span.end.saturating_sub(base).clamp(next, finished.end);
+            if held.start > next {
+                progress(base + next, &part[next..held.start])?;
+            }
+            next = next.max(held.end);
+        }
+        if finished.end > next {
+            progress(base + next, &part[next..finished.end])?;
+        }
+        Ok(())
+    }
+
     fn wrong_size(&self, given: usize, wanted: u64) -> WriteError {
         WriteError::Io {
             arch: self.arch,
@@ -312,7 +383,7 @@ impl Emulator {
             None => None,
         };
         let mut bytes = vec![0; self.size() as usize];
-        self.decode_into(&mut bytes, reference.as_deref(), &mut |_| Ok(()))?;
+        self.decode_into(&mut bytes, reference.as_deref(), &mut |_, _| Ok(()))?;
         Ok(bytes)
     }
 
@@ -452,20 +523,39 @@ mod tests {
         let emulator = patched();
         let mut out = vec![0; emulator.size() as usize];
         let mut steps = Vec::new();
-        let mut copy = Vec::new();
+        let mut copy = vec![0; out.len()];
+        let mut handed = vec![0u8; out.len()];
         emulator
-            .decode_into(&mut out, Some(&reference_bytes), &mut |chunk| {
-                copy.extend_from_slice(chunk);
-                steps.push(copy.len());
+            .decode_into(&mut out, Some(&reference_bytes), &mut |offset, chunk| {
+                copy[offset..offset + chunk.len()].copy_from_slice(chunk);
+                handed[offset..offset + chunk.len()]
+                    .iter_mut()
+                    .for_each(|count| *count += 1);
+                steps.push(offset);
                 Ok(())
             })
             .unwrap();
         assert_eq!(&out[..4], b"\x7fELF");
         assert!(emulator.matches(&mut out.as_slice()).unwrap());
         // In many steps, so that the caller can write out as it goes; together the
-        // chunks are the output, in order.
+        // chunks are the output, each byte handed on once.
         assert!(steps.len() > 10, "{} steps", steps.len());
+        assert!(handed.iter().all(|&count| count == 1));
         assert!(copy == out, "the chunks are not the output");
+        // The filtered bytes (the relocations and the unwind table) come last, once
+        // the filters are undone. ppc64le's emulators are not position-independent:
+        // nothing to filter there.
+        let filtered: Vec<_> = emulator.embedded.filters.filtered().collect();
+        let expected = if cfg!(target_arch = "powerpc64") { 0 } else { 2 };
+        assert_eq!(filtered.len(), expected, "{:?}", emulator.embedded.filters);
+        assert!(
+            steps
+                .iter()
+                .rev()
+                .take(filtered.len())
+                .all(|offset| filtered.iter().any(|span| span.start == *offset)),
+            "{steps:?}"
+        );
 
         out[1000] ^= 1;
         assert!(!emulator.matches(&mut out.as_slice()).unwrap());
@@ -481,20 +571,41 @@ mod tests {
             assert_eq!(emulator.part_range(0).end, emulator.part_range(1).start);
             assert_eq!(emulator.part_range(1).end as u64, emulator.size());
         }
-        // The last part first, as another thread might: the result is the emulator.
+        // The last part first, as another thread might, into buffers of their own:
+        // with the filters undone over both, the result is the emulator.
         let emulator = patched();
-        let mut out = vec![0; emulator.size() as usize];
+        let mut parts: Vec<Vec<u8>> = (0..emulator.parts())
+            .map(|part| vec![0; emulator.part_range(part).len()])
+            .collect();
         for part in (0..emulator.parts()).rev() {
-            let range = emulator.part_range(part);
             emulator
-                .decode_part(part, &mut out[range], Some(&reference_bytes), &mut |_| {
-                    Ok(())
-                })
+                .decode_part(
+                    part,
+                    &mut parts[part],
+                    Some(&reference_bytes),
+                    &mut |_, _| Ok(()),
+                )
                 .unwrap();
         }
+        let mut pieces: Vec<Piece<'_>> = parts
+            .iter_mut()
+            .enumerate()
+            .map(|(part, bytes)| Piece {
+                offset: emulator.part_range(part).start,
+                bytes,
+            })
+            .collect();
+        emulator.unfilter(&mut pieces, &mut |_, _| Ok(())).unwrap();
+        let out = parts.concat();
         assert!(emulator.matches(&mut out.as_slice()).unwrap());
+        let mut out = out;
         let error = emulator
-            .decode_part(0, &mut out[..10], Some(&reference_bytes), &mut |_| Ok(()))
+            .decode_part(
+                0,
+                &mut out[..10],
+                Some(&reference_bytes),
+                &mut |_, _| Ok(()),
+            )
             .unwrap_err();
         assert!(
             error.to_string().contains("the destination holds 10 bytes"),
@@ -507,7 +618,7 @@ mod tests {
         let emulator = patched();
         let mut out = vec![0; emulator.size() as usize];
         let error = emulator
-            .decode_into(&mut out, None, &mut |_| Ok(()))
+            .decode_into(&mut out, None, &mut |_, _| Ok(()))
             .unwrap_err();
         assert!(
             matches!(error, WriteError::NeedsReference { .. }),
@@ -520,7 +631,7 @@ mod tests {
             *byte ^= 0x40;
         }
         let error = emulator
-            .decode_into(&mut out, Some(&wrong), &mut |_| Ok(()))
+            .decode_into(&mut out, Some(&wrong), &mut |_, _| Ok(()))
             .unwrap_err();
         assert!(matches!(error, WriteError::Corrupt { .. }), "{error}");
     }
@@ -531,7 +642,7 @@ mod tests {
         let mut out = vec![0; emulator.size() as usize];
         let mut calls = 0;
         let error = emulator
-            .decode_into(&mut out, None, &mut |_| {
+            .decode_into(&mut out, None, &mut |_, _| {
                 calls += 1;
                 Err(io::Error::other("disk full"))
             })
@@ -548,7 +659,7 @@ mod tests {
         let emulator = reference();
         let mut out = vec![0; emulator.size() as usize - 1];
         let error = emulator
-            .decode_into(&mut out, None, &mut |_| Ok(()))
+            .decode_into(&mut out, None, &mut |_, _| Ok(()))
             .unwrap_err();
         assert!(
             error.to_string().contains("the destination holds"),
@@ -574,7 +685,7 @@ mod tests {
                 let broken = with_blob(emulator, damaged);
                 let mut out = vec![0; emulator.size() as usize];
                 let error = broken
-                    .decode_into(&mut out, Some(&reference_bytes), &mut |_| Ok(()))
+                    .decode_into(&mut out, Some(&reference_bytes), &mut |_, _| Ok(()))
                     .unwrap_err();
                 assert!(
                     matches!(error, WriteError::Corrupt { .. }),

@@ -150,12 +150,13 @@ impl BlobCache {
     }
 
     /// Where `emulator` is cached in the form the binary embeds it, with
-    /// `compression`: `<root>/embedded/<sha256>.zst` for a host's reference emulator,
-    /// and `<root>/embedded/<sha256>.from-<sha256 of the reference>.zst` for the
-    /// others, compressed against the reference's bytes (a zstd prefix, what `zstd
-    /// --patch-from` does); `embedded-fast/` instead of `embedded/` for
-    /// [`Compression::Fast`]. Either is a few zstd frames, each a consecutive part of
-    /// the emulator; xtask's `blob` module says why.
+    /// `compression`: `<root>/embedded/<sha256>.filtered.zst` for a host's reference
+    /// emulator, and `<root>/embedded/<sha256>.filtered.from-<sha256 of the
+    /// reference>.zst` for the others, compressed against the reference's bytes (a zstd
+    /// prefix, what `zstd --patch-from` does); `embedded-fast/` instead of `embedded/`
+    /// for [`Compression::Fast`]. Either is a few zstd frames, each a consecutive part
+    /// of the emulator with the `elf-filter` crate's filters applied (`filtered`: blobs
+    /// made before them are not taken for these); xtask's `blob` module says why.
     pub fn embedded_path(
         &self,
         compression: Compression,
@@ -163,8 +164,10 @@ impl BlobCache {
         reference: Option<&Emulator>,
     ) -> PathBuf {
         let name = match reference {
-            Some(reference) => format!("{}.from-{}.zst", emulator.sha256, reference.sha256),
-            None => format!("{}.zst", emulator.sha256),
+            Some(reference) => {
+                format!("{}.filtered.from-{}.zst", emulator.sha256, reference.sha256)
+            }
+            None => format!("{}.filtered.zst", emulator.sha256),
         };
         self.root.join(compression.dir()).join(name)
     }
@@ -202,12 +205,12 @@ mod tests {
                 Some(&reference)
             ),
             PathBuf::from(format!(
-                "/var/cache/blobs/embedded/{DIGEST_B}.from-{DIGEST_A}.zst"
+                "/var/cache/blobs/embedded/{DIGEST_B}.filtered.from-{DIGEST_A}.zst"
             ))
         );
         assert_eq!(
             cache.embedded_path(Compression::Release, &reference, None),
-            PathBuf::from(format!("/var/cache/blobs/embedded/{DIGEST_A}.zst"))
+            PathBuf::from(format!("/var/cache/blobs/embedded/{DIGEST_A}.filtered.zst"))
         );
     }
 
@@ -276,7 +279,7 @@ mod tests {
         let emulator = emulator("arm64", "aarch64");
         assert_eq!(
             cache.embedded_path(Compression::Fast, &emulator, None),
-            PathBuf::from(format!("/c/embedded-fast/{DIGEST_B}.zst"))
+            PathBuf::from(format!("/c/embedded-fast/{DIGEST_B}.filtered.zst"))
         );
         let value = |v: &str| Compression::from_value(Some(OsString::from(v)));
         assert_eq!(Compression::from_value(None).unwrap(), Compression::Fast);

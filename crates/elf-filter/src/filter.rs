@@ -1,0 +1,237 @@
+//! Applying the filters, and undoing them on decoded bytes that may be in pieces.
+
+use std::fmt;
+
+use crate::layout::{Layout, RELA_SIZE, Span};
+
+/// Decoded bytes of an executable, at their offset in it: one part of an emulator, in
+/// whatever buffer its decoder wrote it to.
+pub struct Piece<'a> {
+    pub offset: usize,
+    pub bytes: &'a mut [u8],
+}
+
+/// Undoing a filter could not read or write a byte of the layout.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Error {
+    /// The byte at `offset` of the executable is in none of the pieces given.
+    Missing { offset: usize },
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Missing { offset } => write!(
+                f,
+                "byte {offset} of the executable is in none of the decoded pieces"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    Filter,
+    Unfilter,
+}
+
+/// Applies the filters of `layout` (found in these very bytes: [`Layout::find`]) to
+/// `bytes`, in place. Fails only when the layout names bytes past the end.
+pub fn filter(bytes: &mut [u8], layout: &Layout) -> Result<(), Error> {
+    apply(&mut [Piece { offset: 0, bytes }], layout, Direction::Filter)
+}
+
+/// Undoes [`filter`] on the decoded bytes of an executable, given as pieces (together
+/// they must hold every byte of `layout`'s spans and of its writable segment).
+pub fn unfilter(pieces: &mut [Piece<'_>], layout: &Layout) -> Result<(), Error> {
+    apply(pieces, layout, Direction::Unfilter)
+}
+
+fn apply(pieces: &mut [Piece<'_>], layout: &Layout, direction: Direction) -> Result<(), Error> {
+    let order = ByteOrder(layout.big_endian);
+    // Each range is copied out and back: undoing the relocations reads the writable
+    // segment, which may be in the same piece.
+    if !layout.relocations.is_empty() {
+        let mut entries = read(pieces, layout.relocations)?;
+        relocations(&mut entries, pieces, layout, order, direction)?;
+        write(pieces, layout.relocations.start, &entries)?;
+    }
+    if !layout.search_table.is_empty() {
+        let mut table = read(pieces, layout.search_table)?;
+        search_table(&mut table, order, direction);
+        write(pieces, layout.search_table.start, &table)?;
+    }
+    Ok(())
+}
+
+/// Each `Elf64_Rela` (offset, info, addend) as (offset − previous offset, info, a −
+/// previous a), a being the addend less the 8 bytes at its offset when they are in the
+/// writable segment (which no filter changes, so undoing reads the same value).
+fn relocations(
+    entries: &mut [u8],
+    pieces: &[Piece<'_>],
+    layout: &Layout,
+    order: ByteOrder,
+    direction: Direction,
+) -> Result<(), Error> {
+    let value_at = |address: u64| match layout.data_offset(address) {
+        Some(at) => read_u64(pieces, at, order),
+        None => Ok(0),
+    };
+    let (mut previous_offset, mut previous_a) = (0u64, 0u64);
+    for entry in entries.chunks_exact_mut(RELA_SIZE) {
+        let (offset_field, rest) = entry.split_at_mut(8);
+        let addend_field = &mut rest[8..];
+        let (stored_offset, stored_addend) = (order.u64(offset_field), order.u64(addend_field));
+        let (offset, a) = match direction {
+            Direction::Filter => {
+                let a = stored_addend.wrapping_sub(value_at(stored_offset)?);
+                order.put_u64(offset_field, stored_offset.wrapping_sub(previous_offset));
+                order.put_u64(addend_field, a.wrapping_sub(previous_a));
+                (stored_offset, a)
+            }
+            Direction::Unfilter => {
+                let offset = previous_offset.wrapping_add(stored_offset);
+                let a = previous_a.wrapping_add(stored_addend);
+                order.put_u64(offset_field, offset);
+                order.put_u64(addend_field, a.wrapping_add(value_at(offset)?));
+                (offset, a)
+            }
+        };
+        (previous_offset, previous_a) = (offset, a);
+    }
+    Ok(())
+}
+
+/// Each 4-byte value of the (function, FDE) pairs as the step from the one of the pair
+/// before.
+fn search_table(table: &mut [u8], order: ByteOrder, direction: Direction) {
+    let mut previous = [0u32; 2];
+    for pair in table.chunks_exact_mut(8) {
+        for (column, field) in pair.chunks_exact_mut(4).enumerate() {
+            let stored = order.u32(field);
+            let value = match direction {
+                Direction::Filter => {
+                    order.put_u32(field, stored.wrapping_sub(previous[column]));
+                    stored
+                }
+                Direction::Unfilter => {
+                    let value = previous[column].wrapping_add(stored);
+                    order.put_u32(field, value);
+                    value
+                }
+            };
+            previous[column] = value;
+        }
+    }
+}
+
+/// A copy of `span`, gathered from the pieces.
+fn read(pieces: &[Piece<'_>], span: Span) -> Result<Vec<u8>, Error> {
+    let mut out = vec![0; span.len()];
+    gather(pieces, span.start, &mut out)?;
+    Ok(out)
+}
+
+fn read_u64(pieces: &[Piece<'_>], at: usize, order: ByteOrder) -> Result<u64, Error> {
+    // Nearly always within one piece.
+    for piece in pieces {
+        if let Some(bytes) = at
+            .checked_sub(piece.offset)
+            .and_then(|start| piece.bytes.get(start..start.checked_add(8)?))
+        {
+            return Ok(order.u64(bytes));
+        }
+    }
+    let mut bytes = [0; 8];
+    gather(pieces, at, &mut bytes)?;
+    Ok(order.u64(&bytes))
+}
+
+/// Copies the bytes from `at` on into `out`, from whichever pieces hold them.
+fn gather(pieces: &[Piece<'_>], at: usize, out: &mut [u8]) -> Result<(), Error> {
+    let mut filled = vec![false; out.len()];
+    for piece in pieces {
+        let (start, end) = overlap(piece.offset, piece.bytes.len(), at, out.len());
+        if start < end {
+            out[start - at..end - at]
+                .copy_from_slice(&piece.bytes[start - piece.offset..end - piece.offset]);
+            filled[start - at..end - at].fill(true);
+        }
+    }
+    match filled.iter().position(|&f| !f) {
+        Some(gap) => Err(Error::Missing { offset: at + gap }),
+        None => Ok(()),
+    }
+}
+
+/// Copies `bytes` to `at` on, into whichever pieces hold those offsets.
+fn write(pieces: &mut [Piece<'_>], at: usize, bytes: &[u8]) -> Result<(), Error> {
+    let mut written = vec![false; bytes.len()];
+    for piece in pieces.iter_mut() {
+        let (start, end) = overlap(piece.offset, piece.bytes.len(), at, bytes.len());
+        if start < end {
+            piece.bytes[start - piece.offset..end - piece.offset]
+                .copy_from_slice(&bytes[start - at..end - at]);
+            written[start - at..end - at].fill(true);
+        }
+    }
+    match written.iter().position(|&w| !w) {
+        Some(gap) => Err(Error::Missing { offset: at + gap }),
+        None => Ok(()),
+    }
+}
+
+/// The offsets two ranges (start, length) share, as start..end (empty when none).
+fn overlap(a: usize, a_len: usize, b: usize, b_len: usize) -> (usize, usize) {
+    (
+        a.max(b),
+        a.saturating_add(a_len).min(b.saturating_add(b_len)),
+    )
+}
+
+/// The executable's byte order.
+#[derive(Clone, Copy)]
+struct ByteOrder(bool);
+
+impl ByteOrder {
+    fn u64(self, field: &[u8]) -> u64 {
+        let mut bytes = [0; 8];
+        bytes.copy_from_slice(&field[..8]);
+        if self.0 {
+            u64::from_be_bytes(bytes)
+        } else {
+            u64::from_le_bytes(bytes)
+        }
+    }
+
+    fn u32(self, field: &[u8]) -> u32 {
+        let mut bytes = [0; 4];
+        bytes.copy_from_slice(&field[..4]);
+        if self.0 {
+            u32::from_be_bytes(bytes)
+        } else {
+            u32::from_le_bytes(bytes)
+        }
+    }
+
+    fn put_u64(self, field: &mut [u8], value: u64) {
+        let bytes = if self.0 {
+            value.to_be_bytes()
+        } else {
+            value.to_le_bytes()
+        };
+        field[..8].copy_from_slice(&bytes);
+    }
+
+    fn put_u32(self, field: &mut [u8], value: u32) {
+        let bytes = if self.0 {
+            value.to_be_bytes()
+        } else {
+            value.to_le_bytes()
+        };
+        field[..4].copy_from_slice(&bytes);
+    }
+}
