@@ -546,7 +546,11 @@ mod tests {
         // the filters are undone. ppc64le's emulators are not position-independent:
         // nothing to filter there.
         let filtered: Vec<_> = emulator.embedded.filters.filtered().collect();
-        let expected = if cfg!(target_arch = "powerpc64") { 0 } else { 2 };
+        let expected = if cfg!(target_arch = "powerpc64") {
+            0
+        } else {
+            2
+        };
         assert_eq!(filtered.len(), expected, "{:?}", emulator.embedded.filters);
         assert!(
             steps
