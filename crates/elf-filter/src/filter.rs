@@ -51,19 +51,82 @@ pub fn unfilter(pieces: &mut [Piece<'_>], layout: &Layout) -> Result<(), Error> 
 
 fn apply(pieces: &mut [Piece<'_>], layout: &Layout, direction: Direction) -> Result<(), Error> {
     let order = ByteOrder(layout.big_endian);
-    // Each range is copied out and back: undoing the relocations reads the writable
-    // segment, which may be in the same piece.
     if !layout.relocations.is_empty() {
-        let mut entries = read(pieces, layout.relocations)?;
-        relocations(&mut entries, pieces, layout, order, direction)?;
-        write(pieces, layout.relocations.start, &entries)?;
+        // Undoing the relocations reads the writable segment, which may be in the same
+        // piece: in place when one piece holds them all (the parts are cut far from
+        // them), else through a copy.
+        match split_around(pieces, layout.relocations) {
+            Some((entries, others)) => {
+                relocations(entries, &others, layout, order, direction)?;
+            }
+            None => {
+                let mut entries = read(pieces, layout.relocations)?;
+                let others: Vec<Readable<'_>> = pieces.iter().map(Readable::from).collect();
+                relocations(&mut entries, &others, layout, order, direction)?;
+                write(pieces, layout.relocations.start, &entries)?;
+            }
+        }
     }
     if !layout.search_table.is_empty() {
-        let mut table = read(pieces, layout.search_table)?;
-        search_table(&mut table, order, direction);
-        write(pieces, layout.search_table.start, &table)?;
+        match split_around(pieces, layout.search_table) {
+            Some((table, _)) => search_table(table, order, direction),
+            None => {
+                let mut table = read(pieces, layout.search_table)?;
+                search_table(&mut table, order, direction);
+                write(pieces, layout.search_table.start, &table)?;
+            }
+        }
     }
     Ok(())
+}
+
+/// Bytes to read at their offset in the executable.
+struct Readable<'a> {
+    offset: usize,
+    bytes: &'a [u8],
+}
+
+impl<'a> From<&'a Piece<'_>> for Readable<'a> {
+    fn from(piece: &'a Piece<'_>) -> Readable<'a> {
+        Readable {
+            offset: piece.offset,
+            bytes: piece.bytes,
+        }
+    }
+}
+
+/// When one piece holds all of `span`: its bytes, to change, and every other byte of
+/// the pieces, to read.
+fn split_around<'a>(
+    pieces: &'a mut [Piece<'_>],
+    span: Span,
+) -> Option<(&'a mut [u8], Vec<Readable<'a>>)> {
+    let holder = pieces.iter().position(|piece| {
+        piece.offset <= span.start && span.end <= piece.offset.saturating_add(piece.bytes.len())
+    })?;
+    let mut others = Vec::with_capacity(pieces.len() + 1);
+    let mut inside = None;
+    for (index, piece) in pieces.iter_mut().enumerate() {
+        if index != holder {
+            others.push(Readable {
+                offset: piece.offset,
+                bytes: &*piece.bytes,
+            });
+            continue;
+        }
+        let (before, rest) = piece.bytes.split_at_mut(span.start - piece.offset);
+        let (within, after) = rest.split_at_mut(span.len());
+        others.push(Readable {
+            offset: piece.offset,
+            bytes: before,
+        });
+        others.push(Readable {
+            offset: span.end,
+            bytes: after,
+        });
+        inside = Some(within);
+    }
+    inside.map(|within| (within, others))
 }
 
 /// Each `Elf64_Rela` (offset, info, addend) as (offset − previous offset, info, a −
@@ -71,7 +134,7 @@ fn apply(pieces: &mut [Piece<'_>], layout: &Layout, direction: Direction) -> Res
 /// writable segment (which no filter changes, so undoing reads the same value).
 fn relocations(
     entries: &mut [u8],
-    pieces: &[Piece<'_>],
+    pieces: &[Readable<'_>],
     layout: &Layout,
     order: ByteOrder,
     direction: Direction,
@@ -131,11 +194,12 @@ fn search_table(table: &mut [u8], order: ByteOrder, direction: Direction) {
 /// A copy of `span`, gathered from the pieces.
 fn read(pieces: &[Piece<'_>], span: Span) -> Result<Vec<u8>, Error> {
     let mut out = vec![0; span.len()];
-    gather(pieces, span.start, &mut out)?;
+    let readable: Vec<Readable<'_>> = pieces.iter().map(Readable::from).collect();
+    gather(&readable, span.start, &mut out)?;
     Ok(out)
 }
 
-fn read_u64(pieces: &[Piece<'_>], at: usize, order: ByteOrder) -> Result<u64, Error> {
+fn read_u64(pieces: &[Readable<'_>], at: usize, order: ByteOrder) -> Result<u64, Error> {
     // Nearly always within one piece.
     for piece in pieces {
         if let Some(bytes) = at
@@ -151,37 +215,47 @@ fn read_u64(pieces: &[Piece<'_>], at: usize, order: ByteOrder) -> Result<u64, Er
 }
 
 /// Copies the bytes from `at` on into `out`, from whichever pieces hold them.
-fn gather(pieces: &[Piece<'_>], at: usize, out: &mut [u8]) -> Result<(), Error> {
-    let mut filled = vec![false; out.len()];
+fn gather(pieces: &[Readable<'_>], at: usize, out: &mut [u8]) -> Result<(), Error> {
     for piece in pieces {
         let (start, end) = overlap(piece.offset, piece.bytes.len(), at, out.len());
         if start < end {
             out[start - at..end - at]
                 .copy_from_slice(&piece.bytes[start - piece.offset..end - piece.offset]);
-            filled[start - at..end - at].fill(true);
         }
     }
-    match filled.iter().position(|&f| !f) {
-        Some(gap) => Err(Error::Missing { offset: at + gap }),
-        None => Ok(()),
-    }
+    let held = pieces.iter().map(|p| (p.offset, p.bytes.len()));
+    first_gap(held, at, out.len()).map_or(Ok(()), |offset| Err(Error::Missing { offset }))
 }
 
 /// Copies `bytes` to `at` on, into whichever pieces hold those offsets.
 fn write(pieces: &mut [Piece<'_>], at: usize, bytes: &[u8]) -> Result<(), Error> {
-    let mut written = vec![false; bytes.len()];
     for piece in pieces.iter_mut() {
         let (start, end) = overlap(piece.offset, piece.bytes.len(), at, bytes.len());
         if start < end {
             piece.bytes[start - piece.offset..end - piece.offset]
                 .copy_from_slice(&bytes[start - at..end - at]);
-            written[start - at..end - at].fill(true);
         }
     }
-    match written.iter().position(|&w| !w) {
-        Some(gap) => Err(Error::Missing { offset: at + gap }),
-        None => Ok(()),
+    let held = pieces.iter().map(|p| (p.offset, p.bytes.len()));
+    first_gap(held, at, bytes.len()).map_or(Ok(()), |offset| Err(Error::Missing { offset }))
+}
+
+/// The first offset from `at` on, of `len`, that none of the `held` ranges (offset,
+/// length) covers.
+fn first_gap(held: impl Iterator<Item = (usize, usize)>, at: usize, len: usize) -> Option<usize> {
+    let mut ranges: Vec<(usize, usize)> = held
+        .map(|(offset, length)| overlap(offset, length, at, len))
+        .filter(|(start, end)| start < end)
+        .collect();
+    ranges.sort_unstable();
+    let mut next = at;
+    for (start, end) in ranges {
+        if start > next {
+            return Some(next);
+        }
+        next = next.max(end);
     }
+    (next < at + len).then_some(next)
 }
 
 /// The offsets two ranges (start, length) share, as start..end (empty when none).
