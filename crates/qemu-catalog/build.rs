@@ -241,15 +241,7 @@ fn verify(
     }
     // The blob holds the emulator filtered (xtask's blob module); undone as the binary
     // undoes it, with the layout it will be given.
-    let layout = elf_filter::Layout::find(&bytes);
-    elf_filter::unfilter(
-        &mut [elf_filter::Piece {
-            offset: 0,
-            bytes: &mut bytes,
-        }],
-        &layout,
-    )
-    .map_err(|e| {
+    let layout = elf_filter::unfilter_in_place(&mut bytes).map_err(|e| {
         format!(
             "cannot undo the filters of {}: {e}: {refetch}",
             path.display()

@@ -350,15 +350,7 @@ fn decode_frames(
         bytes.extend_from_slice(&part);
     }
     if filtered == Filtered::Yes {
-        let layout = elf_filter::Layout::find(&bytes);
-        elf_filter::unfilter(
-            &mut [elf_filter::Piece {
-                offset: 0,
-                bytes: &mut bytes,
-            }],
-            &layout,
-        )
-        .context("cannot undo the filters")?;
+        elf_filter::unfilter_in_place(&mut bytes).context("cannot undo the filters")?;
     }
     let actual = sha256_hex(&bytes);
     if bytes.len() as u64 != emulator.size || actual != emulator.sha256 {

@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use crate::byte_order::ByteOrder;
 use crate::layout::{Layout, RELA_SIZE, Span};
 
 /// Decoded bytes of an executable, at their offset in it: one part of an emulator, in
@@ -49,8 +50,18 @@ pub fn unfilter(pieces: &mut [Piece<'_>], layout: &Layout) -> Result<(), Error> 
     apply(pieces, layout, Direction::Unfilter)
 }
 
+/// Undoes [`filter`] on a whole executable in one buffer, with the layout found in
+/// it (the same as in the original); returns that layout.
+pub fn unfilter_in_place(bytes: &mut [u8]) -> Result<Layout, Error> {
+    let layout = Layout::find(bytes);
+    unfilter(&mut [Piece { offset: 0, bytes }], &layout)?;
+    Ok(layout)
+}
+
 fn apply(pieces: &mut [Piece<'_>], layout: &Layout, direction: Direction) -> Result<(), Error> {
-    let order = ByteOrder(layout.big_endian);
+    let order = ByteOrder {
+        big_endian: layout.big_endian,
+    };
     if !layout.relocations.is_empty() {
         // Undoing the relocations reads the writable segment, which may be in the same
         // piece: in place when one piece holds them all (the parts are cut far from
@@ -147,19 +158,21 @@ fn relocations(
     for entry in entries.chunks_exact_mut(RELA_SIZE) {
         let (offset_field, rest) = entry.split_at_mut(8);
         let addend_field = &mut rest[8..];
-        let (stored_offset, stored_addend) = (order.u64(offset_field), order.u64(addend_field));
+        let stored_offset = order.u64(array(offset_field));
+        let stored_addend = order.u64(array(addend_field));
         let (offset, a) = match direction {
             Direction::Filter => {
                 let a = stored_addend.wrapping_sub(value_at(stored_offset)?);
-                order.put_u64(offset_field, stored_offset.wrapping_sub(previous_offset));
-                order.put_u64(addend_field, a.wrapping_sub(previous_a));
+                offset_field
+                    .copy_from_slice(&order.u64_bytes(stored_offset.wrapping_sub(previous_offset)));
+                addend_field.copy_from_slice(&order.u64_bytes(a.wrapping_sub(previous_a)));
                 (stored_offset, a)
             }
             Direction::Unfilter => {
                 let offset = previous_offset.wrapping_add(stored_offset);
                 let a = previous_a.wrapping_add(stored_addend);
-                order.put_u64(offset_field, offset);
-                order.put_u64(addend_field, a.wrapping_add(value_at(offset)?));
+                offset_field.copy_from_slice(&order.u64_bytes(offset));
+                addend_field.copy_from_slice(&order.u64_bytes(a.wrapping_add(value_at(offset)?)));
                 (offset, a)
             }
         };
@@ -174,15 +187,15 @@ fn search_table(table: &mut [u8], order: ByteOrder, direction: Direction) {
     let mut previous = [0u32; 2];
     for pair in table.chunks_exact_mut(8) {
         for (column, field) in pair.chunks_exact_mut(4).enumerate() {
-            let stored = order.u32(field);
+            let stored = order.u32(array(field));
             let value = match direction {
                 Direction::Filter => {
-                    order.put_u32(field, stored.wrapping_sub(previous[column]));
+                    field.copy_from_slice(&order.u32_bytes(stored.wrapping_sub(previous[column])));
                     stored
                 }
                 Direction::Unfilter => {
                     let value = previous[column].wrapping_add(stored);
-                    order.put_u32(field, value);
+                    field.copy_from_slice(&order.u32_bytes(value));
                     value
                 }
             };
@@ -206,12 +219,12 @@ fn read_u64(pieces: &[Readable<'_>], at: usize, order: ByteOrder) -> Result<u64,
             .checked_sub(piece.offset)
             .and_then(|start| piece.bytes.get(start..start.checked_add(8)?))
         {
-            return Ok(order.u64(bytes));
+            return Ok(order.u64(array(bytes)));
         }
     }
     let mut bytes = [0; 8];
     gather(pieces, at, &mut bytes)?;
-    Ok(order.u64(&bytes))
+    Ok(order.u64(bytes))
 }
 
 /// Copies the bytes from `at` on into `out`, from whichever pieces hold them.
@@ -266,46 +279,10 @@ fn overlap(a: usize, a_len: usize, b: usize, b_len: usize) -> (usize, usize) {
     )
 }
 
-/// The executable's byte order.
-#[derive(Clone, Copy)]
-struct ByteOrder(bool);
-
-impl ByteOrder {
-    fn u64(self, field: &[u8]) -> u64 {
-        let mut bytes = [0; 8];
-        bytes.copy_from_slice(&field[..8]);
-        if self.0 {
-            u64::from_be_bytes(bytes)
-        } else {
-            u64::from_le_bytes(bytes)
-        }
-    }
-
-    fn u32(self, field: &[u8]) -> u32 {
-        let mut bytes = [0; 4];
-        bytes.copy_from_slice(&field[..4]);
-        if self.0 {
-            u32::from_be_bytes(bytes)
-        } else {
-            u32::from_le_bytes(bytes)
-        }
-    }
-
-    fn put_u64(self, field: &mut [u8], value: u64) {
-        let bytes = if self.0 {
-            value.to_be_bytes()
-        } else {
-            value.to_le_bytes()
-        };
-        field[..8].copy_from_slice(&bytes);
-    }
-
-    fn put_u32(self, field: &mut [u8], value: u32) {
-        let bytes = if self.0 {
-            value.to_be_bytes()
-        } else {
-            value.to_le_bytes()
-        };
-        field[..4].copy_from_slice(&bytes);
-    }
+/// The `N` bytes at the start of `field` (the filters' fields are whole: the spans
+/// are whole entries).
+fn array<const N: usize>(field: &[u8]) -> [u8; N] {
+    let mut bytes = [0; N];
+    bytes.copy_from_slice(&field[..N]);
+    bytes
 }

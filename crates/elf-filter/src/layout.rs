@@ -1,6 +1,8 @@
 //! Where the filters act in one executable, found from its program headers (ELF-64,
 //! either byte order; `elf(5)`).
 
+use crate::byte_order::ByteOrder;
+
 /// A byte range of the executable file, `start..end`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Span {
@@ -84,7 +86,7 @@ impl Segment {
 /// Reads the file's integers in its byte order; `None` past the end.
 struct Reader<'a> {
     bytes: &'a [u8],
-    big_endian: bool,
+    order: ByteOrder,
 }
 
 impl Reader<'_> {
@@ -93,30 +95,15 @@ impl Reader<'_> {
     }
 
     fn u16(&self, at: usize) -> Option<u16> {
-        let bytes = self.array(at)?;
-        Some(if self.big_endian {
-            u16::from_be_bytes(bytes)
-        } else {
-            u16::from_le_bytes(bytes)
-        })
+        Some(self.order.u16(self.array(at)?))
     }
 
     fn u32(&self, at: usize) -> Option<u32> {
-        let bytes = self.array(at)?;
-        Some(if self.big_endian {
-            u32::from_be_bytes(bytes)
-        } else {
-            u32::from_le_bytes(bytes)
-        })
+        Some(self.order.u32(self.array(at)?))
     }
 
     fn u64(&self, at: usize) -> Option<u64> {
-        let bytes = self.array(at)?;
-        Some(if self.big_endian {
-            u64::from_be_bytes(bytes)
-        } else {
-            u64::from_le_bytes(bytes)
-        })
+        Some(self.order.u64(self.array(at)?))
     }
 }
 
@@ -132,11 +119,13 @@ impl Layout {
         }
         let reader = Reader {
             bytes,
-            big_endian: ident[5] == ELFDATA2MSB,
+            order: ByteOrder {
+                big_endian: ident[5] == ELFDATA2MSB,
+            },
         };
         let segments = segments(&reader).unwrap_or_default();
         let mut layout = Layout {
-            big_endian: reader.big_endian,
+            big_endian: reader.order.big_endian,
             ..Layout::default()
         };
         let mut writable = segments

@@ -35,8 +35,9 @@
 
 #![forbid(unsafe_code)]
 
+mod byte_order;
 mod filter;
 mod layout;
 
-pub use filter::{Error, Piece, filter, unfilter};
+pub use filter::{Error, Piece, filter, unfilter, unfilter_in_place};
 pub use layout::{Layout, Span};
