@@ -342,7 +342,7 @@ pub fn remove_unused(table: &impl Table, options: &Options) -> Vec<files::Remove
     };
     options
         .interpreter_dir
-        .remove_unused(&in_use)
+        .remove_unused(&in_use, files::Keep::Pins)
         .unwrap_or_else(|error| {
             // Busy: the run that holds the lock removes them.
             if matches!(error, files::Error::LockBusy { .. }) {
