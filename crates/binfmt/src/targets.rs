@@ -31,8 +31,9 @@ pub enum Target {
     Name(String),
 }
 
-/// Parses the list, refusing it whole if any item could not name an entry.
-pub fn parse(list: &str) -> Result<Vec<Target>, String> {
+/// Parses the list, refusing it whole if any item could not name an entry; `verb`
+/// (`uninstall`, `disable`) says what the list is for, in the errors.
+pub fn parse(list: &str, verb: &str) -> Result<Vec<Target>, String> {
     if list.len() > MAX_LIST_LENGTH {
         return Err(format!(
             "the list is {} bytes long; at most {MAX_LIST_LENGTH} are accepted: give a glob \
@@ -48,13 +49,13 @@ pub fn parse(list: &str) -> Result<Vec<Target>, String> {
                 // A glob must be a valid name once its wildcards are filled in.
                 validate_name(&item.replace(['*', '?'], "x"))
                     .map(|()| Target::Glob(item.to_owned()))
-                    .map_err(|reason| format!("cannot uninstall {item:?}: {reason}"))
+                    .map_err(|reason| format!("cannot {verb} {item:?}: {reason}"))
             } else if Arch::parse(item).is_ok() {
                 Ok(Target::Name(item.to_owned()))
             } else {
                 validate_name(item)
                     .map(|()| Target::Name(item.to_owned()))
-                    .map_err(|reason| format!("cannot uninstall {item:?}: {reason}"))
+                    .map_err(|reason| format!("cannot {verb} {item:?}: {reason}"))
             }
         })
         .collect()
@@ -178,7 +179,7 @@ mod tests {
     }
 
     fn pick_from(list: &str, table: &[&str]) -> Vec<String> {
-        select(&parse(list).unwrap(), &entries(table)).selected
+        select(&parse(list, "uninstall").unwrap(), &entries(table)).selected
     }
 
     #[test]
@@ -215,7 +216,7 @@ mod tests {
             "",
             "qemu-aarch64,",
         ] {
-            assert!(parse(list).is_err(), "{list:?} accepted");
+            assert!(parse(list, "uninstall").is_err(), "{list:?} accepted");
         }
         // A glob can never reach a control file: they are not entries.
         assert_eq!(pick_from("*", &["qemu-aarch64"]), names(&["qemu-aarch64"]));
@@ -269,10 +270,10 @@ mod tests {
 
     #[test]
     fn absurd_lists_are_refused() {
-        let error = parse(&"qemu-*,".repeat(20_000)).unwrap_err();
+        let error = parse(&"qemu-*,".repeat(20_000), "uninstall").unwrap_err();
         assert!(error.contains("140000 bytes long"), "{error}");
-        assert!(parse("qemu-aarch64\n").is_err());
-        assert!(parse("\tqemu-aarch64").is_err());
+        assert!(parse("qemu-aarch64\n", "uninstall").is_err());
+        assert!(parse("\tqemu-aarch64", "uninstall").is_err());
     }
 
     #[test]
@@ -290,7 +291,7 @@ mod tests {
         table[2].registration.matcher = Arch::Amd64.matcher();
         table[4].registration.matcher = Arch::Arm64.matcher();
         table[4].registration.interpreter = "/var/lib/binfmt/qemu-aarch64-0123456789abcdef".into();
-        let select = |list: &str| select(&parse(list).unwrap(), &table);
+        let select = |list: &str| select(&parse(list, "uninstall").unwrap(), &table);
         assert_eq!(
             select("*"),
             Selection {

@@ -55,7 +55,7 @@ pub fn run(args: &Args) -> Result<Completion, CommandError> {
     };
     let uninstall = match &args.uninstall {
         Some(list) => Some(
-            targets::parse(list)
+            targets::parse(list, "uninstall")
                 .map_err(|error| CommandError::Usage(format!("--uninstall: {error}")))?,
         ),
         None => None,

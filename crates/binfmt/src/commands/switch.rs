@@ -31,7 +31,7 @@ pub fn run(args: &SwitchArgs, enabled: bool) -> Result<Completion, CommandError>
     };
     let targets = match &args.list {
         Some(list) => Some(
-            targets::parse(list)
+            targets::parse(list, command(enabled))
                 .map_err(|error| CommandError::Usage(format!("{}: {error}", command(enabled))))?,
         ),
         None => None,
