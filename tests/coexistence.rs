@@ -13,18 +13,24 @@ use binfmt_misc::{Matcher, Registration, Table};
 use qemu_catalog::Arch;
 use serde_json::Value;
 
-use crate::util::{Run, Sandbox, line_with, namespace_test, native_exit_zero, names};
+use crate::util::{Run, Sandbox, line_with, names, namespace_test, native_exit_zero};
 
 /// A copy of binfmt's own emulator for `arch`, at `<scratch>/<dir>/<name>`: what a
 /// stand-in handler runs programs with. binfmt's entry is removed again.
 fn working_emulator(sandbox: &Sandbox, arch: Arch, dir: &str, name: &str) -> PathBuf {
     sandbox.binfmt(&["--install", arch.oci()]).success();
-    let ours = sandbox.table().read_entry(&arch.entry_name()).unwrap().unwrap();
+    let ours = sandbox
+        .table()
+        .read_entry(&arch.entry_name())
+        .unwrap()
+        .unwrap();
     let dir = sandbox.scratch.join(dir);
     fs::create_dir_all(&dir).unwrap();
     let path = dir.join(name);
     fs::copy(ours.interpreter(), &path).unwrap();
-    sandbox.binfmt(&["--uninstall", &arch.entry_name()]).success();
+    sandbox
+        .binfmt(&["--uninstall", &arch.entry_name()])
+        .success();
     path
 }
 
@@ -194,10 +200,13 @@ namespace_test! {
     /// registers its own in front of each, says so, and leaves them in place; where
     /// binfmt's own entry was behind a broken one, it is registered again to come first.
     fn a_handler_that_does_not_run_does_not_block(sandbox: &Sandbox) {
+        let without_f = working_emulator(sandbox, Arch::S390x, "host-only", "qemu-s390x-static");
         let not_an_emulator = sandbox.executable("not-an-emulator", &native_exit_zero());
         sandbox.register("broken-arm64", Arch::Arm64, &not_an_emulator, "F");
         sandbox.register("stale-riscv64", Arch::Riscv64, Path::new("/nonexistent/qemu-riscv64-static"), "OC");
-        let run = sandbox.binfmt(&["--install", "arm64,riscv64"]).success();
+        // Works on this host (its interpreter is here), but not in a container's root.
+        sandbox.register("host-only-s390x", Arch::S390x, &without_f, "OC");
+        let run = sandbox.binfmt(&["--install", "arm64,riscv64,s390x"]).success();
         let arm64 = line_with(&run.stderr, "installing: arm64");
         assert!(
             arm64.contains(&format!(
@@ -209,9 +218,13 @@ namespace_test! {
         assert!(arm64.ends_with("; left in place)"), "{run}");
         let riscv64 = line_with(&run.stderr, "installing: riscv64");
         assert!(riscv64.contains("; shadows stale-riscv64 (/nonexistent/qemu-riscv64-static, which does not run them: exec failed"), "{run}");
+        let s390x = line_with(&run.stderr, "installing: s390x");
+        assert!(s390x.contains("; shadows host-only-s390x ("), "{run}");
+        assert!(s390x.contains("which does not run them: exec failed"), "{run}");
         sandbox.assert_runs(Arch::Arm64);
         sandbox.assert_runs(Arch::Riscv64);
-        assert!(sandbox.entry_names().is_superset(&names(&["broken-arm64", "stale-riscv64"])));
+        sandbox.assert_runs(Arch::S390x);
+        assert!(sandbox.entry_names().is_superset(&names(&["broken-arm64", "stale-riscv64", "host-only-s390x"])));
 
         // A broken handler registered after binfmt's: binfmt's goes in front again.
         sandbox.binfmt(&["--uninstall", "broken-arm64"]).success();
@@ -344,6 +357,12 @@ namespace_test! {
         assert!(listed.stdout.contains(&format!("arm64 is served by {} instead, as chosen", debian.display())), "{listed}");
         let rerun = sandbox.binfmt(&["--install", "arm64,riscv64", "--emulator", &chosen]).success();
         assert_eq!(rerun.register_writes(), 0, "{rerun}");
+        let status = sandbox.binfmt(&[]).success();
+        assert!(
+            status.stderr.contains(&format!("status: linux/arm64 runs through qemu-aarch64: {} (not binfmt's)", debian.display())),
+            "{status}"
+        );
+        assert!(status.stderr.contains("status: linux/riscv64 runs through qemu-riscv64: "), "{status}");
 
         // Refusals change nothing.
         let before = sandbox.entries();

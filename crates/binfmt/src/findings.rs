@@ -911,6 +911,67 @@ mod tests {
     }
 
     #[test]
+    fn a_shadowed_handler_is_never_advised_away() {
+        let entry = |name: &str, interpreter: &str| EntryRef {
+            name: name.to_owned(),
+            interpreter: PathBuf::from(interpreter),
+            enabled: true,
+        };
+        let rosetta = entry("rosetta", "/mnt/lima-rosetta/rosetta");
+        let ours = entry(
+            "qemu-x86_64",
+            "/var/lib/binfmt/qemu-x86_64-0123456789abcdef",
+        );
+        let fex = entry("FEX-x86_64", "/usr/bin/FEXInterpreter");
+        let fix = |runner: &EntryRef, passed_over: &[&EntryRef]| {
+            let finding = Finding::Shadowed {
+                arch: Arch::Amd64,
+                runner: runner.clone(),
+                passed_over: passed_over.iter().map(|e| (*e).clone()).collect(),
+            };
+            assert!(
+                finding
+                    .problem(Path::new(DEFAULT_MOUNT))
+                    .starts_with(&format!(
+                        "{} runs amd64 programs, with {}: it was registered after ",
+                        runner.name,
+                        runner.interpreter.display()
+                    ))
+            );
+            finding
+                .fix(Path::new(DEFAULT_MOUNT))
+                .text(Path::new(DEFAULT_MOUNT))
+        };
+        assert_eq!(
+            fix(&ours, &[&rosetta]),
+            "nothing, to keep qemu-x86_64; to let rosetta run amd64 programs again: binfmt \
+             --uninstall qemu-x86_64 (or binfmt disable qemu-x86_64; `binfmt enable` undoes it)"
+        );
+        assert_eq!(
+            fix(&rosetta, &[&ours]),
+            "nothing, to keep rosetta; to use binfmt's emulator instead: binfmt --install amd64 \
+             --take-over (rosetta stays registered), or binfmt disable rosetta"
+        );
+        assert_eq!(
+            fix(&fex, &[&rosetta]),
+            "nothing, to keep FEX-x86_64; to let rosetta run them instead: binfmt disable \
+             FEX-x86_64 (`binfmt enable` undoes it)"
+        );
+        // A failing entry of another tool's is repaired by going in front of it.
+        let failed = Finding::ProbeFailed {
+            arch: Arch::Riscv64,
+            entries: vec![entry("box64-like", "/usr/local/bin/emu")],
+            failure: ProbeFailure::TimedOut,
+        };
+        assert_eq!(
+            failed
+                .fix(Path::new(DEFAULT_MOUNT))
+                .text(Path::new(DEFAULT_MOUNT)),
+            "binfmt --install riscv64"
+        );
+    }
+
+    #[test]
     fn a_busy_lock_names_its_holders_or_how_to_find_them() {
         let busy = |holders: Vec<Holder>| Finding::LockBusy {
             path: PathBuf::from(DEFAULT_MOUNT),

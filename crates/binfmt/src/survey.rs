@@ -447,6 +447,22 @@ mod tests {
     }
 
     #[test]
+    fn fexs_own_entry_claims_amd64_programs() {
+        // FEX-x86_64 as FEX registers it: its mask zeroes bytes 8 to 10, which QEMU's
+        // keeps; what counts is what it accepts.
+        let line = b":FEX-x86_64:M:0:\\x7fELF\\x02\\x01\\x01\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x02\\x00\\x3e\\x00:\\xff\\xff\\xff\\xff\\xff\\xfe\\xfe\\x00\\x00\\x00\\x00\\xff\\xff\\xff\\xff\\xff\\xfe\\xff\\xff\\xff:/usr/bin/FEXInterpreter:POCF";
+        let registration = binfmt_misc::model::parse_register_line(line).unwrap();
+        assert_ne!(registration.matcher, Arch::Amd64.matcher());
+        let fex = Entry {
+            enabled: true,
+            registration,
+        };
+        assert!(claims(&fex, Arch::Amd64));
+        assert!(!claims(&fex, Arch::I386));
+        assert!(!is_binfmts_entry(&fex));
+    }
+
+    #[test]
     fn an_entry_claims_by_magic_not_by_name() {
         let mut rosetta = entry(Arch::Amd64, true, "F");
         rosetta.registration.name = "rosetta".into();
