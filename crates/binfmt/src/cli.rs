@@ -129,17 +129,22 @@ pub enum Command {
     /// subcommand.
     #[command(verbatim_doc_comment)]
     Apply(ApplyArgs),
-    /// List the emulators this binary carries: architecture, entry name, QEMU version,
-    /// Debian package and version, sha256 and size of each (from the pins embedded at
-    /// build time); with --config or --emulator, which emulator serves each
-    /// architecture.
+    /// List the emulators this binary carries, or which one serves each architecture.
+    ///
+    /// Per emulator: architecture, entry name, QEMU version, Debian package and version,
+    /// sha256 and size (from the pins embedded at build time). With --config or
+    /// --emulator, the emulators chosen instead of binfmt's are checked and shown.
     Emulators(EmulatorsArgs),
-    /// Turn entries on again: names, globs or architectures, comma-separated (a glob
-    /// or an architecture takes in only binfmt's own entries); without a list, all of
-    /// binfmt's.
+    /// Turn entries on again, without registering anything.
+    ///
+    /// LIST takes names, globs or architectures, comma-separated; a glob or an
+    /// architecture takes in only binfmt's own entries, another tool's only when named
+    /// exactly. Without a list, every entry of binfmt's.
     Enable(SwitchArgs),
-    /// Turn entries off without removing them (`binfmt enable` turns them on again):
-    /// names, globs or architectures, as for enable; without a list, all of binfmt's.
+    /// Turn entries off without unregistering them (`binfmt enable` undoes it).
+    ///
+    /// LIST as for enable: a glob or an architecture takes in only binfmt's own
+    /// entries (`binfmt disable qemu-x86_64` lets Rosetta run x86_64 programs again).
     Disable(SwitchArgs),
 }
 
