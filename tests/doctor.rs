@@ -402,11 +402,13 @@ namespace_test! {
         assert!(human.stdout.contains("\nNOTE [foreign-emulator] qemu-aarch64 runs arm64 programs"), "{human}");
         assert!(human.stdout.ends_with("binfmt doctor: no problems found\n"), "{human}");
 
-        // Under another name, the fix removes it too.
+        // Under another name it is another tool's entry: never advised away; binfmt's
+        // goes in front of it instead, if that is what the user wants.
         sandbox.write_control("qemu-aarch64", "-1");
         sandbox.register("aarch64-debian", Arch::Arm64, &debian, "POCF");
         let (run, json) = doctor(sandbox);
         let fix = text(&json["notes"][0]["fix"]);
-        assert!(fix.starts_with(&format!("{} --uninstall aarch64-debian --install arm64", binfmt(sandbox))), "{run}");
+        assert!(fix.starts_with(&format!("{} --install arm64 --take-over registers binfmt's in front of it", binfmt(sandbox))), "{run}");
+        assert!(!fix.contains("--uninstall"), "{run}");
     }
 }

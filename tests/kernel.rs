@@ -1,12 +1,14 @@
 //! The kernel layer (`binfmt-misc`) against a real, private binfmt_misc instance:
 //! what we encode is what the kernel stores and prints back.
 
+use std::fs;
 use std::path::PathBuf;
+use std::process::Command;
 
 use binfmt_misc::{Entry, Error, Flags, Matcher, Registration, Table};
 use qemu_catalog::Arch;
 
-use crate::util::{Sandbox, namespace_test};
+use crate::util::{Sandbox, host_arch, namespace_test};
 
 fn registration(arch: Arch, flags: &str) -> Registration {
     Registration {
@@ -158,5 +160,46 @@ namespace_test! {
         assert_ne!(second, first, "the same line registered again");
         assert_ne!(second.inode, first.inode);
         assert!(table.registration_id("no/such").is_err(), "names are checked");
+    }
+}
+
+namespace_test! {
+    /// What `binfmt check` and `doctor` rely on to name the entry that runs an
+    /// architecture: of two enabled entries that accept a program, the kernel runs it
+    /// with the one registered last, and lists that one first.
+    fn the_entry_listed_first_is_the_one_that_runs(sandbox: &Sandbox) {
+        let table = sandbox.table();
+        fs::create_dir_all(&sandbox.scratch).unwrap();
+        // Two "interpreters" that ignore the program and exit with their own status.
+        let exits = |status: u8| {
+            sandbox.executable(
+                &format!("exit-{status}"),
+                &tiny_elf::exit_with(host_arch().machine(), status),
+            )
+        };
+        let (seven, nine) = (exits(7), exits(9));
+        let program = sandbox.program(Arch::Riscv64, "", 0);
+        let entry = |name: &str, interpreter: &PathBuf| Registration {
+            name: name.to_owned(),
+            interpreter: interpreter.clone(),
+            ..registration(Arch::Riscv64, "F")
+        };
+        let runs_with = || Command::new(&program).status().unwrap().code();
+
+        table.register(&entry("older", &seven)).unwrap();
+        table.register(&entry("newer", &nine)).unwrap();
+        assert_eq!(table.entry_names().unwrap(), ["newer", "older"]);
+        assert_eq!(runs_with(), Some(9));
+
+        // Registered again, "older" is now the newest: first, and the one that runs.
+        table.remove("older").unwrap();
+        table.register(&entry("older", &seven)).unwrap();
+        assert_eq!(table.entry_names().unwrap(), ["older", "newer"]);
+        assert_eq!(runs_with(), Some(7));
+
+        // Disabled, it is passed over; its place in the list stays.
+        table.set_enabled("older", false).unwrap();
+        assert_eq!(runs_with(), Some(9));
+        assert_eq!(table.entry_names().unwrap(), ["older", "newer"]);
     }
 }

@@ -13,6 +13,7 @@ mod util;
 mod amd64_on_arm64;
 mod apply;
 mod check;
+mod coexistence;
 mod compat;
 mod crash;
 mod dist;

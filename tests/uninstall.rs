@@ -3,6 +3,7 @@
 
 use std::collections::BTreeSet;
 
+use binfmt_misc::Table as _;
 use qemu_catalog::Arch;
 
 use crate::util::{Sandbox, foreign_arches, namespace_test};
@@ -42,6 +43,34 @@ namespace_test! {
         // Nothing left to match is success: the state asked for holds.
         let run = sandbox.binfmt(&["--uninstall", "qemu-*"]).success();
         assert!(run.stderr.contains("nothing matches"), "{run}");
+    }
+}
+
+namespace_test! {
+    /// After an uninstall the emulator files no entry uses any more are removed, as
+    /// after an install; one an entry still uses stays.
+    fn uninstall_removes_the_emulator_files_no_entry_uses(sandbox: &Sandbox) {
+        sandbox.binfmt(&["--install", "all"]).success();
+        let files = || -> BTreeSet<String> {
+            std::fs::read_dir(&sandbox.interpreters)
+                .unwrap()
+                .map(|item| item.unwrap().file_name().into_string().unwrap())
+                .filter(|name| name.starts_with("qemu-"))
+                .collect()
+        };
+        assert_eq!(files().len(), foreign_arches().len());
+        let s390x = sandbox.table().read_entry("qemu-s390x").unwrap().unwrap();
+        let run = sandbox.binfmt(&["--uninstall", "arm64"]).success();
+        let line = crate::util::line_with(&run.stderr, "removed: ");
+        assert!(line.contains("qemu-aarch64-") && line.ends_with("MB freed)"), "{run}");
+        assert!(line.contains("(emulator no entry uses any more;"), "{run}");
+        assert_eq!(files().len(), foreign_arches().len() - 1);
+        sandbox.binfmt(&["--uninstall", "qemu-*"]).success();
+        assert_eq!(files(), BTreeSet::new(), "every file went with its entry");
+        assert!(!s390x.interpreter().exists());
+        // Reinstalling writes them again.
+        sandbox.binfmt(&["--install", "s390x"]).success();
+        sandbox.assert_runs(Arch::S390x);
     }
 }
 

@@ -683,8 +683,17 @@ pub fn binfmt_cache() -> PathBuf {
 /// A Debian package of trixie (`busybox-static:arm64`), unpacked by
 /// `tools/debian-package` into binfmt's cache (downloaded once); its directory.
 pub fn debian_package(spec: &str) -> PathBuf {
+    debian_package_of("trixie", spec)
+}
+
+/// [`debian_package`] of another suite (`bookworm`).
+pub fn debian_package_of(suite: &str, spec: &str) -> PathBuf {
     let output = Command::new(workspace_root().join("tools/debian-package"))
-        .arg(binfmt_cache().join("debian-packages"))
+        .args(["--suite", suite])
+        .arg(binfmt_cache().join(match suite {
+            "trixie" => "debian-packages".to_owned(),
+            suite => format!("debian-packages-{suite}"),
+        }))
         .arg(spec)
         .output()
         .expect("run tools/debian-package");

@@ -147,10 +147,12 @@ impl Table for FakeTable {
     }
 
     fn entry_names(&self) -> Result<Vec<String>, Error> {
+        // Newest first, as the kernel lists (and matches) them.
         Ok(self
             .entries
             .borrow()
             .iter()
+            .rev()
             .map(|e| e.registration.name.clone())
             .collect())
     }

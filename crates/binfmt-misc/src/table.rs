@@ -45,7 +45,15 @@ pub trait Table {
     /// Where the table is mounted, for messages.
     fn path(&self) -> &Path;
 
-    /// The names of all entries, in directory order (not `register` or `status`).
+    /// The names of all entries (not `register` or `status`), in the order the kernel
+    /// tries them: the one registered last first.
+    ///
+    /// The kernel adds each new entry at the head of the list it matches a program
+    /// against (`list_add()` in `bm_register_write()`), and the entry's file at the
+    /// head of the mount's directory, which `readdir(2)` lists from the head: so
+    /// directory order is matching order (`tests/kernel.rs` checks it on the kernel it
+    /// runs on). Of several enabled entries that accept a program, the first listed
+    /// runs it.
     fn entry_names(&self) -> Result<Vec<String>, Error>;
 
     /// The entry of that name, or `None` when there is none.

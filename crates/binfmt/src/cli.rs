@@ -32,9 +32,23 @@ pub struct Args {
     pub install: Option<String>,
 
     /// Entries to remove: entry names (qemu-aarch64), globs (qemu-*) or architecture
-    /// names (arm64), comma-separated. Only matching entries are removed.
+    /// names (arm64), comma-separated. A glob or an architecture removes only
+    /// binfmt's own entries; another tool's (rosetta, WSLInterop) only when named
+    /// exactly. Emulator files no entry uses any more are removed too.
     #[arg(long, value_name = "LIST")]
     pub uninstall: Option<String>,
+
+    /// Register binfmt's emulator even where another tool's working handler (Rosetta,
+    /// FEX, box64) already runs the architecture: in front of it, which stays
+    /// registered. Without it such an architecture is left to that handler.
+    #[arg(long, env = "BINFMT_TAKE_OVER")]
+    pub take_over: bool,
+
+    /// Use this emulator for ARCH instead of the one binfmt carries (repeatable):
+    /// ARCH=PATH, or ARCH=PATH@sha256:DIGEST to pin its digest. The file must be one
+    /// only root can change; it must run ARCH's programs.
+    #[arg(long = "emulator", value_name = "ARCH=PATH[@sha256:DIGEST]")]
+    pub emulators: Vec<String>,
 
     /// The binfmt_misc mount to use. When nothing is mounted at the default place (as
     /// in every container), binfmt mounts it there, and refuses to register when the
@@ -97,22 +111,41 @@ pub enum Command {
     /// Register what a config file lists: for the systemd unit and Kubernetes.
     ///
     /// The file (TOML) names the architectures and, optionally, the flags, the
-    /// interpreter directory and the binfmt_misc mount, for example:
+    /// interpreter directory, the binfmt_misc mount, whether to take over from other
+    /// tools' handlers, and emulators chosen for some architectures, for example:
     ///
     ///     architectures = ["arm64", "riscv64"]   # or ["all"]
     ///     flags = "POCF"                          # the default
     ///     interpreter_dir = "/var/lib/binfmt"     # the default
     ///     mount = "/proc/sys/fs/binfmt_misc"      # the default
+    ///     take_over = false                       # the default
+    ///
+    ///     [emulators.riscv64]                     # instead of binfmt's
+    ///     path = "/usr/bin/qemu-riscv64-static"
+    ///     sha256 = "..."                          # optional
     ///
     /// The file is checked whole before anything is written; the top-level options
     /// and their BINFMT_* variables do not apply here (but --lock-timeout does). Exit codes as without a
     /// subcommand.
     #[command(verbatim_doc_comment)]
     Apply(ApplyArgs),
-    /// List the emulators this binary carries: architecture, entry name, QEMU version,
-    /// Debian package and version, sha256 and size of each (from the pins embedded at
-    /// build time).
+    /// List the emulators this binary carries, or which one serves each architecture.
+    ///
+    /// Per emulator: architecture, entry name, QEMU version, Debian package and version,
+    /// sha256 and size (from the pins embedded at build time). With --config or
+    /// --emulator, the emulators chosen instead of binfmt's are checked and shown.
     Emulators(EmulatorsArgs),
+    /// Turn entries on again, without registering anything.
+    ///
+    /// LIST takes names, globs or architectures, comma-separated; a glob or an
+    /// architecture takes in only binfmt's own entries, another tool's only when named
+    /// exactly. Without a list, every entry of binfmt's.
+    Enable(SwitchArgs),
+    /// Turn entries off without unregistering them (`binfmt enable` undoes it).
+    ///
+    /// LIST as for enable: a glob or an architecture takes in only binfmt's own
+    /// entries (`binfmt disable qemu-x86_64` lets Rosetta run x86_64 programs again).
+    Disable(SwitchArgs),
 }
 
 /// `binfmt emulators`.
@@ -121,6 +154,33 @@ pub struct EmulatorsArgs {
     /// Print JSON on stdout instead of a table.
     #[arg(long)]
     pub json: bool,
+
+    /// Show the emulators this config file chooses (`[emulators]`), checked.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Show this emulator for ARCH, checked, as the top-level --emulator takes it.
+    #[arg(long = "emulator", value_name = "ARCH=PATH[@sha256:DIGEST]")]
+    pub emulators: Vec<String>,
+}
+
+/// `binfmt enable` and `binfmt disable`.
+#[derive(Debug, clap::Args)]
+pub struct SwitchArgs {
+    /// Entries: names (qemu-aarch64, rosetta), globs (qemu-*) or architectures (arm64),
+    /// comma-separated; without it, every entry of binfmt's.
+    #[arg(value_name = "LIST")]
+    pub list: Option<String>,
+
+    /// The binfmt_misc mount (never mounted by this command).
+    #[arg(long, value_name = "DIR", env = "BINFMT_MOUNT", default_value = binfmt_misc::DEFAULT_MOUNT)]
+    pub mount: PathBuf,
+
+    /// How long to wait for another binfmt run changing the same table, in seconds,
+    /// as the top-level --lock-timeout.
+    #[arg(long, value_name = "SECONDS", env = "BINFMT_LOCK_TIMEOUT",
+          default_value_t = DEFAULT_LOCK_TIMEOUT, value_parser = lock_timeout_range())]
+    pub lock_timeout: u64,
 }
 
 /// Run one command with foreign-architecture emulation, without privileges.

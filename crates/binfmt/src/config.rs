@@ -8,13 +8,21 @@
 //! flags = "POCF"                          # optional, default POCF
 //! interpreter_dir = "/var/lib/binfmt"     # optional, default /var/lib/binfmt
 //! mount = "/proc/sys/fs/binfmt_misc"      # optional, default /proc/sys/fs/binfmt_misc
+//! take_over = false                       # optional: as --take-over
+//!
+//! [emulators.riscv64]                     # optional: as --emulator, per architecture
+//! path = "/usr/bin/qemu-riscv64-static"
+//! sha256 = "…"                            # optional: refused unless the file has it
+//! flags = "POCF"                          # optional: this entry's, default `flags`
 //! ```
 //!
 //! Everything is checked when the file is read, before anything is written: unknown
 //! keys (a misspelt `architecture` would otherwise be ignored), unknown architectures,
 //! the machine's own architectures, bad flag letters and relative paths are refused,
-//! each error naming the file, the key and the fix.
+//! each error naming the file, the key and the fix. A chosen emulator's file is
+//! checked (and its probe run) when the config is applied, before the first write.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -22,6 +30,7 @@ use binfmt_misc::{DEFAULT_MOUNT, Flags};
 use interpreter_files::{DEFAULT_DIR, InterpreterDir};
 use serde::Deserialize;
 
+use crate::chosen::ChosenEmulator;
 use crate::install::{self, Install};
 
 /// Where `binfmt apply` looks without `--config`.
@@ -35,6 +44,17 @@ struct ConfigFile {
     flags: Option<String>,
     interpreter_dir: Option<PathBuf>,
     mount: Option<PathBuf>,
+    take_over: Option<bool>,
+    emulators: Option<BTreeMap<String, EmulatorTable>>,
+}
+
+/// `[emulators.ARCH]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EmulatorTable {
+    path: PathBuf,
+    sha256: Option<String>,
+    flags: Option<String>,
 }
 
 /// A checked config.
@@ -115,9 +135,27 @@ impl Config {
             flags,
             interpreter_dir: InterpreterDir::new(interpreter_dir),
             in_memory: false,
+            take_over: file.take_over.unwrap_or(false),
         };
+        let mut chosen = Vec::new();
+        for (arch, table) in file.emulators.unwrap_or_default() {
+            let key = format!("emulators.{arch}");
+            let flags = match &table.flags {
+                Some(letters) => Some(
+                    letters
+                        .parse::<Flags>()
+                        .map_err(|error| format!("{key}.flags {letters:?}: {error}"))?,
+                ),
+                None => None,
+            };
+            chosen.push(
+                ChosenEmulator::new(&arch, table.path, table.sha256.as_deref(), flags)
+                    .map_err(|error| format!("{key}: {error}"))?,
+            );
+        }
         let install = Install::new(selection, emulators, options)
-            .map_err(|reason| format!("interpreter_dir: {reason}"))?;
+            .map_err(|reason| format!("interpreter_dir: {reason}"))?
+            .with_chosen(chosen, "emulators")?;
         Ok(Config { install, mount })
     }
 }
@@ -216,6 +254,60 @@ mod tests {
         assert!(message.starts_with("interpreter_dir: "), "{message}");
         assert!(refused("architectures = [\"arm64\"]\nmount = \"proc\"").contains("mount"));
         assert!(refused("architectures = [\"arm64\"").contains("line 1"));
+    }
+
+    #[test]
+    fn emulators_and_take_over_are_read_and_checked() {
+        let arch = Arch::ALL
+            .into_iter()
+            .find(|arch| !arch.is_native())
+            .unwrap()
+            .oci();
+        let config = Config::parse(&format!(
+            "architectures = [\"all\"]\ntake_over = true\n\
+             [emulators.{arch}]\npath = \"/usr/bin/qemu-x-static\"\nsha256 = \"{}\"\n\
+             flags = \"PF\"\n",
+            "0".repeat(64)
+        ))
+        .unwrap();
+        assert!(config.install.options.take_over);
+        let chosen = &config.install.chosen[0];
+        assert_eq!(chosen.arch.oci(), arch);
+        assert_eq!(chosen.path, Path::new("/usr/bin/qemu-x-static"));
+        assert_eq!(chosen.flags, Some("PF".parse().unwrap()));
+        assert!(
+            !Config::parse(r#"architectures = ["all"]"#)
+                .unwrap()
+                .install
+                .options
+                .take_over
+        );
+
+        let message = refused(&format!(
+            "architectures = [\"all\"]\n[emulators.{arch}]\npath = \"bin/x\"\n"
+        ));
+        assert!(
+            message.starts_with(&format!("emulators.{arch}: ")),
+            "{message}"
+        );
+        assert!(message.contains("not an absolute path"), "{message}");
+        let message = refused(&format!(
+            "architectures = [\"all\"]\n[emulators.{arch}]\npth = \"/x\"\n"
+        ));
+        assert!(message.contains("unknown field `pth`"), "{message}");
+        let other = Arch::ALL
+            .into_iter()
+            .filter(|arch| !arch.is_native())
+            .nth(1)
+            .unwrap()
+            .oci();
+        let message = refused(&format!(
+            "architectures = [\"{arch}\"]\n[emulators.{other}]\npath = \"/x\"\n"
+        ));
+        assert!(
+            message.contains("not among the architectures to install"),
+            "{message}"
+        );
     }
 
     #[test]

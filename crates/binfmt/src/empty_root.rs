@@ -158,6 +158,16 @@ impl fmt::Display for ProbeError {
     }
 }
 
+impl fmt::Debug for Launch<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Launch::EmptyRoot => f.write_str("in an empty root"),
+            Launch::InPlace => f.write_str("in place"),
+            Launch::Through(interpreter) => write!(f, "through {}", interpreter.display()),
+        }
+    }
+}
+
 /// Runs probes: [`SystemProber`] for real, a fake in tests of the logic that reads them.
 pub trait Prober {
     /// Runs the probes of `arches` and reports each outcome.
@@ -176,17 +186,53 @@ impl Prober for SystemProber {
 
 /// Runs the probes of `arches`; see the module documentation.
 pub fn run_probes(arches: &[Arch]) -> Result<ProbeRun, ProbeError> {
-    let probes: Vec<Probe> = arches.iter().map(|arch| arch.probe()).collect();
-    let root = ProbeRoot::create()?;
-    for probe in &probes {
-        root.write(probe)?;
-    }
     let confinement = if can_chroot() {
         Confinement::EmptyRoot
     } else {
         log::debug!("no CAP_SYS_CHROOT: probes run without an empty root");
         Confinement::Unconfined
     };
+    let launch = match confinement {
+        Confinement::EmptyRoot => Launch::EmptyRoot,
+        Confinement::Unconfined => Launch::InPlace,
+    };
+    let outcomes = run(arches, &launch)?;
+    Ok(ProbeRun {
+        confinement,
+        outcomes,
+    })
+}
+
+/// Runs `arch`'s probe by handing it to `interpreter` as its argument
+/// (`interpreter /<dir>/<cpu>`), not through binfmt_misc and not in an empty root:
+/// whether an emulator file a user names runs that architecture's programs at all,
+/// before it is registered.
+pub fn run_through(interpreter: &Path, arch: Arch) -> Result<ProbeOutcome, ProbeError> {
+    let outcomes = run(&[arch], &Launch::Through(interpreter))?;
+    outcomes
+        .into_iter()
+        .next()
+        .map(|(_, outcome)| outcome)
+        .ok_or_else(|| ProbeError("no probe ran".to_owned()))
+}
+
+/// How a probe is started.
+enum Launch<'a> {
+    /// chroot into the probes' directory, then exec the probe.
+    EmptyRoot,
+    /// exec the probe where it lies.
+    InPlace,
+    /// exec this interpreter with the probe's path as its argument.
+    Through(&'a Path),
+}
+
+/// Writes the probes of `arches` to a fresh directory and runs them all at once.
+fn run(arches: &[Arch], launch: &Launch) -> Result<Vec<(Arch, ProbeOutcome)>, ProbeError> {
+    let probes: Vec<Probe> = arches.iter().map(|arch| arch.probe()).collect();
+    let root = ProbeRoot::create()?;
+    for probe in &probes {
+        root.write(probe)?;
+    }
     let root_c = CString::new(root.dir.as_os_str().as_bytes())
         .map_err(|_| ProbeError(format!("{} contains a NUL byte", root.dir.display())))?;
 
@@ -194,7 +240,7 @@ pub fn run_probes(arches: &[Arch]) -> Result<ProbeRun, ProbeError> {
     let mut outcomes: Vec<Option<ProbeOutcome>> = vec![None; probes.len()];
     let mut running: Vec<(usize, Child)> = Vec::new();
     for (index, probe) in probes.iter().enumerate() {
-        match spawn(&root, &root_c, probe, confinement) {
+        match spawn(&root, &root_c, probe, launch) {
             Ok(child) => running.push((index, child)),
             Err(error) => {
                 outcomes[index] = Some(ProbeOutcome::Failed(ProbeFailure::Exec(
@@ -249,32 +295,23 @@ pub fn run_probes(arches: &[Arch]) -> Result<ProbeRun, ProbeError> {
         pause = Duration::from_millis(1);
     }
 
-    let outcomes = arches
+    Ok(arches
         .iter()
         .zip(outcomes)
         .map(|(arch, outcome)| {
             let outcome = outcome
                 .unwrap_or_else(|| ProbeOutcome::Failed(ProbeFailure::Wait("no result".into())));
-            log::debug!("probe {arch}: {outcome:?} ({confinement:?})");
+            log::debug!("probe {arch}: {outcome:?} ({launch:?})");
             (*arch, outcome)
         })
-        .collect();
-    Ok(ProbeRun {
-        confinement,
-        outcomes,
-    })
+        .collect())
 }
 
 /// Starts one probe; see the module documentation for what the child does.
 #[allow(unsafe_code)] // Command::pre_exec: chroot(2) in the child, before execve.
-fn spawn(
-    root: &ProbeRoot,
-    root_c: &CString,
-    probe: &Probe,
-    confinement: Confinement,
-) -> io::Result<Child> {
-    let mut command = match confinement {
-        Confinement::EmptyRoot => {
+fn spawn(root: &ProbeRoot, root_c: &CString, probe: &Probe, launch: &Launch) -> io::Result<Child> {
+    let mut command = match launch {
+        Launch::EmptyRoot => {
             let mut command = Command::new(format!("/{}", probe.file_name()));
             let root_c = root_c.clone();
             // SAFETY: the closure runs in the forked child before execve. It only makes
@@ -289,9 +326,16 @@ fn spawn(
             }
             command
         }
-        Confinement::Unconfined => {
+        Launch::InPlace => {
             let mut command = Command::new(root.dir.join(probe.file_name()));
             command.current_dir(&root.dir);
+            command
+        }
+        Launch::Through(interpreter) => {
+            let mut command = Command::new(interpreter);
+            command
+                .arg(root.dir.join(probe.file_name()))
+                .current_dir(&root.dir);
             command
         }
     };

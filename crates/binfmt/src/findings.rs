@@ -21,6 +21,7 @@ use serde::Serialize;
 
 use crate::empty_root::ProbeFailure;
 use crate::host::HostFacts;
+use crate::survey::is_binfmts;
 
 /// The oldest kernel with flag F (`MISC_FMT_OPEN_FILE`, Linux 4.8).
 pub const F_SINCE: (u32, u32) = (4, 8);
@@ -86,8 +87,16 @@ pub enum Finding {
     /// Entries for `arch` without flag F whose interpreter exists here: they do not
     /// work inside containers and chroots.
     NoFixBinary { arch: Arch, entries: Vec<EntryRef> },
-    /// Several enabled entries claim `arch`.
+    /// Several enabled entries of binfmt's claim `arch`; `names` in the order the
+    /// kernel tries them (the first runs its programs).
     DuplicateArch { arch: Arch, names: Vec<String> },
+    /// Several enabled entries claim `arch`, another tool's among them: `runner` runs
+    /// its programs (registered last), `passed_over` are not used: a notice.
+    Shadowed {
+        arch: Arch,
+        runner: EntryRef,
+        passed_over: Vec<EntryRef>,
+    },
     /// No probe could be run at all.
     CannotProbe { reason: String },
     /// The `arch` probe failed through these enabled entries.
@@ -174,6 +183,7 @@ impl Finding {
             Finding::StaleEntry { .. } => "stale-entry",
             Finding::NoFixBinary { .. } => "no-fix-binary",
             Finding::DuplicateArch { .. } => "duplicate-arch",
+            Finding::Shadowed { .. } => "shadowed-handler",
             Finding::CannotProbe { .. } => "cannot-probe",
             Finding::ProbeFailed { .. } => "probe-failed",
             Finding::NoEntry { .. } => "no-entry",
@@ -263,9 +273,29 @@ impl Finding {
                 )
             }),
             Finding::DuplicateArch { arch, names } => format!(
-                "{} enabled entries claim {arch} programs: {}",
+                "{} enabled entries claim {arch} programs: the kernel runs them with {}, \
+                 registered last; {} passed over",
                 names.len(),
-                names.join(", ")
+                names.first().map_or("none", String::as_str),
+                match &names[1.min(names.len())..] {
+                    [one] => format!("{one} is"),
+                    rest => format!("{} are", rest.join(", ")),
+                }
+            ),
+            Finding::Shadowed {
+                arch,
+                runner,
+                passed_over,
+            } => format!(
+                "{} runs {arch} programs, with {}: it was registered after {}, which the \
+                 kernel now passes over",
+                runner.name,
+                runner.interpreter.display(),
+                passed_over
+                    .iter()
+                    .map(|entry| format!("{} ({})", entry.name, entry.interpreter.display()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
             Finding::CannotProbe { reason } => format!("no probe could run: {reason}"),
             Finding::ProbeFailed {
@@ -421,6 +451,12 @@ impl Finding {
                  on boot order (Debian's qemu-user-binfmt, Rosetta and binfmt each register \
                  their own)"
             }
+            Finding::Shadowed { .. } => {
+                "the kernel runs a program with the newest enabled entry that accepts it, so \
+                 an emulator registered after a translator (Rosetta, FEX, box64) takes over \
+                 from it without a word; binfmt leaves another tool's working entry in \
+                 charge unless told to take over"
+            }
             Finding::CannotProbe { .. } => {
                 "without running a program of each architecture nothing is proved"
             }
@@ -472,14 +508,22 @@ impl Finding {
                 .join(" && "),
             remark: Some(remark),
         };
-        // binfmt's own entry for `arch`, with every other one among `entries` removed
-        // (when `uninstall_others`) so that ours is the one the kernel uses; `None`
-        // where binfmt carries no emulator for `arch` (the machine's own).
+        // binfmt's own entry for `arch`, with every other one of binfmt's among
+        // `entries` removed (when `uninstall_others`) so that ours is the one the kernel
+        // uses; `None` where binfmt carries no emulator for `arch` (the machine's own).
+        // Another tool's entry is never removed: binfmt's, registered after it, is
+        // matched first, and it stays in place.
         let install = |arch: Arch, entries: &[EntryRef], uninstall_others: bool| {
             Emulator::for_arch(arch).map(|_| Fix::Binfmt {
                 keep: None,
                 uninstall: if uninstall_others {
-                    others(arch, entries.iter().map(|entry| &entry.name))
+                    others(
+                        arch,
+                        entries
+                            .iter()
+                            .filter(|entry| is_binfmts(&entry.name, &entry.interpreter))
+                            .map(|entry| &entry.name),
+                    )
                 } else {
                     Vec::new()
                 },
@@ -546,6 +590,36 @@ impl Finding {
                 .unwrap_or_else(|| remove(entries, "(removes it)")),
             Finding::NoFixBinary { arch, entries } => {
                 install(*arch, entries, true).unwrap_or_else(|| remove(entries, "(removes it)"))
+            }
+            Finding::Shadowed {
+                arch,
+                runner,
+                passed_over,
+            } => {
+                let ours = |entry: &EntryRef| is_binfmts(&entry.name, &entry.interpreter);
+                let keep = format!("nothing, to keep {}", runner.name);
+                let disable = format!("{} disable {}", binfmt_command(mount), runner.name);
+                let other = passed_over.first().map_or("", |entry| entry.name.as_str());
+                Fix::Advice(if ours(runner) {
+                    format!(
+                        "{keep}; to let {other} run {arch} programs again: {} (or {disable}; \
+                         `binfmt enable` undoes it)",
+                        binfmt_with(mount, std::slice::from_ref(&runner.name), None)
+                    )
+                } else if passed_over.iter().any(ours) {
+                    format!(
+                        "{keep}; to use binfmt's emulator instead: {} --install {} --take-over \
+                         ({} stays registered), or {disable}",
+                        binfmt_command(mount),
+                        arch.oci(),
+                        runner.name
+                    )
+                } else {
+                    format!(
+                        "{keep}; to let {other} run them instead: {disable} (`binfmt enable` \
+                         undoes it)"
+                    )
+                })
             }
             Finding::DuplicateArch { arch, names } => {
                 let ours = arch.entry_name();
@@ -617,14 +691,25 @@ impl Finding {
                      config file)"
                 ))
             }
-            Finding::ForeignEmulator { arch, entries } => Fix::Advice(format!(
-                "{} replaces it with binfmt's; leave it if that emulator is the one you want",
-                binfmt_with(
-                    mount,
-                    &others(*arch, entries.iter().map(|entry| &entry.name)),
-                    [arch.oci()]
-                )
-            )),
+            Finding::ForeignEmulator { arch, entries } => {
+                let theirs = entries
+                    .iter()
+                    .any(|entry| !is_binfmts(&entry.name, &entry.interpreter));
+                Fix::Advice(if theirs {
+                    format!(
+                        "{} --install {} --take-over registers binfmt's in front of it (which \
+                         stays registered); leave it if that emulator is the one you want",
+                        binfmt_command(mount),
+                        arch.oci()
+                    )
+                } else {
+                    format!(
+                        "{} replaces it with binfmt's; leave it if that emulator is the one you \
+                         want",
+                        binfmt_with(mount, &[], [arch.oci()])
+                    )
+                })
+            }
             Finding::DirDenied { .. } => Fix::Advice(
                 "run as root (sudo binfmt ...), or in Docker with --privileged; without root, \
                  `binfmt run -- CMD` emulates for one command"
@@ -822,6 +907,67 @@ mod tests {
         assert!(
             freed_since.contains("fix: run it again (there is room now), or put"),
             "{freed_since}"
+        );
+    }
+
+    #[test]
+    fn a_shadowed_handler_is_never_advised_away() {
+        let entry = |name: &str, interpreter: &str| EntryRef {
+            name: name.to_owned(),
+            interpreter: PathBuf::from(interpreter),
+            enabled: true,
+        };
+        let rosetta = entry("rosetta", "/mnt/lima-rosetta/rosetta");
+        let ours = entry(
+            "qemu-x86_64",
+            "/var/lib/binfmt/qemu-x86_64-0123456789abcdef",
+        );
+        let fex = entry("FEX-x86_64", "/usr/bin/FEXInterpreter");
+        let fix = |runner: &EntryRef, passed_over: &[&EntryRef]| {
+            let finding = Finding::Shadowed {
+                arch: Arch::Amd64,
+                runner: runner.clone(),
+                passed_over: passed_over.iter().map(|e| (*e).clone()).collect(),
+            };
+            assert!(
+                finding
+                    .problem(Path::new(DEFAULT_MOUNT))
+                    .starts_with(&format!(
+                        "{} runs amd64 programs, with {}: it was registered after ",
+                        runner.name,
+                        runner.interpreter.display()
+                    ))
+            );
+            finding
+                .fix(Path::new(DEFAULT_MOUNT))
+                .text(Path::new(DEFAULT_MOUNT))
+        };
+        assert_eq!(
+            fix(&ours, &[&rosetta]),
+            "nothing, to keep qemu-x86_64; to let rosetta run amd64 programs again: binfmt \
+             --uninstall qemu-x86_64 (or binfmt disable qemu-x86_64; `binfmt enable` undoes it)"
+        );
+        assert_eq!(
+            fix(&rosetta, &[&ours]),
+            "nothing, to keep rosetta; to use binfmt's emulator instead: binfmt --install amd64 \
+             --take-over (rosetta stays registered), or binfmt disable rosetta"
+        );
+        assert_eq!(
+            fix(&fex, &[&rosetta]),
+            "nothing, to keep FEX-x86_64; to let rosetta run them instead: binfmt disable \
+             FEX-x86_64 (`binfmt enable` undoes it)"
+        );
+        // A failing entry of another tool's is repaired by going in front of it.
+        let failed = Finding::ProbeFailed {
+            arch: Arch::Riscv64,
+            entries: vec![entry("box64-like", "/usr/local/bin/emu")],
+            failure: ProbeFailure::TimedOut,
+        };
+        assert_eq!(
+            failed
+                .fix(Path::new(DEFAULT_MOUNT))
+                .text(Path::new(DEFAULT_MOUNT)),
+            "binfmt --install riscv64"
         );
     }
 

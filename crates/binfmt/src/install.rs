@@ -1,4 +1,5 @@
-//! `--install LIST`: register the embedded emulators, idempotently.
+//! `--install LIST`: register the embedded emulators (or the ones chosen for some
+//! architectures), idempotently.
 //!
 //! For each architecture: compare the entry we want with the one the table holds,
 //! make sure the interpreter file is the pinned emulator, apply the smallest change,
@@ -6,7 +7,9 @@
 //! written), a different one is replaced and the difference reported. Arguments were
 //! validated before this runs: an [`Install`] is made by [`parse_list`] and
 //! [`Install::new`], the one chain that checks `--install` and a config file's
-//! `architectures` alike.
+//! `architectures` alike. Which architectures are registered at all, where other
+//! tools' entries run some, was decided before ([`crate::handlers`]): [`install`]
+//! gets the [`Item`]s to register.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -17,9 +20,8 @@ use qemu_catalog::{Arch, Emulator, Selection};
 
 use rustix::io::Errno;
 
-use crate::empty_root::Prober;
+use crate::chosen::{CheckedEmulator, ChosenEmulator};
 use crate::findings::Finding;
-use crate::survey::Survey;
 
 /// How entries are registered.
 #[derive(Clone, Debug)]
@@ -32,6 +34,9 @@ pub struct Options {
     /// (`binfmt run`: its private table lives only as long as its namespace, and an
     /// unprivileged user owns no directory the kernel should trust).
     pub in_memory: bool,
+    /// Register binfmt's emulator even where another tool's working entry runs the
+    /// architecture (`--take-over`), in front of it; see [`crate::handlers`].
+    pub take_over: bool,
 }
 
 /// What to register, and how: validated, so nothing is refused once writing starts.
@@ -41,6 +46,10 @@ pub struct Install {
     pub selection: Selection,
     /// The emulators of the selection.
     pub emulators: Vec<Emulator>,
+    /// The emulators chosen for some of its architectures, instead of binfmt's
+    /// (`--emulator`, a config file's `[emulators]`); their files are checked when
+    /// the install is carried out, before the first write.
+    pub chosen: Vec<ChosenEmulator>,
     /// How to register them.
     pub options: Options,
 }
@@ -62,8 +71,77 @@ impl Install {
         Ok(Install {
             selection,
             emulators,
+            chosen: Vec::new(),
             options,
         })
+    }
+
+    /// The same install with `chosen` emulators for some architectures; `what` names
+    /// where they were given (`--emulator`, `emulators`), for the errors. Refused: two
+    /// for one architecture, one for an architecture the install does not register,
+    /// and one whose entry the kernel would refuse.
+    pub fn with_chosen(
+        mut self,
+        chosen: Vec<ChosenEmulator>,
+        what: &str,
+    ) -> Result<Install, String> {
+        crate::chosen::refuse_duplicates(&chosen).map_err(|error| format!("{what}: {error}"))?;
+        for one in &chosen {
+            if !self.emulators.iter().any(|e| e.arch() == one.arch) {
+                return Err(format!(
+                    "{what}: an emulator is chosen for {}, which is not among the \
+                     architectures to install; add it to them",
+                    one.arch
+                ));
+            }
+            Registration {
+                name: one.arch.entry_name(),
+                matcher: one.arch.matcher(),
+                interpreter: one.path.clone(),
+                flags: one.flags.unwrap_or(self.options.flags),
+            }
+            .validate()
+            .map_err(|reason| format!("{what} {}: {reason}", one.arch))?;
+        }
+        self.chosen = chosen;
+        Ok(self)
+    }
+
+    /// Every architecture of the install, in order.
+    pub fn arches(&self) -> Vec<Arch> {
+        self.emulators.iter().map(Emulator::arch).collect()
+    }
+}
+
+/// One architecture to register, with what.
+#[derive(Clone, Debug)]
+pub struct Item {
+    /// The architecture.
+    pub arch: Arch,
+    /// The emulator that is to run it.
+    pub source: Source,
+    /// Another tool's entry is matched before binfmt's today: register binfmt's
+    /// again, even where it is right, so that it comes first.
+    pub to_front: bool,
+}
+
+/// The emulator an [`Item`] registers.
+#[derive(Clone, Debug)]
+pub enum Source {
+    /// The one binfmt carries.
+    Embedded(Emulator),
+    /// The one the user chose, checked.
+    Chosen(CheckedEmulator),
+}
+
+impl Item {
+    /// binfmt's own emulator for its architecture, registered the usual way.
+    pub fn embedded(emulator: Emulator) -> Item {
+        Item {
+            arch: emulator.arch(),
+            source: Source::Embedded(emulator),
+            to_front: false,
+        }
     }
 }
 
@@ -104,51 +182,6 @@ pub fn resolve(selection: &Selection) -> Result<Vec<Emulator>, String> {
     }
 }
 
-/// For `--install all`: leaves out the architectures this machine runs natively,
-/// measured by execution (32-bit arm on an aarch64 CPU with AArch32): those no enabled
-/// entry claims whose probe runs anyway. Each one left out is logged.
-///
-/// The host's own architectures are never in `emulators` to begin with (see
-/// [`resolve`]); this catches what only running a program can tell, and probes only
-/// the architectures a CPU like this one may run ([`Arch::may_be_native`]): none on
-/// x86_64.
-pub fn skip_native(
-    table: &dyn Table,
-    emulators: Vec<Emulator>,
-    prober: &dyn Prober,
-) -> Result<Vec<Emulator>, TableError> {
-    skip_native_on(table, emulators, prober, &Arch::may_be_native)
-}
-
-/// [`skip_native`] on a CPU that may run what `may_be_native` says.
-fn skip_native_on(
-    table: &dyn Table,
-    emulators: Vec<Emulator>,
-    prober: &dyn Prober,
-    may_be_native: &dyn Fn(Arch) -> bool,
-) -> Result<Vec<Emulator>, TableError> {
-    let mut survey = Survey::read(Some(table))?;
-    let unclaimed: Vec<Arch> = emulators
-        .iter()
-        .map(Emulator::arch)
-        .filter(|arch| may_be_native(*arch) && survey.serving_claims(*arch).is_empty())
-        .collect();
-    survey.probe(prober, &unclaimed);
-    Ok(emulators
-        .into_iter()
-        .filter(|emulator| {
-            let native = survey.runs_natively(emulator.arch());
-            if native {
-                eprintln!(
-                    "installing: {} skipped (this machine runs it natively)",
-                    emulator.arch()
-                );
-            }
-            !native
-        })
-        .collect())
-}
-
 /// The entry we want for `emulator`, with its interpreter on disk.
 pub fn wanted(emulator: &Emulator, options: &Options) -> Registration {
     let arch = emulator.arch();
@@ -157,6 +190,17 @@ pub fn wanted(emulator: &Emulator, options: &Options) -> Registration {
         matcher: arch.matcher(),
         interpreter: options.interpreter_dir.path_for(emulator),
         flags: options.flags,
+    }
+}
+
+/// The entry we want for a chosen emulator: binfmt's name for the architecture, its
+/// magic and mask, the chosen file, its flags or those of the rest.
+pub fn wanted_chosen(chosen: &CheckedEmulator, options: &Options) -> Registration {
+    Registration {
+        name: chosen.arch.entry_name(),
+        matcher: chosen.arch.matcher(),
+        interpreter: chosen.file.path.clone(),
+        flags: chosen.flags.unwrap_or(options.flags),
     }
 }
 
@@ -204,16 +248,17 @@ impl fmt::Display for InstallOutcome {
     }
 }
 
-/// Installs each emulator; a failure does not stop the rest.
+/// Installs each item; a failure does not stop the rest.
 ///
 /// Three steps, so that the expensive middle one runs on every core: read each entry
 /// and decide whether its interpreter file is needed; check those files and write the
 /// missing, tampered or unsafe ones, all at once ([`InterpreterDir::ensure_all`],
 /// falling back to memfds where the directory cannot hold them); then register what
-/// differs, one entry after another.
+/// differs, one entry after another. A chosen emulator needs no file written: its
+/// entry is settled in the first step.
 pub fn install(
     table: &impl Table,
-    emulators: &[Emulator],
+    items: &[Item],
     options: &Options,
 ) -> Vec<(Arch, InstallOutcome)> {
     // A run killed while writing an emulator left a temporary file as big as one;
@@ -224,29 +269,31 @@ pub fn install(
     {
         log::debug!("not removing leftover temporary files: {error}");
     }
-    let prepared: Vec<Result<Prepared, ArchError>> = emulators
+    let prepared: Vec<Result<Prepared, ArchError>> = items
         .iter()
-        .map(|emulator| prepare(table, emulator, options))
+        .map(|item| prepare(table, item, options))
         .collect();
-    let needing_files: Vec<Emulator> = emulators
+    let needing_files: Vec<Emulator> = items
         .iter()
         .zip(&prepared)
-        .filter(|(_, prepared)| matches!(prepared, Ok(Prepared::NeedsFile { .. })))
-        .map(|(emulator, _)| *emulator)
+        .filter_map(|(item, prepared)| match (&item.source, prepared) {
+            (Source::Embedded(emulator), Ok(Prepared::NeedsFile { .. })) => Some(*emulator),
+            _ => None,
+        })
         .collect();
     let files = interpreters(&needing_files, options);
     let no_space = no_space(&needing_files, &files, options);
     let mut files = files.into_iter();
-    emulators
+    items
         .iter()
         .zip(prepared)
-        .map(|(emulator, prepared)| {
+        .map(|(item, prepared)| {
             let outcome = match prepared {
                 Ok(Prepared::Done(outcome)) => Ok(outcome),
                 Ok(Prepared::NeedsFile { wanted, current }) => match files.next() {
                     Some(file) => {
                         let file = file.map_err(|error| diagnose(error, &no_space, table.path()));
-                        finish(table, wanted, current.as_ref(), file)
+                        finish(table, wanted, current.as_ref(), file, item.to_front)
                     }
                     None => Err(ArchError::NotConverged(
                         "internal error: no interpreter file was prepared".to_owned(),
@@ -254,9 +301,9 @@ pub fn install(
                 },
                 Err(failure) => Err(failure),
             }
-            .and_then(|outcome| remove_staging(table, emulator, outcome))
+            .and_then(|outcome| remove_staging(table, item.arch, outcome))
             .unwrap_or_else(|error| InstallOutcome::Failed(error.to_string()));
-            (emulator.arch(), outcome)
+            (item.arch, outcome)
         })
         .collect()
 }
@@ -320,12 +367,16 @@ fn diagnose(error: files::Error, no_space: &Option<Finding>, mount: &Path) -> Ar
     }
 }
 
-/// Removes the emulator files in the interpreter directory that no entry of `table`
-/// uses and that are not this binary's pins (see
-/// [`InterpreterDir::remove_unused`]): the files of earlier pins, 14 to 17 MB each.
-/// Only when every entry could be read: an entry that could not might use one.
-/// Failing is no reason to fail the run: logged.
-pub fn remove_unused(table: &impl Table, options: &Options) -> Vec<files::Removed> {
+/// Removes the emulator files in `dir` that no entry of `table` uses (see
+/// [`InterpreterDir::remove_unused`]), 14 to 17 MB each: after an install those of
+/// earlier pins ([`files::Keep::Pins`]), after an uninstall every one. Only when every
+/// entry could be read: an entry that could not might use one. Failing is no reason
+/// to fail the run: logged.
+pub fn remove_unused(
+    table: &impl Table,
+    dir: &InterpreterDir,
+    keep: files::Keep,
+) -> Vec<files::Removed> {
     let in_use = table.entry_names().and_then(|names| {
         names
             .iter()
@@ -340,31 +391,32 @@ pub fn remove_unused(table: &impl Table, options: &Options) -> Vec<files::Remove
             return Vec::new();
         }
     };
-    options
-        .interpreter_dir
-        .remove_unused(&in_use)
-        .unwrap_or_else(|error| {
-            // Busy: the run that holds the lock removes them.
-            if matches!(error, files::Error::LockBusy { .. }) {
-                log::debug!("not removing unused emulator files: {error}");
-            } else {
-                log::warn!("not removing unused emulator files: {error}");
-            }
-            Vec::new()
-        })
+    dir.remove_unused(&in_use, keep).unwrap_or_else(|error| {
+        // Busy: the run that holds the lock removes them.
+        if matches!(error, files::Error::LockBusy { .. }) {
+            log::debug!("not removing unused emulator files: {error}");
+        } else {
+            log::warn!("not removing unused emulator files: {error}");
+        }
+        Vec::new()
+    })
 }
 
-/// The line that reports what [`remove_unused`] removed.
-pub fn removed_line(removed: &[files::Removed]) -> String {
+/// The line that reports what [`remove_unused`] removed with `keep`.
+pub fn removed_line(removed: &[files::Removed], keep: files::Keep) -> String {
     let bytes: u64 = removed.iter().map(|file| file.bytes).sum();
+    let plural = if removed.len() == 1 { "" } else { "s" };
     format!(
-        "removed: {} (superseded emulator{}, used by no entry; {:.1} MB freed)",
+        "removed: {} ({}; {:.1} MB freed)",
         removed
             .iter()
             .map(|file| file.path.display().to_string())
             .collect::<Vec<_>>()
             .join(", "),
-        if removed.len() == 1 { "" } else { "s" },
+        match keep {
+            files::Keep::Pins => format!("superseded emulator{plural}, used by no entry"),
+            files::Keep::Nothing => format!("emulator{plural} no entry uses any more"),
+        },
         bytes as f64 / 1e6
     )
 }
@@ -410,10 +462,10 @@ const ATTEMPTS: usize = 3;
 /// is matched before the entry and may hold something else), noting it.
 fn remove_staging(
     table: &impl Table,
-    emulator: &Emulator,
+    arch: Arch,
     outcome: InstallOutcome,
 ) -> Result<InstallOutcome, ArchError> {
-    let name = emulator.arch().entry_name();
+    let name = arch.entry_name();
     if !binfmt_misc::remove_staging(table, &name)? {
         return Ok(outcome);
     }
@@ -446,12 +498,25 @@ enum Prepared {
     },
 }
 
-/// Reads the emulator's entry and settles what needs no interpreter file.
-fn prepare(
-    table: &impl Table,
-    emulator: &Emulator,
-    options: &Options,
-) -> Result<Prepared, ArchError> {
+/// Reads the item's entry and settles what needs no interpreter file: everything for
+/// a chosen emulator (its file is the user's, checked already).
+fn prepare(table: &impl Table, item: &Item, options: &Options) -> Result<Prepared, ArchError> {
+    let emulator = match &item.source {
+        Source::Embedded(emulator) => emulator,
+        Source::Chosen(chosen) => {
+            let wanted = wanted_chosen(chosen, options);
+            let current = table.read_entry(&wanted.name)?;
+            let (change, notes) = to_front(
+                binfmt_misc::compare(current.as_ref(), &wanted),
+                current.as_ref(),
+                item.to_front,
+            );
+            if change == Change::Unchanged {
+                return Ok(Prepared::Done(InstallOutcome::Unchanged));
+            }
+            return apply_converging(table, &wanted, change, notes).map(Prepared::Done);
+        }
+    };
     let wanted = wanted(emulator, options);
     let current = table.read_entry(&wanted.name)?;
 
@@ -460,6 +525,7 @@ fn prepare(
     // matches, it is ours and is left alone.
     if let Some(entry) = &current
         && is_memfd_path(entry.interpreter())
+        && !item.to_front
     {
         let as_registered = Registration {
             interpreter: entry.interpreter().to_owned(),
@@ -480,6 +546,7 @@ fn prepare(
     if matches!(change, Change::Unchanged | Change::Enable)
         && wanted.flags.fix_binary
         && !options.in_memory
+        && !item.to_front
         && !wanted.interpreter.exists()
     {
         binfmt_misc::apply(table, &wanted, &change)?;
@@ -546,18 +613,20 @@ fn interpreters(
     files
 }
 
-/// Registers what differs, now that the interpreter file is in place.
+/// Registers what differs, now that the interpreter file is in place; with
+/// `to_front`, registers again what is right too (see [`Item::to_front`]).
 fn finish(
     table: &impl Table,
     mut wanted: Registration,
     current: Option<&Entry>,
     file: Result<(Interpreter, FileState), ArchError>,
+    to_front: bool,
 ) -> Result<InstallOutcome, ArchError> {
     let (interpreter, found) = file?;
     wanted.interpreter = interpreter.path().to_owned();
 
-    let mut change = binfmt_misc::compare(current, &wanted);
-    let mut notes = Vec::new();
+    let (mut change, mut notes) =
+        self::to_front(binfmt_misc::compare(current, &wanted), current, to_front);
     let replaced_file = match found {
         FileState::Tampered => Some("did not match its pinned sha256".to_owned()),
         FileState::Unsafe(problem) => Some(problem.to_string()),
@@ -585,6 +654,19 @@ fn finish(
     apply_converging(table, &wanted, change, notes)
     // `interpreter` (a memfd, if that is what it is) stays open until here: the kernel
     // opened its own reference during registration.
+}
+
+/// `change`, or with `to_front` a replacement where the entry is right already (or
+/// only disabled): registered again, it is matched before the entries another tool
+/// registered after it. With the note that says so.
+fn to_front(change: Change, current: Option<&Entry>, to_front: bool) -> (Change, Vec<String>) {
+    match change {
+        Change::Unchanged | Change::Enable if to_front && current.is_some() => (
+            Change::Replace(Vec::new()),
+            vec!["registered again, to be matched first".to_owned()],
+        ),
+        change => (change, Vec::new()),
+    }
 }
 
 /// Applies `change`, tolerating a concurrent writer, then reads the entry back.
@@ -664,6 +746,7 @@ mod tests {
             flags: Flags::POCF,
             interpreter_dir: InterpreterDir::new(dir),
             in_memory: false,
+            take_over: false,
         }
     }
 
@@ -684,7 +767,7 @@ mod tests {
         let dir = scratch("twice");
         let table = FakeTable::new();
         let options = options(&dir);
-        let first = install(&table, &[riscv64()], &options);
+        let first = install(&table, &[Item::embedded(riscv64())], &options);
         assert!(
             matches!(first[0].1, InstallOutcome::Registered),
             "{:?}",
@@ -693,7 +776,7 @@ mod tests {
         assert_eq!(table.writes(), [Write::Register("qemu-riscv64".into())]);
         table.clear_writes();
 
-        let second = install(&table, &[riscv64()], &options);
+        let second = install(&table, &[Item::embedded(riscv64())], &options);
         assert!(
             matches!(second[0].1, InstallOutcome::Unchanged),
             "{:?}",
@@ -717,7 +800,9 @@ mod tests {
                 ..wanted(&riscv64(), &options)
             },
         });
-        let outcome = install(&table, &[riscv64()], &options).remove(0).1;
+        let outcome = install(&table, &[Item::embedded(riscv64())], &options)
+            .remove(0)
+            .1;
         let InstallOutcome::Replaced(reasons) = outcome else {
             panic!("expected a replacement, got {outcome:?}");
         };
@@ -734,12 +819,14 @@ mod tests {
         let dir = scratch("tamper");
         let table = FakeTable::new();
         let options = options(&dir);
-        install(&table, &[riscv64()], &options);
+        install(&table, &[Item::embedded(riscv64())], &options);
         let path = options.interpreter_dir.path_for(&riscv64());
         std::fs::write(&path, b"not qemu").unwrap();
         table.clear_writes();
 
-        let outcome = install(&table, &[riscv64()], &options).remove(0).1;
+        let outcome = install(&table, &[Item::embedded(riscv64())], &options)
+            .remove(0)
+            .1;
         let InstallOutcome::Replaced(reasons) = outcome else {
             panic!("expected a replacement, got {outcome:?}");
         };
@@ -768,7 +855,7 @@ mod tests {
         let dir = scratch("staging");
         let table = FakeTable::new();
         let options = options(&dir);
-        install(&table, &[riscv64()], &options);
+        install(&table, &[Item::embedded(riscv64())], &options);
         // A replacement killed after registering its staging entry.
         let staging = Registration {
             name: "qemu-riscv64.binfmt-new".into(),
@@ -777,7 +864,9 @@ mod tests {
         table.register(&staging).unwrap();
         table.clear_writes();
 
-        let outcome = install(&table, &[riscv64()], &options).remove(0).1;
+        let outcome = install(&table, &[Item::embedded(riscv64())], &options)
+            .remove(0)
+            .1;
         assert_eq!(
             outcome.to_string(),
             "OK (repaired: removed qemu-riscv64.binfmt-new, left by an interrupted run)"
@@ -800,7 +889,9 @@ mod tests {
             enabled: true,
             registration: wanted(&riscv64(), &options),
         });
-        let outcome = install(&table, &[riscv64()], &options).remove(0).1;
+        let outcome = install(&table, &[Item::embedded(riscv64())], &options)
+            .remove(0)
+            .1;
         assert!(matches!(outcome, InstallOutcome::Unchanged), "{outcome:?}");
         assert_eq!(table.writes(), []);
         assert!(!dir.exists(), "nothing is written when nothing changes");
@@ -811,7 +902,9 @@ mod tests {
         let dir = scratch("refused");
         let table = FakeTable::new();
         table.refuse("qemu-riscv64", rustix::io::Errno::PERM);
-        let outcome = install(&table, &[riscv64()], &options(&dir)).remove(0).1;
+        let outcome = install(&table, &[Item::embedded(riscv64())], &options(&dir))
+            .remove(0)
+            .1;
         assert!(!outcome.is_ok());
         let shown = outcome.to_string();
         assert!(
@@ -820,50 +913,6 @@ mod tests {
         );
         assert!(shown.contains("--privileged"), "{shown}");
         std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn all_skips_what_the_cpu_runs_natively() {
-        use crate::testing::{FakeProber, entry};
-        // An aarch64 CPU with AArch32 runs arm programs natively, and riscv64
-        // programs through an entry already registered. (This build's own emulators
-        // stand in for an aarch64 build's: arm is among them on both hosts.)
-        let table = FakeTable::new();
-        table.insert(entry(Arch::Riscv64, true, "POCF"));
-        let prober = FakeProber::running(&[Arch::Arm, Arch::Riscv64], 1);
-        let all = resolve(&Selection::All).unwrap();
-        let on_aarch64 = |arch: Arch| arch.may_be_native_on(Arch::Arm64);
-        let kept: Vec<Arch> = skip_native_on(&table, all.clone(), &prober, &on_aarch64)
-            .unwrap()
-            .iter()
-            .map(Emulator::arch)
-            .collect();
-        let expected: Vec<Arch> = all
-            .iter()
-            .map(Emulator::arch)
-            .filter(|arch| *arch != Arch::Arm)
-            .collect();
-        assert_eq!(
-            kept, expected,
-            "arm skipped; riscv64 kept (its entry serves it)"
-        );
-    }
-
-    #[test]
-    fn an_x86_64_cpu_needs_no_probe_to_know_what_to_skip() {
-        struct Refuses;
-        impl Prober for Refuses {
-            fn run(
-                &self,
-                arches: &[Arch],
-            ) -> Result<crate::empty_root::ProbeRun, crate::empty_root::ProbeError> {
-                panic!("asked to probe {arches:?}")
-            }
-        }
-        let all = resolve(&Selection::All).unwrap();
-        let on_x86_64 = |arch: Arch| arch.may_be_native_on(Arch::Amd64);
-        let kept = skip_native_on(&FakeTable::new(), all.clone(), &Refuses, &on_x86_64).unwrap();
-        assert_eq!(kept, all);
     }
 
     #[test]

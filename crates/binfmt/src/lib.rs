@@ -6,7 +6,9 @@
 //! - [`commands`]: one module per command.
 //! - [`outcome`]: what a command ends with; exit codes.
 //! - [`request`], [`install`], [`uninstall`], [`config`], [`signals`]: registering and
-//!   removing entries, as the top-level options and `binfmt apply` ask.
+//!   removing entries, as the top-level options and `binfmt apply` ask; [`handlers`]:
+//!   where another tool's entry already runs an architecture; [`chosen`]: an emulator
+//!   a user picks instead of binfmt's; [`targets`]: which entries a list names.
 //! - [`survey`], [`empty_root`], [`proof_record`], [`status`]: what runs here, proved
 //!   by running probes in an empty root, remembered within a boot, and the status JSON.
 //! - [`findings`]: every problem binfmt diagnoses, worded once with its cause and fix.
@@ -16,11 +18,13 @@
 //! The kernel interface is `binfmt-misc`, the architectures and embedded emulators
 //! `qemu-catalog`, where emulators are written `interpreter-files`.
 
+pub mod chosen;
 pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod empty_root;
 pub mod findings;
+pub mod handlers;
 pub mod host;
 pub mod install;
 pub mod outcome;
@@ -29,6 +33,7 @@ pub mod request;
 pub mod signals;
 pub mod status;
 pub mod survey;
+pub mod targets;
 #[cfg(test)]
 mod testing;
 pub mod uninstall;

@@ -28,6 +28,8 @@ fn main() -> ExitCode {
         Some(Command::Doctor(doctor)) => commands::doctor::run(doctor),
         Some(Command::Apply(apply)) => commands::apply::run(apply),
         Some(Command::Emulators(emulators)) => commands::emulators::run(emulators),
+        Some(Command::Enable(switch)) => commands::switch::run(switch, true),
+        Some(Command::Disable(switch)) => commands::switch::run(switch, false),
         None if args.version => commands::version::run(),
         None => commands::register::run(&args),
     };

@@ -3,22 +3,28 @@
 //! register, in which mount, then the status JSON ([`execute`]).
 //!
 //! Everything in a [`Request`] was validated before it was made (see
-//! [`Install::new`]): carrying one out is the first write.
+//! [`Install::new`]); carrying one out checks the files of the emulators chosen for
+//! some architectures first ([`crate::chosen`]), and then makes the first write.
+//! Which architectures an install registers, where other tools' entries run some, is
+//! [`crate::handlers`]' decision, taken from a survey of the table.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use binfmt_misc::persist::{self, Placement};
-use binfmt_misc::{BinfmtMisc, DEFAULT_MOUNT};
-use interpreter_files::InterpreterDir;
-use qemu_catalog::Selection;
+use binfmt_misc::{BinfmtMisc, DEFAULT_MOUNT, Table};
+use interpreter_files::{InterpreterDir, Keep};
+use qemu_catalog::{Arch, Selection};
 
+use crate::chosen::CheckedEmulator;
 use crate::empty_root::SystemProber;
 use crate::findings::Finding;
-use crate::install::{self, Install};
+use crate::handlers::{self, ArchAction};
+use crate::install::{self, Install, InstallOutcome, Item, Source};
 use crate::outcome::{CommandError, Completion, print_stdout};
 use crate::status;
 use crate::survey::Survey;
+use crate::targets::Target;
 use crate::uninstall;
 
 /// One validated run: what to remove, then what to register, in which mount.
@@ -27,7 +33,7 @@ pub struct Request {
     /// The binfmt_misc mount.
     pub mount: PathBuf,
     /// Entries to remove first.
-    pub uninstall: Option<Vec<uninstall::Target>>,
+    pub uninstall: Option<Vec<Target>>,
     /// What to register, and how.
     pub install: Option<Install>,
     /// Where interpreter files are, and the proofs of earlier runs (see
@@ -49,6 +55,12 @@ pub enum Verbosity {
 
 /// Carries out a request on the table: uninstall, install, print the status.
 pub fn execute(request: &Request, verbosity: Verbosity) -> Result<Completion, CommandError> {
+    // Before anything is mounted or written: a chosen emulator that is refused
+    // changes nothing.
+    let chosen = match &request.install {
+        Some(install) => check_chosen(install)?,
+        None => Vec::new(),
+    };
     let table = open_table(&request.mount, request.install.is_some())?;
     // One binfmt at a time changes this table (a second `--install all` waits, then
     // finds everything in place); a status-only run reads without waiting.
@@ -66,49 +78,141 @@ pub fn execute(request: &Request, verbosity: Verbosity) -> Result<Completion, Co
     let mut changed = verbosity == Verbosity::Everything;
     if let Some(targets) = &request.uninstall {
         complete &= uninstall::uninstall(&table, targets)? == 0;
+        // An install that follows uses (or rewrites) the current pins' files: it
+        // removes only what a re-pin superseded, below.
+        if request.install.is_none() {
+            changed |= report_unused(&table, &request.interpreter_dir, Keep::Nothing);
+        }
     }
     if let Some(wanted) = &request.install {
-        let emulators = if wanted.selection == Selection::All {
-            install::skip_native(&table, wanted.emulators.clone(), &SystemProber)?
-        } else {
-            wanted.emulators.clone()
-        };
-        let outcomes = install::install(&table, &emulators, &wanted.options);
-        for (arch, outcome) in &outcomes {
-            if verbosity == Verbosity::Everything
-                || !matches!(outcome, install::InstallOutcome::Unchanged)
-            {
-                eprintln!("installing: {arch} {outcome}");
-                changed = true;
-            }
-        }
-        let failed = outcomes
-            .iter()
-            .filter(|(_, outcome)| !outcome.is_ok())
-            .count();
-        if failed > 0 {
-            eprintln!(
-                "binfmt: {failed} of {} architectures are not registered; the lines above \
-                 give each cause",
-                outcomes.len()
-            );
-            complete = false;
-        }
-        if !wanted.options.in_memory {
-            let removed = install::remove_unused(&table, &wanted.options);
-            if !removed.is_empty() {
-                eprintln!("{}", install::removed_line(&removed));
-                changed = true;
-            }
-        }
+        let (complete_install, changed_install) = install(&table, wanted, chosen, verbosity)?;
+        complete &= complete_install;
+        changed |= changed_install;
     }
 
     if changed {
         let survey = Survey::take_remembering(&table, &SystemProber, &request.interpreter_dir)?;
+        // With nothing to install or remove, the status is all there is to say: which
+        // entry runs each emulated platform goes to stderr too, for a person (stdout
+        // is the document scripts parse).
+        if request.install.is_none() && request.uninstall.is_none() {
+            for handler in status::handlers(&survey) {
+                eprintln!("status: {}", status::handler_line(&handler));
+            }
+        }
         let status = status::status(&survey);
         print_stdout(&status::render(&status))?;
     }
     Ok(Completion::of(complete))
+}
+
+/// Checks every chosen emulator's file and runs its probe through it.
+fn check_chosen(install: &Install) -> Result<Vec<CheckedEmulator>, CommandError> {
+    install
+        .chosen
+        .iter()
+        .map(|chosen| {
+            chosen
+                .check()
+                .map_err(|failure| CommandError::Runtime(failure.to_string()))
+        })
+        .collect()
+}
+
+/// Registers what `wanted` asks for, leaving each architecture that another tool's
+/// working entry runs to it (see [`crate::handlers`]), printing a line per
+/// architecture; returns whether everything was registered and whether anything was
+/// printed.
+fn install(
+    table: &BinfmtMisc,
+    wanted: &Install,
+    chosen: Vec<CheckedEmulator>,
+    verbosity: Verbosity,
+) -> Result<(bool, bool), CommandError> {
+    let arches = wanted.arches();
+    let skip_native = wanted.selection == Selection::All;
+    let mut survey = Survey::read(Some(table))?;
+    let probe = handlers::to_probe(&survey, &arches, skip_native, &Arch::may_be_native);
+    survey.probe(&SystemProber, &probe);
+    let actions = handlers::decide(&survey, &arches, wanted.options.take_over, skip_native);
+
+    let mut changed = false;
+    let mut items = Vec::new();
+    for (arch, action) in &actions {
+        match action {
+            ArchAction::Register(registering) => {
+                let source = match chosen.iter().find(|c| c.arch == *arch) {
+                    Some(chosen) => Source::Chosen(chosen.clone()),
+                    None => match wanted.emulators.iter().find(|e| e.arch() == *arch) {
+                        Some(emulator) => Source::Embedded(*emulator),
+                        None => continue,
+                    },
+                };
+                items.push(Item {
+                    arch: *arch,
+                    source,
+                    to_front: registering.to_front,
+                });
+            }
+            skipped => {
+                if verbosity == Verbosity::Everything
+                    && let Some(line) = skipped.skipped_line()
+                {
+                    eprintln!("installing: {arch} {line}");
+                    changed = true;
+                }
+            }
+        }
+    }
+    let outcomes = install::install(table, &items, &wanted.options);
+    for ((arch, outcome), item) in outcomes.iter().zip(&items) {
+        if verbosity == Verbosity::Everything || !matches!(outcome, InstallOutcome::Unchanged) {
+            let mut line = format!("installing: {arch} {outcome}");
+            if outcome.is_ok() {
+                if let Source::Chosen(chosen) = &item.source {
+                    line.push_str(&format!(
+                        "; with the emulator chosen for it, {}",
+                        chosen.file.path.display()
+                    ));
+                }
+                let registering = actions.iter().find_map(|(a, action)| match action {
+                    ArchAction::Register(registering) if a == arch => Some(registering),
+                    _ => None,
+                });
+                if let Some(note) = registering.and_then(|r| r.shadows_note(*arch)) {
+                    line.push_str("; ");
+                    line.push_str(&note);
+                }
+            }
+            eprintln!("{line}");
+            changed = true;
+        }
+    }
+    let failed = outcomes
+        .iter()
+        .filter(|(_, outcome)| !outcome.is_ok())
+        .count();
+    if failed > 0 {
+        eprintln!(
+            "binfmt: {failed} of {} architectures are not registered; the lines above give \
+             each cause",
+            outcomes.len()
+        );
+    }
+    if !wanted.options.in_memory {
+        changed |= report_unused(table, &wanted.options.interpreter_dir, Keep::Pins);
+    }
+    Ok((failed == 0, changed))
+}
+
+/// Removes the emulator files no entry uses ([`install::remove_unused`]) and prints
+/// what went; returns whether anything did.
+fn report_unused(table: &impl Table, dir: &InterpreterDir, keep: Keep) -> bool {
+    let removed = install::remove_unused(table, dir, keep);
+    if !removed.is_empty() {
+        eprintln!("{}", install::removed_line(&removed, keep));
+    }
+    !removed.is_empty()
 }
 
 /// Refuses an interpreter directory others could write to (they would choose what the

@@ -9,9 +9,12 @@
 //! platform whose probe ran, in buildkit's order, spelled as containerd spells them
 //! (`linux/arm/v7`, `linux/amd64/v2`). The amd64 probe's level adds
 //! `linux/amd64/v2` up to `/v4`. `emulators` lists the enabled entries, whatever
-//! their names.
+//! their names; the document has these two keys and no other, as tonistiigi/binfmt's.
+//! Which entry and interpreter run each emulated platform (binfmt's, one chosen for
+//! the architecture, another tool's such as Rosetta or FEX) is [`handlers`]: on
+//! stderr for a person ([`handler_line`]), in `check` and `doctor`.
 
-use qemu_catalog::Arch;
+use qemu_catalog::{Arch, Emulator};
 use serde::Serialize;
 
 use crate::survey::Survey;
@@ -23,6 +26,64 @@ pub struct Status {
     pub supported: Vec<String>,
     /// Names of the enabled binfmt_misc entries.
     pub emulators: Vec<String>,
+}
+
+/// The entry that runs an architecture's programs.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct Handler {
+    /// The architecture's first platform (`linux/arm64`, `linux/arm/v7`).
+    pub platform: String,
+    /// The entry the kernel uses for it (of several, the one registered last).
+    pub entry: String,
+    /// Its interpreter.
+    pub interpreter: String,
+    /// What that interpreter is, as far as binfmt can tell: `binfmt's QEMU 10.0.13`,
+    /// `binfmt's, an earlier pin`, or `not binfmt's`.
+    pub emulator: String,
+}
+
+/// The handlers of every architecture that is proved and that an entry serves.
+pub fn handlers(survey: &Survey) -> Vec<Handler> {
+    ORDER
+        .into_iter()
+        .filter(|arch| survey.arch(*arch).proof().is_some())
+        .filter_map(|arch| {
+            let runner = survey.runner(arch)?;
+            Some(Handler {
+                platform: arch.platforms()[0].to_owned(),
+                entry: runner.registration.name.clone(),
+                interpreter: runner.interpreter().display().to_string(),
+                emulator: emulator_of(arch, runner.interpreter()),
+            })
+        })
+        .collect()
+}
+
+/// The handler as a log line: `linux/arm64 runs through qemu-aarch64: <interpreter>
+/// (<what it is>)`.
+pub fn handler_line(handler: &Handler) -> String {
+    format!(
+        "{} runs through {}: {} ({})",
+        handler.platform, handler.entry, handler.interpreter, handler.emulator
+    )
+}
+
+/// What the interpreter at `path` is for `arch` (see [`Handler::emulator`]).
+pub fn emulator_of(arch: Arch, path: &std::path::Path) -> String {
+    let name = path
+        .file_name()
+        .and_then(|name| name.to_str())
+        .unwrap_or("");
+    let ours = Emulator::for_arch(arch).map(|emulator| interpreter_files::file_name(&emulator));
+    if interpreter_files::is_memfd_path(path) {
+        "an in-memory file (memfd) of the process that registered it".to_owned()
+    } else if ours.as_deref() == Some(name) {
+        format!("binfmt's QEMU {}", qemu_catalog::emulator::QEMU)
+    } else if interpreter_files::is_emulator_file_name(name) {
+        "binfmt's, an earlier pin".to_owned()
+    } else {
+        "not binfmt's".to_owned()
+    }
 }
 
 /// buildkit's order of the platforms after the host's own.

@@ -8,8 +8,22 @@
 //!
 //! An entry *claims* an architecture when its magic (or extension) matches that
 //! architecture's probe, as an `ET_EXEC` program or as a PIE: the kernel would hand
-//! such programs to it. An architecture whose probe runs while no enabled entry claims
-//! it runs natively (i386 on x86_64, 32-bit arm on an aarch64 CPU with AArch32).
+//! such programs to it. What counts is what the magic and mask accept, not whether
+//! they equal QEMU's (FEX's mask zeroes bytes QEMU's keeps). An architecture whose
+//! probe runs while no enabled entry claims it runs natively (i386 on x86_64, 32-bit
+//! arm on an aarch64 CPU with AArch32).
+//!
+//! Of several enabled entries that claim an architecture, the kernel runs its programs
+//! with the one registered last, which the table lists first: that one is its
+//! [`runner`](Survey::runner), the others are passed over.
+//!
+//! An entry is *binfmt's* ([`is_binfmts`]) when it has one of the names binfmt
+//! registers (`qemu-<cpu>` of an architecture of the catalog, or the staging name of
+//! one) or its interpreter is one of the files binfmt writes (`qemu-<cpu>-<digest>`).
+//! binfmt replaces, disables and removes its own entries as it sees fit; another
+//! tool's (Rosetta's, FEX's, WSL's) only when a user names it exactly.
+
+use std::path::Path;
 
 use binfmt_misc::{Entry, Table};
 use interpreter_files::InterpreterDir;
@@ -23,7 +37,8 @@ use crate::proof_record::ProofRecord;
 pub struct Survey {
     /// Whether the table's `status` file says `enabled`; false without a table.
     pub table_enabled: bool,
-    /// Every entry of the table, in directory order; empty without a table.
+    /// Every entry of the table, in the order the kernel tries them (newest first);
+    /// empty without a table.
     pub entries: Vec<Entry>,
     /// One item per architecture, in [`Arch::ALL`] order.
     pub arches: Vec<ArchSurvey>,
@@ -65,6 +80,22 @@ impl ArchSurvey {
     pub fn enabled_claims(&self) -> Vec<&Entry> {
         self.claims.iter().filter(|entry| entry.enabled).collect()
     }
+}
+
+/// Whether the entry `name` with `interpreter` is binfmt's (see the module
+/// documentation).
+pub fn is_binfmts(name: &str, interpreter: &Path) -> bool {
+    let name = binfmt_misc::staged_name(name).unwrap_or(name);
+    Arch::ALL.iter().any(|arch| arch.entry_name() == name)
+        || interpreter
+            .file_name()
+            .and_then(|file| file.to_str())
+            .is_some_and(interpreter_files::is_emulator_file_name)
+}
+
+/// [`is_binfmts`] of an entry.
+pub fn is_binfmts_entry(entry: &Entry) -> bool {
+    is_binfmts(&entry.registration.name, entry.interpreter())
 }
 
 /// Whether `entry` claims programs of `arch` (see the module documentation).
@@ -214,14 +245,26 @@ impl Survey {
         &mut self.arches[arch as usize]
     }
 
-    /// The enabled entries that the kernel consults for `arch`: none while the whole
-    /// table is disabled.
+    /// The enabled entries that the kernel consults for `arch`, in the order it tries
+    /// them: none while the whole table is disabled.
     pub fn serving_claims(&self, arch: Arch) -> Vec<&Entry> {
         if self.table_enabled {
             self.arch(arch).enabled_claims()
         } else {
             Vec::new()
         }
+    }
+
+    /// The entry the kernel runs `arch`'s programs with: the first (newest) of the
+    /// enabled entries that claim them, while the table is enabled.
+    pub fn runner(&self, arch: Arch) -> Option<&Entry> {
+        self.serving_claims(arch).first().copied()
+    }
+
+    /// The enabled entries that claim `arch` but are passed over: every one after the
+    /// [`runner`](Survey::runner).
+    pub fn passed_over(&self, arch: Arch) -> Vec<&Entry> {
+        self.serving_claims(arch).into_iter().skip(1).collect()
     }
 
     /// Whether `arch` runs natively: its probe ran, and no enabled entry could have
@@ -401,6 +444,22 @@ mod tests {
             "a record anyone could write"
         );
         std::fs::remove_dir_all(&path).unwrap();
+    }
+
+    #[test]
+    fn fexs_own_entry_claims_amd64_programs() {
+        // FEX-x86_64 as FEX registers it: its mask zeroes bytes 8 to 10, which QEMU's
+        // keeps; what counts is what it accepts.
+        let line = b":FEX-x86_64:M:0:\\x7fELF\\x02\\x01\\x01\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x02\\x00\\x3e\\x00:\\xff\\xff\\xff\\xff\\xff\\xfe\\xfe\\x00\\x00\\x00\\x00\\xff\\xff\\xff\\xff\\xff\\xfe\\xff\\xff\\xff:/usr/bin/FEXInterpreter:POCF";
+        let registration = binfmt_misc::model::parse_register_line(line).unwrap();
+        assert_ne!(registration.matcher, Arch::Amd64.matcher());
+        let fex = Entry {
+            enabled: true,
+            registration,
+        };
+        assert!(claims(&fex, Arch::Amd64));
+        assert!(!claims(&fex, Arch::I386));
+        assert!(!is_binfmts_entry(&fex));
     }
 
     #[test]

@@ -25,7 +25,7 @@ use crate::interpreter::Interpreter;
 use crate::layout::{STATE_PREFIX, file_name};
 use crate::secure_dir::{SecureDir, Trust};
 use crate::threads::on_every_core;
-use crate::unused::{Removed, file_names, remove_unused};
+use crate::unused::{Keep, Removed, file_names, remove_unused};
 use crate::write::{remove_leftovers, write_files};
 
 /// Where interpreters are written by default: persistent, disk-backed, root-owned on
@@ -152,17 +152,17 @@ impl InterpreterDir {
         }
     }
 
-    /// Removes the emulator files a re-pin superseded: those binfmt wrote (by name,
-    /// mode and owner) that are not this binary's pins and whose names no path in
-    /// `in_use` (every entry's interpreter) has; see `unused`. Under the directory's
-    /// lock, not waited for (a run that holds it removes them); creates nothing.
-    /// Returns what was removed.
-    pub fn remove_unused(&self, in_use: &[PathBuf]) -> Result<Vec<Removed>, Error> {
+    /// Removes the emulator files no entry uses: those binfmt wrote (by name, mode and
+    /// owner) whose names no path in `in_use` (every entry's interpreter) has, and,
+    /// with [`Keep::Pins`], that are not this binary's pins (what a re-pin superseded;
+    /// after an install); see `unused`. Under the directory's lock, not waited for (a
+    /// run that holds it removes them); creates nothing. Returns what was removed.
+    pub fn remove_unused(&self, in_use: &[PathBuf], keep: Keep) -> Result<Vec<Removed>, Error> {
         let trust = Trust::current();
         match SecureDir::open_existing(&self.dir, &trust)? {
             Some(dir) => {
                 dir.lock(Duration::ZERO)?;
-                Ok(remove_unused(&dir, &file_names(in_use), &trust))
+                Ok(remove_unused(&dir, &file_names(in_use), keep, &trust))
             }
             None => Ok(Vec::new()),
         }
@@ -521,7 +521,7 @@ mod tests {
         // An entry names the old aarch64 file, from another directory even: the name
         // is enough to keep it.
         let entries = [PathBuf::from("/elsewhere/qemu-aarch64-1111111111111111")];
-        let removed = store.remove_unused(&entries).unwrap();
+        let removed = store.remove_unused(&entries, Keep::Pins).unwrap();
         assert_eq!(
             removed,
             [Removed {
@@ -535,10 +535,31 @@ mod tests {
         }
         assert_eq!(store.check(&emulator).unwrap(), FileState::Intact);
         // Nothing more to remove; an absent directory is not created.
-        assert_eq!(store.remove_unused(&entries).unwrap(), []);
+        assert_eq!(store.remove_unused(&entries, Keep::Pins).unwrap(), []);
         let absent = InterpreterDir::new(dir.join("absent"));
-        assert_eq!(absent.remove_unused(&[]).unwrap(), []);
+        assert_eq!(absent.remove_unused(&[], Keep::Pins).unwrap(), []);
         assert!(!absent.dir().exists());
+        // After an uninstall the current pin's file goes too, unless an entry uses it.
+        let current_name = current.file_name().unwrap().to_str().unwrap().to_owned();
+        let uses_current = [
+            entries[0].clone(),
+            PathBuf::from("/var/lib/binfmt").join(&current_name),
+        ];
+        assert_eq!(
+            store.remove_unused(&uses_current, Keep::Nothing).unwrap(),
+            []
+        );
+        let removed = store.remove_unused(&entries, Keep::Nothing).unwrap();
+        assert_eq!(
+            removed,
+            [Removed {
+                path: current.clone(),
+                bytes: emulator.size()
+            }]
+        );
+        for kept in [&in_use, &foreign, &odd_mode, &notes] {
+            assert!(kept.exists(), "{}", kept.display());
+        }
         fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -8,7 +8,7 @@
 //! visible (another container's filesystem). A new pin gives a new path, which
 //! replaces the entry.
 
-use qemu_catalog::Emulator;
+use qemu_catalog::{Arch, Emulator};
 
 /// How many hex digits of the sha256 go into a file name.
 pub(crate) const DIGEST_PREFIX: usize = 16;
@@ -29,6 +29,22 @@ pub fn file_name(emulator: &Emulator) -> String {
     )
 }
 
+/// Whether `name` is one binfmt gives an emulator file: `qemu-<cpu>-<16 lowercase hex
+/// digits>` with the CPU of one of the catalog's architectures.
+pub fn is_emulator_file_name(name: &str) -> bool {
+    let Some(rest) = name.strip_prefix("qemu-") else {
+        return false;
+    };
+    let Some((cpu, digest)) = rest.rsplit_once('-') else {
+        return false;
+    };
+    Arch::ALL.iter().any(|arch| arch.qemu_cpu() == cpu)
+        && digest.len() == DIGEST_PREFIX
+        && digest
+            .bytes()
+            .all(|byte| byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte))
+}
+
 /// The temporary name `name` is written under before it is renamed into place.
 pub(crate) fn temporary_name(name: &str) -> String {
     format!(".{name}.tmp-{}", std::process::id())
@@ -46,6 +62,29 @@ pub(crate) fn is_temporary(name: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_binfmts_own_names_are_emulator_names() {
+        assert!(is_emulator_file_name("qemu-aarch64-0123456789abcdef"));
+        assert!(is_emulator_file_name("qemu-mips64el-ffffffffffffffff"));
+        for other in [
+            "qemu-aarch64-static",
+            "qemu-aarch64",
+            "qemu-aarch64-0123456789ABCDEF",
+            "qemu-aarch64-0123456789abcde",
+            "qemu-aarch64-0123456789abcdef0",
+            "qemu-sparc-0123456789abcdef",
+            ".qemu-aarch64-0123456789abcdef.verified",
+            ".qemu-aarch64-0123456789abcdef.tmp-1",
+            ".binfmt-proofs",
+            "notes.txt",
+        ] {
+            assert!(!is_emulator_file_name(other), "{other}");
+        }
+        for emulator in Emulator::all() {
+            assert!(is_emulator_file_name(&file_name(&emulator)), "{emulator:?}");
+        }
+    }
 
     #[test]
     fn temporary_files_are_told_from_the_rest() {

@@ -10,10 +10,11 @@
 //!
 //! - [`dir`]: [`InterpreterDir`], the API: check, write, and keep state files.
 //! - [`secure_dir`]: walking a directory from `/` and refusing one others could change.
+//! - [`chosen`]: an emulator file a user names instead of binfmt's, checked the same way.
 //! - `file_state`, `verified`: what a file on disk is, and the record that spares
 //!   hashing it again.
 //! - `write`, `memfd`: writing emulators to files and to sealed memfds.
-//! - `unused`: removing the emulator files a re-pin superseded that no entry uses.
+//! - `unused`: removing the emulator files no entry uses.
 //! - `decode`, `mapping`, `threads`: decoding on every core into the memory those
 //!   choose (every `unsafe` of the crate is in `mapping`), with threads that are gone
 //!   when the work returns.
@@ -21,6 +22,7 @@
 //! What an emulator *is* (its bytes, pin and decoder) is `qemu-catalog`'s; this crate
 //! never writes to binfmt_misc.
 
+pub mod chosen;
 mod decode;
 pub mod dir;
 mod error;
@@ -43,6 +45,6 @@ pub use dir::{DEFAULT_DIR, FUSE_SUPER_MAGIC, InterpreterDir};
 pub use error::Error;
 pub use file_state::{FileProblem, FileState};
 pub use interpreter::{Interpreter, is_memfd_path};
-pub use layout::{STATE_PREFIX, file_name};
+pub use layout::{STATE_PREFIX, file_name, is_emulator_file_name};
 pub use memfd::{write_memfd, write_memfds};
-pub use unused::Removed;
+pub use unused::{Keep, Removed};

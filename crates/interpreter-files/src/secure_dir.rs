@@ -109,6 +109,33 @@ impl fmt::Display for Unsafe {
 
 impl std::error::Error for Unsafe {}
 
+impl Unsafe {
+    /// Whether the component is a symbolic link.
+    pub fn is_symlink(&self) -> bool {
+        matches!(self.problem, Problem::Symlink { .. })
+    }
+
+    /// What is wrong with the component, without what to do about it (which depends
+    /// on what the directory was wanted for).
+    pub fn describe(&self) -> String {
+        let path = self.path.display();
+        match &self.problem {
+            Problem::NotAbsolute => format!("{path} is not an absolute path"),
+            Problem::ParentComponent => format!("{path} has a `..` component"),
+            Problem::Symlink { target } => {
+                format!("{path} is a symbolic link (to {})", target.display())
+            }
+            Problem::NotDirectory => format!("{path} is not a directory"),
+            Problem::WritableByOthers { mode, uid } => {
+                format!("{path} is writable by others (mode {mode:04o}, owner uid {uid})")
+            }
+            Problem::Owner { uid, mode } => {
+                format!("{path} belongs to uid {uid} (mode {mode:04o}), not root")
+            }
+        }
+    }
+}
+
 /// Whose files binfmt trusts: see the module documentation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Trust {

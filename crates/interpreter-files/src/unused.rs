@@ -1,13 +1,14 @@
-//! Removing the emulator files a re-pin left behind: every pin names its file after its
-//! digest (`qemu-<cpu>-<digest>`, see `layout`), so after a new pin the old file
-//! (14 to 17 MB) would stay in the directory for ever.
+//! Removing the emulator files no entry uses: every pin names its file after its digest
+//! (`qemu-<cpu>-<digest>`, see `layout`), so after a new pin the old file (14 to 17 MB)
+//! would stay in the directory for ever, and so would every file after an uninstall.
 //!
 //! A file is removed only when all of these hold: its name is one binfmt writes
 //! (`qemu-<cpu>-<16 hex digits>`, with a CPU of the catalog's), it is a regular file
 //! as binfmt leaves them (mode 0755, owned by a trusted user, not a symbolic link),
-//! it is not the file of one of the pins this binary carries, and no entry of the
-//! table names it (the caller passes every entry's interpreter, binfmt's or not). Its
-//! verification record goes with it. Anything else in the directory is left alone.
+//! it is not the file of one of the pins this binary carries (after an install: see
+//! [`Keep`]), and no entry of the table names it (the caller passes every entry's
+//! interpreter, binfmt's or not). Its verification record goes with it. Anything else
+//! in the directory is left alone.
 //!
 //! Only the table the caller read is consulted: an entry of another binfmt_misc
 //! instance (a container's private one) that names an old file is not seen. With flag
@@ -16,12 +17,22 @@
 
 use std::path::{Path, PathBuf};
 
-use qemu_catalog::{Arch, Emulator};
+use qemu_catalog::Emulator;
 use rustix::fs::{AtFlags, FileType};
 
-use crate::layout::{DIGEST_PREFIX, FILE_MODE, file_name};
+use crate::layout::{FILE_MODE, file_name, is_emulator_file_name};
 use crate::secure_dir::{SecureDir, Trust};
 use crate::verified::record_name;
+
+/// Which of binfmt's emulator files stay although no entry uses them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Keep {
+    /// The files of this binary's pins: after an install, which uses them, or will
+    /// again after a kill; only what a re-pin superseded goes.
+    Pins,
+    /// None: after an uninstall, every file no entry uses goes.
+    Nothing,
+}
 
 /// An emulator file that was removed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -32,28 +43,20 @@ pub struct Removed {
     pub bytes: u64,
 }
 
-/// Whether `name` is one binfmt gives an emulator file: `qemu-<cpu>-<16 lowercase hex
-/// digits>` with the CPU of one of the catalog's architectures.
-pub(crate) fn is_emulator_name(name: &str) -> bool {
-    let Some(rest) = name.strip_prefix("qemu-") else {
-        return false;
+/// Removes from `dir` (whose lock the caller holds) the emulator files whose names are
+/// not among `in_use` (file names of every entry's interpreter) and, with
+/// [`Keep::Pins`], that are not the current pins'. Returns what was removed; a file
+/// that cannot be removed is logged and kept.
+pub(crate) fn remove_unused(
+    dir: &SecureDir,
+    in_use: &[&str],
+    keep: Keep,
+    trust: &Trust,
+) -> Vec<Removed> {
+    let pinned: Vec<String> = match keep {
+        Keep::Pins => Emulator::all().iter().map(file_name).collect(),
+        Keep::Nothing => Vec::new(),
     };
-    let Some((cpu, digest)) = rest.rsplit_once('-') else {
-        return false;
-    };
-    Arch::ALL.iter().any(|arch| arch.qemu_cpu() == cpu)
-        && digest.len() == DIGEST_PREFIX
-        && digest
-            .bytes()
-            .all(|byte| byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte))
-}
-
-/// Removes from `dir` (whose lock the caller holds) the emulator files that are not
-/// the current pins' and whose names are not among `in_use` (file names of every
-/// entry's interpreter). Returns what was removed; a file that cannot be removed is
-/// logged and kept.
-pub(crate) fn remove_unused(dir: &SecureDir, in_use: &[&str], trust: &Trust) -> Vec<Removed> {
-    let pinned: Vec<String> = Emulator::all().iter().map(file_name).collect();
     let names = match dir.names() {
         Ok(names) => names,
         Err(error) => {
@@ -66,7 +69,10 @@ pub(crate) fn remove_unused(dir: &SecureDir, in_use: &[&str], trust: &Trust) -> 
         let Ok(name) = String::from_utf8(name) else {
             continue;
         };
-        if !is_emulator_name(&name) || pinned.contains(&name) || in_use.contains(&name.as_str()) {
+        if !is_emulator_file_name(&name)
+            || pinned.contains(&name)
+            || in_use.contains(&name.as_str())
+        {
             continue;
         }
         let Ok(stat) = rustix::fs::statat(dir.fd(), name.as_str(), AtFlags::SYMLINK_NOFOLLOW)
@@ -102,32 +108,4 @@ pub(crate) fn file_names(interpreters: &[PathBuf]) -> Vec<&str> {
         .iter()
         .filter_map(|path| Path::new(path).file_name()?.to_str())
         .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_binfmts_own_names_are_emulator_names() {
-        assert!(is_emulator_name("qemu-aarch64-0123456789abcdef"));
-        assert!(is_emulator_name("qemu-mips64el-ffffffffffffffff"));
-        for other in [
-            "qemu-aarch64-static",
-            "qemu-aarch64",
-            "qemu-aarch64-0123456789ABCDEF",
-            "qemu-aarch64-0123456789abcde",
-            "qemu-aarch64-0123456789abcdef0",
-            "qemu-sparc-0123456789abcdef",
-            ".qemu-aarch64-0123456789abcdef.verified",
-            ".qemu-aarch64-0123456789abcdef.tmp-1",
-            ".binfmt-proofs",
-            "notes.txt",
-        ] {
-            assert!(!is_emulator_name(other), "{other}");
-        }
-        for emulator in Emulator::all() {
-            assert!(is_emulator_name(&file_name(&emulator)), "{emulator:?}");
-        }
-    }
 }

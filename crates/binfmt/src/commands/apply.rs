@@ -39,13 +39,35 @@ pub fn run(args: &ApplyArgs) -> Result<Completion, CommandError> {
             .iter()
             .map(|emulator| emulator.arch().to_string())
             .collect();
+        // The chosen emulators' files are checked too, as applying would.
+        let mut chosen = Vec::new();
+        for one in &config.install.chosen {
+            let checked = one.check().map_err(|failure| {
+                CommandError::Runtime(format!("config {}: {failure}", args.config.display()))
+            })?;
+            chosen.push(format!(
+                "{} with {}",
+                checked.arch,
+                checked.file.path.display()
+            ));
+        }
         eprintln!(
-            "config {}: OK: {} with flags {} into {}, emulators in {}",
+            "config {}: OK: {} with flags {} into {}, emulators in {}{}{}",
             args.config.display(),
             arches.join(","),
             options.flags,
             config.mount.display(),
-            options.interpreter_dir.dir().display()
+            options.interpreter_dir.dir().display(),
+            if chosen.is_empty() {
+                String::new()
+            } else {
+                format!(", {}", chosen.join(", "))
+            },
+            if options.take_over {
+                ", taking over from other tools' handlers"
+            } else {
+                ""
+            }
         );
         return Ok(Completion::Complete);
     }

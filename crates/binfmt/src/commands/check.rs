@@ -10,7 +10,7 @@
 //! The verdicts are worked out from a [`Survey`] (pure; unit tested with a fake
 //! prober); [`check`] only opens the table, takes the survey and probes.
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::path::{Path, PathBuf};
 
 use binfmt_misc::{BinfmtMisc, Entry, Table};
@@ -22,6 +22,7 @@ use crate::empty_root::{ProbeFailure, Prober, SystemProber};
 use crate::findings::{EntryRef, Finding, Fix, binfmt_with};
 use crate::host::{self, HostFacts};
 use crate::outcome::{CommandError, Completion, print_stdout};
+use crate::status;
 use crate::survey::Survey;
 
 /// Runs `binfmt check`.
@@ -91,8 +92,12 @@ pub fn parse(items: &[String]) -> Result<Vec<Platform>, UnknownArch> {
 pub enum How {
     /// The CPU runs it; no entry is involved.
     Native,
-    /// Through these enabled entries.
-    Emulated(Vec<String>),
+    /// Through `runner`, the enabled entry the kernel uses (of several, the one
+    /// registered last); `passed_over` claim it too but are not used.
+    Emulated {
+        runner: EntryRef,
+        passed_over: Vec<String>,
+    },
     /// It runs, but no entry is visible at the mount checked (another binfmt_misc
     /// instance, or the CPU).
     Unseen,
@@ -144,12 +149,13 @@ pub fn verdict(survey: &Survey, table_problem: Option<&Finding>, wanted: &Platfo
                 entries: refs(&without_f),
             });
         }
-        return Verdict::Proved(How::Emulated(
-            serving
+        return Verdict::Proved(How::Emulated {
+            runner: EntryRef::from(serving[0]),
+            passed_over: serving[1..]
                 .iter()
                 .map(|e| e.registration.name.clone())
                 .collect(),
-        ));
+        });
     }
     let failure = state.failure().cloned();
     if arch.is_native() {
@@ -222,14 +228,26 @@ struct JsonPlatform {
     ok: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     runs: Option<&'static str>,
+    /// The enabled entries that claim it, the one that runs it first.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     entries: Vec<String>,
+    /// The entry that ran it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    handler: Option<JsonHandler>,
     #[serde(skip_serializing_if = "Option::is_none")]
     reason: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     detail: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     fix: Option<String>,
+}
+
+/// The entry that ran a platform.
+#[derive(Debug, Serialize)]
+struct JsonHandler {
+    entry: String,
+    interpreter: String,
+    emulator: String,
 }
 
 /// Everything `binfmt check` prints, worked out.
@@ -307,7 +325,26 @@ impl CheckReport {
                 Verdict::Proved(how) => {
                     let how = match how {
                         How::Native => "runs natively".to_owned(),
-                        How::Emulated(names) => format!("runs through {}", names.join(", ")),
+                        How::Emulated {
+                            runner,
+                            passed_over,
+                        } => {
+                            let mut how = format!(
+                                "runs through {} ({}, {})",
+                                runner.name,
+                                runner.interpreter.display(),
+                                status::emulator_of(wanted.arch, &runner.interpreter)
+                            );
+                            if !passed_over.is_empty() {
+                                let _ = write!(
+                                    how,
+                                    "; {} claim{} it too, registered before it: not used",
+                                    passed_over.join(", "),
+                                    if passed_over.len() == 1 { "s" } else { "" }
+                                );
+                            }
+                            how
+                        }
                         How::Unseen => format!(
                             "runs (no entry for it in {}: another binfmt_misc instance \
                              serves it, or the CPU)",
@@ -370,12 +407,25 @@ impl CheckReport {
                     ok: true,
                     runs: Some(match how {
                         How::Native => "native",
-                        How::Emulated(_) => "emulated",
+                        How::Emulated { .. } => "emulated",
                         How::Unseen => "unseen",
                     }),
                     entries: match how {
-                        How::Emulated(names) => names.clone(),
+                        How::Emulated {
+                            runner,
+                            passed_over,
+                        } => std::iter::once(runner.name.clone())
+                            .chain(passed_over.iter().cloned())
+                            .collect(),
                         _ => Vec::new(),
+                    },
+                    handler: match how {
+                        How::Emulated { runner, .. } => Some(JsonHandler {
+                            entry: runner.name.clone(),
+                            interpreter: runner.interpreter.display().to_string(),
+                            emulator: status::emulator_of(wanted.arch, &runner.interpreter),
+                        }),
+                        _ => None,
                     },
                     reason: None,
                     detail: None,
@@ -386,6 +436,7 @@ impl CheckReport {
                     ok: false,
                     runs: None,
                     entries: Vec::new(),
+                    handler: None,
                     reason: Some(finding.id()),
                     detail: Some(finding.problem(&self.mount)),
                     fix: finding.fix(&self.mount).command(&self.mount),
@@ -503,9 +554,11 @@ mod tests {
             &prober,
             "arm64,riscv64,s390x,ppc64le,mips64,amd64/v2,amd64/v4,386",
         );
-        assert_eq!(
-            got[0],
-            Verdict::Proved(How::Emulated(vec!["qemu-aarch64".into()]))
+        assert!(
+            matches!(&got[0], Verdict::Proved(How::Emulated { runner, passed_over })
+                if runner.name == "qemu-aarch64" && passed_over.is_empty()),
+            "{:?}",
+            got[0]
         );
         assert_eq!(
             got[1],

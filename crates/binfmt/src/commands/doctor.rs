@@ -15,13 +15,17 @@
 //!    `/proc/sys` as in a container without `--privileged`)? Is the table enabled?
 //! 4. every entry: disabled; claiming the machine's own architecture; no flag F with
 //!    an interpreter missing from this mount namespace (the seed's stale entry), or
-//!    present here but not in containers; two enabled entries claiming one
-//!    architecture (Debian's qemu-user-binfmt next to ours, Rosetta). Entries for
-//!    other kinds of files (binfmt-support's jar and python entries, WSLInterop) are
-//!    only reported when stale;
-//!    An entry for an architecture binfmt carries whose interpreter is not binfmt's
-//!    emulator (another tool's) is noted, not counted as a problem;
-//! 5. every architecture's probe, run in an empty root: an entry whose probe fails.
+//!    present here but not in containers. Entries for other kinds of files
+//!    (binfmt-support's jar and python entries, WSLInterop) are only reported when
+//!    stale. The entry that runs an architecture binfmt carries with an interpreter
+//!    that is not binfmt's emulator (another tool's) is noted, not counted as a
+//!    problem;
+//! 5. every architecture: two enabled entries of binfmt's claiming it (a problem:
+//!    which one runs depends on the order they were registered in), or an enabled
+//!    entry of another tool's next to another one (a note that says which runs and
+//!    why, and never advises removing another tool's working translator); its probe,
+//!    run in an empty root: an entry whose probe fails. What runs each architecture
+//!    is listed (`handlers`).
 //!
 //! Every finding is worded by [`crate::findings`]. Nothing is written to binfmt_misc.
 
@@ -39,7 +43,7 @@ use crate::findings::{EntryRef, F_SINCE, Finding, WordedFinding};
 use crate::host::{self, BinfmtMiscModule, HostFacts, HostPaths};
 use crate::outcome::{CommandError, Completion, print_stdout};
 use crate::status;
-use crate::survey::{Survey, claims};
+use crate::survey::{Survey, claims, is_binfmts_entry};
 
 /// Runs `binfmt doctor`.
 pub fn run(args: &DoctorArgs) -> Result<Completion, CommandError> {
@@ -65,6 +69,8 @@ pub struct DoctorReport {
     pub notes: Vec<WordedFinding>,
     /// What runs, proved by execution (the status JSON's `supported`).
     pub supported: Vec<String>,
+    /// The entry that runs each emulated platform (the status JSON's `handlers`).
+    pub handlers: Vec<status::Handler>,
     /// The binfmt_misc mount the findings are about.
     #[serde(skip)]
     pub mount: PathBuf,
@@ -79,6 +85,7 @@ impl DoctorReport {
             findings: Vec::new(),
             notes: Vec::new(),
             supported: Vec::new(),
+            handlers: Vec::new(),
             mount: mount.to_owned(),
         }
     }
@@ -103,6 +110,9 @@ impl DoctorReport {
         }
         if !self.supported.is_empty() {
             let _ = writeln!(out, "runs: {}", self.supported.join(", "));
+        }
+        for handler in &self.handlers {
+            let _ = writeln!(out, "  {}", status::handler_line(handler));
         }
         let headed = self
             .findings
@@ -247,6 +257,7 @@ fn check_table(facts: &HostFacts, mount: &Path, prober: &dyn Prober, report: &mu
     check_arches(&survey, report);
     if survey.probe_error.is_none() {
         report.supported = status::status(&survey).supported;
+        report.handlers = status::handlers(&survey);
     }
 
     if let (Some(path), Some(table)) = (self_mounted, table)
@@ -280,6 +291,7 @@ fn check_entries(survey: &Survey, report: &mut DoctorReport) {
         // WSLInterop) are someone else's business, unless plainly broken (stale).
         if let Some(arch) = arch
             && let Some(emulator) = Emulator::for_arch(arch)
+            && survey.runner(arch) == Some(entry)
             && !is_memfd_path(entry.interpreter())
             && entry.interpreter().file_name()
                 != Some(interpreter_files::file_name(&emulator).as_ref())
@@ -322,18 +334,33 @@ fn check_entries(survey: &Survey, report: &mut DoctorReport) {
     }
 }
 
-/// Per-architecture findings: duplicates and failing probes.
+/// Per-architecture findings: duplicates, shadowed handlers and failing probes.
 fn check_arches(survey: &Survey, report: &mut DoctorReport) {
     for state in &survey.arches {
         let arch = state.arch;
         let enabled = state.enabled_claims();
-        if enabled.len() > 1 {
+        let binfmts: Vec<&Entry> = enabled
+            .iter()
+            .copied()
+            .filter(|entry| is_binfmts_entry(entry))
+            .collect();
+        if binfmts.len() > 1 {
             report.find(&Finding::DuplicateArch {
                 arch,
-                names: enabled
+                names: binfmts
                     .iter()
                     .map(|e| e.registration.name.clone())
                     .collect(),
+            });
+        }
+        if let [runner, passed_over @ ..] = enabled.as_slice()
+            && !passed_over.is_empty()
+            && enabled.iter().any(|entry| !is_binfmts_entry(entry))
+        {
+            report.note(&Finding::Shadowed {
+                arch,
+                runner: EntryRef::from(*runner),
+                passed_over: passed_over.iter().map(|e| EntryRef::from(*e)).collect(),
             });
         }
         let serving = survey.serving_claims(arch);

@@ -7,6 +7,7 @@
 //! - [`doctor`]: `binfmt doctor`, every finding with its cause and fix.
 //! - [`apply`]: `binfmt apply`, the config file of the systemd unit and the DaemonSet.
 //! - [`emulators`]: `binfmt emulators`, what the binary carries.
+//! - [`switch`]: `binfmt enable` and `binfmt disable`, entries on and off.
 
 pub mod apply;
 pub mod check;
@@ -14,4 +15,5 @@ pub mod doctor;
 pub mod emulators;
 pub mod register;
 pub mod run;
+pub mod switch;
 pub mod version;

@@ -1,6 +1,6 @@
 //! `binfmt [--install LIST] [--uninstall LIST] [--mount DIR] [--flags F]
-//! [--interpreter-dir DIR]`: the tonistiigi/binfmt command line. With neither list it
-//! only prints the status JSON.
+//! [--interpreter-dir DIR] [--take-over] [--emulator ARCH=PATH]`: the tonistiigi/binfmt
+//! command line. With neither list it only prints the status JSON.
 //!
 //! Every argument is validated before the first write (one bad item refuses the
 //! run, exit 2); the [`Request`] is then carried out by [`execute`].
@@ -9,17 +9,24 @@ use std::time::Duration;
 
 use interpreter_files::InterpreterDir;
 
+use crate::chosen::ChosenEmulator;
 use crate::cli::Args;
 use crate::install::{self, Install};
 use crate::outcome::{CommandError, Completion};
 use crate::request::{Request, Verbosity, check_interpreter_dir, execute};
-use crate::uninstall;
+use crate::targets;
 
 /// Runs the command.
 pub fn run(args: &Args) -> Result<Completion, CommandError> {
     let lock_timeout = Duration::from_secs(args.lock_timeout);
     let interpreter_dir =
         || InterpreterDir::new(&args.interpreter_dir).with_lock_timeout(lock_timeout);
+    let chosen = args
+        .emulators
+        .iter()
+        .map(|spec| ChosenEmulator::parse(spec))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|error| CommandError::Usage(format!("--emulator: {error}")))?;
     let install = match &args.install {
         Some(list) => {
             let usage = |error: String| CommandError::Usage(format!("--install: {error}"));
@@ -28,17 +35,27 @@ pub fn run(args: &Args) -> Result<Completion, CommandError> {
                 flags: args.flags,
                 interpreter_dir: interpreter_dir(),
                 in_memory: false,
+                take_over: args.take_over,
             };
             let install = Install::new(selection, emulators, options)
-                .map_err(|reason| CommandError::Usage(format!("--interpreter-dir: {reason}")))?;
+                .map_err(|reason| CommandError::Usage(format!("--interpreter-dir: {reason}")))?
+                .with_chosen(chosen, "--emulator")
+                .map_err(CommandError::Usage)?;
             check_interpreter_dir(&install.options.interpreter_dir, "--interpreter-dir")?;
             Some(install)
+        }
+        None if !chosen.is_empty() => {
+            return Err(CommandError::Usage(
+                "--emulator chooses the emulator an install registers: give --install with \
+                 its architecture too"
+                    .to_owned(),
+            ));
         }
         None => None,
     };
     let uninstall = match &args.uninstall {
         Some(list) => Some(
-            uninstall::parse(list)
+            targets::parse(list, "uninstall")
                 .map_err(|error| CommandError::Usage(format!("--uninstall: {error}")))?,
         ),
         None => None,

@@ -262,8 +262,15 @@ fn register(table: &BinfmtMisc, emulators: &[Emulator]) -> Result<(), RunError> 
         // Never written to: `in_memory` keeps every emulator in a memfd.
         interpreter_dir: InterpreterDir::new(DEFAULT_DIR),
         in_memory: true,
+        // A fresh instance holds no other tool's entry.
+        take_over: false,
     };
-    let outcomes = install::install(table, emulators, &options);
+    let items: Vec<install::Item> = emulators
+        .iter()
+        .copied()
+        .map(install::Item::embedded)
+        .collect();
+    let outcomes = install::install(table, &items, &options);
     let failures: Vec<String> = outcomes
         .iter()
         .filter(|(_, outcome)| !outcome.is_ok())

@@ -1,0 +1,85 @@
+//! `binfmt enable [LIST]` and `binfmt disable [LIST]`: turn entries on and off without
+//! unregistering them, as users switch between handlers (`echo 0 > .../qemu-x86_64`
+//! to let Rosetta run x86_64 programs, and `echo 1` to have QEMU back).
+//!
+//! The list is read as `--uninstall` reads it ([`crate::targets`]): a glob or an
+//! architecture takes in only binfmt's own entries, another tool's entry is switched
+//! only when named exactly. Without a list, every one of binfmt's entries is. An entry
+//! already as asked is left alone (no write). The table is never mounted here: with
+//! nothing mounted there is nothing to switch. Then the status JSON, as after an
+//! install: the platforms that run now.
+
+use std::time::Duration;
+
+use binfmt_misc::{BinfmtMisc, Table};
+
+use crate::cli::SwitchArgs;
+use crate::empty_root::SystemProber;
+use crate::findings::Finding;
+use crate::host::HostFacts;
+use crate::outcome::{CommandError, Completion, print_stdout};
+use crate::status;
+use crate::survey::Survey;
+use crate::targets;
+
+/// Runs `binfmt enable` (`enabled`) or `binfmt disable`.
+pub fn run(args: &SwitchArgs, enabled: bool) -> Result<Completion, CommandError> {
+    let (verb, state) = if enabled {
+        ("enabling", "enabled")
+    } else {
+        ("disabling", "disabled")
+    };
+    let targets = match &args.list {
+        Some(list) => Some(
+            targets::parse(list, command(enabled))
+                .map_err(|error| CommandError::Usage(format!("{}: {error}", command(enabled))))?,
+        ),
+        None => None,
+    };
+    let table = BinfmtMisc::open(&args.mount).map_err(|error| {
+        let finding = Finding::for_unopened_table(&error, &args.mount, &HostFacts::read());
+        CommandError::Runtime(finding.as_failure(&args.mount))
+    })?;
+    let _lock = table
+        .lock(Duration::from_secs(args.lock_timeout))
+        .map_err(|error| match Finding::for_table_error(&error) {
+            Some(finding) => CommandError::Runtime(finding.as_failure(&args.mount)),
+            None => error.into(),
+        })?;
+    let entries = Survey::read(Some(&table))?.entries;
+    let selection = match &targets {
+        Some(targets) => targets::select(targets, &entries),
+        None => targets::all_binfmts(&entries),
+    };
+    for name in &selection.left_alone {
+        eprintln!("{verb}: {name} left alone (another tool's entry: name it exactly to switch it)");
+    }
+    if selection.selected.is_empty() {
+        eprintln!("{verb}: nothing matches, nothing to do");
+    }
+    let mut failed = 0;
+    for name in &selection.selected {
+        let already = entries
+            .iter()
+            .any(|entry| entry.registration.name == *name && entry.enabled == enabled);
+        if already {
+            eprintln!("{verb}: {name} OK (already {state})");
+            continue;
+        }
+        match table.set_enabled(name, enabled) {
+            Ok(()) => eprintln!("{verb}: {name} OK"),
+            Err(error) => {
+                failed += 1;
+                eprintln!("{verb}: {name} FAILED: {error}");
+            }
+        }
+    }
+    let mut survey = Survey::read(Some(&table))?;
+    survey.probe(&SystemProber, &qemu_catalog::Arch::ALL);
+    print_stdout(&status::render(&status::status(&survey)))?;
+    Ok(Completion::of(failed == 0))
+}
+
+fn command(enabled: bool) -> &'static str {
+    if enabled { "enable" } else { "disable" }
+}
