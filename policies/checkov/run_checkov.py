@@ -62,11 +62,11 @@ def _note(message: str) -> None:
 
 
 class _EveryFileRunner:
-    """What both runners below add to Checkov's: the CI files offered to them that none of their parsers
-    could read become the report's parsing errors, and each failed record of a check
-    gets the text the check left in its result configuration (rules.DETAILS) as its
-    `details`, which Checkov prints under the failed resource. Both run in the
-    process that scans (Checkov forks one per framework)."""
+    """What both runners below add to Checkov's: the CI files offered to them that
+    none of their parsers could read become the report's parsing errors, and each
+    failed record of a check gets the text the check left in its result configuration
+    (rules.DETAILS) as its `details`, which Checkov prints under the failed resource.
+    Both happen in the process that scans (Checkov forks one per framework)."""
 
     def is_ci_file(self, path: str) -> bool:
         raise NotImplementedError
