@@ -3,22 +3,25 @@ its runner cannot run natively must register QEMU emulation before, in the same 
 (its `before_script`, or earlier in its `script`).
 
 One result per job (hidden `.templates` and GitLab's keywords are not jobs). The job
-is taken as GitLab runs it: `extends:` merged in, `default:` (or the deprecated
-top-level `before_script`) applied unless `inherit:` says otherwise, and `variables:`
-(global, the job's, each `parallel: matrix:` combination) substituted in `tags:` and
-the scripts. The runner comes from `tags:` (`saas-linux-medium-arm64`, `arm64`,
-`amd64`, ...); a job without tags runs on GitLab.com's default runner, x86-64 (a
-self-managed instance may differ: tag such jobs); tags that name no architecture
-leave it unknown. `image:` and `services:` (docker:dind) do not change it: the job's
-containers run on the runner's CPU. Builds and registrations are read from
-`before_script` then `script`, one shell session, as in GitHub Actions' `run:`
-(see qemu_before_build).
+is taken as GitLab runs it: `!reference` tags resolved, `extends:` merged in,
+`default:` (or the deprecated top-level `before_script`) applied unless `inherit:` says
+otherwise, and `variables:` (global, the job's, each `parallel: matrix:` combination)
+substituted in `tags:` and the scripts. The runner comes from `tags:`
+(`saas-linux-medium-arm64`, `arm64`, `amd64`, ...); a job without tags runs on
+GitLab.com's default runner, x86-64 (a self-managed instance may differ: tag such
+jobs); tags that name no architecture leave it unknown. `image:` and `services:`
+(docker:dind) do not change it: the job's containers run on the runner's CPU. Builds
+and registrations are read from `before_script` then `script`, one shell session, as
+in GitHub Actions' `run:` (see qemu_before_build). The job runs in a container, so
+installing qemu-user-static registers nothing until it is enabled (`update-binfmts
+--enable`, in a privileged job).
 
-A finding is printed as Checkov's check name, the job and its lines (which show its
-tags and scripts). Checkov has no per-finding text for GitLab CI (a check's
-`details` are printed for Terraform only), so the name carries the fix. Checkov itself does not scan a file that
-uses GitLab's `!reference` tag (its YAML loader refuses it), and reads only the first
-document of a file (a `spec:` header hides the jobs after it).
+A finding points at the job and its lines (which show its tags and scripts), and
+carries its text in the result's `details`: the platforms, the runner and why it was
+assumed, and the line to add. Checkov prints those lines for Terraform checks only;
+run_checkov.py makes it print them here too, and scans the files Checkov's own loader
+drops (`!reference`, a CI/CD component's `spec:` header before its jobs). Plain
+`checkov` shows the check's name, which carries the fix.
 """
 
 from __future__ import annotations
@@ -35,11 +38,16 @@ except ImportError:  # loaded by Checkov from its path, with this directory on s
     import qemu_before_build as rules
 
 ID = "CKV_GITLABCI_QEMU_001"
+# The line a finding says to add, for the platforms it names (`all` in the name).
+FIX_LINE = "- {tool} run --rm --privileged tonistiigi/binfmt --install {arches}"
 NAME = (
     "Ensure QEMU is registered before building for a platform the runner cannot run "
-    "natively (fix: add `- docker run --rm --privileged tonistiigi/binfmt --install all` "
-    "to before_script, in the same job)"
+    f"natively (fix: add `{FIX_LINE.format(tool='docker', arches='all')}` to "
+    "before_script, in the same job)"
 )
+# GitLab.com's hosted runners, by architecture: where a kaniko job can move to.
+HOSTED_RUNNER_TAGS = {"amd64": "saas-linux-medium-amd64", "arm64": "saas-linux-medium-arm64"}
+KANIKO = "(kaniko cannot register QEMU)"
 
 # Top-level keys that are not jobs.
 KEYWORDS = {
@@ -78,20 +86,83 @@ class QEMUSetupBeforeBuildGitLabCI(BaseGitlabCICheck):
         job = _effective_job(pipeline, name, rules.plain(conf))
         for combination in _parallel_matrix(job.get("parallel")):
             env = {**_variables(pipeline, job), **combination}
-            if _finding(job, env) is not None:
-                return CheckResult.FAILED, rules.lines_of(conf, conf)
+            judged = _judge(job, env)
+            if judged is not None:
+                finding, tags, runner = judged
+                text = _details(name, finding, tags, runner, combination, self._file, conf)
+                return CheckResult.FAILED, {**rules.lines_of(conf, conf), rules.DETAILS: text}
         return CheckResult.PASSED, rules.lines_of(conf, conf)
 
 
-def _finding(job: dict[str, Any], env: dict[str, str]) -> rules.Finding | None:
+def _judge(job: dict[str, Any], env: dict[str, str]) -> tuple[rules.Finding, list[str], str | None] | None:
+    """The job's first build that needs emulation nothing registered, with its tags and
+    its runner's architecture. Each event's `where` is the script line it comes from."""
     tags = [rules.expand(rules.as_text(tag), env) for tag in _list(job.get("tags"))]
     # GitLab.com runs untagged jobs on its small x86-64 Linux runner.
     runner = rules.runner_arch(tags, default=None if tags else "amd64")
     shell_env = dict(env)
     events: list[rules.Build | rules.Registration] = []
     for line in _script(job.get("before_script")) + _script(job.get("script")):
-        events += rules.shell_events(line, shell_env, job)
-    return rules.first_finding(runner, events)
+        events += rules.shell_events(line, shell_env, line)
+    finding = rules.first_finding(runner, events)
+    return (finding, tags, runner) if finding else None
+
+
+def _details(job: str, finding: rules.Finding, tags: list[str], runner: str | None,
+             matrix: dict[str, str], path: str, conf: dict[str, Any]) -> list[str]:  # fmt: skip
+    """The finding's text (rules.details): how the runner is known, and the line to add."""
+    if not tags:
+        about = (
+            "its runner cannot run: the job has no tags, so it runs on GitLab.com's default "
+            f"runner, assumed {rules.arch_name('amd64')} (on a self-managed instance, tag the "
+            "job with its runner's architecture)"
+        )
+    elif runner is None:
+        about = f"no one runner runs natively, and its tags ({', '.join(tags)}) name no architecture"
+    else:
+        about = f"its runner cannot run: tags {', '.join(tags)} say {rules.arch_name(runner)}"
+    context = f" (parallel matrix {', '.join(f'{k}={v}' for k, v in matrix.items())})" if matrix else ""
+    line = _line_of(path, finding.build, conf)
+    return rules.details(job, finding, about, _fix(finding, line), line, context)
+
+
+def _fix(finding: rules.Finding, line: int | None) -> str:
+    """The line to add. kaniko builds inside the job's own container, which has no
+    container engine to register QEMU with: there, a runner of the build's
+    architecture."""
+    build = finding.build
+    if build.tool == "kaniko":
+        hosted = [HOSTED_RUNNER_TAGS[arch] for arch in finding.uncovered if arch in HOSTED_RUNNER_TAGS]
+        if len(hosted) == 1 == len(finding.uncovered):
+            return f"run the job on a runner of that architecture: set `tags: [{hosted[0]}]` {KANIKO}"
+        return f"register QEMU on the runner's host, or run the job on a runner of that architecture {KANIKO}"
+    tool = {"podman": "podman", "buildah": "podman", "nerdctl": "nerdctl"}.get(build.tool, "docker")
+    add = FIX_LINE.format(tool=tool, arches=rules.install_list(finding.uncovered))
+    where = f"the job's before_script (before line {line})" if line else "the job's before_script"
+    return f"add `{add}` to {where}"
+
+
+def _line_of(path: str, build: rules.Build, conf: dict[str, Any]) -> int | None:
+    """The file line of the build's command, if it is in the job's own lines (not in a
+    template it extends): the line of its script entry (`build.where`) that names the
+    command's program, found in the file as written there (a folded entry shows its
+    first words on that line)."""
+    entry = str(build.where or "").strip()
+    program = build.command.split(" ", 1)[0]
+    wanted = next((line.strip() for line in entry.splitlines() if program in line), "")
+    if not wanted:
+        return None
+    try:
+        with open(path, encoding="utf-8") as file:
+            lines = file.read().splitlines()
+    except (OSError, UnicodeDecodeError):
+        return None
+    start, end = conf.get(rules.START_LINE, 1), min(conf.get(rules.END_LINE, len(lines)), len(lines))
+    for number in range(start, end + 1):
+        written = lines[number - 1].strip().removeprefix("- ").strip()
+        if wanted in written or (program in written and wanted.startswith(written)):
+            return number
+    return None
 
 
 def _effective_job(pipeline: dict[str, Any], name: str, fallback: dict[str, Any]) -> dict[str, Any]:

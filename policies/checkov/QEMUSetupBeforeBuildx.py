@@ -5,12 +5,14 @@ same job.
 One result per job. The job's runner comes from `runs-on` (GitHub's hosted `*-arm`
 images and self-hosted `ARM64` / `X64` / `ARM` labels; see qemu_before_build for the
 rules); its builds from `run:` scripts (`docker buildx build --platform ...`,
-`docker build`, `docker run --platform`, `docker buildx bake --set *.platform=...`),
-docker/build-push-action's `platforms:` and docker/bake-action's `set:`; its
-registrations from docker/setup-qemu-action, `tonistiigi/binfmt --install`, binfmt's
-image or binary (`--install`, `apply`, `binfmt run`) and
-`multiarch/qemu-user-static --reset -p yes`. A registration after the build, or in
-another job (another machine), does not count.
+`docker build`, `docker run --platform`, `docker buildx bake --set *.platform=...`,
+podman, buildah, a standalone `buildx`, buildctl, kaniko), docker/build-push-action's
+`platforms:` and docker/bake-action's `set:`; its registrations from
+docker/setup-qemu-action, the actions that register QEMU before their own work
+(crazy-max/ghaction-docker-buildx, uraimo/run-on-arch-action, dbhi/qus/action), and
+the commands and images qemu_before_build reads. A registration after the build, or
+in another job (another machine), does not count. Installing qemu-user-static
+registers it on the runner's VM, not in a `container:` job (enable it there).
 
 A matrix is expanded the way GitHub does (axes, `exclude`, `include`), and every
 combination is judged with its own runner and platforms: a matrix that pairs each
@@ -19,11 +21,11 @@ runner with its native platform passes, one that pairs an arm runner with amd64 
 any other expression makes what holds it unknown (a runner that cannot be known, a
 platform left out).
 
-A finding is printed as Checkov's check name, the job (`jobs(build)`), and the file
-and lines from the job's start to the end of the build step that needs emulation
-(which shows the runner and the platforms). Checkov has no per-finding text for
-GitHub Actions (a check's `details` are printed for Terraform only), so the name
-carries the fix.
+A finding points at the job (`jobs(build)`) and the lines from its start to the end of
+the build step that needs emulation, and carries its text in the result's `details`:
+the platforms, the runner and how it is known, and the step to add. Checkov prints
+those lines for Terraform checks only; run_checkov.py makes it print them here too.
+Plain `checkov` shows the check's name, which carries the fix.
 """
 
 from __future__ import annotations
@@ -41,11 +43,23 @@ except ImportError:  # loaded by Checkov from its path, with this directory on s
     import qemu_before_build as rules
 
 ID = "CKV_GHA_QEMU_001"
+# The step a finding says to add: it registers every emulator (its default platforms).
+FIX_STEP = "- uses: docker/setup-qemu-action@v3"
 NAME = (
     "Ensure QEMU is registered before building for a platform the runner cannot run "
-    "natively (fix: add the step `- uses: docker/setup-qemu-action@v3` before the "
-    "build, in the same job)"
+    f"natively (fix: add the step `{FIX_STEP}` before the build, in the same job)"
 )
+# Actions that register QEMU before their own work (read in their sources), and the
+# input that names what they register (all emulators without it).
+REGISTERING_ACTIONS: dict[str, str | None] = {
+    "docker/setup-qemu-action": "platforms",
+    # Every version (v0.1 to v3) runs `multiarch/qemu-user-static --reset -p yes`.
+    "crazy-max/ghaction-docker-buildx": None,
+    # multiarch/qemu-user-static (v1, v2) or `tonistiigi/binfmt --install all` (v3).
+    "uraimo/run-on-arch-action": None,
+    # `aptman/qus -s -- -p TARGETS`: QEMU's names (aarch64), all by default.
+    "dbhi/qus/action": "targets",
+}
 
 _EXPRESSION = re.compile(r"\$\{\{\s*(.*?)\s*\}\}")
 _CONTEXT_PATH = re.compile(r"(matrix|env)((?:\.[A-Za-z0-9_-]+)+)")
@@ -60,11 +74,12 @@ class QEMUSetupBeforeBuildx(BaseGithubActionsCheck):
             supported_entities=("jobs",),
         )
         self._workflow_file = ""
+        self._job = ""
 
     def run(self, scanned_file: str, entity_configuration: Any, entity_name: str, entity_type: str,
             skip_info: Any) -> Any:  # fmt: skip
-        # The job check needs the workflow's `env:` too: remember which file this is.
-        self._workflow_file = scanned_file
+        # The job check needs the workflow's `env:` too, and the job's name for its text.
+        self._workflow_file, self._job = scanned_file, entity_name
         return super().run(scanned_file, entity_configuration, entity_name, entity_type, skip_info)
 
     def scan_conf(self, conf: dict[str, Any]) -> tuple[CheckResult, dict[str, Any]]:
@@ -73,36 +88,66 @@ class QEMUSetupBeforeBuildx(BaseGithubActionsCheck):
         workflow = rules.document(self._workflow_file)
         workflow_env = _mapping(workflow.get("env"))
         for combination in _matrix_combinations(rules.plain(conf.get("strategy"))):
-            finding = _judge(conf, workflow_env, combination)
-            if finding is not None:
+            judged = _judge(conf, workflow_env, combination)
+            if judged is not None:
+                finding, labels, runner = judged
                 # The job's lines down to the end of the build step that needs emulation.
-                return CheckResult.FAILED, rules.lines_of(conf, finding.build.where)
+                lines = rules.lines_of(conf, finding.build.where)
+                text = _details(self._job, finding, labels, runner, combination)
+                return CheckResult.FAILED, {**lines, rules.DETAILS: text}
         return CheckResult.PASSED, conf
 
 
 def _judge(job: dict[str, Any], workflow_env: dict[str, Any],
-           matrix: dict[str, Any]) -> rules.Finding | None:  # fmt: skip
+           matrix: dict[str, Any]) -> tuple[rules.Finding, list[str], str | None] | None:  # fmt: skip
     """The first build of `job` that needs emulation nothing registered, for one
-    combination of its matrix."""
+    combination of its matrix, with the runner's labels and architecture."""
     job_env = {**workflow_env, **_resolve(_mapping(job.get("env")), matrix, workflow_env)}
-    runs_on = _resolve(rules.plain(job.get("runs-on")), matrix, job_env)
-    runner = rules.github_runner_arch(_labels(runs_on))
+    labels = _labels(_resolve(rules.plain(job.get("runs-on")), matrix, job_env))
+    runner = rules.github_runner_arch(labels)
+    # A job without `container:` runs its steps on the runner's VM, where installing
+    # qemu-user-static registers it (its package scripts apply its binfmt config).
+    on_vm = not job.get("container")
     events: list[rules.Build | rules.Registration] = []
     for step in job.get("steps") or []:
         if not isinstance(step, dict):
             continue
         env = {**job_env, **_resolve(_mapping(step.get("env")), matrix, job_env)}
-        events += _step_events(step, matrix, env)
-    return rules.first_finding(runner, events)
+        events += _step_events(step, matrix, env, on_vm)
+    finding = rules.first_finding(runner, events)
+    return (finding, labels, runner) if finding else None
 
 
-def _step_events(step: dict[str, Any], matrix: dict[str, Any],
-                 env: dict[str, Any]) -> list[rules.Build | rules.Registration]:  # fmt: skip
+def _details(job: str, finding: rules.Finding, labels: list[str], runner: str | None,
+             matrix: dict[str, Any]) -> list[str]:  # fmt: skip
+    """The finding's text (rules.details), with the runner as `runs-on` names it."""
+    shown = ", ".join(labels) or "(none)"
+    if runner is None:
+        about = f"no one runner runs natively, and runs-on {shown} does not say its architecture"
+    elif rules.runner_arch(labels) is None:  # no label names it: a hosted image
+        about = (
+            f"its runner cannot run: runs-on {shown} is {rules.arch_name(runner)} "
+            "(GitHub's hosted images are x86-64 unless their name ends in -arm)"
+        )
+    else:
+        about = f"its runner cannot run: runs-on {shown} is {rules.arch_name(runner)}"
+    scalars = {k: rules.as_text(v) for k, v in matrix.items() if not isinstance(v, (dict, list))}
+    context = f" (matrix {', '.join(f'{k}={v}' for k, v in scalars.items())})" if scalars else ""
+    where = finding.build.where
+    line = where.get(rules.START_LINE) if isinstance(where, dict) else None
+    fix = f"add the step `{FIX_STEP}` before line {line}, in the same job"
+    return rules.details(job, finding, about, fix, line, context)
+
+
+def _step_events(step: dict[str, Any], matrix: dict[str, Any], env: dict[str, Any],
+                 on_vm: bool) -> list[rules.Build | rules.Registration]:  # fmt: skip
     uses = str(step.get("uses") or "").lower()
     inputs = _resolve(_mapping(step.get("with")), matrix, env)
     action = uses.split("@", 1)[0]
-    if action == "docker/setup-qemu-action":
-        return [rules.Registration(rules.coverage_of(inputs.get("platforms")), step)]
+    if action in REGISTERING_ACTIONS:
+        given = REGISTERING_ACTIONS[action]
+        covers = rules.coverage_of(inputs.get(given) if given else None)
+        return [rules.Registration(covers, step, command=uses)]
     if action == "docker/build-push-action":
         platforms = rules.split_list(inputs.get("platforms"))
         return [rules.Build(platforms, step)] if platforms else []
@@ -121,7 +166,7 @@ def _step_events(step: dict[str, Any], matrix: dict[str, Any],
     if isinstance(run, str):
         script = _resolve(run, matrix, env)
         shell_env = {name: rules.as_text(value) for name, value in env.items()}
-        return rules.shell_events(script, shell_env, step)
+        return rules.shell_events(script, shell_env, step, installs_register=on_vm)
     return []
 
 

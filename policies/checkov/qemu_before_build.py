@@ -18,8 +18,17 @@ Decisions, each where it is applied:
   architecture) fails a job only when no one runner could build all its platforms
   natively: one platform passes, amd64 with arm64 fails;
 - an explicit registration list (`--install arm64`) covers only what it names; `all`,
-  `binfmt apply` and multiarch/qemu-user-static cover everything;
+  `binfmt apply` and multiarch/qemu-user-static cover everything; the images that
+  register a fixed set (docker/binfmt, linuxkit/binfmt, hypriot/qemu-register) cover
+  that set;
+- a registration without flag F (multiarch/qemu-user-static without `-p yes`) covers
+  nothing: the build's containers do not hold the emulator it names. Installing
+  Debian's qemu-user-static or qemu-user-binfmt registers only where the runner applies
+  the package's binfmt config (a VM with systemd), or once enabled (`update-binfmts
+  --enable`, `systemctl restart systemd-binfmt`);
 - a platform that cannot be known (an unresolved variable or expression) is left out.
+
+docs/checkov-policy.md says which tools and actions are recognised, and why.
 """
 
 from __future__ import annotations
@@ -28,7 +37,7 @@ import functools
 import os
 import re
 import shlex
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator
 
 import yaml  # PyYAML, a dependency of Checkov
@@ -126,8 +135,9 @@ def arches_of(platforms: Iterable[str]) -> list[str]:
     return arches
 
 
-def coverage_of(value: str | None) -> frozenset[str]:
-    """What an `--install` / `platforms:` list registers: ALL for `all` (or no list)."""
+def coverage_of(value: Any) -> frozenset[str]:
+    """What an `--install` / `platforms:` list (text or a YAML list) registers: ALL for
+    `all` (or no list)."""
     items = split_list(value)
     if not items or any(item.lower() == ALL for item in items):
         return frozenset({ALL})
@@ -201,18 +211,30 @@ class Build:
     where: Any = None  # what the check points the finding at (a step, a job)
     # What emulation the build runs under whatever is registered (`binfmt run`).
     emulated: frozenset[str] = frozenset()
+    tool: str = "docker"  # docker, podman, buildah, nerdctl, buildx, buildctl, kaniko
+    command: str = ""  # the command as written, to find its line
 
     @property
     def arches(self) -> list[str]:
         return arches_of(self.platforms)
 
+    def platforms_of(self, arches: Iterable[str]) -> list[str]:
+        """The build's own spellings of `arches` (`linux/arm/v7` for arm)."""
+        wanted = set(arches)
+        spelled = [p for p in self.platforms if arch_of(p) in wanted]
+        return list(dict.fromkeys(spelled)) or sorted(wanted)
+
 
 @dataclass
 class Registration:
-    """A step that registers QEMU emulators for `covers` (architectures, or ALL)."""
+    """A step that registers QEMU emulators for `covers` (architectures, or ALL).
+    `why_not` says why one that looks like a registration covers nothing (no flag F):
+    the finding repeats it, since the user believes the build is covered."""
 
     covers: frozenset[str]
     where: Any = None
+    why_not: str = ""
+    command: str = ""
 
 
 @dataclass
@@ -221,6 +243,8 @@ class Finding:
 
     build: Build
     uncovered: list[str]  # the architectures that need emulation and have none
+    # Why registrations before the build did not count (Registration.why_not).
+    notes: list[str] = field(default_factory=list)
 
 
 def _needs(runner: str | None, arches: list[str], covered: set[str]) -> list[str]:
@@ -242,14 +266,42 @@ def first_finding(runner: str | None, events: Iterable[Build | Registration]) ->
     """The first build in `events` (in job order) that needs emulation for an
     architecture no earlier registration covers."""
     covered: set[str] = set()
+    notes: list[str] = []
     for event in events:
         if isinstance(event, Registration):
             covered |= event.covers
+            if event.why_not and event.why_not not in notes:
+                notes.append(event.why_not)
             continue
         uncovered = _needs(runner, event.arches, covered | event.emulated)
         if uncovered:
-            return Finding(build=event, uncovered=uncovered)
+            return Finding(build=event, uncovered=uncovered, notes=notes)
     return None
+
+
+def install_list(arches: Iterable[str]) -> str:
+    """`--install`'s argument for `arches` (`arm64,riscv64`)."""
+    return ",".join(sorted(set(arches)))
+
+
+# What a runner of each architecture is called in a finding.
+_ARCH_NAMES = {"amd64": "x86-64", "386": "32-bit x86", "arm": "32-bit arm"}
+
+
+def arch_name(arch: str) -> str:
+    """An architecture as a finding names a runner's: `x86-64`, `arm64`, `32-bit arm`."""
+    return _ARCH_NAMES.get(arch, arch)
+
+
+def details(job: str, finding: Finding, runner: str, fix: str, line: int | None = None,
+            context: str = "") -> list[str]:  # fmt: skip
+    """A finding's text, one sentence a line: the job and the platforms its runner
+    cannot run (`runner` says which runner and how it is known), why registrations
+    before the build did not count, and `fix`, the line to add. Checkov prints these
+    lines under the failed job (see run_checkov.py)."""
+    platforms = ", ".join(finding.build.platforms_of(finding.uncovered))
+    at = f" (line {line})" if line else ""
+    return [f"job {job}{context} builds {platforms}{at}, which {runner}", *finding.notes, f"fix: {fix}"]
 
 
 # ---------------------------------------------------------------------------------------
@@ -362,37 +414,99 @@ _BUILDS = {
     ("run",), ("container", "run"), ("create",), ("container", "create"),
 }  # fmt: skip
 _BAKES = {("buildx", "bake"), ("bake",)}
+# buildx without docker: the release binary (`./buildx`) or the plugin run directly.
+_BUILDX_BINARIES = {"buildx", "docker-buildx"}
+# BuildKit's own client; `buildctl-daemonless.sh` starts buildkitd for it.
+_BUILDCTL = {"buildctl", "buildctl-daemonless.sh"}
+# kaniko's binary is /kaniko/executor in its image.
+_KANIKO = {"executor"}
+_KANIKO_PLATFORM = ("--custom-platform", "--customPlatform")
 
 
-def _build_platforms(words: list[str]) -> list[str] | None:
-    """The platforms a container-tool command builds or runs for, or None when it
-    is not a build (or run) that names any: `docker buildx build --platform X`,
-    `docker build --platform=X`, `docker buildx bake --set T.platform=X`,
-    `docker run --platform X`, `podman build --arch X`, `buildah bud --platform X`."""
-    tool = os.path.basename(words[0])
-    if tool not in _CONTAINER_TOOLS:
-        return None
-    path, rest = _subcommand(words)
+def _buildx_platforms(rest: list[str], path: tuple[str, ...]) -> list[str]:
+    """The platforms of a buildx `build` (`--platform X`) or `bake` (`--set T.platform=X`)."""
     platforms: list[str] = []
-    if path in _BUILDS:
-        platforms = [p for value in _option_values(rest, "--platform") for p in split_list(value)]
-        if tool in ("podman", "buildah"):
-            platforms += ["linux/" + arch for arch in _option_values(rest, "--arch")]
-    elif path in _BAKES:
+    if path in _BAKES:
         for value in _option_values(rest, "--set"):
             target, _, assignment = value.partition(".")
             key, _, platform_list = assignment.partition("=")
             if target and key == "platform":
                 platforms += split_list(platform_list)
-    return platforms or None
+    else:
+        platforms = [p for value in _option_values(rest, "--platform") for p in split_list(value)]
+    return platforms
 
 
-def _image_name(word: str) -> str:
-    """The last path component of an image reference, without tag or digest:
-    `REGISTRY/binfmt:0.1.0` -> `binfmt`, `tonistiigi/binfmt@sha256:...` -> `binfmt`."""
-    name = word.split("@", 1)[0]
-    last = name.rsplit("/", 1)[-1]
-    return last.split(":", 1)[0].lower()
+def _build(words: list[str]) -> Build | None:
+    """The build (or container run) a command makes, when it names its platforms:
+    `docker buildx build --platform X`, `docker build --platform=X`, `docker buildx bake
+    --set T.platform=X`, `docker run --platform X`, `podman build --arch X`, `buildah bud
+    --platform X`, a standalone `buildx build` or `bake`, `buildctl build --opt
+    platform=X`, kaniko's `executor --custom-platform X`. None otherwise: no `--platform`
+    is a build for the runner's own platform."""
+    tool = os.path.basename(words[0])
+    command = " ".join(words)
+    platforms: list[str] = []
+    if tool in _CONTAINER_TOOLS:
+        path, rest = _subcommand(words)
+        if path in _BUILDS or path in _BAKES:
+            platforms = _buildx_platforms(rest, path)
+        if path in _BUILDS and tool in ("podman", "buildah"):
+            platforms += ["linux/" + arch for arch in _option_values(rest, "--arch")]
+    elif tool in _BUILDX_BINARIES:
+        path, rest = _subcommand(["docker", "buildx", *words[1:]])
+        if path in _BUILDS or path in _BAKES:
+            platforms, tool = _buildx_platforms(rest, path), "buildx"
+    elif tool in _BUILDCTL:
+        path, rest = _subcommand(words)
+        if path == ("build",):
+            for value in _option_values(rest, "--opt"):
+                key, _, platform_list = value.partition("=")
+                if key == "platform":
+                    platforms += split_list(platform_list)
+            tool = "buildctl"
+    elif tool in _KANIKO:
+        platforms = [p for name in _KANIKO_PLATFORM for value in _option_values(words, name)
+                     for p in split_list(value)]  # fmt: skip
+        tool = "kaniko"
+    return Build(platforms, tool=tool, command=command) if platforms else None
+
+
+# `docker run` options that take a value, so that the value is not read as the image.
+_RUN_OPTIONS_WITH_VALUE = {
+    "--name", "-v", "--volume", "-e", "--env", "--env-file", "--platform", "--entrypoint",
+    "-w", "--workdir", "--network", "--net", "--pid", "-u", "--user", "--mount",
+    "--cap-add", "--cap-drop", "--security-opt", "--device", "-l", "--label", "--pull",
+    "--hostname", "-h", "--ipc", "--uts", "--userns", "--cgroupns", "--tmpfs", "-p", "--publish",
+}  # fmt: skip
+
+
+def _run_image(rest: list[str]) -> tuple[str, list[str]] | None:
+    """The image of `docker run`'s arguments (options skipped) and the arguments after it."""
+    index = 0
+    while index < len(rest):
+        word = rest[index]
+        if word in _RUN_OPTIONS_WITH_VALUE:
+            index += 2
+        elif word.startswith("-"):
+            index += 1
+        else:
+            return word, rest[index + 1 :]
+    return None
+
+
+def _image_reference(word: str) -> tuple[str, str]:
+    """An image reference's repository path and tag, without registry host or digest:
+    `docker.io/multiarch/qemu-user-static:register` -> (`multiarch/qemu-user-static`,
+    `register`); `REGISTRY/binfmt:0.1.0` -> (`registry/binfmt`, `0.1.0`)."""
+    name = word.split("@", 1)[0].lower()
+    path, _, tag = name.rpartition(":") if ":" in name.rsplit("/", 1)[-1] else (name, "", "")
+    parts = path.split("/")
+    if len(parts) > 1 and ("." in parts[0] or ":" in parts[0] or parts[0] == "localhost"):
+        parts = parts[1:]  # a registry host
+    if parts[:1] == ["library"]:
+        parts = parts[1:]
+    return "/".join(parts), tag
 
 
 def _binfmt_coverage(args: list[str]) -> frozenset[str] | None:
@@ -406,29 +520,112 @@ def _binfmt_coverage(args: list[str]) -> frozenset[str] | None:
     return frozenset().union(*(coverage_of(value) for value in installs))
 
 
-def _container_registration(words: list[str]) -> frozenset[str] | None:
-    """`docker run ... IMAGE ARGS` of a registering image: one named binfmt (this
-    project's, tonistiigi/binfmt) run with `--install` or `apply`, or
-    multiarch/qemu-user-static run with `--reset -p yes` (without `-p yes` its entries
-    lack flag F and do not work inside containers)."""
-    tool = os.path.basename(words[0])
-    if tool not in ("docker", "podman", "nerdctl"):
+# What the images that register a fixed set of emulators register, each with flag F
+# (read in their sources): docker/binfmt's and linuxkit/binfmt's etc/binfmt.d, and
+# hypriot/qemu-register's register.sh. They register when run without arguments
+# (their CMD); arguments replace the CMD.
+_FIXED_SETS: dict[str, frozenset[str]] = {
+    "docker/binfmt": frozenset({"arm64", "arm", "ppc64le", "s390x", "riscv64"}),
+    "linuxkit/binfmt": frozenset({"arm64", "arm", "ppc64le", "s390x", "riscv64", "loong64"}),
+    "hypriot/qemu-register": frozenset({"arm64", "arm", "ppc64le", "riscv64"}),
+}
+_MULTIARCH = "multiarch/qemu-user-static"
+_QUS = "aptman/qus"
+
+
+def _multiarch_registration(tag: str, args: list[str], command: str) -> Registration | None:
+    """multiarch/qemu-user-static registers every emulator (qemu-binfmt-conf.sh): with
+    flag F only with `-p yes` / `--persistent yes`, which its `register` tag cannot take.
+    Without F an entry names /usr/bin/qemu-*-static, which the build's containers lack.
+    Its tags named for architectures (`x86_64-aarch64`, `aarch64`) only hold emulators
+    (for COPY): running them registers nothing, nor does running a command in it; the
+    others are versions (`7.2.0-1`), `latest` and `register`."""
+    binaries_only = tag[:1].isalpha() and tag not in ("latest", "register")
+    if binaries_only or any(not word.startswith("-") and word not in ("yes", "no") for word in args):
+        return None
+    persistent = _option_values(args, "-p") + _option_values(args, "--persistent")
+    if "yes" in persistent and tag != "register":
+        return Registration(frozenset({ALL}), command=command)
+    how = "its `register` tag cannot take `-p yes`" if tag == "register" else "add `-p yes`"
+    why_not = (
+        f"`{command}` registers its emulators without flag F, so the build's containers "
+        f"cannot run them ({how})"
+    )
+    return Registration(frozenset(), why_not=why_not, command=command)
+
+
+def _qus_registration(args: list[str], command: str) -> Registration:
+    """aptman/qus (dbhi/qus): `-s -- -p [TARGET...]` registers with flag F (`-p`) the
+    QEMU targets named, or all of them."""
+    after = args[args.index("--") + 1 :] if "--" in args else args
+    if "-p" not in after:
+        why_not = f"`{command}` registers its emulators without flag F (add `-p` after `--`)"
+        return Registration(frozenset(), why_not=why_not, command=command)
+    return Registration(coverage_of(" ".join(w for w in after if not w.startswith("-"))), command=command)
+
+
+def _container_registration(words: list[str]) -> Registration | None:
+    """`docker run ... IMAGE ARGS` of an image that registers QEMU: one named binfmt
+    (this project's, tonistiigi/binfmt) run with `--install` or `apply`; docker/binfmt,
+    linuxkit/binfmt or hypriot/qemu-register run without arguments; any form of
+    multiarch/qemu-user-static or aptman/qus."""
+    if os.path.basename(words[0]) not in ("docker", "podman", "nerdctl"):
         return None
     path, rest = _subcommand(words)
-    if path not in (("run",), ("container", "run")):
+    found = _run_image(rest) if path in (("run",), ("container", "run")) else None
+    if found is None:
         return None
-    for index, word in enumerate(rest):
-        if word.startswith(("-", "/", ".")) or "=" in word:
-            continue
-        image, args = _image_name(word), rest[index + 1 :]
-        if image == "binfmt":
-            coverage = _binfmt_coverage(args)
-            if coverage:
-                return coverage
-        elif image == "qemu-user-static":
-            persistent = _option_values(args, "-p") + _option_values(args, "--persistent")
-            if "--reset" in args and "yes" in persistent:
-                return frozenset({ALL})
+    image, args = found
+    repository, tag = _image_reference(image)
+    command = " ".join(words)
+    if repository in _FIXED_SETS:
+        own_command = not args or os.path.basename(args[0]) in ("binfmt", "register.sh")
+        return Registration(_FIXED_SETS[repository], command=command) if own_command else None
+    if repository == _MULTIARCH:
+        return _multiarch_registration(tag, args, command)
+    if repository == _QUS:
+        return _qus_registration(args, command)
+    if repository.rsplit("/", 1)[-1] == "binfmt":
+        coverage = _binfmt_coverage(args)
+        return Registration(coverage, command=command) if coverage else None
+    return None
+
+
+# Debian's packages of static emulators with their binfmt config (both register every
+# emulator; qemu-user-binfmt's are static from Debian 13 on), and Fedora's.
+_QEMU_PACKAGES = re.compile(r"qemu-user-static(-[a-z0-9_]+)?|qemu-user-binfmt")
+_PACKAGE_MANAGERS = {"apt-get", "apt", "aptitude", "dnf", "yum", "microdnf", "zypper"}
+
+
+def _installs_qemu(words: list[str]) -> bool:
+    """`apt-get install ... qemu-user-static` and its kin (dnf, yum, zypper)."""
+    if os.path.basename(words[0]) not in _PACKAGE_MANAGERS:
+        return False
+    operands = [word for word in words[1:] if not word.startswith("-")]
+    return bool(operands) and operands[0] == "install" and any(
+        _QEMU_PACKAGES.fullmatch(word.split("=", 1)[0]) for word in operands[1:]
+    )
+
+
+def _enables_binfmt(words: list[str]) -> frozenset[str] | None:
+    """What a command that applies installed binfmt config registers: `update-binfmts
+    --enable [NAME]` (or `--import`), `systemctl restart systemd-binfmt`, systemd-binfmt
+    itself, `service binfmt-support restart`."""
+    tool = os.path.basename(words[0])
+    if tool == "update-binfmts":
+        for option in ("--enable", "--import"):
+            if option in words:
+                name = words[words.index(option) + 1 :][:1]
+                named = name and not name[0].startswith("-")
+                return coverage_of(name[0]) if named else frozenset({ALL})
+        return None
+    units = [word.removesuffix(".service") for word in words[1:]]
+    if tool == "systemctl" and units[:1] in (["restart"], ["start"]) and "systemd-binfmt" in units:
+        return frozenset({ALL})
+    if tool == "systemd-binfmt":
+        return frozenset({ALL})
+    if tool in ("service", "binfmt-support") and "binfmt-support" in [tool, *units[:1]]:
+        return frozenset({ALL}) if set(units) & {"start", "restart"} else None
     return None
 
 
@@ -460,12 +657,50 @@ def _binfmt_run(args: list[str]) -> tuple[frozenset[str], list[str]]:
     return coverage_of(platforms), _program(args[index:])
 
 
-def shell_events(script: str, env: dict[str, str], where: Any = None) -> list[Build | Registration]:
+def _binfmt_events(words: list[str]) -> list[Build | Registration]:
+    """binfmt's own commands: `--install LIST`, `apply`, `run --platform LIST -- CMD`."""
+    args, command = words[1:], " ".join(words)
+    if args[:1] == ["run"]:
+        emulated, inner = _binfmt_run(args[1:])
+        build = _build(inner) if inner else None
+        if build:
+            build.emulated = emulated
+        return [build] if build else []
+    coverage = _binfmt_coverage(args)
+    return [Registration(coverage, command=command)] if coverage else []
+
+
+def _command_events(words: list[str], installs_register: bool) -> list[Build | Registration]:
+    """What one simple command builds or registers."""
+    if _is_binfmt_binary(words[0]):
+        return _binfmt_events(words)
+    registration = _container_registration(words)
+    if registration:
+        return [registration]
+    enabled = _enables_binfmt(words)
+    if enabled:
+        return [Registration(enabled, command=" ".join(words))]
+    if _installs_qemu(words):
+        command = " ".join(words)
+        if installs_register:
+            return [Registration(frozenset({ALL}), command=command)]
+        why_not = (
+            f"`{command}` registers nothing in a container: enable the emulators too "
+            "(`update-binfmts --enable`, in a privileged job)"
+        )
+        return [Registration(frozenset(), why_not=why_not, command=command)]
+    build = _build(words)
+    return [build] if build else []
+
+
+def shell_events(script: str, env: dict[str, str], where: Any = None,
+                 installs_register: bool = False) -> list[Build | Registration]:  # fmt: skip
     """The builds and registrations of a shell script, in order. `env` holds the
     variables known before it (CI variables); assignments in the script (`P=linux/arm64`,
     `export P=...`) are added to it as they come, so a later command sees them.
     A build in `binfmt run --platform LIST -- CMD` runs under LIST's emulation, and
-    only that command does."""
+    only that command does. `installs_register`: the runner applies a package's binfmt
+    config when it is installed (a VM with systemd, not a container)."""
     events: list[Build | Registration] = []
     for raw in _commands(script):
         words = [expand(word, env) for word in raw]
@@ -479,25 +714,9 @@ def shell_events(script: str, env: dict[str, str], where: Any = None) -> list[Bu
         words = _program(words)
         if not words:
             continue
-        if _is_binfmt_binary(words[0]):
-            args = words[1:]
-            if args[:1] == ["run"]:
-                coverage, inner = _binfmt_run(args[1:])
-                platforms = _build_platforms(inner) if inner else None
-                if platforms:
-                    events.append(Build(platforms, where, emulated=coverage))
-                continue
-            coverage = _binfmt_coverage(args)
-            if coverage:
-                events.append(Registration(coverage, where))
-            continue
-        coverage = _container_registration(words)
-        if coverage:
-            events.append(Registration(coverage, where))
-            continue
-        platforms = _build_platforms(words)
-        if platforms:
-            events.append(Build(platforms, where))
+        for event in _command_events(words, installs_register):
+            event.where = where
+            events.append(event)
     return events
 
 
@@ -506,6 +725,9 @@ def shell_events(script: str, env: dict[str, str], where: Any = None) -> list[Bu
 
 START_LINE = "__startline__"
 END_LINE = "__endline__"
+# The key of a result configuration that holds the finding's text (details()):
+# run_checkov.py copies it into the record's details, which Checkov prints.
+DETAILS = "details"
 
 
 def plain(value: Any) -> Any:
@@ -534,11 +756,73 @@ def as_text(value: Any) -> str:
     return "" if value is None else str(value)
 
 
+# GitLab's tag for a value taken from elsewhere in the file: `!reference [.job, script]`.
+REFERENCE_TAG = "!reference"
+# GitLab resolves references in references up to this depth.
+MAX_REFERENCE_DEPTH = 10
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A `!reference [.job, key, ...]`: the path of the value it stands for."""
+
+    path: tuple[str, ...]
+
+
+class _CILoader(yaml.SafeLoader):
+    """PyYAML's safe loader, plus GitLab's `!reference` tag (refused by the safe
+    loader, so a file using it would not load at all)."""
+
+
+def _construct_reference(loader: yaml.SafeLoader, node: yaml.Node) -> Reference:
+    return Reference(tuple(str(part) for part in loader.construct_sequence(node)))  # type: ignore[arg-type]
+
+
+_CILoader.add_constructor(REFERENCE_TAG, _construct_reference)
+
+
+def resolve_references(value: Any, root: dict[str, Any], depth: int = 0) -> Any:
+    """`value` with every Reference replaced by what its path names in `root` (None
+    when nothing is there). GitLab resolves them when it loads the file, before
+    `extends`; a script line that is a reference becomes a list of lines, which
+    GitLab (and the checks) flatten."""
+    if isinstance(value, Reference):
+        if depth >= MAX_REFERENCE_DEPTH:
+            return None
+        target: Any = root
+        for key in value.path:
+            target = target.get(key) if isinstance(target, dict) else None
+        return resolve_references(target, root, depth + 1)
+    if isinstance(value, dict):
+        return {key: resolve_references(item, root, depth) for key, item in value.items()}
+    if isinstance(value, list):
+        return [resolve_references(item, root, depth) for item in value]
+    return value
+
+
+def is_spec_header(candidate: Any) -> bool:
+    """Whether a YAML document is a GitLab CI/CD component's `spec:` header, whose
+    jobs follow in the next document."""
+    if not isinstance(candidate, dict):
+        return False
+    return {key for key in candidate if key not in (START_LINE, END_LINE)} == {"spec"}
+
+
+def pipeline_of(documents: Iterable[Any]) -> Any:
+    """The document of a CI file that holds its jobs: the first mapping, or the one
+    after a `spec:` header. None when there is no mapping."""
+    mappings = [candidate for candidate in documents if isinstance(candidate, dict)]
+    if len(mappings) > 1 and is_spec_header(mappings[0]):
+        return mappings[1]
+    return mappings[0] if mappings else None
+
+
 def document(path: str) -> dict[str, Any]:
     """The CI file a job comes from, as plain data: Checkov hands a job check one job,
     but its workflow-level `env:` (GitHub) or `default:`, `variables:` and templates
-    (GitLab) decide what the job does. Like Checkov, the first YAML document that is
-    a mapping; {} when the file cannot be read (Checkov did not scan it then either)."""
+    (GitLab) decide what the job does. Its pipeline_of() document with GitLab's
+    `!reference`s resolved; {} when the file cannot be read (then Checkov did not scan
+    it either: run_checkov.py names it)."""
     try:
         status = os.stat(path)
     except OSError:
@@ -551,12 +835,10 @@ def _document(path: str, mtime_ns: int, size: int) -> dict[str, Any]:
     del mtime_ns, size  # part of the cache key only: a changed file is read again
     try:
         with open(path, encoding="utf-8") as file:
-            for candidate in yaml.safe_load_all(file):
-                if isinstance(candidate, dict):
-                    return candidate
+            pipeline = pipeline_of(yaml.load_all(file, Loader=_CILoader))  # nosec: a safe loader
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
-        pass
-    return {}
+        return {}
+    return resolve_references(pipeline, pipeline) if isinstance(pipeline, dict) else {}
 
 
 MAX_COMBINATIONS = 256

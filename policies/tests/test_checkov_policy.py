@@ -1,36 +1,42 @@
-"""The Checkov policy (policies/checkov), run by the real `checkov` CLI.
+"""The Checkov policy (policies/checkov), run the way the README says: the real
+Checkov CLI through policies/checkov/run_checkov.py.
 
-One Checkov run scans a tree holding the corpus (corpus/.github/workflows/*.yml for
-GitHub Actions, corpus/gitlab/*.gitlab-ci.yml for GitLab CI) and every CI example of
+One run scans a tree holding the corpus (corpus/.github/workflows/*.yml for GitHub
+Actions, corpus/gitlab/*.gitlab-ci.yml for GitLab CI) and every CI example of
 README.md marked `<!-- checkov-example: PATH [fails JOB,...] -->`; the tests then read
 its JSON and CLI reports. Each corpus file is a test named after it, and says which
-jobs must fail in a first-line comment (`# expect-failed: build`; empty: none) and
-which must be skipped (`# expect-skipped: JOB`, Checkov's inline suppression). Every
-other job must pass, and every file must have a result of its check: a file Checkov
-did not scan (not a valid workflow, not where its runner looks) fails its test.
+jobs must fail in a first-line comment (`# expect-failed: build`; empty: none), which
+must be skipped (`# expect-skipped: JOB`, Checkov's inline suppression), and text each
+failed job's finding must show (`# expect-details: TEXT`, one a line). Every other job
+must pass, and every file must have a result of its check: a file Checkov did not scan
+(not a valid workflow, not where its runner looks) fails its test. ReadmeCommands runs
+each command the README gives (the shell command, the GitHub Actions step, the
+pre-commit hook's entry) over files Checkov's own loaders drop.
 
 Run with the Python of the virtual environment that holds Checkov (.ci/run does):
     python -m unittest discover -s policies/tests -v
-CHECKOV names the checkov executable; by default, the one beside that Python.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
 import tempfile
 import unittest
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml  # PyYAML, installed with Checkov
 
 ROOT = Path(__file__).resolve().parents[2]
 POLICY = ROOT / "policies" / "checkov"
+RUN_CHECKOV = POLICY / "run_checkov.py"
 CORPUS = Path(__file__).resolve().parent / "corpus"
 README = ROOT / "README.md"
 
@@ -59,6 +65,7 @@ class Case:
     text: str
     failed: set[str]
     skipped: set[str]
+    details: list[str] = field(default_factory=list)  # text the findings must show
 
     @property
     def check(self) -> str:
@@ -77,7 +84,8 @@ def corpus_cases() -> list[Case]:
         text = path.read_text()
         if not re.match(r"# expect-failed:", text):
             raise AssertionError(f"{path}: the first line must be `# expect-failed: JOB,...` (empty: none)")
-        name = path.name.split(".")[0]
+        # Named for its CI system too: the two corpora share case names.
+        name = ("gitlab-" if path.parent.name == "gitlab" else "github-") + path.name.split(".")[0]
         cases.append(
             Case(
                 name=name,
@@ -85,6 +93,7 @@ def corpus_cases() -> list[Case]:
                 text=text,
                 failed=_header_jobs(text, "expect-failed"),
                 skipped=_header_jobs(text, "expect-skipped"),
+                details=re.findall(r"^# expect-details: (.*)$", text, re.MULTILINE),
             )
         )
     return cases
@@ -106,14 +115,27 @@ def readme_cases() -> list[Case]:
     return cases
 
 
-def checkov_executable() -> str:
-    executable = os.environ.get("CHECKOV") or str(Path(sys.executable).with_name("checkov"))
-    if not Path(executable).is_file() and not shutil.which(executable):
+def policy_command(*arguments: str) -> list[str]:
+    """run_checkov.py with `arguments`, by the Python running these tests (the one of
+    the virtual environment that holds Checkov)."""
+    try:
+        import checkov  # noqa: F401  # only to say clearly where it is missing
+    except ImportError as error:
         raise AssertionError(
-            f"checkov not found at {executable}: run these tests with the Python of the virtual "
-            "environment that holds Checkov (see .ci/run), or set CHECKOV"
-        )
-    return executable
+            f"{sys.executable} has no checkov: run these tests with the Python of the virtual "
+            "environment that holds Checkov (see .ci/run)"
+        ) from error
+    return [sys.executable, str(RUN_CHECKOV), *arguments]
+
+
+# Checkov's environment for these runs: plain text, and offline.
+CHECKOV_ENVIRONMENT = {
+    **os.environ,
+    "ANSI_COLORS_DISABLED": "1",
+    "LOG_LEVEL": "WARNING",
+    # Offline: no query of the package index for a newer Checkov.
+    "CKV_SKIP_PACKAGE_UPDATE_CHECK": "true",
+}
 
 
 @dataclass
@@ -141,8 +163,7 @@ def scan() -> Scan:
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(case.text)
         reports = Path(temporary) / "reports"
-        command = [
-            checkov_executable(),
+        command = policy_command(
             "--directory", str(tree),
             "--framework", "github_actions", "gitlab_ci",
             "--external-checks-dir", str(POLICY),
@@ -150,15 +171,8 @@ def scan() -> Scan:
             "--skip-download",  # offline: no guidelines or metadata from the vendor's API
             "--output", "cli", "--output", "json",
             "--output-file-path", str(reports),
-        ]  # fmt: skip
-        environment = {
-            **os.environ,
-            "ANSI_COLORS_DISABLED": "1",
-            "LOG_LEVEL": "WARNING",
-            # Offline: no query of the package index for a newer Checkov.
-            "CKV_SKIP_PACKAGE_UPDATE_CHECK": "true",
-        }
-        run = subprocess.run(command, capture_output=True, text=True, env=environment, timeout=600)
+        )  # fmt: skip
+        run = subprocess.run(command, capture_output=True, text=True, env=CHECKOV_ENVIRONMENT, timeout=600)
         # 0: everything passed, 1: some check failed (the corpus has failing cases).
         if run.returncode not in (0, 1) or not (reports / "results_json.json").is_file():
             raise AssertionError(
@@ -176,6 +190,13 @@ def scan() -> Scan:
     return _scan
 
 
+class _GitlabLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, reading GitLab's `!reference [...]` as its list."""
+
+
+_GitlabLoader.add_constructor("!reference", lambda loader, node: loader.construct_sequence(node))
+
+
 def job_of(record: dict, case: Case) -> str:
     """The job a record is about. GitHub: `jobs(build)`. GitLab: `build`, or `build.tags`
     (Checkov appends the job's first list-valued key): the longest top-level key of the
@@ -184,7 +205,8 @@ def job_of(record: dict, case: Case) -> str:
     match = re.fullmatch(r"jobs\((.*)\)", resource)
     if match:
         return match.group(1)
-    keys = [str(key) for key in yaml.safe_load(case.text)]
+    documents = [d for d in yaml.load_all(case.text, Loader=_GitlabLoader) if isinstance(d, dict)]
+    keys = [str(key) for document in documents for key in document]
     matching = [key for key in keys if resource == key or resource.startswith(key + ".")]
     return max(matching, key=len) if matching else resource
 
@@ -225,10 +247,40 @@ class CheckovPolicy(unittest.TestCase):
 
         self.assertEqual(jobs("FAILED"), case.failed, f"{case.relative}: failed jobs {outcome}")
         self.assertEqual(jobs("SKIPPED"), case.skipped, f"{case.relative}: skipped jobs {outcome}")
-        if case.name.startswith("fail-"):
+        failed = [r for r in records if r["check_result"]["result"] == "FAILED"]
+        for record in failed:
+            self.check_finding_text(case, job_of(record, case), record["details"])
+        shown = "\n".join(line for record in failed for line in record["details"])
+        for text in case.details:
+            self.assertIn(text, shown, f"{case.relative}: the findings do not show it")
+        if Path(case.relative).name.startswith("fail-"):
             self.assertTrue(case.failed, f"{case.relative}: a fail- case must name the jobs that fail")
-        if case.name.startswith("pass-"):
+        if Path(case.relative).name.startswith("pass-"):
             self.assertFalse(case.failed, f"{case.relative}: a pass- case cannot expect a failure")
+
+    def check_finding_text(self, case: Case, job: str, details: list[str]) -> None:
+        """A finding names the job, the platforms its runner cannot run, the runner (as
+        the file names it, or why it was assumed) and the line to add (rules.details)."""
+        self.assertGreaterEqual(len(details), 2, f"{case.relative}: job {job} has no finding text")
+        first, fix = details[0], details[-1]
+        self.assertRegex(first, rf"^job {re.escape(job)}( \(.*?\))? builds \S+", case.relative)
+        runner = r"(runs-on |tags |no tags, so it runs on GitLab.com's default runner, assumed x86-64)"
+        self.assertRegex(first, runner, case.relative)
+        line_to_add = r"^fix: (add (the step )?`- .+`|run the job on a runner .*`tags: \[.+\]`|register QEMU)"
+        self.assertRegex(fix, line_to_add, case.relative)
+
+    def test_cli_report_shows_each_finding_text(self) -> None:
+        """Checkov prints the text under each failed job (run_checkov.py gives the
+        records their details): every failed record of the CLI report has it."""
+        blocks = [b for b in re.split(r"\n(?=Check: )", scan().cli) if "\tFAILED for resource: " in b]
+        self.assertTrue(blocks)
+        for block in blocks:
+            details = r"\tFAILED for resource: .*\n\tDetails: job .* builds .*\n(\t {9}.*\n)*\t {9}fix: "
+            self.assertRegex(block, details)
+
+    def test_every_corpus_file_was_read(self) -> None:
+        """No file of the scan is one run_checkov.py had to name as not checked."""
+        self.assertNotIn("not checked:", scan().stderr)
 
     def test_every_scanned_file_is_a_case(self) -> None:
         """Nothing is scanned that no test looks at, and no case is missing."""
@@ -266,18 +318,130 @@ class CheckovPolicy(unittest.TestCase):
 
     def test_policy_directory_holds_only_the_checks(self) -> None:
         """Checkov loads every .py file of --external-checks-dir as a check and every
-        YAML file under it as a YAML policy: the directory holds the two checks and
-        their shared module, and nothing else Checkov would load."""
+        YAML file under it as a YAML policy: the directory holds the two checks, their
+        shared module and run_checkov.py (which registers no check), and nothing else
+        Checkov would load."""
         loaded = sorted(p.name for p in POLICY.rglob("*") if p.suffix in (".py", ".yml", ".yaml", ".json"))
         self.assertEqual(
             loaded,
-            ["QEMUSetupBeforeBuildGitLabCI.py", "QEMUSetupBeforeBuildx.py", "__init__.py", "qemu_before_build.py"],
-        )
+            [
+                "QEMUSetupBeforeBuildGitLabCI.py", "QEMUSetupBeforeBuildx.py", "__init__.py",
+                "qemu_before_build.py", "run_checkov.py",
+            ],
+        )  # fmt: skip
+
+
+# Corpus files Checkov's own loaders drop without a word, one for each way: GitHub
+# Actions workflows its bundled schema rejects, GitLab files its YAML loader refuses or
+# reads only the header of. Each has a failing job, so --quiet still shows its record.
+DROPPED_BY_CHECKOV = {
+    ".github/workflows/fail-schema-cancel-in-progress-expression.yml": "concurrency.cancel-in-progress",
+    ".github/workflows/fail-schema-fail-fast-matrix-include-expression.yml": "strategy.matrix.include",
+    ".github/workflows/fail-schema-read-all-with-fail-fast.yml": "strategy.fail-fast",
+    ".github/workflows/fail-schema-permissions-attestations.yml": "permissions",
+    ".github/workflows/fail-schema-concurrency-queue-job.yml": "concurrency",
+    "gitlab/fail-reference-tag-build-without-registration.gitlab-ci.yml": "!reference",
+    "gitlab/fail-spec-header-component.gitlab-ci.yml": "spec:",
+}
+# Not YAML: no loader reads it, so it must be named, and fail the run.
+UNREADABLE = ".github/workflows/unreadable.yml"
+
+
+def readme_commands() -> dict[str, str]:
+    """The commands README.md gives to run the policy: the shell command (after
+    `<!-- checkov-command -->`), the GitHub Actions step's `run:` and the pre-commit
+    hook's `entry:` (after `<!-- checkov-pre-commit -->`)."""
+    readme = README.read_text()
+    shell = re.search(r"<!-- checkov-command -->\n```sh\n(.*?)\n```", readme, re.DOTALL)
+    hook = re.search(r"<!-- checkov-pre-commit -->\n```yaml\n(.*?)\n```", readme, re.DOTALL)
+    if not shell or not hook:
+        raise AssertionError("README.md has no <!-- checkov-command --> or <!-- checkov-pre-commit --> block")
+    shell_lines = shell.group(1).replace("\\\n", " ").splitlines()
+    step = next(c for c in readme_cases() if c.relative.endswith("/.github/workflows/policy.yml"))
+    runs = [s.get("run", "") for job in yaml.safe_load(step.text)["jobs"].values() for s in job["steps"]]
+    return {
+        "command": next(line for line in shell_lines if "run_checkov.py" in line),
+        "step": next(run for run in runs if "run_checkov.py" in run),
+        "pre-commit": yaml.safe_load(hook.group(1))["repos"][0]["hooks"][0]["entry"],
+    }
+
+
+def run_in_repository(command: str, files: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`command` run as a user runs it, from the root of a repository holding the
+    policy and `files` (path: text), with this Python for `python` and the README's
+    virtual environment."""
+    words = shlex.split(command)
+    if words[0] in ("python", "python3", "~/.venvs/checkov/bin/python"):
+        words[0] = sys.executable
+    elif words[0] == "checkov":
+        words[0] = str(Path(sys.executable).with_name("checkov"))
+    with tempfile.TemporaryDirectory(prefix="checkov-repository-") as repository:
+        root = Path(repository)
+        shutil.copytree(POLICY, root / "policies" / "checkov", ignore=shutil.ignore_patterns("__pycache__"))
+        for path, text in files.items():
+            (root / path).parent.mkdir(parents=True, exist_ok=True)
+            (root / path).write_text(text)
+        return subprocess.run(words, cwd=root, capture_output=True, text=True, env=CHECKOV_ENVIRONMENT, timeout=600)
+
+
+def dropped_files() -> dict[str, str]:
+    """The DROPPED_BY_CHECKOV corpus files, where a repository has them, and UNREADABLE."""
+    files = {}
+    for path in DROPPED_BY_CHECKOV:
+        target = path if path.startswith(".github/") else "ci/" + Path(path).name
+        files[target] = (CORPUS / path).read_text()
+    files[UNREADABLE] = "name: broken\non: push\njobs:\n  build:\n    steps:\n      - run: 'unterminated\n"
+    return files
+
+
+class ReadmeCommands(unittest.TestCase):
+    """Must-show of the policy: every way the README gives to run it checks every CI
+    file it is given, also those Checkov's own loaders drop, or fails naming each."""
+
+    maxDiff = None
+
+    def test_plain_checkov_drops_these_files(self) -> None:
+        """What the commands must make up for: plain `checkov` passes over each of
+        them without a word (no result, no parsing error, exit 0)."""
+        command = readme_commands()["command"]
+        command = command.replace("~/.venvs/checkov/bin/python policies/checkov/run_checkov.py", "checkov")
+        run = run_in_repository(command, dropped_files())
+        self.assertEqual(run.returncode, 0, run.stdout + run.stderr)
+        for path in dropped_files():
+            self.assertNotIn(f"/{path}", run.stdout)
+        self.assertNotIn("Parsing errors", run.stdout)
+
+    def test_each_command_checks_every_file_or_names_it(self) -> None:
+        for way, command in readme_commands().items():
+            with self.subTest(way=way):
+                run = run_in_repository(command, dropped_files())
+                self.assertEqual(run.returncode, 1, f"{way}: {command}\n{run.stdout}\n{run.stderr}")
+                for path in DROPPED_BY_CHECKOV:
+                    shown = path if path.startswith(".github/") else "ci/" + Path(path).name
+                    self.assertIn(f"File: /{shown}:", run.stdout, f"{way}: no finding for {shown}")
+                self.assertIn(f"not checked: ./{UNREADABLE}: while scanning a quoted scalar", run.stderr, way)
+                self.assertRegex(run.stdout, r"Parsing errors: 1\b", way)
+
+    def test_skip_path_leaves_an_unreadable_file_out(self) -> None:
+        """The fix a not-checked file's message gives: `--skip-path` it, knowingly."""
+        command = readme_commands()["command"] + f" --skip-path {UNREADABLE}"
+        run = run_in_repository(command, {UNREADABLE: "jobs: ["})
+        self.assertEqual(run.returncode, 0, run.stdout + run.stderr)
+        self.assertNotIn("not checked", run.stderr)
+
+    def test_pre_commit_hook_installs_the_pinned_checkov(self) -> None:
+        hook = re.search(r"<!-- checkov-pre-commit -->\n```yaml\n(.*?)\n```", README.read_text(), re.DOTALL)
+        assert hook
+        dependencies = yaml.safe_load(hook.group(1))["repos"][0]["hooks"][0]["additional_dependencies"]
+        # The Checkov these tests run (.ci/run pins it).
+        self.assertEqual(dependencies, [f"checkov=={importlib.metadata.version('checkov')}"])
 
 
 def _add_case_tests() -> None:
     for case in corpus_cases() + readme_cases():
         name = "test_" + re.sub(r"[^a-z0-9]+", "_", case.name.lower())
+        if hasattr(CheckovPolicy, name):
+            raise AssertionError(f"{case.relative}: another case is named {case.name}: rename one")
 
         def test(self: CheckovPolicy, case: Case = case) -> None:
             self.check_case(case)

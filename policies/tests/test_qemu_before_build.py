@@ -94,6 +94,24 @@ class ShellLines(unittest.TestCase):
             [("build", ["linux/arm64"])],
         )
 
+    def test_builds_by_other_clients(self) -> None:
+        script = (
+            "./buildx build --platform linux/arm/v7 --load .\n"
+            "~/.docker/cli-plugins/docker-buildx bake --set '*.platform=linux/s390x'\n"
+            "buildah bud --platform linux/arm64 -t app .\n"
+            "buildctl build --frontend dockerfile.v0 --opt platform=linux/riscv64 --local context=.\n"
+            "/kaniko/executor --context . --custom-platform=linux/ppc64le --destination app\n"
+            "nerdctl build --platform=linux/arm64 .\n"
+        )
+        found = rules.shell_events(script, {})
+        self.assertEqual(
+            [(build.tool, build.platforms) for build in found],
+            [
+                ("buildx", ["linux/arm/v7"]), ("buildx", ["linux/s390x"]), ("buildah", ["linux/arm64"]),
+                ("buildctl", ["linux/riscv64"]), ("kaniko", ["linux/ppc64le"]), ("nerdctl", ["linux/arm64"]),
+            ],
+        )  # fmt: skip
+
     def test_what_is_not_a_build(self) -> None:
         script = (
             "docker buildx create --use --platform linux/amd64,linux/arm64\n"
@@ -110,6 +128,18 @@ class ShellLines(unittest.TestCase):
             "docker run --rm --privileged REGISTRY/binfmt:0.1.0 --install arm64,linux/arm/v7": ["arm", "arm64"],
             "docker run --rm --privileged --pid=host binfmt@sha256:abc --install=riscv64": ["riscv64"],
             "docker run --rm --privileged multiarch/qemu-user-static --reset -p yes": ["all"],
+            "docker run --rm --privileged multiarch/qemu-user-static:7.2.0-1 --reset -p yes -c yes": ["all"],
+            "sudo podman run --rm --privileged docker.io/multiarch/qemu-user-static --persistent yes": ["all"],
+            "docker run --rm --privileged aptman/qus -s -- -p aarch64 riscv64": ["arm64", "riscv64"],
+            "docker run --rm --privileged docker/binfmt:a7996909642ee92942dcd6cff44b9b95f08dad64":
+                ["arm", "arm64", "ppc64le", "riscv64", "s390x"],
+            "docker run --privileged linuxkit/binfmt:v0.8":
+                ["arm", "arm64", "loong64", "ppc64le", "riscv64", "s390x"],
+            "docker run --rm --privileged --name qemu hypriot/qemu-register":
+                ["arm", "arm64", "ppc64le", "riscv64"],
+            "sudo update-binfmts --enable": ["all"],
+            "update-binfmts --enable qemu-aarch64": ["arm64"],
+            "sudo systemctl restart systemd-binfmt.service": ["all"],
             "sudo ./target/release/binfmt --install all": ["all"],
             "binfmt-aarch64-linux-musl --install amd64": ["amd64"],
             "sudo binfmt apply": ["all"],
@@ -117,14 +147,34 @@ class ShellLines(unittest.TestCase):
         for script, covers in table.items():
             self.assertEqual(events(script), [("register", covers)], script)
 
+    def test_installing_registers_only_where_the_runner_applies_it(self) -> None:
+        script = "sudo apt-get install -y --no-install-recommends qemu-user-static binfmt-support"
+        self.assertEqual(events(script), [("register", [])])  # a container: a note only
+        (on_vm,) = rules.shell_events(script, {}, installs_register=True)
+        self.assertEqual(on_vm.covers, frozenset({rules.ALL}))
+
     def test_what_registers_nothing(self) -> None:
         for script in (
-            "docker run --rm --privileged multiarch/qemu-user-static --reset",  # no F
             "docker run --rm --privileged REGISTRY/binfmt:0.1.0 check linux/arm64",
             "docker run --rm --privileged REGISTRY/binfmt:0.1.0",  # the status
-            "apt-get install -y qemu-user-static && update-binfmts --enable",
+            "docker run --rm --privileged tonistiigi/binfmt",  # the status
+            "docker run --rm multiarch/qemu-user-static:x86_64-aarch64 /usr/bin/qemu-aarch64-static -version",
+            "docker run --rm hypriot/qemu-register /qemu-arm --version",
+            "docker create --name register hypriot/qemu-register",
+            "apt-get install -y binfmt-support",
+            "update-binfmts --display",
         ):
             self.assertEqual(events(script), [], script)
+
+    def test_registrations_without_flag_f_cover_nothing_and_say_why(self) -> None:
+        for script in (
+            "docker run --rm --privileged multiarch/qemu-user-static --reset",
+            "docker run --rm --privileged multiarch/qemu-user-static:register --reset",
+            "docker run --rm --privileged aptman/qus -s -- aarch64",
+        ):
+            (registration,) = rules.shell_events(script, {})
+            self.assertEqual(registration.covers, frozenset(), script)
+            self.assertIn("without flag F", registration.why_not, script)
 
     def test_binfmt_run_emulates_its_command_only(self) -> None:
         found = rules.shell_events(
