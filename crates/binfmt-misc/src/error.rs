@@ -4,28 +4,11 @@
 use std::fmt;
 use std::io;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use rustix::io::Errno;
 
 use crate::entry::{InvalidRegistration, ParseError};
-use crate::lock::Holder;
-
-/// The holders of a lock, for a message: `pid 42 (binfmt --install all)`, or what to
-/// make of none being visible.
-pub fn holders_text(holders: &[Holder]) -> String {
-    if holders.is_empty() {
-        "held by a process this pid namespace does not show, such as one in another \
-         container"
-            .to_owned()
-    } else {
-        holders
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
-}
+use crate::lock::LockBusy;
 
 fn errno(source: &io::Error) -> Option<Errno> {
     source.raw_os_error().map(Errno::from_raw_os_error)
@@ -73,11 +56,7 @@ pub enum Error {
     /// Locking the instance against other binfmt runs failed.
     Lock { path: PathBuf, source: io::Error },
     /// Another process held the instance's lock for longer than the run would wait.
-    LockBusy {
-        path: PathBuf,
-        waited: Duration,
-        holders: Vec<Holder>,
-    },
+    LockBusy(LockBusy),
     /// Writing `1`, `0` or `-1` to an entry or the status file failed.
     Write {
         path: PathBuf,
@@ -215,18 +194,7 @@ impl fmt::Display for Error {
                 "cannot lock {} against other binfmt runs: {source}",
                 path.display()
             ),
-            Error::LockBusy {
-                path,
-                waited,
-                holders,
-            } => write!(
-                f,
-                "{} is locked by another binfmt run ({}) and was not released within {} s; \
-                 nothing was changed",
-                path.display(),
-                holders_text(holders),
-                waited.as_secs()
-            ),
+            Error::LockBusy(busy) => busy.fmt(f),
             Error::Write {
                 path,
                 action,
@@ -258,7 +226,7 @@ impl std::error::Error for Error {
             Error::MountIsSymlink { .. }
             | Error::NotBinfmtMisc { .. }
             | Error::AlreadyRegistered { .. }
-            | Error::LockBusy { .. } => None,
+            | Error::LockBusy(_) => None,
         }
     }
 }

@@ -33,7 +33,7 @@ pub mod plan;
 pub mod table;
 
 pub use entry::{Difference, Entry, Flags, Matcher, Registration};
-pub use error::{Error, holders_text};
+pub use error::Error;
 pub use plan::{
     Change, STAGING_SUFFIX, apply, compare, plan, remove_staging, staged_name, staging_name,
 };

@@ -12,9 +12,8 @@
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use binfmt_misc::lock::Holder;
+use binfmt_misc::lock::LockBusy;
 use binfmt_misc::{DEFAULT_MOUNT, Entry};
 use qemu_catalog::{Arch, Emulator};
 use serde::Serialize;
@@ -115,12 +114,8 @@ pub enum Finding {
     /// amd64 runs, at a lower x86-64 level than asked for.
     LevelTooLow { have: u8, want: u8 },
     /// Another process held a lock binfmt waits for (the table's or the interpreter
-    /// directory's, `path`) for longer than `waited`; `holders` from /proc/locks.
-    LockBusy {
-        path: PathBuf,
-        waited: Duration,
-        holders: Vec<Holder>,
-    },
+    /// directory's) for longer than the run would wait.
+    LockBusy(LockBusy),
     /// The interpreter directory's filesystem is full: the emulators of `arches` were
     /// not written; they need `needed` bytes, `free` are free.
     NoSpace {
@@ -189,7 +184,7 @@ impl Finding {
             Finding::NoEntry { .. } => "no-entry",
             Finding::NativeFails { .. } => "native-fails",
             Finding::LevelTooLow { .. } => "level-too-low",
-            Finding::LockBusy { .. } => "lock-busy",
+            Finding::LockBusy(_) => "lock-busy",
             Finding::NoSpace { .. } => "no-space",
             Finding::DirDenied { .. } => "interpreter-dir-denied",
             Finding::ForeignEmulator { .. } => "foreign-emulator",
@@ -325,17 +320,7 @@ impl Finding {
                 "this CPU runs x86-64-v{have}, not v{want}: it lacks instructions v{want} \
                  programs use"
             ),
-            Finding::LockBusy {
-                path,
-                waited,
-                holders,
-            } => format!(
-                "{} is locked by another process ({}) that did not release it within {} s; \
-                 nothing was changed",
-                path.display(),
-                binfmt_misc::holders_text(holders),
-                waited.as_secs()
-            ),
+            Finding::LockBusy(busy) => busy.to_string(),
             Finding::NoSpace {
                 dir,
                 arches,
@@ -476,7 +461,7 @@ impl Finding {
                 "an x86-64 level is a set of instructions the CPU has, and amd64 programs run \
                  on the CPU itself"
             }
-            Finding::LockBusy { .. } => {
+            Finding::LockBusy(_) => {
                 "binfmt runs take turns on a binfmt_misc instance and on an interpreter \
                  directory (flock); a run that holds the lock this long is stopped, hung or \
                  waiting itself"
@@ -654,7 +639,7 @@ impl Finding {
             Finding::LevelTooLow { have, .. } => Fix::Advice(format!(
                 "none: no registration changes the CPU; build for linux/amd64/v{have} or lower"
             )),
-            Finding::LockBusy { holders, .. } => Fix::Advice(format!(
+            Finding::LockBusy(LockBusy { holders, .. }) => Fix::Advice(format!(
                 "wait for it and run again; if it is stuck, stop it ({}); or wait longer: \
                  --lock-timeout SECONDS (BINFMT_LOCK_TIMEOUT)",
                 if holders.is_empty() {
@@ -731,15 +716,7 @@ impl Finding {
     /// itself (a busy lock); `None` for an error whose own message holds the fix.
     pub fn for_table_error(error: &binfmt_misc::Error) -> Option<Finding> {
         match error {
-            binfmt_misc::Error::LockBusy {
-                path,
-                waited,
-                holders,
-            } => Some(Finding::LockBusy {
-                path: path.clone(),
-                waited: *waited,
-                holders: holders.clone(),
-            }),
+            binfmt_misc::Error::LockBusy(busy) => Some(Finding::LockBusy(busy.clone())),
             _ => None,
         }
     }
@@ -872,6 +849,10 @@ fn each(entries: &[EntryRef], sentence: impl Fn(&EntryRef) -> String) -> String 
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use binfmt_misc::lock::Holder;
+
     use super::*;
 
     fn failure(finding: &Finding) -> String {
@@ -973,10 +954,12 @@ mod tests {
 
     #[test]
     fn a_busy_lock_names_its_holders_or_how_to_find_them() {
-        let busy = |holders: Vec<Holder>| Finding::LockBusy {
-            path: PathBuf::from(DEFAULT_MOUNT),
-            waited: Duration::from_secs(30),
-            holders,
+        let busy = |holders: Vec<Holder>| {
+            Finding::LockBusy(LockBusy {
+                path: PathBuf::from(DEFAULT_MOUNT),
+                waited: Duration::from_secs(30),
+                holders,
+            })
         };
         let named = failure(&busy(vec![Holder {
             pid: 42,

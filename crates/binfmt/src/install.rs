@@ -347,18 +347,7 @@ fn diagnose(error: files::Error, no_space: &Option<Finding>, mount: &Path) -> Ar
         (_, Some(Errno::ACCESS | Errno::PERM)) => Some(Finding::DirDenied {
             error: error.to_string(),
         }),
-        (
-            files::Error::LockBusy {
-                path,
-                waited,
-                holders,
-            },
-            _,
-        ) => Some(Finding::LockBusy {
-            path: path.clone(),
-            waited: *waited,
-            holders: holders.clone(),
-        }),
+        (files::Error::LockBusy(busy), _) => Some(Finding::LockBusy(busy.clone())),
         _ => None,
     };
     match finding {
@@ -393,7 +382,7 @@ pub fn remove_unused(
     };
     dir.remove_unused(&in_use, keep).unwrap_or_else(|error| {
         // Busy: the run that holds the lock removes them.
-        if matches!(error, files::Error::LockBusy { .. }) {
+        if matches!(error, files::Error::LockBusy(_)) {
             log::debug!("not removing unused emulator files: {error}");
         } else {
             log::warn!("not removing unused emulator files: {error}");

@@ -5,9 +5,8 @@
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use binfmt_misc::lock::Holder;
+use binfmt_misc::lock::LockBusy;
 
 use qemu_catalog::Arch;
 use qemu_catalog::emulator::WriteError;
@@ -26,12 +25,8 @@ pub enum Error {
     OnFuse { path: PathBuf },
     /// A directory on the way is one others could change: refused.
     Unsafe(Unsafe),
-    /// Another process held the directory's lock for longer than `waited`.
-    LockBusy {
-        path: PathBuf,
-        waited: Duration,
-        holders: Vec<Holder>,
-    },
+    /// Another process held the directory's lock for longer than the run would wait.
+    LockBusy(LockBusy),
     /// Any other failure to create, check, write or rename a file.
     Io {
         path: PathBuf,
@@ -63,16 +58,7 @@ impl fmt::Display for Error {
                 path.display()
             ),
             Error::Unsafe(unsafe_dir) => unsafe_dir.fmt(f),
-            Error::LockBusy {
-                path,
-                waited,
-                holders,
-            } => SecureDirError::Busy {
-                path: path.clone(),
-                waited: *waited,
-                holders: holders.clone(),
-            }
-            .fmt(f),
+            Error::LockBusy(busy) => busy.fmt(f),
             Error::Io {
                 path,
                 action,
@@ -107,7 +93,7 @@ impl std::error::Error for Error {
             Error::Emulator(error) => Some(error),
             Error::ReadOnly { .. }
             | Error::OnFuse { .. }
-            | Error::LockBusy { .. }
+            | Error::LockBusy(_)
             | Error::Reference { .. } => None,
         }
     }
@@ -117,15 +103,7 @@ impl From<SecureDirError> for Error {
     fn from(error: SecureDirError) -> Error {
         match error {
             SecureDirError::Unsafe(unsafe_dir) => Error::Unsafe(unsafe_dir),
-            SecureDirError::Busy {
-                path,
-                waited,
-                holders,
-            } => Error::LockBusy {
-                path,
-                waited,
-                holders,
-            },
+            SecureDirError::Busy(busy) => Error::LockBusy(busy),
             SecureDirError::Io {
                 path,
                 action,
@@ -150,10 +128,10 @@ impl Error {
     /// The path the error is about, when it is about one.
     pub fn path(&self) -> Option<&Path> {
         match self {
-            Error::ReadOnly { path }
-            | Error::OnFuse { path }
-            | Error::LockBusy { path, .. }
-            | Error::Io { path, .. } => Some(path),
+            Error::ReadOnly { path } | Error::OnFuse { path } | Error::Io { path, .. } => {
+                Some(path)
+            }
+            Error::LockBusy(busy) => Some(&busy.path),
             Error::Unsafe(unsafe_dir) => Some(&unsafe_dir.path),
             _ => None,
         }
@@ -166,15 +144,7 @@ impl Error {
             Error::ReadOnly { path } => Error::ReadOnly { path: path.clone() },
             Error::OnFuse { path } => Error::OnFuse { path: path.clone() },
             Error::Unsafe(unsafe_dir) => Error::Unsafe(unsafe_dir.clone()),
-            Error::LockBusy {
-                path,
-                waited,
-                holders,
-            } => Error::LockBusy {
-                path: path.clone(),
-                waited: *waited,
-                holders: holders.clone(),
-            },
+            Error::LockBusy(busy) => Error::LockBusy(busy.clone()),
             Error::Io {
                 path,
                 action,

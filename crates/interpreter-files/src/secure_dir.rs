@@ -33,7 +33,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
-use binfmt_misc::lock::{self, Holder, LockWaitError};
+use binfmt_misc::lock::{self, LockBusy, LockWaitError};
 use rustix::fs::{AtFlags, CWD, FileType, Mode, OFlags, Stat};
 use rustix::io::Errno;
 
@@ -208,12 +208,8 @@ pub enum SecureDirError {
         action: &'static str,
         source: io::Error,
     },
-    /// Another process held the directory's lock for longer than `waited`.
-    Busy {
-        path: PathBuf,
-        waited: Duration,
-        holders: Vec<Holder>,
-    },
+    /// Another process held the directory's lock for longer than the run would wait.
+    Busy(LockBusy),
 }
 
 impl fmt::Display for SecureDirError {
@@ -225,17 +221,7 @@ impl fmt::Display for SecureDirError {
                 action,
                 source,
             } => write!(f, "cannot {action} {}: {source}", path.display()),
-            SecureDirError::Busy {
-                path,
-                waited,
-                holders,
-            } => write!(
-                f,
-                "{} is locked by another binfmt run ({}) and was not released within {} s",
-                path.display(),
-                binfmt_misc::holders_text(holders),
-                waited.as_secs()
-            ),
+            SecureDirError::Busy(busy) => busy.fmt(f),
         }
     }
 }
@@ -245,7 +231,7 @@ impl std::error::Error for SecureDirError {
         match self {
             SecureDirError::Unsafe(unsafe_dir) => Some(unsafe_dir),
             SecureDirError::Io { source, .. } => Some(source),
-            SecureDirError::Busy { .. } => None,
+            SecureDirError::Busy(_) => None,
         }
     }
 }
@@ -329,12 +315,8 @@ impl SecureDir {
                 timeout.as_secs()
             );
         };
-        lock::lock_exclusive(&self.fd, timeout, waiting).map_err(|error| match error {
-            LockWaitError::TimedOut { holders } => SecureDirError::Busy {
-                path: self.path.clone(),
-                waited: timeout,
-                holders,
-            },
+        lock::lock_exclusive(&self.fd, &self.path, timeout, waiting).map_err(|error| match error {
+            LockWaitError::Busy(busy) => SecureDirError::Busy(busy),
             LockWaitError::Failed(errno) => io_error(&self.path, "lock")(errno),
         })
     }
