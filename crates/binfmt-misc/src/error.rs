@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use rustix::io::Errno;
 
-use crate::entry::{InvalidRegistration, ParseError};
+use crate::entry::{Difference, InvalidRegistration, ParseError};
 use crate::lock::LockBusy;
 
 fn errno(source: &io::Error) -> Option<Errno> {
@@ -57,6 +57,14 @@ pub enum Error {
     Lock { path: PathBuf, source: io::Error },
     /// Another process held the instance's lock for longer than the run would wait.
     LockBusy(LockBusy),
+    /// The kernel accepted the writes, but the entry read back differs from what was
+    /// registered: another process changed it at the same time.
+    NotConverged {
+        name: String,
+        differences: Vec<Difference>,
+    },
+    /// The entry was registered, and is gone when read back: another process removed it.
+    Vanished { name: String },
     /// Writing `1`, `0` or `-1` to an entry or the status file failed.
     Write {
         path: PathBuf,
@@ -195,6 +203,20 @@ impl fmt::Display for Error {
                 path.display()
             ),
             Error::LockBusy(busy) => busy.fmt(f),
+            Error::NotConverged { name, differences } => {
+                write!(f, "registered {name}, but the kernel reports ")?;
+                for (index, difference) in differences.iter().enumerate() {
+                    if index > 0 {
+                        f.write_str(", ")?;
+                    }
+                    difference.fmt(f)?;
+                }
+                Ok(())
+            }
+            Error::Vanished { name } => write!(
+                f,
+                "registered {name}, but it is gone: another process removed it"
+            ),
             Error::Write {
                 path,
                 action,
@@ -226,7 +248,9 @@ impl std::error::Error for Error {
             Error::MountIsSymlink { .. }
             | Error::NotBinfmtMisc { .. }
             | Error::AlreadyRegistered { .. }
-            | Error::LockBusy(_) => None,
+            | Error::LockBusy(_)
+            | Error::NotConverged { .. }
+            | Error::Vanished { .. } => None,
         }
     }
 }

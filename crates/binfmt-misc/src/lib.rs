@@ -12,7 +12,8 @@
 //! - [`model`]: the kernel's side modelled: how it reads a register line and prints
 //!   an entry, for the fake table and the fuzz targets.
 //! - [`fake`]: [`FakeTable`](fake::FakeTable), an in-memory table for tests.
-//! - [`plan`]: compare what we want with what is there and apply the smallest change.
+//! - [`plan`]: compare what we want with what is there and apply the smallest change,
+//!   converging when another process changes the same entry at the same time.
 //! - [`lock`]: a bounded wait for a `flock(2)`, and who holds it (`/proc/locks`).
 //! - [`persist`]: open binfmt_misc at its usual place so that registrations outlive
 //!   this process (a container), or say that they would not.
@@ -35,6 +36,7 @@ pub mod table;
 pub use entry::{Difference, Entry, Flags, Matcher, Registration};
 pub use error::Error;
 pub use plan::{
-    Change, STAGING_SUFFIX, apply, compare, plan, remove_staging, staged_name, staging_name,
+    Change, STAGING_SUFFIX, apply, compare, converge, plan, remove_staging, staged_name,
+    staging_name,
 };
 pub use table::{BINFMTFS_MAGIC, BinfmtMisc, DEFAULT_MOUNT, RegistrationId, Table, TableLock};

@@ -295,9 +295,7 @@ pub fn install(
                         let file = file.map_err(|error| diagnose(error, &no_space, table.path()));
                         finish(table, wanted, current.as_ref(), file, item.to_front)
                     }
-                    None => Err(ArchError::NotConverged(
-                        "internal error: no interpreter file was prepared".to_owned(),
-                    )),
+                    None => Err(ArchError::Internal("no interpreter file was prepared")),
                 },
                 Err(failure) => Err(failure),
             }
@@ -417,8 +415,8 @@ enum ArchError {
     Interpreter(files::Error),
     /// A failure binfmt words with its fix (`crate::findings`).
     Diagnosed(String),
-    /// The kernel accepted the registration but reads back something else.
-    NotConverged(String),
+    /// A bug in binfmt.
+    Internal(&'static str),
 }
 
 impl fmt::Display for ArchError {
@@ -426,7 +424,8 @@ impl fmt::Display for ArchError {
         match self {
             ArchError::Table(error) => error.fmt(f),
             ArchError::Interpreter(error) => error.fmt(f),
-            ArchError::NotConverged(what) | ArchError::Diagnosed(what) => f.write_str(what),
+            ArchError::Diagnosed(what) => f.write_str(what),
+            ArchError::Internal(what) => write!(f, "internal error: {what}"),
         }
     }
 }
@@ -442,10 +441,6 @@ impl From<files::Error> for ArchError {
         ArchError::Interpreter(error)
     }
 }
-
-/// How many times to re-read and re-apply when another process changes the same entry
-/// between our read and our write (EEXIST on register, ENOENT on remove).
-const ATTEMPTS: usize = 3;
 
 /// Once the entry itself is right, removes a staging entry left by a killed run (it
 /// is matched before the entry and may hold something else), noting it.
@@ -658,52 +653,15 @@ fn to_front(change: Change, current: Option<&Entry>, to_front: bool) -> (Change,
     }
 }
 
-/// Applies `change`, tolerating a concurrent writer, then reads the entry back.
+/// Applies `change` and reads the entry back ([`binfmt_misc::converge`]).
 fn apply_converging(
     table: &impl Table,
     wanted: &Registration,
-    mut change: Change,
+    change: Change,
     notes: Vec<String>,
 ) -> Result<InstallOutcome, ArchError> {
-    let first = change.clone();
-    for attempt in 1..=ATTEMPTS {
-        match binfmt_misc::apply(table, wanted, &change) {
-            Ok(()) => break,
-            Err(error) if attempt < ATTEMPTS && is_race(&error) => {
-                log::debug!("{}: {error}; reading it again", wanted.name);
-                change = binfmt_misc::plan(table, wanted)?;
-            }
-            Err(error) => return Err(error.into()),
-        }
-    }
-    let entry: Option<Entry> = table.read_entry(&wanted.name)?;
-    match entry.map(|entry| entry.differences(wanted)) {
-        Some(differences) if differences.is_empty() => Ok(outcome_of(&first, notes)),
-        Some(differences) => Err(ArchError::NotConverged(format!(
-            "registered {}, but the kernel reports {}",
-            wanted.name,
-            differences
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))),
-        None => Err(ArchError::NotConverged(format!(
-            "registered {}, but it is gone: another process removed it",
-            wanted.name
-        ))),
-    }
-}
-
-/// Whether another process changing the same entry explains the error: the name got
-/// taken before our register (EEXIST), or the entry vanished before our remove
-/// (ENOENT).
-fn is_race(error: &TableError) -> bool {
-    match error {
-        TableError::AlreadyRegistered { .. } => true,
-        TableError::Write { source, .. } => source.kind() == std::io::ErrorKind::NotFound,
-        _ => false,
-    }
+    binfmt_misc::converge(table, wanted, &change)?;
+    Ok(outcome_of(&change, notes))
 }
 
 fn outcome_of(change: &Change, notes: Vec<String>) -> InstallOutcome {
