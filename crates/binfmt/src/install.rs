@@ -256,11 +256,7 @@ impl fmt::Display for InstallOutcome {
 /// falling back to memfds where the directory cannot hold them); then register what
 /// differs, one entry after another. A chosen emulator needs no file written: its
 /// entry is settled in the first step.
-pub fn install(
-    table: &impl Table,
-    items: &[Item],
-    options: &Options,
-) -> Vec<(Arch, InstallOutcome)> {
+pub fn install(table: &impl Table, items: &[Item], options: &Options) -> Installed {
     // A run killed while writing an emulator left a temporary file as big as one;
     // remove it even if no entry needs a file this time. (In memory, the directory
     // is not ours to touch.)
@@ -281,15 +277,32 @@ pub fn install(
             _ => None,
         })
         .collect();
-    let files = interpreters(&needing_files, options);
-    let no_space = no_space(&needing_files, &files, options);
+    let (files, directory_failure) = match interpreters(&needing_files, options) {
+        Ok(files) => (files, None),
+        Err(error) => {
+            let no_space = no_space(&needing_files, options);
+            (Vec::new(), Some(diagnose(error, &no_space, table.path())))
+        }
+    };
+    let full: Vec<Emulator> = needing_files
+        .iter()
+        .zip(&files)
+        .filter(|(_, file)| matches!(file, Err(error) if error.errno() == Some(Errno::NOSPC)))
+        .map(|(emulator, _)| *emulator)
+        .collect();
+    let no_space = no_space(&full, options);
     let mut files = files.into_iter();
-    items
+    let outcomes = items
         .iter()
         .zip(prepared)
         .map(|(item, prepared)| {
             let outcome = match prepared {
                 Ok(Prepared::Done(outcome)) => Ok(outcome),
+                Ok(Prepared::NeedsFile { .. }) if directory_failure.is_some() => {
+                    Err(ArchError::Directory {
+                        dir: options.interpreter_dir.dir().to_owned(),
+                    })
+                }
                 Ok(Prepared::NeedsFile { wanted, current }) => match files.next() {
                     Some(file) => {
                         let file = file.map_err(|error| diagnose(error, &no_space, table.path()));
@@ -303,22 +316,26 @@ pub fn install(
             .unwrap_or_else(|error| InstallOutcome::Failed(error.to_string()));
             (item.arch, outcome)
         })
-        .collect()
+        .collect();
+    Installed {
+        outcomes,
+        directory_failure: directory_failure.map(|error| error.to_string()),
+    }
 }
 
-/// The emulators in `emulators` (those that needed a file) whose file could not be
-/// written for want of space (ENOSPC), with what they need and what is free.
-fn no_space(
-    emulators: &[Emulator],
-    files: &[Result<(Interpreter, FileState), files::Error>],
-    options: &Options,
-) -> Option<Finding> {
-    let full: Vec<&Emulator> = emulators
-        .iter()
-        .zip(files)
-        .filter(|(_, file)| matches!(file, Err(error) if error.errno() == Some(Errno::NOSPC)))
-        .map(|(emulator, _)| emulator)
-        .collect();
+/// What [`install`] did.
+#[derive(Debug)]
+pub struct Installed {
+    /// What happened to each architecture, in order.
+    pub outcomes: Vec<(Arch, InstallOutcome)>,
+    /// Why the interpreter directory could not be used at all, when it could not:
+    /// said once here, each architecture that needed a file there fails naming it.
+    pub directory_failure: Option<String>,
+}
+
+/// The finding that `full`, emulators whose file could not be written for want of
+/// space (ENOSPC), were not written: what they need and what is free.
+fn no_space(full: &[Emulator], options: &Options) -> Option<Finding> {
     if full.is_empty() {
         return None;
     }
@@ -415,6 +432,10 @@ enum ArchError {
     Interpreter(files::Error),
     /// A failure binfmt words with its fix (`crate::findings`).
     Diagnosed(String),
+    /// The interpreter directory could not be used at all ([`Installed`] says why).
+    Directory {
+        dir: PathBuf,
+    },
     /// A bug in binfmt.
     Internal(&'static str),
 }
@@ -425,6 +446,12 @@ impl fmt::Display for ArchError {
             ArchError::Table(error) => error.fmt(f),
             ArchError::Interpreter(error) => error.fmt(f),
             ArchError::Diagnosed(what) => f.write_str(what),
+            ArchError::Directory { dir } => write!(
+                f,
+                "its emulator file was not written: the interpreter directory {} cannot be \
+                 used (see below)",
+                dir.display()
+            ),
             ArchError::Internal(what) => write!(f, "internal error: {what}"),
         }
     }
@@ -540,11 +567,12 @@ fn prepare(table: &impl Table, item: &Item, options: &Options) -> Result<Prepare
 }
 
 /// The interpreter files of `emulators`, checked and written where needed; in a memfd
-/// each in memory mode, or where the directory is read-only or on FUSE.
+/// each in memory mode, or where the directory is read-only or on FUSE. Fails as a
+/// whole when the directory cannot be used at all.
 fn interpreters(
     emulators: &[Emulator],
     options: &Options,
-) -> Vec<Result<(Interpreter, FileState), files::Error>> {
+) -> Result<Vec<files::Ensured>, files::Error> {
     let in_memory = |emulators: &[Emulator]| -> Vec<_> {
         files::write_memfds(emulators)
             .into_iter()
@@ -552,9 +580,16 @@ fn interpreters(
             .collect()
     };
     if options.in_memory {
-        return in_memory(emulators);
+        return Ok(in_memory(emulators));
     }
-    let mut files = options.interpreter_dir.ensure_all(emulators);
+    let mut files = match options.interpreter_dir.ensure_all(emulators) {
+        Ok(files) => files,
+        Err(error @ (files::Error::ReadOnly { .. } | files::Error::OnFuse { .. })) => {
+            warn_in_memory(&error, emulators);
+            return Ok(in_memory(emulators));
+        }
+        Err(error) => return Err(error),
+    };
     let falling_back: Vec<usize> = files
         .iter()
         .enumerate()
@@ -567,34 +602,42 @@ fn interpreters(
         .map(|(index, _)| index)
         .collect();
     let Some(&first) = falling_back.first() else {
-        return files;
+        return Ok(files);
     };
     let moved: Vec<Emulator> = falling_back.iter().map(|&i| emulators[i]).collect();
+    if let Err(error) = &files[first] {
+        warn_in_memory(error, &moved);
+    }
+    for (index, memfd) in falling_back.into_iter().zip(in_memory(&moved)) {
+        files[index] = memfd;
+    }
+    Ok(files)
+}
+
+/// Says that `moved` are held in memory because of `error` (the directory is on FUSE
+/// or read-only), and what that costs.
+fn warn_in_memory(error: &files::Error, moved: &[Emulator]) {
     let names = moved
         .iter()
         .map(|e| format!("qemu-{}", e.arch().qemu_cpu()))
         .collect::<Vec<_>>()
         .join(", ");
     let megabytes = moved.iter().map(Emulator::size).sum::<u64>() / 1_000_000;
-    match &files[first] {
-        Err(files::Error::OnFuse { path }) => log::warn!(
+    match error {
+        files::Error::OnFuse { path } => log::warn!(
             "{} is on FUSE (fuse-overlayfs?): a file there stops working when its daemon \
              exits with the container, so {names} are held in memory instead (memfds, {megabytes} \
              MB of RAM while registered); mount a volume there (the image declares one) or \
              give a disk directory with --interpreter-dir",
             path.display(),
         ),
-        Err(files::Error::ReadOnly { path }) => log::warn!(
+        files::Error::ReadOnly { path } => log::warn!(
             "{} is read-only: {names} are held in memory (memfds, {megabytes} MB of RAM while \
              registered); give a writable disk directory with --interpreter-dir to avoid that",
             path.display(),
         ),
         _ => {}
     }
-    for (index, memfd) in falling_back.into_iter().zip(in_memory(&moved)) {
-        files[index] = memfd;
-    }
-    files
 }
 
 /// Registers what differs, now that the interpreter file is in place; with
@@ -714,7 +757,7 @@ mod tests {
         let dir = scratch("twice");
         let table = FakeTable::new();
         let options = options(&dir);
-        let first = install(&table, &[Item::embedded(riscv64())], &options);
+        let first = install(&table, &[Item::embedded(riscv64())], &options).outcomes;
         assert!(
             matches!(first[0].1, InstallOutcome::Registered),
             "{:?}",
@@ -723,7 +766,7 @@ mod tests {
         assert_eq!(table.writes(), [Write::Register("qemu-riscv64".into())]);
         table.clear_writes();
 
-        let second = install(&table, &[Item::embedded(riscv64())], &options);
+        let second = install(&table, &[Item::embedded(riscv64())], &options).outcomes;
         assert!(
             matches!(second[0].1, InstallOutcome::Unchanged),
             "{:?}",
@@ -748,6 +791,7 @@ mod tests {
             },
         });
         let outcome = install(&table, &[Item::embedded(riscv64())], &options)
+            .outcomes
             .remove(0)
             .1;
         let InstallOutcome::Replaced(reasons) = outcome else {
@@ -772,6 +816,7 @@ mod tests {
         table.clear_writes();
 
         let outcome = install(&table, &[Item::embedded(riscv64())], &options)
+            .outcomes
             .remove(0)
             .1;
         let InstallOutcome::Replaced(reasons) = outcome else {
@@ -812,6 +857,7 @@ mod tests {
         table.clear_writes();
 
         let outcome = install(&table, &[Item::embedded(riscv64())], &options)
+            .outcomes
             .remove(0)
             .1;
         assert_eq!(
@@ -837,6 +883,7 @@ mod tests {
             registration: wanted(&riscv64(), &options),
         });
         let outcome = install(&table, &[Item::embedded(riscv64())], &options)
+            .outcomes
             .remove(0)
             .1;
         assert!(matches!(outcome, InstallOutcome::Unchanged), "{outcome:?}");
@@ -850,6 +897,7 @@ mod tests {
         let table = FakeTable::new();
         table.refuse("qemu-riscv64", rustix::io::Errno::PERM);
         let outcome = install(&table, &[Item::embedded(riscv64())], &options(&dir))
+            .outcomes
             .remove(0)
             .1;
         assert!(!outcome.is_ok());

@@ -164,7 +164,8 @@ fn install(
             }
         }
     }
-    let outcomes = install::install(table, &items, &wanted.options);
+    let installed = install::install(table, &items, &wanted.options);
+    let outcomes = installed.outcomes;
     for ((arch, outcome), item) in outcomes.iter().zip(&items) {
         if verbosity == Verbosity::Everything || !matches!(outcome, InstallOutcome::Unchanged) {
             let mut line = format!("installing: {arch} {outcome}");
@@ -187,6 +188,10 @@ fn install(
             eprintln!("{line}");
             changed = true;
         }
+    }
+    if let Some(failure) = &installed.directory_failure {
+        eprintln!("binfmt: {failure}");
+        changed = true;
     }
     let failed = outcomes
         .iter()

@@ -136,52 +136,6 @@ impl Error {
             _ => None,
         }
     }
-
-    /// The same error again, for each emulator a failure of the whole directory
-    /// concerns: the same path, action and errno.
-    pub(crate) fn duplicate(&self) -> Error {
-        match self {
-            Error::ReadOnly { path } => Error::ReadOnly { path: path.clone() },
-            Error::OnFuse { path } => Error::OnFuse { path: path.clone() },
-            Error::Unsafe(unsafe_dir) => Error::Unsafe(unsafe_dir.clone()),
-            Error::LockBusy(busy) => Error::LockBusy(busy.clone()),
-            Error::Io {
-                path,
-                action,
-                source,
-            } => Error::Io {
-                path: path.clone(),
-                action,
-                source: clone_io(source),
-            },
-            Error::Emulator(error) => Error::Emulator(match error {
-                WriteError::Corrupt { arch, reason } => WriteError::Corrupt {
-                    arch: *arch,
-                    reason: reason.clone(),
-                },
-                WriteError::NeedsReference { arch, reference } => WriteError::NeedsReference {
-                    arch: *arch,
-                    reference: *reference,
-                },
-                WriteError::Io { arch, source } => WriteError::Io {
-                    arch: *arch,
-                    source: clone_io(source),
-                },
-            }),
-            Error::Memfd { source } => Error::Memfd {
-                source: clone_io(source),
-            },
-            Error::Reference {
-                emulator,
-                reference,
-                reason,
-            } => Error::Reference {
-                emulator: *emulator,
-                reference: *reference,
-                reason: reason.clone(),
-            },
-        }
-    }
 }
 
 /// The error of `action` on `path`: [`Error::ReadOnly`] (about the directory) for
@@ -200,39 +154,9 @@ pub(crate) fn io_error(path: &Path, action: &'static str, source: io::Error) -> 
     }
 }
 
-/// An equal `io::Error`: the same errno, or the same kind and message.
-fn clone_io(error: &io::Error) -> io::Error {
-    match error.raw_os_error() {
-        Some(code) => io::Error::from_raw_os_error(code),
-        None => io::Error::new(error.kind(), error.to_string()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_duplicate_keeps_the_path_the_action_and_the_errno() {
-        let path = Path::new("/var/lib/binfmt/.qemu-riscv64-0123456789abcdef.tmp-1");
-        let full = io_error(path, "write", io::Error::from_raw_os_error(28));
-        let copy = full.duplicate();
-        match &copy {
-            Error::Io {
-                path: copied,
-                action,
-                source,
-            } => {
-                assert_eq!(copied, path);
-                assert_eq!(*action, "write");
-                assert_eq!(source.raw_os_error(), Some(28));
-            }
-            other => panic!("expected an Io error, got {other:?}"),
-        }
-        assert_eq!(copy.to_string(), full.to_string());
-        assert!(copy.to_string().contains(&path.display().to_string()));
-        assert!(std::error::Error::source(&copy).is_some());
-    }
 
     #[test]
     fn a_read_only_filesystem_names_the_directory() {
@@ -245,6 +169,5 @@ mod tests {
             matches!(&error, Error::ReadOnly { path } if path == Path::new("/ro/binfmt")),
             "{error:?}"
         );
-        assert!(matches!(error.duplicate(), Error::ReadOnly { .. }));
     }
 }

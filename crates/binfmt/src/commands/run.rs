@@ -270,7 +270,8 @@ fn register(table: &BinfmtMisc, emulators: &[Emulator]) -> Result<(), RunError> 
         .copied()
         .map(install::Item::embedded)
         .collect();
-    let outcomes = install::install(table, &items, &options);
+    // In memory, no directory is used: `directory_failure` stays empty.
+    let outcomes = install::install(table, &items, &options).outcomes;
     let failures: Vec<String> = outcomes
         .iter()
         .filter(|(_, outcome)| !outcome.is_ok())
