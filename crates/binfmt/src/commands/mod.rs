@@ -1,7 +1,7 @@
 //! One module per command; each has a `run` that `main` dispatches to.
 //!
-//! - [`register`]: no subcommand: `--install`, `--uninstall` and the status JSON
-//!   (tonistiigi/binfmt's command line); [`version`]: `--version`.
+//! - [`top_level`]: no subcommand, the top-level options: `--install`, `--uninstall`
+//!   and the status JSON (tonistiigi/binfmt's command line); [`version`]: `--version`.
 //! - [`run`]: `binfmt run`, foreign programs without privileges.
 //! - [`check`]: `binfmt check`, the CI preflight.
 //! - [`doctor`]: `binfmt doctor`, every finding with its cause and fix.
@@ -13,7 +13,7 @@ pub mod apply;
 pub mod check;
 pub mod doctor;
 pub mod emulators;
-pub mod register;
 pub mod run;
 pub mod switch;
+pub mod top_level;
 pub mod version;
