@@ -20,12 +20,14 @@ use crate::chosen::CheckedEmulator;
 use crate::empty_root::SystemProber;
 use crate::findings::Finding;
 use crate::handlers::{self, ArchAction};
-use crate::install::{self, Install, InstallOutcome, Item, Source};
+use crate::install::Install;
 use crate::outcome::{CommandError, Completion, print_stdout};
+use crate::register::{self, InstallOutcome, Item, Source};
 use crate::status;
 use crate::survey::Survey;
 use crate::targets::Target;
 use crate::uninstall;
+use crate::unused_emulators;
 
 /// One validated run: what to remove, then what to register, in which mount.
 #[derive(Debug)]
@@ -164,7 +166,7 @@ fn install(
             }
         }
     }
-    let installed = install::install(table, &items, &wanted.options);
+    let installed = register::register(table, &items, &wanted.options);
     let outcomes = installed.outcomes;
     for ((arch, outcome), item) in outcomes.iter().zip(&items) {
         if verbosity == Verbosity::Everything || !matches!(outcome, InstallOutcome::Unchanged) {
@@ -210,12 +212,12 @@ fn install(
     Ok((failed == 0, changed))
 }
 
-/// Removes the emulator files no entry uses ([`install::remove_unused`]) and prints
+/// Removes the emulator files no entry uses ([`unused_emulators::remove_unused`]) and prints
 /// what went; returns whether anything did.
 fn report_unused(table: &impl Table, dir: &InterpreterDir, keep: Keep) -> bool {
-    let removed = install::remove_unused(table, dir, keep);
+    let removed = unused_emulators::remove_unused(table, dir, keep);
     if !removed.is_empty() {
-        eprintln!("{}", install::removed_line(&removed, keep));
+        eprintln!("{}", unused_emulators::removed_line(&removed, keep));
     }
     !removed.is_empty()
 }

@@ -51,6 +51,7 @@ use qemu_catalog::{Arch, Emulator, Selection};
 use crate::cli::RunArgs;
 use crate::install;
 use crate::outcome::{CommandError, Completion};
+use crate::register;
 use crate::userns::{self, IdMap, IdMapping, NamespaceError, Step};
 
 /// Exit status when binfmt cannot set up the namespaces or the registrations.
@@ -150,7 +151,7 @@ fn set_up_and_exec(args: &RunArgs) -> Result<Infallible, RunError> {
     .map_err(RunError::setup)?;
     userns::isolate_mounts().map_err(RunError::setup)?;
     let table = mount_private_instance()?;
-    register(&table, &emulators)?;
+    register_privately(&table, &emulators)?;
     drop(table);
 
     if !args.root {
@@ -256,7 +257,7 @@ fn mount_private_instance() -> Result<BinfmtMisc, RunError> {
 }
 
 /// Registers every emulator in the private instance, each from a sealed memfd.
-fn register(table: &BinfmtMisc, emulators: &[Emulator]) -> Result<(), RunError> {
+fn register_privately(table: &BinfmtMisc, emulators: &[Emulator]) -> Result<(), RunError> {
     let options = install::Options {
         flags: FLAGS,
         // Never written to: `in_memory` keeps every emulator in a memfd.
@@ -265,13 +266,13 @@ fn register(table: &BinfmtMisc, emulators: &[Emulator]) -> Result<(), RunError> 
         // A fresh instance holds no other tool's entry.
         take_over: false,
     };
-    let items: Vec<install::Item> = emulators
+    let items: Vec<register::Item> = emulators
         .iter()
         .copied()
-        .map(install::Item::embedded)
+        .map(register::Item::embedded)
         .collect();
     // In memory, no directory is used: `directory_failure` stays empty.
-    let outcomes = install::install(table, &items, &options).outcomes;
+    let outcomes = register::register(table, &items, &options).outcomes;
     let failures: Vec<String> = outcomes
         .iter()
         .filter(|(_, outcome)| !outcome.is_ok())
