@@ -15,6 +15,8 @@
 //! - [`plan`]: compare what we want with what is there and apply the smallest change,
 //!   converging when another process changes the same entry at the same time.
 //! - [`lock`]: a bounded wait for a `flock(2)`, and who holds it (`/proc/locks`).
+//! - [`report`]: how a failure is written for a person: what failed, each cause
+//!   once, then `; fix: ` and what to do.
 //! - [`persist`]: open binfmt_misc at its usual place so that registrations outlive
 //!   this process (a container), or say that they would not.
 //!
@@ -31,6 +33,7 @@ pub mod lock;
 pub mod model;
 pub mod persist;
 pub mod plan;
+pub mod report;
 pub mod table;
 
 pub use entry::{Difference, Entry, Flags, Matcher, Registration};

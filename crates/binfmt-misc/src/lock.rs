@@ -18,6 +18,8 @@ use std::time::{Duration, Instant};
 use rustix::fs::FlockOperation;
 use rustix::io::Errno;
 
+use crate::report::Fixable;
+
 /// How long a run waits for another binfmt's lock by default: a run takes well under
 /// a second here (`cargo xtask bench`), and a hundred times that with every probe
 /// killed at its 5 s limit is still far below it; a systemd oneshot (no start timeout
@@ -90,6 +92,25 @@ impl fmt::Display for LockBusy {
 }
 
 impl std::error::Error for LockBusy {}
+
+impl Fixable for LockBusy {
+    fn fix(&self) -> Option<String> {
+        let stop = if self.holders.is_empty() {
+            "find it with `grep FLOCK /proc/locks` on the host".to_owned()
+        } else {
+            let pids: Vec<String> = self
+                .holders
+                .iter()
+                .map(|holder| holder.pid.to_string())
+                .collect();
+            format!("kill {}", pids.join(" "))
+        };
+        Some(format!(
+            "wait for it and run again; if it is stuck, stop it ({stop}); or wait longer: \
+             --lock-timeout SECONDS (BINFMT_LOCK_TIMEOUT)"
+        ))
+    }
+}
 
 /// Why the lock was not taken.
 #[derive(Debug)]

@@ -22,6 +22,7 @@
 
 use crate::entry::{Difference, Entry, Registration, validate_name};
 use crate::error::Error;
+use crate::report::Chain;
 use crate::table::Table;
 
 /// What a staging entry's name ends with. Entry names of that form are binfmt's own:
@@ -115,7 +116,7 @@ pub fn converge(table: &impl Table, wanted: &Registration, change: &Change) -> R
         match apply(table, wanted, &change) {
             Ok(()) => break,
             Err(error) if attempt < ATTEMPTS && is_race(&error) => {
-                log::debug!("{}: {error}; reading it again", wanted.name);
+                log::debug!("{}: {}; reading it again", wanted.name, Chain(&error));
                 change = plan(table, wanted)?;
             }
             Err(error) => return Err(error),

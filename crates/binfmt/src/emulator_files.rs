@@ -70,13 +70,13 @@ fn warn_in_memory(error: &files::Error, moved: &[Emulator]) {
         files::Error::OnFuse { path } => log::warn!(
             "{} is on FUSE (fuse-overlayfs?): a file there stops working when its daemon \
              exits with the container, so {names} are held in memory instead (memfds, {megabytes} \
-             MB of RAM while registered); mount a volume there (the image declares one) or \
+             MB of RAM while registered); fix: mount a volume there (the image declares one) or \
              give a disk directory with --interpreter-dir",
             path.display(),
         ),
         files::Error::ReadOnly { path } => log::warn!(
             "{} is read-only: {names} are held in memory (memfds, {megabytes} MB of RAM while \
-             registered); give a writable disk directory with --interpreter-dir to avoid that",
+             registered); fix: give a writable disk directory with --interpreter-dir",
             path.display(),
         ),
         _ => {}

@@ -14,12 +14,15 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use binfmt_misc::lock::LockBusy;
+use binfmt_misc::report::{Chain, Fixable};
 use binfmt_misc::{DEFAULT_MOUNT, Entry};
 use qemu_catalog::{Arch, Emulator};
+use rustix::io::Errno;
 use serde::Serialize;
 
 use crate::empty_root::ProbeFailure;
 use crate::host::HostFacts;
+use crate::outcome::Shared;
 use crate::survey::is_binfmts;
 
 /// The oldest kernel with flag F (`MISC_FMT_OPEN_FILE`, Linux 4.8).
@@ -59,18 +62,18 @@ pub enum Finding {
     /// opening it failed when that says more than "not binfmt_misc".
     NotMounted {
         elsewhere: Vec<PathBuf>,
-        error: Option<String>,
+        error: Option<Shared<binfmt_misc::Error>>,
     },
     /// The mount cannot be used at all.
-    MountUnusable { error: String },
+    MountUnusable { error: Shared<binfmt_misc::Error> },
     /// The mount's entries cannot be read.
-    Unreadable { error: String },
+    Unreadable { error: Shared<binfmt_misc::Error> },
     /// binfmt had to mount the instance itself: it dies with its last mount.
     SelfMounted { entries: usize },
     /// The mount is read-only.
     ReadOnly,
     /// This process may not write `register`.
-    NotPrivileged { register: PathBuf, errno: String },
+    NotPrivileged { register: PathBuf, errno: Errno },
     /// The whole table is disabled (`status` says `disabled`).
     GloballyDisabled,
     /// Entries claim `arch`, but all are disabled.
@@ -125,7 +128,9 @@ pub enum Finding {
         free: Option<u64>,
     },
     /// This process may not create or write files in the interpreter directory.
-    DirDenied { error: String },
+    DirDenied {
+        error: Shared<interpreter_files::Error>,
+    },
     /// Entries claim `arch` with an interpreter that is not the emulator this binary
     /// carries for it (another tool's): a notice, not a problem.
     ForeignEmulator { arch: Arch, entries: Vec<EntryRef> },
@@ -135,7 +140,7 @@ impl Finding {
     /// The finding for a binfmt_misc mount that could not be opened: not mounted
     /// (saying where it is mounted instead, from `facts`), or not usable at all.
     pub fn for_unopened_table(
-        error: &binfmt_misc::Error,
+        error: binfmt_misc::Error,
         mount: &Path,
         facts: &HostFacts,
     ) -> Finding {
@@ -153,10 +158,10 @@ impl Finding {
             },
             binfmt_misc::Error::OpenMount { .. } => Finding::NotMounted {
                 elsewhere: elsewhere(),
-                error: Some(error.to_string()),
+                error: Some(Shared::new(error)),
             },
             error => Finding::MountUnusable {
-                error: error.to_string(),
+                error: Shared::new(error),
             },
         }
     }
@@ -210,20 +215,18 @@ impl Finding {
                 if !elsewhere.is_empty() {
                     let paths: Vec<String> =
                         elsewhere.iter().map(|p| p.display().to_string()).collect();
-                    let _ = write!(
-                        problem,
-                        " (it is mounted at {}; use --mount)",
-                        paths.join(", ")
-                    );
+                    let _ = write!(problem, " (it is mounted at {})", paths.join(", "));
                 }
                 if let Some(error) = error {
-                    let _ = write!(problem, ": {error}");
+                    let _ = write!(problem, ": {}", Chain(&**error));
                 }
                 problem
             }
-            Finding::MountUnusable { error } => format!("cannot use {shown}: {error}"),
+            Finding::MountUnusable { error } => {
+                format!("cannot use {shown}: {}", Chain(&**error))
+            }
             Finding::Unreadable { error } => {
-                format!("cannot read binfmt_misc at {shown}: {error}")
+                format!("cannot read binfmt_misc at {shown}: {}", Chain(&**error))
             }
             Finding::SelfMounted { entries } => format!(
                 "binfmt doctor had to mount binfmt_misc at {shown} itself to look inside \
@@ -349,7 +352,7 @@ impl Finding {
                     }
                 )
             }
-            Finding::DirDenied { error } => error.clone(),
+            Finding::DirDenied { error } => Chain(&**error).to_string(),
             Finding::ForeignEmulator { arch, entries } => each(entries, |entry| {
                 let ours = Emulator::for_arch(*arch).map_or_else(String::new, |emulator| {
                     format!(
@@ -491,7 +494,7 @@ impl Finding {
                 .map(|entry| format!("echo -1 > {shown}/{}", entry.name))
                 .collect::<Vec<_>>()
                 .join(" && "),
-            remark: Some(remark),
+            remark: Some(remark.to_owned()),
         };
         // binfmt's own entry for `arch`, with every other one of binfmt's among
         // `entries` removed (when `uninstall_others`) so that ours is the one the kernel
@@ -537,9 +540,13 @@ impl Finding {
                  POC`"
                     .to_owned(),
             ),
-            Finding::NotMounted { .. } => Fix::Shell {
+            Finding::NotMounted { elsewhere, .. } => Fix::Shell {
                 command: format!("mount -t binfmt_misc binfmt_misc {shown}"),
-                remark: Some("(on systemd hosts: systemctl start proc-sys-fs-binfmt_misc.mount)"),
+                remark: Some(match elsewhere.first() {
+                    Some(there) => format!("(or give --mount {}, where it is)", there.display()),
+                    None => "(on systemd hosts: systemctl start proc-sys-fs-binfmt_misc.mount)"
+                        .to_owned(),
+                }),
             },
             Finding::MountUnusable { .. } => Fix::Shell {
                 command: format!("mount -t binfmt_misc binfmt_misc {shown}"),
@@ -639,22 +646,7 @@ impl Finding {
             Finding::LevelTooLow { have, .. } => Fix::Advice(format!(
                 "none: no registration changes the CPU; build for linux/amd64/v{have} or lower"
             )),
-            Finding::LockBusy(LockBusy { holders, .. }) => Fix::Advice(format!(
-                "wait for it and run again; if it is stuck, stop it ({}); or wait longer: \
-                 --lock-timeout SECONDS (BINFMT_LOCK_TIMEOUT)",
-                if holders.is_empty() {
-                    "find it with `grep FLOCK /proc/locks` on the host".to_owned()
-                } else {
-                    format!(
-                        "kill {}",
-                        holders
-                            .iter()
-                            .map(|holder| holder.pid.to_string())
-                            .collect::<Vec<_>>()
-                            .join(" ")
-                    )
-                }
-            )),
+            Finding::LockBusy(busy) => Fix::Advice(busy.fix().unwrap_or_default()),
             Finding::NoSpace {
                 dir, needed, free, ..
             } => {
@@ -703,24 +695,6 @@ impl Finding {
         }
     }
 
-    /// The finding as one failure line: what is wrong, then `; fix: ` and the fix.
-    pub fn as_failure(&self, mount: &Path) -> String {
-        format!(
-            "{}; fix: {}",
-            self.problem(mount),
-            self.fix(mount).text(mount)
-        )
-    }
-
-    /// The finding of a failure of the kernel layer, when it is one binfmt words
-    /// itself (a busy lock); `None` for an error whose own message holds the fix.
-    pub fn for_table_error(error: &binfmt_misc::Error) -> Option<Finding> {
-        match error {
-            binfmt_misc::Error::LockBusy(busy) => Some(Finding::LockBusy(busy.clone())),
-            _ => None,
-        }
-    }
-
     /// The finding worded in full, for reports.
     pub fn worded(&self, mount: &Path) -> WordedFinding {
         WordedFinding {
@@ -745,6 +719,31 @@ pub struct WordedFinding {
     pub fix: String,
 }
 
+/// A finding as a failure: what is wrong with the table at `mount`, and its fix. What
+/// an install fails with when binfmt diagnoses the failure itself (a full disk, a
+/// directory this process may not write, a busy lock).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Diagnosis {
+    /// What is wrong.
+    pub finding: Finding,
+    /// The binfmt_misc mount it is about.
+    pub mount: PathBuf,
+}
+
+impl std::fmt::Display for Diagnosis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.finding.problem(&self.mount))
+    }
+}
+
+impl std::error::Error for Diagnosis {}
+
+impl Fixable for Diagnosis {
+    fn fix(&self) -> Option<String> {
+        Some(self.finding.fix(&self.mount).text(&self.mount))
+    }
+}
+
 /// How to fix a finding.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Fix {
@@ -758,7 +757,7 @@ pub enum Fix {
     /// A shell command, and a remark after it.
     Shell {
         command: String,
-        remark: Option<&'static str>,
+        remark: Option<String>,
     },
     /// Nothing to run; what to do instead.
     Advice(String),
@@ -856,7 +855,11 @@ mod tests {
     use super::*;
 
     fn failure(finding: &Finding) -> String {
-        finding.as_failure(Path::new(DEFAULT_MOUNT))
+        let diagnosis = Diagnosis {
+            finding: finding.clone(),
+            mount: PathBuf::from(DEFAULT_MOUNT),
+        };
+        binfmt_misc::report::Report(&diagnosis).to_string()
     }
 
     #[test]

@@ -7,11 +7,16 @@
 //! [`crate::register`]'s job, after [`crate::handlers`] decided which architectures
 //! to leave to other tools' entries.
 
+use std::fmt;
+
+use binfmt_misc::entry::InvalidRegistration;
+use binfmt_misc::report::Fixable;
 use binfmt_misc::{Flags, Registration};
 use interpreter_files::InterpreterDir;
-use qemu_catalog::{Arch, Emulator, Selection};
+use qemu_catalog::{Arch, Emulator, ListError, Selection};
 
 use crate::chosen::{CheckedEmulator, ChosenEmulator};
+use crate::outcome::Message;
 
 /// How entries are registered.
 #[derive(Clone, Debug)]
@@ -52,11 +57,13 @@ impl Install {
         selection: Selection,
         emulators: Vec<Emulator>,
         options: Options,
-    ) -> Result<Install, String> {
+    ) -> Result<Install, InstallError> {
         for emulator in &emulators {
-            wanted(emulator, &options)
-                .validate()
-                .map_err(|reason| reason.to_string())?;
+            let wanted = wanted(emulator, &options);
+            wanted.validate().map_err(|reason| InstallError::Invalid {
+                name: wanted.name,
+                reason,
+            })?;
         }
         Ok(Install {
             selection,
@@ -66,32 +73,25 @@ impl Install {
         })
     }
 
-    /// The same install with `chosen` emulators for some architectures; `what` names
-    /// where they were given (`--emulator`, `emulators`), for the errors. Refused: two
+    /// The same install with `chosen` emulators for some architectures. Refused: two
     /// for one architecture, one for an architecture the install does not register,
     /// and one whose entry the kernel would refuse.
-    pub fn with_chosen(
-        mut self,
-        chosen: Vec<ChosenEmulator>,
-        what: &str,
-    ) -> Result<Install, String> {
-        crate::chosen::refuse_duplicates(&chosen).map_err(|error| format!("{what}: {error}"))?;
+    pub fn with_chosen(mut self, chosen: Vec<ChosenEmulator>) -> Result<Install, InstallError> {
+        crate::chosen::refuse_duplicates(&chosen).map_err(InstallError::Chosen)?;
         for one in &chosen {
             if !self.emulators.iter().any(|e| e.arch() == one.arch) {
-                return Err(format!(
-                    "{what}: an emulator is chosen for {}, which is not among the \
-                     architectures to install; add it to them",
-                    one.arch
-                ));
+                return Err(InstallError::ChosenNotInstalled { arch: one.arch });
             }
-            Registration {
+            let wanted = Registration {
                 name: one.arch.entry_name(),
                 matcher: one.arch.matcher(),
                 interpreter: one.path.clone(),
                 flags: one.flags.unwrap_or(self.options.flags),
-            }
-            .validate()
-            .map_err(|reason| format!("{what} {}: {reason}", one.arch))?;
+            };
+            wanted.validate().map_err(|reason| InstallError::Invalid {
+                name: wanted.name,
+                reason,
+            })?;
         }
         self.chosen = chosen;
         Ok(self)
@@ -103,10 +103,93 @@ impl Install {
     }
 }
 
+/// Why an install is refused before anything is written.
+#[derive(Debug)]
+pub enum InstallError {
+    /// The list names no architecture binfmt knows, or is too long.
+    List(ListError),
+    /// The list names this machine's own architectures.
+    Native { arches: Vec<Arch> },
+    /// An entry the install would register breaks a rule of the kernel's (an
+    /// interpreter path in an unusable directory).
+    Invalid {
+        name: String,
+        reason: InvalidRegistration,
+    },
+    /// The emulators chosen for some architectures are refused as written.
+    Chosen(Message),
+    /// An emulator is chosen for an architecture the install does not register.
+    ChosenNotInstalled { arch: Arch },
+}
+
+impl fmt::Display for InstallError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            InstallError::List(error) => error.fmt(f),
+            InstallError::Native { arches } => match arches.as_slice() {
+                [arch] => write!(
+                    f,
+                    "{arch} is this machine's own architecture: an emulator registered for it \
+                     would run every native program through QEMU, so binfmt never registers it"
+                ),
+                arches => {
+                    let names: Vec<&str> = arches.iter().map(|arch| arch.oci()).collect();
+                    write!(
+                        f,
+                        "{} are this machine's own architectures: an emulator registered for \
+                         them would run every native program through QEMU, so binfmt never \
+                         registers them",
+                        names.join(" and ")
+                    )
+                }
+            },
+            InstallError::Invalid { name, .. } => write!(f, "cannot register {name}"),
+            InstallError::Chosen(message) => message.fmt(f),
+            InstallError::ChosenNotInstalled { arch } => write!(
+                f,
+                "an emulator is chosen for {arch}, which is not among the architectures to \
+                 install"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for InstallError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            InstallError::Invalid { reason, .. } => Some(reason),
+            InstallError::List(_)
+            | InstallError::Native { .. }
+            | InstallError::Chosen(_)
+            | InstallError::ChosenNotInstalled { .. } => None,
+        }
+    }
+}
+
+impl Fixable for InstallError {
+    fn fix(&self) -> Option<String> {
+        match self {
+            InstallError::List(error) => error.fix(),
+            InstallError::Native { arches } => {
+                let names: Vec<&str> = arches.iter().map(|arch| arch.oci()).collect();
+                Some(format!(
+                    "leave {} out: this machine runs its programs natively already",
+                    names.join(" and ")
+                ))
+            }
+            InstallError::Chosen(message) => message.fix(),
+            InstallError::ChosenNotInstalled { .. } => {
+                Some("add it to the architectures to install".to_owned())
+            }
+            InstallError::Invalid { .. } => None,
+        }
+    }
+}
+
 /// Parses an `--install` list (or a config file's architectures, joined) and resolves
 /// it to the emulators to register; see [`resolve`] for what is refused.
-pub fn parse_list(list: &str) -> Result<(Selection, Vec<Emulator>), String> {
-    let selection = qemu_catalog::parse_list(list).map_err(|error| error.to_string())?;
+pub fn parse_list(list: &str) -> Result<(Selection, Vec<Emulator>), InstallError> {
+    let selection = qemu_catalog::parse_list(list).map_err(InstallError::List)?;
     let emulators = resolve(&selection)?;
     Ok((selection, emulators))
 }
@@ -116,27 +199,23 @@ pub fn parse_list(list: &str) -> Result<(Selection, Vec<Emulator>), String> {
 /// `all` means every emulator this binary carries, which never includes the host's
 /// own architectures. Naming one of those is refused: its emulator would take over
 /// every native program.
-pub fn resolve(selection: &Selection) -> Result<Vec<Emulator>, String> {
+pub fn resolve(selection: &Selection) -> Result<Vec<Emulator>, InstallError> {
     let arches = match selection {
         Selection::All => return Ok(Emulator::all()),
         Selection::Arches(arches) => arches,
     };
-    let mut refused = Vec::new();
+    let mut native = Vec::new();
     let mut emulators = Vec::new();
     for &arch in arches {
         match Emulator::for_arch(arch) {
             Some(emulator) if !arch.is_native() => emulators.push(emulator),
-            _ => refused.push(format!(
-                "{arch} is this machine's own architecture: an emulator registered for it \
-                 would run every native program through QEMU, so binfmt never registers it \
-                 (it runs natively already)"
-            )),
+            _ => native.push(arch),
         }
     }
-    if refused.is_empty() {
+    if native.is_empty() {
         Ok(emulators)
     } else {
-        Err(refused.join("; "))
+        Err(InstallError::Native { arches: native })
     }
 }
 
@@ -170,7 +249,11 @@ mod tests {
     fn the_hosts_own_arches_are_refused_by_name_and_skipped_by_all() {
         for &native in Arch::native() {
             let error = resolve(&Selection::Arches(vec![Arch::Riscv64, native])).unwrap_err();
-            assert!(error.contains("own architecture"), "{error}");
+            assert!(
+                matches!(&error, InstallError::Native { arches } if *arches == [native]),
+                "{error:?}"
+            );
+            assert!(error.to_string().contains("own architecture"), "{error}");
         }
         let all = resolve(&Selection::All).unwrap();
         assert!(all.iter().all(|e| !e.arch().is_native()));

@@ -12,6 +12,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use binfmt_misc::report::{Chain, Fixable, Report};
 use binfmt_misc::{Change, Entry, Error as TableError, Registration, Table};
 use interpreter_files::{self as files, FileState, Interpreter, is_memfd_path};
 use qemu_catalog::{Arch, Emulator};
@@ -20,8 +21,9 @@ use rustix::io::Errno;
 
 use crate::chosen::CheckedEmulator;
 use crate::emulator_files::{emulator_files, no_space};
-use crate::findings::Finding;
+use crate::findings::{Diagnosis, Finding};
 use crate::install::{Options, wanted, wanted_chosen};
+use crate::outcome::Shared;
 
 /// One architecture to register, with what.
 #[derive(Clone, Debug)]
@@ -74,7 +76,7 @@ pub enum InstallOutcome {
     /// right. The notes say what was done.
     Repaired(Vec<String>),
     /// It could not be registered.
-    Failed(String),
+    Failed(ArchError),
 }
 
 impl InstallOutcome {
@@ -94,7 +96,7 @@ impl fmt::Display for InstallOutcome {
             InstallOutcome::Replaced(reasons) => write!(f, "OK (replaced: {})", reasons.join(", ")),
             InstallOutcome::FileRestored => f.write_str("OK (interpreter file restored)"),
             InstallOutcome::Repaired(notes) => write!(f, "OK (repaired: {})", notes.join(", ")),
-            InstallOutcome::Failed(error) => write!(f, "FAILED: {error}"),
+            InstallOutcome::Failed(error) => write!(f, "FAILED: {}", Report(error)),
         }
     }
 }
@@ -114,7 +116,7 @@ pub fn register(table: &impl Table, items: &[Item], options: &Options) -> Regist
     if !options.in_memory
         && let Err(error) = options.interpreter_dir.remove_leftovers()
     {
-        log::debug!("not removing leftover temporary files: {error}");
+        log::debug!("not removing leftover temporary files: {}", Chain(&error));
     }
     let prepared: Vec<Result<Prepared, ArchError>> = items
         .iter()
@@ -164,13 +166,13 @@ pub fn register(table: &impl Table, items: &[Item], options: &Options) -> Regist
                 Err(failure) => Err(failure),
             }
             .and_then(|outcome| remove_staging(table, item.arch, outcome))
-            .unwrap_or_else(|error| InstallOutcome::Failed(error.to_string()));
+            .unwrap_or_else(InstallOutcome::Failed);
             (item.arch, outcome)
         })
         .collect();
     Registered {
         outcomes,
-        directory_failure: directory_failure.map(|error| error.to_string()),
+        directory_failure,
     }
 }
 
@@ -180,8 +182,9 @@ pub struct Registered {
     /// What happened to each architecture, in order.
     pub outcomes: Vec<(Arch, InstallOutcome)>,
     /// Why the interpreter directory could not be used at all, when it could not:
-    /// said once here, each architecture that needed a file there fails naming it.
-    pub directory_failure: Option<String>,
+    /// said once here, each architecture that needed a file there fails naming it
+    /// ([`ArchError::Directory`]).
+    pub directory_failure: Option<ArchError>,
 }
 
 /// An interpreter file's error, as the finding that says how to fix it where binfmt
@@ -189,30 +192,36 @@ pub struct Registered {
 /// lock); else as it is.
 fn diagnose(error: files::Error, no_space: &Option<Finding>, mount: &Path) -> ArchError {
     let finding = match (&error, error.errno()) {
-        (_, Some(Errno::NOSPC)) => no_space.clone(),
-        (_, Some(Errno::ACCESS | Errno::PERM)) => Some(Finding::DirDenied {
-            error: error.to_string(),
-        }),
-        (files::Error::LockBusy(busy), _) => Some(Finding::LockBusy(busy.clone())),
-        _ => None,
+        (_, Some(Errno::NOSPC)) => match no_space {
+            Some(finding) => finding.clone(),
+            None => return ArchError::File(error),
+        },
+        (files::Error::LockBusy(busy), _) => Finding::LockBusy(busy.clone()),
+        (_, Some(Errno::ACCESS | Errno::PERM)) => Finding::DirDenied {
+            error: Shared::new(error),
+        },
+        _ => return ArchError::File(error),
     };
-    match finding {
-        Some(finding) => ArchError::Diagnosed(finding.as_failure(mount)),
-        None => ArchError::Interpreter(error),
-    }
+    ArchError::Diagnosed(Diagnosis {
+        finding,
+        mount: mount.to_owned(),
+    })
 }
 
-/// Why one architecture failed.
+/// Why one architecture was not registered.
 #[derive(Debug)]
-enum ArchError {
+pub enum ArchError {
+    /// The kernel layer failed: it refused the registration, the entry could not be
+    /// read, another process changed it.
     Table(TableError),
-    Interpreter(files::Error),
-    /// A failure binfmt words with its fix (`crate::findings`).
-    Diagnosed(String),
-    /// The interpreter directory could not be used at all ([`Registered`] says why).
-    Directory {
-        dir: PathBuf,
-    },
+    /// Its emulator file could not be had.
+    File(files::Error),
+    /// A failure binfmt diagnoses itself, with its fix (`crate::findings`): a full
+    /// disk, a directory this process may not write, a busy lock.
+    Diagnosed(Diagnosis),
+    /// The interpreter directory could not be used at all
+    /// ([`Registered::directory_failure`] says why).
+    Directory { dir: PathBuf },
     /// A bug in binfmt.
     Internal(&'static str),
 }
@@ -221,8 +230,8 @@ impl fmt::Display for ArchError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ArchError::Table(error) => error.fmt(f),
-            ArchError::Interpreter(error) => error.fmt(f),
-            ArchError::Diagnosed(what) => f.write_str(what),
+            ArchError::File(error) => error.fmt(f),
+            ArchError::Diagnosed(diagnosis) => diagnosis.fmt(f),
             ArchError::Directory { dir } => write!(
                 f,
                 "its emulator file was not written: the interpreter directory {} cannot be \
@@ -230,6 +239,28 @@ impl fmt::Display for ArchError {
                 dir.display()
             ),
             ArchError::Internal(what) => write!(f, "internal error: {what}"),
+        }
+    }
+}
+
+impl std::error::Error for ArchError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        // Each says what the error it holds says: that error's cause is its own.
+        match self {
+            ArchError::Table(error) => std::error::Error::source(error),
+            ArchError::File(error) => std::error::Error::source(error),
+            ArchError::Diagnosed(_) | ArchError::Directory { .. } | ArchError::Internal(_) => None,
+        }
+    }
+}
+
+impl Fixable for ArchError {
+    fn fix(&self) -> Option<String> {
+        match self {
+            ArchError::Table(error) => error.fix(),
+            ArchError::File(error) => error.fix(),
+            ArchError::Diagnosed(diagnosis) => diagnosis.fix(),
+            ArchError::Directory { .. } | ArchError::Internal(_) => None,
         }
     }
 }
@@ -242,7 +273,7 @@ impl From<TableError> for ArchError {
 
 impl From<files::Error> for ArchError {
     fn from(error: files::Error) -> ArchError {
-        ArchError::Interpreter(error)
+        ArchError::File(error)
     }
 }
 

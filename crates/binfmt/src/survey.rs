@@ -162,7 +162,10 @@ impl Survey {
                 }
             }
             Err(ProbeError(reason)) => {
-                log::warn!("cannot run the probes: {reason}");
+                log::warn!(
+                    "cannot run the probes: {reason}; fix: set TMPDIR to a writable directory \
+                     on a filesystem that allows exec"
+                );
                 self.probe_error = Some(reason);
             }
         }

@@ -19,6 +19,7 @@ use binfmt_misc::{Entry, entry::validate_name};
 use qemu_catalog::Arch;
 use qemu_catalog::arch::MAX_LIST_LENGTH;
 
+use crate::outcome::Message;
 use crate::survey::{claims, is_binfmts_entry};
 
 /// One item of the list.
@@ -33,13 +34,13 @@ pub enum Target {
 
 /// Parses the list, refusing it whole if any item could not name an entry; `verb`
 /// (`uninstall`, `disable`) says what the list is for, in the errors.
-pub fn parse(list: &str, verb: &str) -> Result<Vec<Target>, String> {
+pub fn parse(list: &str, verb: &str) -> Result<Vec<Target>, Message> {
     if list.len() > MAX_LIST_LENGTH {
-        return Err(format!(
-            "the list is {} bytes long; at most {MAX_LIST_LENGTH} are accepted: give a glob \
-             such as `qemu-*` instead",
+        return Err(Message::new(format!(
+            "the list is {} bytes long; at most {MAX_LIST_LENGTH} are accepted",
             list.len()
-        ));
+        ))
+        .fix("give a glob such as `qemu-*` instead"));
     }
     list.split(',')
         // Only spaces are trimmed: a newline or other control character refuses the list.
@@ -49,13 +50,13 @@ pub fn parse(list: &str, verb: &str) -> Result<Vec<Target>, String> {
                 // A glob must be a valid name once its wildcards are filled in.
                 validate_name(&item.replace(['*', '?'], "x"))
                     .map(|()| Target::Glob(item.to_owned()))
-                    .map_err(|reason| format!("cannot {verb} {item:?}: {reason}"))
+                    .map_err(|reason| Message::new(format!("cannot {verb} {item:?}: {reason}")))
             } else if Arch::parse(item).is_ok() {
                 Ok(Target::Name(item.to_owned()))
             } else {
                 validate_name(item)
                     .map(|()| Target::Name(item.to_owned()))
-                    .map_err(|reason| format!("cannot {verb} {item:?}: {reason}"))
+                    .map_err(|reason| Message::new(format!("cannot {verb} {item:?}: {reason}")))
             }
         })
         .collect()
@@ -271,7 +272,7 @@ mod tests {
     #[test]
     fn absurd_lists_are_refused() {
         let error = parse(&"qemu-*,".repeat(20_000), "uninstall").unwrap_err();
-        assert!(error.contains("140000 bytes long"), "{error}");
+        assert!(error.to_string().contains("140000 bytes long"), "{error}");
         assert!(parse("qemu-aarch64\n", "uninstall").is_err());
         assert!(parse("\tqemu-aarch64", "uninstall").is_err());
     }

@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 
+use binfmt_misc::report::Chain;
 use binfmt_misc::{Error as TableError, Table};
 use interpreter_files::{self as files, InterpreterDir};
 
@@ -27,16 +28,16 @@ pub fn remove_unused(
     let in_use = match in_use {
         Ok(in_use) => in_use,
         Err(error) => {
-            log::warn!("not removing unused emulator files: {error}");
+            log::warn!("not removing unused emulator files: {}", Chain(&error));
             return Vec::new();
         }
     };
     dir.remove_unused(&in_use, keep).unwrap_or_else(|error| {
         // Busy: the run that holds the lock removes them.
         if matches!(error, files::Error::LockBusy(_)) {
-            log::debug!("not removing unused emulator files: {error}");
+            log::debug!("not removing unused emulator files: {}", Chain(&error));
         } else {
-            log::warn!("not removing unused emulator files: {error}");
+            log::warn!("not removing unused emulator files: {}", Chain(&error));
         }
         Vec::new()
     })

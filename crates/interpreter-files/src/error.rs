@@ -7,6 +7,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use binfmt_misc::lock::LockBusy;
+use binfmt_misc::report::Fixable;
 
 use qemu_catalog::Arch;
 use qemu_catalog::emulator::WriteError;
@@ -59,17 +60,9 @@ impl fmt::Display for Error {
             ),
             Error::Unsafe(unsafe_dir) => unsafe_dir.fmt(f),
             Error::LockBusy(busy) => busy.fmt(f),
-            Error::Io {
-                path,
-                action,
-                source,
-            } => write!(f, "cannot {action} {}: {source}", path.display()),
+            Error::Io { path, action, .. } => write!(f, "cannot {action} {}", path.display()),
             Error::Emulator(error) => error.fmt(f),
-            Error::Memfd { source } => write!(
-                f,
-                "cannot create a memfd for the interpreter: {source}; give a writable \
-                 directory with --interpreter-dir"
-            ),
+            Error::Memfd { .. } => f.write_str("cannot create a memfd for the interpreter"),
             Error::Reference {
                 emulator,
                 reference,
@@ -88,12 +81,30 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Error::Unsafe(unsafe_dir) => Some(unsafe_dir),
             Error::Io { source, .. } | Error::Memfd { source } => Some(source),
-            Error::Emulator(error) => Some(error),
+            // These say what the error they hold says: its cause is theirs.
+            Error::Emulator(error) => std::error::Error::source(error),
+            Error::Unsafe(_)
+            | Error::LockBusy(_)
+            | Error::ReadOnly { .. }
+            | Error::OnFuse { .. }
+            | Error::Reference { .. } => None,
+        }
+    }
+}
+
+impl Fixable for Error {
+    fn fix(&self) -> Option<String> {
+        match self {
+            Error::Unsafe(unsafe_dir) => unsafe_dir.fix(),
+            Error::LockBusy(busy) => busy.fix(),
+            Error::Emulator(error) => error.fix(),
+            Error::Memfd { .. } => {
+                Some("give a writable directory with --interpreter-dir".to_owned())
+            }
             Error::ReadOnly { .. }
             | Error::OnFuse { .. }
-            | Error::LockBusy(_)
+            | Error::Io { .. }
             | Error::Reference { .. } => None,
         }
     }

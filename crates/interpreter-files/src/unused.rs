@@ -23,6 +23,7 @@ use rustix::fs::{AtFlags, FileType};
 use crate::layout::{FILE_MODE, file_name, is_emulator_file_name};
 use crate::secure_dir::{SecureDir, Trust};
 use crate::verified::record_name;
+use binfmt_misc::report::Chain;
 
 /// Which of binfmt's emulator files stay although no entry uses them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,7 +61,7 @@ pub(crate) fn remove_unused(
     let names = match dir.names() {
         Ok(names) => names,
         Err(error) => {
-            log::debug!("not looking for unused emulator files: {error}");
+            log::debug!("not looking for unused emulator files: {}", Chain(&error));
             return Vec::new();
         }
     };

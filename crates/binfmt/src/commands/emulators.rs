@@ -148,7 +148,7 @@ fn chosen(args: &EmulatorsArgs) -> Result<Vec<ChosenEmulator>, CommandError> {
     let mut chosen = match &args.config {
         Some(path) => {
             Config::load(path)
-                .map_err(|error| CommandError::Usage(error.to_string()))?
+                .map_err(|error| CommandError::Usage(error.into()))?
                 .install
                 .chosen
         }
@@ -157,10 +157,10 @@ fn chosen(args: &EmulatorsArgs) -> Result<Vec<ChosenEmulator>, CommandError> {
     for spec in &args.emulators {
         chosen.push(
             ChosenEmulator::parse(spec)
-                .map_err(|error| CommandError::Usage(format!("--emulator: {error}")))?,
+                .map_err(|error| CommandError::usage("--emulator", error))?,
         );
     }
-    crate::chosen::refuse_duplicates(&chosen).map_err(CommandError::Usage)?;
+    crate::chosen::refuse_duplicates(&chosen).map_err(|error| CommandError::Usage(error.into()))?;
     Ok(chosen)
 }
 
@@ -168,9 +168,7 @@ fn chosen(args: &EmulatorsArgs) -> Result<Vec<ChosenEmulator>, CommandError> {
 pub fn run(args: &EmulatorsArgs) -> Result<Completion, CommandError> {
     let mut carried = carried();
     for chosen in chosen(args)? {
-        let checked = chosen
-            .check()
-            .map_err(|failure| CommandError::Runtime(failure.to_string()))?;
+        let checked = chosen.check()?;
         if let Some(emulator) = carried
             .iter_mut()
             .find(|emulator| emulator.entry == checked.arch.entry_name())

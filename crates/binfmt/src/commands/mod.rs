@@ -8,11 +8,14 @@
 //! - [`apply`]: `binfmt apply`, the config file of the systemd unit and the DaemonSet.
 //! - [`emulators`]: `binfmt emulators`, what the binary carries.
 //! - [`switch`]: `binfmt enable` and `binfmt disable`, entries on and off.
+//!
+//! [`lines`] prints what a run of the table did, for `top_level` and `apply`.
 
 pub mod apply;
 pub mod check;
 pub mod doctor;
 pub mod emulators;
+pub mod lines;
 pub mod run;
 pub mod switch;
 pub mod top_level;

@@ -11,11 +11,12 @@
 
 use std::time::Duration;
 
+use binfmt_misc::report::Report;
 use binfmt_misc::{BinfmtMisc, Table};
 
 use crate::cli::SwitchArgs;
 use crate::empty_root::SystemProber;
-use crate::findings::Finding;
+use crate::findings::{Diagnosis, Finding};
 use crate::host::HostFacts;
 use crate::outcome::{CommandError, Completion, print_stdout};
 use crate::status;
@@ -32,20 +33,15 @@ pub fn run(args: &SwitchArgs, enabled: bool) -> Result<Completion, CommandError>
     let targets = match &args.list {
         Some(list) => Some(
             targets::parse(list, command(enabled))
-                .map_err(|error| CommandError::Usage(format!("{}: {error}", command(enabled))))?,
+                .map_err(|error| CommandError::usage(command(enabled), error))?,
         ),
         None => None,
     };
-    let table = BinfmtMisc::open(&args.mount).map_err(|error| {
-        let finding = Finding::for_unopened_table(&error, &args.mount, &HostFacts::read());
-        CommandError::Runtime(finding.as_failure(&args.mount))
+    let table = BinfmtMisc::open(&args.mount).map_err(|error| Diagnosis {
+        finding: Finding::for_unopened_table(error, &args.mount, &HostFacts::read()),
+        mount: args.mount.clone(),
     })?;
-    let _lock = table
-        .lock(Duration::from_secs(args.lock_timeout))
-        .map_err(|error| match Finding::for_table_error(&error) {
-            Some(finding) => CommandError::Runtime(finding.as_failure(&args.mount)),
-            None => error.into(),
-        })?;
+    let _lock = table.lock(Duration::from_secs(args.lock_timeout))?;
     let entries = Survey::read(Some(&table))?.entries;
     let selection = match &targets {
         Some(targets) => targets::select(targets, &entries),
@@ -70,7 +66,7 @@ pub fn run(args: &SwitchArgs, enabled: bool) -> Result<Completion, CommandError>
             Ok(()) => eprintln!("{verb}: {name} OK"),
             Err(error) => {
                 failed += 1;
-                eprintln!("{verb}: {name} FAILED: {error}");
+                eprintln!("{verb}: {name} FAILED: {}", Report(&error));
             }
         }
     }
