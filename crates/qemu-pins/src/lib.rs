@@ -27,4 +27,4 @@ pub use cache::{
 };
 pub use error::Error;
 pub use hosts::{NATIVE_CPUS, REFERENCE_CPUS, host_arch};
-pub use manifest::{Emulator, Host, MANIFEST_PATH, Manifest, Source};
+pub use manifest::{Host, MANIFEST_PATH, Manifest, Pin, Source};
