@@ -39,7 +39,7 @@ pub mod table;
 pub use entry::{Difference, Entry, Flags, Matcher, Registration};
 pub use error::Error;
 pub use plan::{
-    Change, STAGING_SUFFIX, apply, compare, converge, plan, remove_staging, staged_name,
-    staging_name,
+    Change, STAGING_SUFFIX, apply, compare, converge, plan, remove_staging, staging_name_for,
+    stands_in_for,
 };
 pub use table::{BINFMTFS_MAGIC, BinfmtMisc, DEFAULT_MOUNT, RegistrationId, Table, TableLock};

@@ -26,16 +26,16 @@ use crate::report::Chain;
 use crate::table::Table;
 
 /// What a staging entry's name ends with. Entry names of that form are binfmt's own:
-/// no other tool uses the suffix, and [`staged_name`] checks the rest is a valid name.
+/// no other tool uses the suffix, and [`stands_in_for`] checks the rest is a valid name.
 pub const STAGING_SUFFIX: &str = ".binfmt-new";
 
 /// The name under which a replacement of `name` is registered first.
-pub fn staging_name(name: &str) -> String {
+pub fn staging_name_for(name: &str) -> String {
     format!("{name}{STAGING_SUFFIX}")
 }
 
 /// The entry a staging entry stands in for, or `None` when `name` is not one.
-pub fn staged_name(name: &str) -> Option<&str> {
+pub fn stands_in_for(name: &str) -> Option<&str> {
     name.strip_suffix(STAGING_SUFFIX)
         .filter(|staged| validate_name(staged).is_ok())
 }
@@ -44,7 +44,7 @@ pub fn staged_name(name: &str) -> Option<&str> {
 /// there was one. Call it once the entry `name` itself is in place: the staging
 /// entry, registered later, is matched first and may hold something else.
 pub fn remove_staging(table: &impl Table, name: &str) -> Result<bool, Error> {
-    let staging = staging_name(name);
+    let staging = staging_name_for(name);
     if validate_name(&staging).is_err() || table.read_entry(&staging)?.is_none() {
         return Ok(false);
     }
@@ -153,7 +153,7 @@ pub fn is_race(error: &Error) -> bool {
 
 fn replace(table: &impl Table, wanted: &Registration) -> Result<(), Error> {
     let staging = Registration {
-        name: staging_name(&wanted.name),
+        name: staging_name_for(&wanted.name),
         ..wanted.clone()
     };
     if staging.validate().is_err() {
@@ -489,12 +489,12 @@ mod tests {
     }
 
     #[test]
-    fn staging_names_are_recognised() {
-        assert_eq!(staging_name("qemu-arm"), "qemu-arm.binfmt-new");
-        assert_eq!(staged_name("qemu-arm.binfmt-new"), Some("qemu-arm"));
-        assert_eq!(staged_name("qemu-arm"), None);
-        assert_eq!(staged_name(".binfmt-new"), None);
-        assert_eq!(staged_name("...binfmt-new"), None);
+    fn staging_names_and_what_they_stand_in_for() {
+        assert_eq!(staging_name_for("qemu-arm"), "qemu-arm.binfmt-new");
+        assert_eq!(stands_in_for("qemu-arm.binfmt-new"), Some("qemu-arm"));
+        assert_eq!(stands_in_for("qemu-arm"), None);
+        assert_eq!(stands_in_for(".binfmt-new"), None);
+        assert_eq!(stands_in_for("...binfmt-new"), None);
     }
 
     #[test]

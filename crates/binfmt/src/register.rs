@@ -290,7 +290,7 @@ fn remove_staging(
     }
     let note = format!(
         "removed {}, left by an interrupted run",
-        binfmt_misc::staging_name(&name)
+        binfmt_misc::staging_name_for(&name)
     );
     Ok(match outcome {
         InstallOutcome::Replaced(mut notes) => {

@@ -85,7 +85,7 @@ impl ArchSurvey {
 /// Whether the entry `name` with `interpreter` is binfmt's (see the module
 /// documentation).
 pub fn is_binfmts(name: &str, interpreter: &Path) -> bool {
-    let name = binfmt_misc::staged_name(name).unwrap_or(name);
+    let name = binfmt_misc::stands_in_for(name).unwrap_or(name);
     Arch::ALL.iter().any(|arch| arch.entry_name() == name)
         || interpreter
             .file_name()

@@ -91,7 +91,7 @@ pub fn select(targets: &[Target], entries: &[Entry]) -> Selection {
     let mut selection = Selection::default();
     for entry in entries {
         let name = entry.registration.name.as_str();
-        let staged = binfmt_misc::staged_name(name);
+        let staged = binfmt_misc::stands_in_for(name);
         let named = |target: &Target| {
             exactly(target, name) || staged.is_some_and(|staged| exactly(target, staged))
         };
