@@ -20,9 +20,9 @@ use std::time::Duration;
 use qemu_catalog::Emulator;
 
 use crate::error::{Error, io_error};
+use crate::file_names::{STATE_PREFIX, file_name};
 use crate::file_state::{FileState, file_state};
 use crate::interpreter::Interpreter;
-use crate::layout::{STATE_PREFIX, file_name};
 use crate::secure_dir::{SecureDir, Trust};
 use crate::threads::on_every_core;
 use crate::unused::{Keep, Removed, file_names, remove_unused};

@@ -16,7 +16,7 @@ use crate::decode::{
     map_written, reference_for,
 };
 use crate::error::{Error, io_error};
-use crate::layout::{FILE_MODE, file_name, is_temporary, temporary_name};
+use crate::file_names::{FILE_MODE, file_name, is_temporary, temporary_name};
 use crate::mapping::{Buffer, Window};
 use crate::secure_dir::SecureDir;
 use crate::verified;
