@@ -21,8 +21,8 @@ use binfmt_misc::report::Fixable;
 use interpreter_files::chosen::{self as file, ChosenError, ChosenFile};
 use qemu_catalog::Arch;
 
-use crate::empty_root::{self, ProbeError, ProbeFailure, ProbeOutcome};
 use crate::outcome::Message;
+use crate::probe::{self, ProbeError, ProbeFailure, ProbeOutcome};
 
 /// An emulator chosen for an architecture, as written.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -178,7 +178,7 @@ impl ChosenEmulator {
         let arch = self.arch;
         let file = file::check(&self.path, self.sha256.as_deref())
             .map_err(|error| ChosenFailure::File { arch, error })?;
-        match empty_root::run_through(&file.path, arch) {
+        match probe::run_through(&file.path, arch) {
             Ok(ProbeOutcome::Proved(_)) => {}
             Ok(ProbeOutcome::Failed(failure)) => {
                 return Err(ChosenFailure::Probe {

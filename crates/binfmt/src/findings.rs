@@ -20,9 +20,9 @@ use qemu_catalog::{Arch, Emulator};
 use rustix::io::Errno;
 use serde::Serialize;
 
-use crate::empty_root::ProbeFailure;
 use crate::host::HostFacts;
 use crate::outcome::Shared;
+use crate::probe::ProbeFailure;
 use crate::survey::is_binfmts;
 
 /// The oldest kernel with flag F (`MISC_FMT_OPEN_FILE`, Linux 4.8).

@@ -10,7 +10,7 @@
 //!   as the top-level options and `binfmt apply` ask; [`handlers`]: where another
 //!   tool's entry already runs an architecture; [`chosen`]: an emulator a user picks
 //!   instead of binfmt's; [`targets`]: which entries a list names.
-//! - [`survey`], [`empty_root`], [`proof_record`], [`status`]: what runs here, proved
+//! - [`survey`], [`probe`], [`proof_record`], [`status`]: what runs here, proved
 //!   by running probes in an empty root, remembered within a boot, and the status JSON.
 //! - [`findings`]: every problem binfmt diagnoses, worded once with its cause and fix.
 //! - [`host`]: the facts `/proc` gives about the kernel and this process's namespaces.
@@ -23,13 +23,13 @@ pub mod chosen;
 pub mod cli;
 pub mod commands;
 pub mod config;
-pub mod empty_root;
 pub mod emulator_files;
 pub mod findings;
 pub mod handlers;
 pub mod host;
 pub mod install;
 pub mod outcome;
+pub mod probe;
 pub mod proof_record;
 pub mod register;
 pub mod request;

@@ -19,11 +19,11 @@ use interpreter_files::{InterpreterDir, Keep, Removed};
 use qemu_catalog::{Arch, Selection};
 
 use crate::chosen::CheckedEmulator;
-use crate::empty_root::SystemProber;
 use crate::findings::Finding;
 use crate::handlers::{self, ArchAction};
 use crate::install::Install;
 use crate::outcome::{CommandError, Message};
+use crate::probe::SystemProber;
 use crate::register::{self, ArchError, InstallOutcome, Item, Source};
 use crate::status;
 use crate::survey::Survey;

@@ -29,7 +29,7 @@ use binfmt_misc::{Entry, Table};
 use interpreter_files::InterpreterDir;
 use qemu_catalog::{Arch, Proof};
 
-use crate::empty_root::{Confinement, ProbeError, ProbeFailure, ProbeOutcome, Prober};
+use crate::probe::{Confinement, ProbeError, ProbeFailure, ProbeOutcome, Prober};
 use crate::proof_record::ProofRecord;
 
 /// The table and the probe outcomes.
@@ -287,7 +287,7 @@ mod tests {
     use binfmt_misc::fake::FakeTable;
 
     use super::*;
-    use crate::empty_root::ProbeRun;
+    use crate::probe::ProbeRun;
     use crate::proof_record::RECORD_NAME;
     use crate::testing::{FakeProber, entry};
 

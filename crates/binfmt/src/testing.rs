@@ -8,7 +8,7 @@ use binfmt_misc::{Entry, Flags, Registration};
 use qemu_catalog::{Arch, Proof};
 use rustix::io::Errno;
 
-use crate::empty_root::{Confinement, ProbeError, ProbeFailure, ProbeOutcome, ProbeRun, Prober};
+use crate::probe::{Confinement, ProbeError, ProbeFailure, ProbeOutcome, ProbeRun, Prober};
 
 /// Answers from a fixed map; architectures not in it fail with ENOEXEC.
 pub struct FakeProber {

@@ -18,10 +18,10 @@ use qemu_catalog::{Arch, UnknownArch};
 use serde::Serialize;
 
 use crate::cli::CheckArgs;
-use crate::empty_root::{ProbeFailure, Prober, SystemProber};
 use crate::findings::{EntryRef, Finding, Fix, binfmt_with};
 use crate::host::{self, HostFacts};
 use crate::outcome::{CommandError, Completion, Shared, print_stdout};
+use crate::probe::{ProbeFailure, Prober, SystemProber};
 use crate::status;
 use crate::survey::Survey;
 
@@ -501,7 +501,7 @@ mod tests {
     use binfmt_misc::fake::FakeTable;
 
     use super::*;
-    use crate::empty_root::{Confinement, ProbeOutcome};
+    use crate::probe::{Confinement, ProbeOutcome};
     use crate::testing::{FakeProber, entry};
 
     fn wanted(list: &str) -> Vec<Platform> {
