@@ -167,11 +167,11 @@ fn carry_out(
         // removes only what a re-pin superseded, below.
         if request.install.is_none() {
             executed.unused_removed =
-                remove_unused(&table, &request.interpreter_dir, Keep::Nothing);
+                unused_removed(&table, &request.interpreter_dir, Keep::Nothing);
         }
     }
     if let Some(wanted) = &request.install {
-        let installed = install(&table, wanted, chosen)?;
+        let installed = install_wanted(&table, wanted, chosen)?;
         executed.complete &= installed.failed() == 0;
         changed |= installed.directory_failure.is_some()
             || installed
@@ -181,7 +181,7 @@ fn carry_out(
         executed.installed = Some(installed);
         if !wanted.options.in_memory {
             executed.unused_removed =
-                remove_unused(&table, &wanted.options.interpreter_dir, Keep::Pins);
+                unused_removed(&table, &wanted.options.interpreter_dir, Keep::Pins);
         }
     }
     changed |= executed.unused_removed.is_some();
@@ -207,7 +207,7 @@ fn check_chosen(install: &Install) -> Result<Vec<CheckedEmulator>, CommandError>
 
 /// Registers what `wanted` asks for, leaving each architecture that another tool's
 /// working entry runs to it (see [`crate::handlers`]).
-fn install(
+fn install_wanted(
     table: &BinfmtMisc,
     wanted: &Install,
     chosen: Vec<CheckedEmulator>,
@@ -275,7 +275,7 @@ fn install(
 
 /// Removes the emulator files no entry uses ([`unused_emulators::remove_unused`]);
 /// `None` when none went.
-fn remove_unused(
+fn unused_removed(
     table: &impl Table,
     dir: &InterpreterDir,
     keep: Keep,

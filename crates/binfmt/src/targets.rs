@@ -13,7 +13,7 @@
 //! ([`is_binfmts_entry`](crate::survey::is_binfmts_entry)): `--uninstall '*'` on WSL2
 //! leaves `WSLInterop` working. Another tool's entry is selected only by its exact
 //! name, and the ones a glob or an architecture passed over are reported
-//! ([`Selection::left_alone`]).
+//! ([`Selected::left_alone`]).
 
 use binfmt_misc::{Entry, entry::validate_name};
 use qemu_catalog::Arch;
@@ -64,7 +64,7 @@ pub fn parse(list: &str, verb: &str) -> Result<Vec<Target>, Message> {
 
 /// The entries a list selects.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Selection {
+pub struct Selected {
     /// The names selected, each once, in table order.
     pub selected: Vec<String>,
     /// Other tools' entries that a glob or an architecture matched and that were
@@ -76,7 +76,7 @@ pub struct Selection {
 ///
 /// A staging entry that an interrupted `--install` left (`qemu-aarch64.binfmt-new`)
 /// goes with the entry it stands in for: it would keep the architecture working.
-pub fn select(targets: &[Target], entries: &[Entry]) -> Selection {
+pub fn select(targets: &[Target], entries: &[Entry]) -> Selected {
     let exists = |name: &str| entries.iter().any(|entry| entry.registration.name == name);
     // Whether `target` names the entry called `name` exactly.
     let exactly = |target: &Target, name: &str| matches!(target, Target::Name(n) if n == name);
@@ -88,7 +88,7 @@ pub fn select(targets: &[Target], entries: &[Entry]) -> Selection {
             Arch::parse(item).is_ok_and(|arch| arch.entry_name() == name || claims(entry, arch))
         }
     };
-    let mut selection = Selection::default();
+    let mut targeted = Selected::default();
     for entry in entries {
         let name = entry.registration.name.as_str();
         let staged = binfmt_misc::stands_in_for(name);
@@ -100,18 +100,18 @@ pub fn select(targets: &[Target], entries: &[Entry]) -> Selection {
                 || staged.is_some_and(|staged| by_pattern(target, entry, staged))
         };
         if targets.iter().any(named) || (is_binfmts_entry(entry) && targets.iter().any(matched)) {
-            selection.selected.push(name.to_owned());
+            targeted.selected.push(name.to_owned());
         } else if targets.iter().any(matched) {
-            selection.left_alone.push(name.to_owned());
+            targeted.left_alone.push(name.to_owned());
         }
     }
-    selection
+    targeted
 }
 
 /// Every one of binfmt's entries among `entries`: what `enable` and `disable` act on
 /// without a list.
-pub fn all_binfmts(entries: &[Entry]) -> Selection {
-    Selection {
+pub fn all_binfmts(entries: &[Entry]) -> Selected {
+    Selected {
         selected: entries
             .iter()
             .filter(|entry| is_binfmts_entry(entry))
@@ -295,14 +295,14 @@ mod tests {
         let select = |list: &str| select(&parse(list, "uninstall").unwrap(), &table);
         assert_eq!(
             select("*"),
-            Selection {
+            Selected {
                 selected: names(&["qemu-aarch64", "arm64-copy"]),
                 left_alone: names(&["WSLInterop", "rosetta", "FEX-x86_64"]),
             }
         );
         assert_eq!(
             select("amd64"),
-            Selection {
+            Selected {
                 selected: names(&[]),
                 left_alone: names(&["rosetta", "FEX-x86_64"]),
             }

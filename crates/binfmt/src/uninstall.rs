@@ -33,8 +33,8 @@ pub fn uninstall(
     targets: &[Target],
 ) -> Result<Uninstalled, binfmt_misc::Error> {
     let entries = Survey::read(Some(table))?.entries;
-    let selection = targets::select(targets, &entries);
-    let removed = selection
+    let targeted = targets::select(targets, &entries);
+    let removed = targeted
         .selected
         .into_iter()
         .map(|name| {
@@ -43,7 +43,7 @@ pub fn uninstall(
         })
         .collect();
     Ok(Uninstalled {
-        left_alone: selection.left_alone,
+        left_alone: targeted.left_alone,
         removed,
     })
 }

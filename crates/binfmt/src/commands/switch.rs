@@ -43,18 +43,18 @@ pub fn run(args: &SwitchArgs, enabled: bool) -> Result<Completion, CommandError>
     })?;
     let _lock = table.lock(Duration::from_secs(args.lock_timeout))?;
     let entries = Survey::read(Some(&table))?.entries;
-    let selection = match &targets {
+    let targeted = match &targets {
         Some(targets) => targets::select(targets, &entries),
         None => targets::all_binfmts(&entries),
     };
-    for name in &selection.left_alone {
+    for name in &targeted.left_alone {
         eprintln!("{verb}: {name} left alone (another tool's entry: name it exactly to switch it)");
     }
-    if selection.selected.is_empty() {
+    if targeted.selected.is_empty() {
         eprintln!("{verb}: nothing matches, nothing to do");
     }
     let mut failed = 0;
-    for name in &selection.selected {
+    for name in &targeted.selected {
         let already = entries
             .iter()
             .any(|entry| entry.registration.name == *name && entry.enabled == enabled);
