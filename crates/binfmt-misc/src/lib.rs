@@ -23,6 +23,8 @@
 //! Architecture invariant: only this crate writes to binfmt_misc.
 
 #![forbid(unsafe_code)]
+// What is `pub` is the crate's API: an item only its own crate can reach says so.
+#![deny(unreachable_pub)]
 
 pub mod entry;
 mod error;

@@ -19,6 +19,9 @@
 //! The kernel interface is `binfmt-misc`, the architectures and embedded emulators
 //! `qemu-catalog`, where emulators are written `interpreter-files`.
 
+// What is `pub` is the crate's API: an item only its own crate can reach says so.
+#![deny(unreachable_pub)]
+
 pub mod chosen;
 pub mod cli;
 pub mod commands;

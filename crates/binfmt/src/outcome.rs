@@ -1,13 +1,12 @@
 //! What a command ends with: [`Completion`] when it ran to its end, [`CommandError`]
 //! when it stopped short; `main` maps both to binfmt's exit code and prints the error
-//! once. Also the one way a command prints its report on stdout ([`print_stdout`]).
+//! once.
 //!
 //! Exit codes: 0 when everything asked for is done, 1 when something could not be
 //! done (the cause and fix are on stderr), 2 when the arguments are invalid (nothing
 //! was changed); `binfmt run` has its own for a command it could not execute.
 
 use std::fmt;
-use std::io::Write as _;
 use std::sync::Arc;
 
 use binfmt_misc::report::{Chain, Fixable, Report};
@@ -225,17 +224,3 @@ impl<E: std::error::Error> PartialEq for Shared<E> {
 }
 
 impl<E: std::error::Error> Eq for Shared<E> {}
-
-/// Writes a report to stdout; failing to is an error (a closed pipe in CI).
-pub fn print_stdout(text: &str) -> Result<(), CommandError> {
-    let mut stdout = std::io::stdout().lock();
-    stdout
-        .write_all(text.as_bytes())
-        .and_then(|()| stdout.flush())
-        .map_err(|error| {
-            CommandError::from(Context {
-                what: "cannot write to stdout".to_owned(),
-                error: Failure::from(error),
-            })
-        })
-}

@@ -22,6 +22,9 @@
 //! What an emulator *is* (its bytes, pin and decoder) is `qemu-catalog`'s; this crate
 //! never writes to binfmt_misc.
 
+// What is `pub` is the crate's API: an item only its own crate can reach says so.
+#![deny(unreachable_pub)]
+
 pub mod chosen;
 mod decode;
 pub mod dir;

@@ -15,6 +15,8 @@
 //! the environment; downloading, extracting and compressing live in xtask.
 
 #![forbid(unsafe_code)]
+// What is `pub` is the crate's API: an item only its own crate can reach says so.
+#![deny(unreachable_pub)]
 
 mod cache;
 mod error;

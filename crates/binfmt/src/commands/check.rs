@@ -18,9 +18,10 @@ use qemu_catalog::{Arch, UnknownArch};
 use serde::Serialize;
 
 use crate::cli::CheckArgs;
+use crate::commands::lines::print_stdout;
 use crate::findings::{EntryRef, Finding, Fix, binfmt_with};
 use crate::host::{self, HostFacts};
-use crate::outcome::{CommandError, Completion, Shared, print_stdout};
+use crate::outcome::{CommandError, Completion, Shared};
 use crate::probe::{ProbeFailure, Prober, SystemProber};
 use crate::status;
 use crate::survey::Survey;

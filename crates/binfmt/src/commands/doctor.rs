@@ -39,9 +39,10 @@ use qemu_catalog::{Arch, Emulator};
 use serde::Serialize;
 
 use crate::cli::DoctorArgs;
+use crate::commands::lines::print_stdout;
 use crate::findings::{EntryRef, F_SINCE, Finding, WordedFinding};
 use crate::host::{self, BinfmtMiscModule, HostFacts, HostPaths};
-use crate::outcome::{CommandError, Completion, Shared, print_stdout};
+use crate::outcome::{CommandError, Completion, Shared};
 use crate::probe::{Confinement, Prober, SystemProber};
 use crate::status;
 use crate::survey::{Survey, claims, is_binfmts_entry};

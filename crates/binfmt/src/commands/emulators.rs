@@ -18,8 +18,9 @@ use serde::Serialize;
 
 use crate::chosen::{CheckedEmulator, ChosenEmulator};
 use crate::cli::EmulatorsArgs;
+use crate::commands::lines::print_stdout;
 use crate::config::Config;
-use crate::outcome::{CommandError, Completion, print_stdout};
+use crate::outcome::{CommandError, Completion};
 
 /// One carried emulator, as `--json` prints it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

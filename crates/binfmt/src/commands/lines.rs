@@ -1,11 +1,14 @@
 //! What a run of the table prints, for the top-level options and `binfmt apply`:
 //! tonistiigi/binfmt's `uninstalling: <name> OK` and `installing: <arch> OK` lines
 //! (and `FAILED: ` with the cause and fix) on stderr, then the status JSON on stdout,
-//! from what [`execute`](crate::request::execute) returns.
+//! from what [`execute`](crate::request::execute) returns. Also the one way a
+//! command writes its report to stdout ([`print_stdout`]).
+
+use std::io::Write as _;
 
 use binfmt_misc::report::Report;
 
-use crate::outcome::{CommandError, Completion, print_stdout};
+use crate::outcome::{CommandError, Completion, Context, Failure};
 use crate::register::InstallOutcome;
 use crate::request::{Executed, Verbosity};
 use crate::status;
@@ -89,4 +92,18 @@ pub fn print(executed: Executed, verbosity: Verbosity) -> Result<Completion, Com
         Some(failure) => Err(failure),
         None => Ok(Completion::of(executed.complete)),
     }
+}
+
+/// Writes a report to stdout; failing to is an error (a closed pipe in CI).
+pub fn print_stdout(text: &str) -> Result<(), CommandError> {
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+        .map_err(|error| {
+            CommandError::from(Context {
+                what: "cannot write to stdout".to_owned(),
+                error: Failure::from(error),
+            })
+        })
 }

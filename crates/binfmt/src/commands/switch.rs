@@ -15,9 +15,10 @@ use binfmt_misc::report::Report;
 use binfmt_misc::{BinfmtMisc, Table};
 
 use crate::cli::SwitchArgs;
+use crate::commands::lines::print_stdout;
 use crate::findings::{Diagnosis, Finding};
 use crate::host::HostFacts;
-use crate::outcome::{CommandError, Completion, print_stdout};
+use crate::outcome::{CommandError, Completion};
 use crate::probe::SystemProber;
 use crate::status;
 use crate::survey::Survey;
