@@ -254,3 +254,40 @@ impl std::error::Error for Error {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::Report;
+
+    #[test]
+    fn the_errno_is_said_once_and_the_fix_last() {
+        let error = Error::Register {
+            name: "qemu-riscv64".to_owned(),
+            interpreter: PathBuf::from("/var/lib/binfmt/qemu-riscv64"),
+            fix_binary: true,
+            source: io::Error::from_raw_os_error(Errno::ACCESS.raw_os_error()),
+        };
+        let shown = Report(&error).to_string();
+        assert_eq!(shown.matches("Permission denied").count(), 1, "{shown}");
+        assert!(
+            shown.starts_with(
+                "cannot register qemu-riscv64: Permission denied (os error 13); fix: run as root"
+            ),
+            "{shown}"
+        );
+        let error = Error::Write {
+            path: PathBuf::from("/proc/sys/fs/binfmt_misc/qemu-arm"),
+            action: "remove",
+            source: io::Error::from_raw_os_error(Errno::ROFS.raw_os_error()),
+        };
+        let shown = Report(&error).to_string();
+        assert_eq!(shown.matches("Read-only file system").count(), 1, "{shown}");
+        assert!(
+            shown.ends_with(
+                "run with --privileged so that /proc/sys is writable (the mount is read-only)"
+            ),
+            "{shown}"
+        );
+    }
+}

@@ -170,6 +170,30 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_wrapped_error_says_its_cause_once() {
+        use binfmt_misc::report::Report;
+        use qemu_catalog::emulator::WriteError;
+
+        let error = Error::Emulator(WriteError::Io {
+            arch: Arch::Riscv64,
+            source: io::Error::from_raw_os_error(Errno::NOSPC.raw_os_error()),
+        });
+        let shown = Report(&error).to_string();
+        assert_eq!(
+            shown,
+            "cannot write qemu-riscv64: No space left on device (os error 28)"
+        );
+        assert_eq!(error.errno(), Some(Errno::NOSPC));
+        let error = io_error(
+            Path::new("/var/lib/binfmt/.qemu-riscv64.tmp-1"),
+            "write",
+            io::Error::from_raw_os_error(Errno::NOSPC.raw_os_error()),
+        );
+        let shown = Report(&error).to_string();
+        assert_eq!(shown.matches("No space left").count(), 1, "{shown}");
+    }
+
+    #[test]
     fn a_read_only_filesystem_names_the_directory() {
         let error = io_error(
             Path::new("/ro/binfmt/qemu-s390x"),
