@@ -81,7 +81,7 @@ namespace_test! {
             let state = entry_texts(sandbox);
             for arch in arches {
                 let name = arch.entry_name();
-                let staging = binfmt_misc::staging_name(&name);
+                let staging = binfmt_misc::staging_name_for(&name);
                 let present: Vec<&String> =
                     [&name, &staging].into_iter().filter_map(|n| state.get(n)).collect();
                 assert!(!present.is_empty(), "no {arch} entry after a kill at step {step}\n{run}");

@@ -24,6 +24,39 @@ fn failed_lines(stderr: &str) -> Vec<&str> {
         .collect()
 }
 
+/// The one line that says why the interpreter directory `dir` could not be used, and
+/// checks that every `FAILED` line of `run` points at it instead of repeating it.
+fn directory_line<'a>(run: &'a Run, dir: &Path) -> &'a str {
+    let failed = failed_lines(&run.stderr);
+    assert!(!failed.is_empty(), "{run}");
+    for line in &failed {
+        assert!(
+            line.ends_with(&format!(
+                "the interpreter directory {} cannot be used (see below)",
+                dir.display()
+            )),
+            "{line}"
+        );
+    }
+    let lines: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|line| line.starts_with("binfmt: ") && line.contains(&*dir.to_string_lossy()))
+        // Not the log records (BINFMT_LOG=debug).
+        .filter(|line| {
+            !["debug", "info", "warn"]
+                .iter()
+                .any(|level| line.starts_with(&format!("binfmt: {level}: ")))
+        })
+        .collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "the directory's failure is said once: {run}"
+    );
+    lines[0]
+}
+
 /// Whether `dir` holds temporary files of an interrupted write.
 fn temporary_files(dir: &Path) -> Vec<String> {
     fs::read_dir(dir)
@@ -95,7 +128,7 @@ namespace_test! {
             "--mount", mount, "--interpreter-dir", dir.to_str().unwrap(), "--install", "riscv64",
         ])
         .exit(1);
-        let line = failed_lines(&run.stderr).first().copied().unwrap_or_else(|| panic!("{run}"));
+        let line = directory_line(&run, &dir);
         assert!(line.contains("Permission denied"), "{line}");
         assert!(line.contains(dir.to_str().unwrap()), "{line}");
         assert!(line.contains("; fix: run as root (sudo binfmt ...)"), "{line}");
@@ -197,18 +230,20 @@ namespace_test! {
 
 namespace_test! {
     /// A stuck holder of the interpreter directory's lock (another table's run
-    /// writing there): each architecture fails naming the holder, nothing registered.
+    /// writing there): each architecture fails, the directory's failure names the
+    /// holder once, nothing is registered.
     fn a_busy_interpreter_dir_lock_names_its_holder(sandbox: &Sandbox) {
         fs::create_dir_all(&sandbox.interpreters).unwrap();
         let dir = fs::File::open(&sandbox.interpreters).unwrap();
         rustix::fs::flock(dir.as_fd(), rustix::fs::FlockOperation::LockExclusive).unwrap();
         let me = std::process::id();
         let started = Instant::now();
-        let run = sandbox.binfmt(&["--lock-timeout", "1", "--install", "s390x"]).exit(1);
+        let run = sandbox.binfmt(&["--lock-timeout", "1", "--install", "s390x,riscv64"]).exit(1);
         // Waited once, for the write; the clean-ups before and after do not wait.
         assert!(started.elapsed() >= Duration::from_secs(1), "{run}");
         assert_eq!(run.stderr.matches("waiting for it to finish").count(), 1, "{run}");
-        let line = failed_lines(&run.stderr).first().copied().unwrap_or_else(|| panic!("{run}"));
+        assert_eq!(failed_lines(&run.stderr).len(), 2, "{run}");
+        let line = directory_line(&run, &sandbox.interpreters);
         assert!(line.contains(&format!("{} is locked by another process (pid {me} (", sandbox.interpreters.display())), "{line}");
         assert!(line.contains(&format!("kill {me}")), "{line}");
         assert!(sandbox.entry_names().is_empty());

@@ -10,6 +10,7 @@ use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use binfmt_misc::report::Report;
 use binfmt_misc::{Error, Flags, Matcher, Registration, Table};
 use qemu_catalog::Arch;
 
@@ -189,7 +190,7 @@ namespace_test! {
         for (registration, message) in cases {
             let error = table.register(&registration).unwrap_err();
             assert!(matches!(error, Error::Invalid { .. }), "{error}");
-            let shown = error.to_string();
+            let shown = Report(&error).to_string();
             assert!(shown.contains(message), "expected {message:?} in {shown:?}");
         }
         // And the ones the kernel would take do reach it (and fail: read-only).

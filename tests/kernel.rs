@@ -5,6 +5,7 @@ use std::fs;
 use std::path::PathBuf;
 use std::process::Command;
 
+use binfmt_misc::report::Report;
 use binfmt_misc::{Entry, Error, Flags, Matcher, Registration, Table};
 use qemu_catalog::Arch;
 
@@ -60,7 +61,7 @@ namespace_test! {
             ..registration(Arch::Riscv64, "F")
         };
         let error = table.register(&missing).unwrap_err();
-        let shown = error.to_string();
+        let shown = Report(&error).to_string();
         assert!(shown.contains("flag F opens the interpreter /nonexistent/qemu-riscv64"), "{shown}");
 
         // Control files are never entries.

@@ -73,7 +73,7 @@ namespace_test! {
         assert!(run.stderr.contains("binfmt_misc is not mounted on the host"), "{run}");
         assert!(run.stderr.contains("when this container exits"), "{run}");
         assert!(run.stderr.contains("pid namespace of its own"), "{run}");
-        assert!(run.stderr.contains("Nothing was registered"), "{run}");
+        assert!(run.stderr.contains("; nothing was registered; fix: "), "{run}");
         assert!(run.stderr.contains(HOST_MOUNT_FIX), "{run}");
         assert!(run.stderr.contains("--pid=host"), "{run}");
         assert!(!run.stderr.contains("installing:"), "{run}");

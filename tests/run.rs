@@ -568,7 +568,7 @@ fn a_cmd_that_cannot_run_gets_127_or_126() {
         assert!(
             stderr.contains(
                 "cannot execute ./hello-s390x: it is a s390x program, and s390x is not \
-                 emulated (--platform gives: arm64); add it: `--platform arm64,s390x`"
+                 emulated (--platform gives: arm64); fix: add it: `--platform arm64,s390x`"
             ),
             "{stderr}"
         );

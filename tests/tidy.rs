@@ -592,6 +592,55 @@ fn every_crate_takes_the_workspace_lints_and_forbids_unsafe_code_it_has_none_of(
     );
 }
 
+/// Every library under crates/ denies `unreachable_pub` at its root: what is `pub` is
+/// its API, and an item only its own crate reaches says so (`pub(crate)`).
+#[test]
+fn every_library_denies_unreachable_pub() {
+    let mut missing = Vec::new();
+    for dir in product_crates() {
+        let root = dir.join("src/lib.rs");
+        let Ok(text) = fs::read_to_string(&root) else {
+            continue;
+        };
+        if !strip(&text).contains("#![deny(unreachable_pub)]") {
+            missing.push(relative(&root));
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "add #![deny(unreachable_pub)] at the root of: {missing:?}"
+    );
+}
+
+/// Only the command layer prints (`crates/binfmt/src/commands/`, `main.rs`): below it
+/// every function returns what happened, typed, and the command says it. Log records
+/// (`log::`) are not printing.
+#[test]
+fn only_the_command_layer_prints() {
+    let commands = workspace_root().join("crates/binfmt/src/commands");
+    let main = workspace_root().join("crates/binfmt/src/main.rs");
+    let mut printing = Vec::new();
+    for dir in product_crates() {
+        for file in rust_files(&dir.join("src")) {
+            if file.starts_with(&commands) || file == main {
+                continue;
+            }
+            let text = strip(&fs::read_to_string(&file).unwrap_or_default());
+            let prints = ["println!", "print!(", "eprint!(", "stdout()", "stderr()"]
+                .iter()
+                .any(|call| text.contains(call));
+            if prints {
+                printing.push(relative(&file));
+            }
+        }
+    }
+    assert!(
+        printing.is_empty(),
+        "these print: return what happened instead and let the command in \
+         crates/binfmt/src/commands/ print it: {printing:?}"
+    );
+}
+
 /// ARCHITECTURE.md's code map stays the layout: every crate under crates/ has its
 /// `### \`crates/<name>\`` section, which names each of its modules (`file.rs`, or
 /// `dir/` for a module with submodules).

@@ -20,8 +20,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use qemu_pins::{
-    BLOB_CACHE_ENV, BlobCache, COMPRESSION_ENV, Compression, Emulator, MANIFEST_PATH, Manifest,
-    NATIVE_CPUS, ZSTD_WINDOW_LOG_MAX,
+    BLOB_CACHE_ENV, BlobCache, COMPRESSION_ENV, Compression, MANIFEST_PATH, Manifest, NATIVE_CPUS,
+    Pin, ZSTD_WINDOW_LOG_MAX,
 };
 use sha2::{Digest, Sha256};
 use zstd_safe::{DCtx, DParameter};
@@ -71,7 +71,7 @@ fn run() -> Result<(), String> {
     let cache = BlobCache::from_env().map_err(|e| e.to_string())?;
 
     // The reference first: the patches decode against its bytes.
-    let mut wanted: Vec<(&Emulator, PathBuf)> =
+    let mut wanted: Vec<(&Pin, PathBuf)> =
         vec![(reference, cache.embedded_path(compression, reference, None))];
     for emulator in host.embedded() {
         if emulator.cpu != reference.cpu {
@@ -81,7 +81,7 @@ fn run() -> Result<(), String> {
             ));
         }
     }
-    let missing: Vec<&(&Emulator, PathBuf)> =
+    let missing: Vec<&(&Pin, PathBuf)> =
         wanted.iter().filter(|(_, path)| !path.is_file()).collect();
     if let Some((first, _)) = missing.first() {
         let fix = match compression {
@@ -188,7 +188,7 @@ struct Part {
 /// decoded bytes, the parts and the filters' layout.
 fn verify(
     path: &Path,
-    emulator: &Emulator,
+    emulator: &Pin,
     reference: Option<&[u8]>,
 ) -> Result<(Vec<u8>, Vec<Part>, elf_filter::Layout), String> {
     let refetch = "delete it and make it again (`cargo xtask fetch`; `cargo xtask dist` for \

@@ -80,7 +80,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, mpsc};
 use std::thread;
 
-use qemu_pins::{BlobCache, Compression, Emulator, sha256_hex};
+use qemu_pins::{BlobCache, Compression, Pin, sha256_hex};
 use zstd::zstd_safe::{self, CCtx, CParameter, DCtx, DParameter};
 
 use anyhow::{Context, Result, anyhow};
@@ -126,12 +126,12 @@ pub fn compress(bytes: &[u8], out: impl Write) -> Result<()> {
 
 /// Decodes a standalone blob and checks it is exactly one frame whose content has
 /// `emulator`'s size and sha256. The error says what differs.
-pub fn check(compressed: &[u8], emulator: &Emulator) -> Result<()> {
+pub fn check(compressed: &[u8], emulator: &Pin) -> Result<()> {
     decode_standalone(compressed, emulator).map(drop)
 }
 
 /// Decodes a standalone blob (one frame, see [`check`]) and returns the emulator.
-pub fn decode_standalone(compressed: &[u8], emulator: &Emulator) -> Result<Vec<u8>> {
+pub fn decode_standalone(compressed: &[u8], emulator: &Pin) -> Result<Vec<u8>> {
     let frame_len = zstd_safe::find_frame_compressed_size(compressed)
         .map_err(|code| anyhow!("not a zstd frame ({})", zstd_safe::get_error_name(code)))?;
     if frame_len != compressed.len() {
@@ -292,7 +292,7 @@ fn compress_part(bytes: &[u8], reference: Option<&[u8]>, level: i32) -> Result<V
 pub fn decode_embedded(
     compressed: &[u8],
     reference: Option<&[u8]>,
-    emulator: &Emulator,
+    emulator: &Pin,
 ) -> Result<Vec<u8>> {
     decode_frames(compressed, reference, Filtered::Yes, emulator)
 }
@@ -309,7 +309,7 @@ fn decode_frames(
     compressed: &[u8],
     reference: Option<&[u8]>,
     filtered: Filtered,
-    emulator: &Emulator,
+    emulator: &Pin,
 ) -> Result<Vec<u8>> {
     let zstd_error = |code: usize| -> anyhow::Error {
         anyhow!("cannot decode: {}", zstd_safe::get_error_name(code))
@@ -379,7 +379,7 @@ pub enum Cached {
 
 /// Checks the cached blob of `emulator` by decoding it completely and hashing the result
 /// (about 0.1 s per emulator: cheap enough to not trust file names or sizes instead).
-pub fn cached(cache: &BlobCache, emulator: &Emulator) -> Cached {
+pub fn cached(cache: &BlobCache, emulator: &Pin) -> Cached {
     let path = cache.compressed_path(emulator);
     match fs::read(&path) {
         Ok(compressed) => match check(&compressed, emulator) {
@@ -395,14 +395,14 @@ pub fn cached(cache: &BlobCache, emulator: &Emulator) -> Cached {
 
 /// The reference an embedded emulator is compressed against: the emulator and its
 /// uncompressed bytes.
-pub type Reference<'a> = (&'a Emulator, &'a [u8]);
+pub type Reference<'a> = (&'a Pin, &'a [u8]);
 
 /// Checks the cached embedded form of `emulator` with `compression` (against
 /// `reference`, if any) by decoding it completely.
 pub fn cached_embedded(
     cache: &BlobCache,
     compression: Compression,
-    emulator: &Emulator,
+    emulator: &Pin,
     reference: Option<Reference<'_>>,
 ) -> Cached {
     let path = cache.embedded_path(compression, emulator, reference.map(|(r, _)| r));
@@ -424,7 +424,7 @@ pub fn cached_embedded(
 pub fn store_embedded(
     cache: &BlobCache,
     compression: Compression,
-    emulator: &Emulator,
+    emulator: &Pin,
     reference: Option<Reference<'_>>,
     bytes: &[u8],
 ) -> Result<u64> {
@@ -501,7 +501,7 @@ impl Drop for TempFile {
 
 /// Compresses `bytes` (the emulator `emulator` pins) into the cache, atomically.
 /// Returns the size of the blob.
-pub fn store(cache: &BlobCache, emulator: &Emulator, bytes: &[u8]) -> Result<u64> {
+pub fn store(cache: &BlobCache, emulator: &Pin, bytes: &[u8]) -> Result<u64> {
     let target = cache.compressed_path(emulator);
     if let Some(dir) = target.parent() {
         fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -540,14 +540,14 @@ pub struct Wanted<'a> {
     /// Path in the package's data archive, without `./`.
     pub path: &'a str,
     /// The pin to check against (`None` when pinning: anything is accepted).
-    pub pinned: Option<&'a Emulator>,
+    pub pinned: Option<&'a Pin>,
 }
 
 /// What [`store_from_deb`] put in the cache for one emulator.
 #[derive(Debug)]
 pub struct Stored {
     /// The emulator as measured (equal to the pin, if there was one).
-    pub emulator: Emulator,
+    pub emulator: Pin,
     /// Size of its blob.
     pub compressed_size: u64,
 }
@@ -571,7 +571,7 @@ pub fn store_from_deb(
     let file =
         File::open(deb_path).with_context(|| format!("cannot open {}", deb_path.display()))?;
     let paths: Vec<&str> = wanted.iter().map(|w| w.path).collect();
-    let (jobs, queue) = mpsc::sync_channel::<(Emulator, Vec<u8>)>(0);
+    let (jobs, queue) = mpsc::sync_channel::<(Pin, Vec<u8>)>(0);
     let queue = Mutex::new(queue);
     let compress_all = || -> Result<Vec<Stored>> {
         let mut stored = Vec::new();
@@ -618,7 +618,7 @@ pub fn store_from_deb(
                 let Some(w) = wanted.iter().find(|w| w.path == path) else {
                     return Ok(());
                 };
-                let emulator = Emulator {
+                let emulator = Pin {
                     oci: w.oci.to_string(),
                     cpu: w.cpu.to_string(),
                     path: path.to_string(),
@@ -690,8 +690,8 @@ mod tests {
         out
     }
 
-    fn pin_of(bytes: &[u8]) -> Emulator {
-        Emulator {
+    fn pin_of(bytes: &[u8]) -> Pin {
+        Pin {
             oci: "arm64".to_string(),
             cpu: "aarch64".to_string(),
             path: "usr/bin/qemu-aarch64".to_string(),

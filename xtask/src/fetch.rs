@@ -17,7 +17,7 @@ use std::sync::Mutex;
 use std::thread;
 use std::time::Instant;
 
-use qemu_pins::{BlobCache, Compression, Emulator, Host, MANIFEST_PATH, Manifest, NATIVE_CPUS};
+use qemu_pins::{BlobCache, Compression, Host, MANIFEST_PATH, Manifest, NATIVE_CPUS, Pin};
 use sha2::{Digest, Sha256};
 
 use anyhow::{Context, Result, anyhow};
@@ -224,7 +224,7 @@ pub fn ensure_embedded(cache: &BlobCache, host: &Host, compression: Compression)
             host.arch
         )
     })?;
-    let read_standalone = |emulator: &Emulator| -> Result<Vec<u8>> {
+    let read_standalone = |emulator: &Pin| -> Result<Vec<u8>> {
         let path = cache.compressed_path(emulator);
         let compressed =
             fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;

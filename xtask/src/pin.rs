@@ -17,7 +17,7 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::time::Instant;
 
-use qemu_pins::{BlobCache, Emulator, Host, MANIFEST_PATH, Manifest, Source};
+use qemu_pins::{BlobCache, Host, MANIFEST_PATH, Manifest, Pin, Source};
 
 use anyhow::{Context, Result, anyhow};
 
@@ -333,11 +333,7 @@ fn wanted_paths() -> Vec<(&'static str, &'static str, String)> {
 
 /// The previous pin of a host, if it pins this very package with the standard set of
 /// emulators and all of them are in the cache: pinning again would measure the same.
-fn reusable(
-    previous: Option<&Host>,
-    candidate: &Candidate,
-    cache: &BlobCache,
-) -> Option<Vec<Emulator>> {
+fn reusable(previous: Option<&Host>, candidate: &Candidate, cache: &BlobCache) -> Option<Vec<Pin>> {
     let previous = previous?;
     let same_package = previous.pool_path == candidate.filename
         && previous.size == candidate.size
@@ -363,7 +359,7 @@ fn measure(
     version: &str,
     debian_arch: &str,
     candidate: &Candidate,
-) -> Result<Vec<Emulator>> {
+) -> Result<Vec<Pin>> {
     let paths = wanted_paths();
     let wanted: Vec<Wanted> = paths
         .iter()

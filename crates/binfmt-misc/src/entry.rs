@@ -9,6 +9,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
+use crate::report::Fixable;
+
 /// `BINPRM_BUF_SIZE` since Linux 5.1: the kernel reads this many bytes of a binary
 /// before matching, so `offset + magic length` may not exceed it.
 pub const BINPRM_BUF_SIZE: usize = 256;
@@ -105,15 +107,17 @@ pub struct UnknownFlag(pub char);
 
 impl fmt::Display for UnknownFlag {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "unknown binfmt_misc flag {:?}: the kernel knows only P, O, C and F",
-            self.0
-        )
+        write!(f, "unknown binfmt_misc flag {:?}", self.0)
     }
 }
 
 impl std::error::Error for UnknownFlag {}
+
+impl Fixable for UnknownFlag {
+    fn fix(&self) -> Option<String> {
+        Some("give only the letters the kernel knows: P, O, C and F".to_owned())
+    }
+}
 
 impl FromStr for Flags {
     type Err = UnknownFlag;

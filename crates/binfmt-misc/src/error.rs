@@ -1,31 +1,16 @@
 //! The errors of the kernel layer. Each variant carries the path or entry it is about
-//! and, for system calls, the errno; `Display` adds what usually causes it and the fix.
+//! and, for system calls, the errno as its `source()`; `Display` says what failed, and
+//! [`Fixable::fix`] what usually causes it and what to do (see [`crate::report`]).
 
 use std::fmt;
 use std::io;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use rustix::io::Errno;
 
-use crate::entry::{InvalidRegistration, ParseError};
-use crate::lock::Holder;
-
-/// The holders of a lock, for a message: `pid 42 (binfmt --install all)`, or what to
-/// make of none being visible.
-pub fn holders_text(holders: &[Holder]) -> String {
-    if holders.is_empty() {
-        "held by a process this pid namespace does not show, such as one in another \
-         container"
-            .to_owned()
-    } else {
-        holders
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
-}
+use crate::entry::{Difference, InvalidRegistration, ParseError};
+use crate::lock::LockBusy;
+use crate::report::Fixable;
 
 fn errno(source: &io::Error) -> Option<Errno> {
     source.raw_os_error().map(Errno::from_raw_os_error)
@@ -73,11 +58,15 @@ pub enum Error {
     /// Locking the instance against other binfmt runs failed.
     Lock { path: PathBuf, source: io::Error },
     /// Another process held the instance's lock for longer than the run would wait.
-    LockBusy {
-        path: PathBuf,
-        waited: Duration,
-        holders: Vec<Holder>,
+    LockBusy(LockBusy),
+    /// The kernel accepted the writes, but the entry read back differs from what was
+    /// registered: another process changed it at the same time.
+    NotConverged {
+        name: String,
+        differences: Vec<Difference>,
     },
+    /// The entry was registered, and is gone when read back: another process removed it.
+    Vanished { name: String },
     /// Writing `1`, `0` or `-1` to an entry or the status file failed.
     Write {
         path: PathBuf,
@@ -86,17 +75,20 @@ pub enum Error {
     },
 }
 
-/// What an errno from a write into binfmt_misc usually means, and what to do.
-fn permission_hint(source: &io::Error) -> &'static str {
+/// What to do about an errno from a write into binfmt_misc, with what it usually means.
+fn permission_fix(source: &io::Error) -> Option<String> {
     match errno(source) {
-        Some(Errno::PERM | Errno::ACCESS) => {
-            ": changing binfmt_misc needs root (CAP_SYS_ADMIN in the user namespace that owns \
-             the mount); run as root, or in Docker with --privileged"
-        }
-        Some(Errno::ROFS) => {
-            ": the mount is read-only; in a container, run with --privileged so /proc/sys is writable"
-        }
-        _ => "",
+        Some(Errno::PERM | Errno::ACCESS) => Some(
+            "run as root, or in Docker with --privileged (changing binfmt_misc needs \
+             CAP_SYS_ADMIN in the user namespace that owns the mount)"
+                .to_owned(),
+        ),
+        Some(Errno::ROFS) => Some(
+            "in a container, run with --privileged so that /proc/sys is writable (the mount \
+             is read-only)"
+                .to_owned(),
+        ),
+        _ => None,
     }
 }
 
@@ -114,129 +106,127 @@ pub(crate) fn encode(registration: &crate::entry::Registration) -> Result<Vec<u8
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::OpenMount { path, source } => {
-                write!(f, "cannot open {}: {source}", path.display())?;
-                if source.kind() == io::ErrorKind::NotFound {
-                    write!(
-                        f,
-                        " (the kernel may lack binfmt_misc: load it with `modprobe binfmt_misc`)"
-                    )?;
-                }
-                Ok(())
+            Error::OpenMount { path, .. } => write!(f, "cannot open {}", path.display()),
+            Error::MountIsSymlink { path } => {
+                write!(f, "{} is a symbolic link", path.display())
             }
-            Error::MountIsSymlink { path } => write!(
-                f,
-                "{} is a symbolic link: give the binfmt_misc mount point itself",
-                path.display()
-            ),
             Error::NotBinfmtMisc { path, fs_type } => write!(
                 f,
-                "{} is not a binfmt_misc mount (filesystem type {fs_type:#x}); mount one with \
-                 `mount -t binfmt_misc binfmt_misc {}`",
-                path.display(),
+                "{} is not a binfmt_misc mount (filesystem type {fs_type:#x})",
                 path.display()
             ),
-            Error::Mount { path, source } => {
-                write!(
-                    f,
-                    "cannot mount binfmt_misc on {}: {source}",
-                    path.display()
-                )?;
-                match errno(source) {
-                    Some(Errno::NODEV) => write!(
-                        f,
-                        " (the kernel has no binfmt_misc: load the module with `modprobe binfmt_misc`)"
-                    ),
-                    Some(Errno::PERM | Errno::ACCESS) => {
-                        write!(f, " (mounting needs root; in Docker run with --privileged)")
-                    }
-                    _ => Ok(()),
-                }
+            Error::Mount { path, .. } => {
+                write!(f, "cannot mount binfmt_misc on {}", path.display())
             }
-            Error::Unmount { path, source } => {
-                write!(f, "cannot unmount {}: {source}", path.display())
+            Error::Unmount { path, .. } => write!(f, "cannot unmount {}", path.display()),
+            Error::Namespace { action, path, .. } => {
+                write!(f, "cannot {action} {}", path.display())
             }
-            Error::Namespace {
-                action,
-                path,
-                source,
-            } => {
-                write!(f, "cannot {action} {}: {source}", path.display())?;
-                match errno(source) {
-                    Some(Errno::PERM | Errno::ACCESS) => f.write_str(
-                        " (needs CAP_SYS_ADMIN, CAP_SYS_CHROOT and ptrace access to pid 1, as \
-                         in a container run with --privileged)",
-                    ),
-                    _ => Ok(()),
-                }
-            }
-            Error::Invalid { name, reason } => write!(f, "entry {name}: {reason}"),
+            Error::Invalid { name, .. } => write!(f, "cannot register {name}"),
             Error::AlreadyRegistered { name } => write!(
                 f,
                 "entry {name} is already registered (EEXIST): another process registered it \
                  at the same time, or it must be removed first"
             ),
+            Error::Register { name, source, .. } => match errno(source) {
+                Some(Errno::INVAL) => {
+                    write!(f, "the kernel rejected the register line of {name}")
+                }
+                _ => write!(f, "cannot register {name}"),
+            },
+            Error::List { path, .. } => write!(f, "cannot list {}", path.display()),
+            Error::Read { path, .. } => write!(f, "cannot read {}", path.display()),
+            Error::Parse { path, .. } => write!(
+                f,
+                "cannot understand {} as a binfmt_misc entry",
+                path.display()
+            ),
+            Error::Lock { path, .. } => write!(
+                f,
+                "cannot lock {} against other binfmt runs",
+                path.display()
+            ),
+            Error::LockBusy(busy) => busy.fmt(f),
+            Error::NotConverged { name, differences } => {
+                write!(f, "registered {name}, but the kernel reports ")?;
+                for (index, difference) in differences.iter().enumerate() {
+                    if index > 0 {
+                        f.write_str(", ")?;
+                    }
+                    difference.fmt(f)?;
+                }
+                Ok(())
+            }
+            Error::Vanished { name } => write!(
+                f,
+                "registered {name}, but it is gone: another process removed it"
+            ),
+            Error::Write { path, action, .. } => write!(f, "cannot {action} {}", path.display()),
+        }
+    }
+}
+
+impl Fixable for Error {
+    fn fix(&self) -> Option<String> {
+        match self {
+            Error::OpenMount { source, .. } if source.kind() == io::ErrorKind::NotFound => Some(
+                "load binfmt_misc with `modprobe binfmt_misc` (the kernel may lack it)".to_owned(),
+            ),
+            Error::MountIsSymlink { .. } => {
+                Some("give the binfmt_misc mount point itself".to_owned())
+            }
+            Error::NotBinfmtMisc { path, .. } => Some(format!(
+                "mount one with `mount -t binfmt_misc binfmt_misc {}`",
+                path.display()
+            )),
+            Error::Mount { source, .. } => match errno(source) {
+                Some(Errno::NODEV) => Some(
+                    "load the module with `modprobe binfmt_misc` (the kernel has no binfmt_misc)"
+                        .to_owned(),
+                ),
+                Some(Errno::PERM | Errno::ACCESS) => Some(
+                    "run as root, or in Docker with --privileged (mounting binfmt_misc needs \
+                     CAP_SYS_ADMIN)"
+                        .to_owned(),
+                ),
+                _ => None,
+            },
+            Error::Namespace { source, .. } => match errno(source) {
+                Some(Errno::PERM | Errno::ACCESS) => Some(
+                    "run the container with --privileged (another mount namespace needs \
+                     CAP_SYS_ADMIN, CAP_SYS_CHROOT and ptrace access to pid 1)"
+                        .to_owned(),
+                ),
+                _ => None,
+            },
             Error::Register {
-                name,
                 interpreter,
                 fix_binary,
                 source,
-            } => {
-                write!(f, "cannot register {name}: {source}")?;
-                match errno(source) {
-                    Some(Errno::INVAL) if *fix_binary => write!(
-                        f,
-                        " (the kernel rejected the line; flag F needs Linux 4.8 or newer)"
-                    ),
-                    Some(Errno::INVAL) => {
-                        write!(f, " (the kernel rejected the line)")
-                    }
-                    Some(Errno::NOENT) if *fix_binary => write!(
-                        f,
-                        " (flag F opens the interpreter {} now, and it does not exist)",
-                        interpreter.display()
-                    ),
-                    _ => f.write_str(permission_hint(source)),
+                ..
+            } => match errno(source) {
+                Some(Errno::INVAL) if *fix_binary => {
+                    Some("use Linux 4.8 or newer, the first with flag F".to_owned())
                 }
-            }
-            Error::List { path, source } => {
-                write!(f, "cannot list {}: {source}", path.display())
-            }
-            Error::Read { path, source } => {
-                write!(f, "cannot read {}: {source}", path.display())
-            }
-            Error::Parse { path, source } => write!(
-                f,
-                "cannot understand {}: {source}; is it a binfmt_misc entry?",
-                path.display()
-            ),
-            Error::Lock { path, source } => write!(
-                f,
-                "cannot lock {} against other binfmt runs: {source}",
-                path.display()
-            ),
-            Error::LockBusy {
-                path,
-                waited,
-                holders,
-            } => write!(
-                f,
-                "{} is locked by another binfmt run ({}) and was not released within {} s; \
-                 nothing was changed",
-                path.display(),
-                holders_text(holders),
-                waited.as_secs()
-            ),
-            Error::Write {
-                path,
-                action,
-                source,
-            } => write!(
-                f,
-                "cannot {action} {}: {source}{}",
-                path.display(),
-                permission_hint(source)
-            ),
+                Some(Errno::NOENT) if *fix_binary => Some(format!(
+                    "flag F opens the interpreter {} when the entry is registered: put it \
+                     there first",
+                    interpreter.display()
+                )),
+                _ => permission_fix(source),
+            },
+            Error::Write { source, .. } => permission_fix(source),
+            Error::LockBusy(busy) => busy.fix(),
+            Error::OpenMount { .. }
+            | Error::Unmount { .. }
+            | Error::Invalid { .. }
+            | Error::AlreadyRegistered { .. }
+            | Error::List { .. }
+            | Error::Read { .. }
+            | Error::Parse { .. }
+            | Error::Lock { .. }
+            | Error::NotConverged { .. }
+            | Error::Vanished { .. } => None,
         }
     }
 }
@@ -258,7 +248,46 @@ impl std::error::Error for Error {
             Error::MountIsSymlink { .. }
             | Error::NotBinfmtMisc { .. }
             | Error::AlreadyRegistered { .. }
-            | Error::LockBusy { .. } => None,
+            | Error::LockBusy(_)
+            | Error::NotConverged { .. }
+            | Error::Vanished { .. } => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::Report;
+
+    #[test]
+    fn the_errno_is_said_once_and_the_fix_last() {
+        let error = Error::Register {
+            name: "qemu-riscv64".to_owned(),
+            interpreter: PathBuf::from("/var/lib/binfmt/qemu-riscv64"),
+            fix_binary: true,
+            source: io::Error::from_raw_os_error(Errno::ACCESS.raw_os_error()),
+        };
+        let shown = Report(&error).to_string();
+        assert_eq!(shown.matches("Permission denied").count(), 1, "{shown}");
+        assert!(
+            shown.starts_with(
+                "cannot register qemu-riscv64: Permission denied (os error 13); fix: run as root"
+            ),
+            "{shown}"
+        );
+        let error = Error::Write {
+            path: PathBuf::from("/proc/sys/fs/binfmt_misc/qemu-arm"),
+            action: "remove",
+            source: io::Error::from_raw_os_error(Errno::ROFS.raw_os_error()),
+        };
+        let shown = Report(&error).to_string();
+        assert_eq!(shown.matches("Read-only file system").count(), 1, "{shown}");
+        assert!(
+            shown.ends_with(
+                "run with --privileged so that /proc/sys is writable (the mount is read-only)"
+            ),
+            "{shown}"
+        );
     }
 }

@@ -28,7 +28,7 @@ mod debug {
 
     static STEPS: AtomicUsize = AtomicUsize::new(0);
 
-    pub fn step(what: &dyn std::fmt::Display) {
+    pub(super) fn step(what: &dyn std::fmt::Display) {
         let number = STEPS.fetch_add(1, Ordering::SeqCst) + 1;
         log::debug!("step {number}: {what}");
         let kill_at = std::env::var(super::KILL_AT_ENV)

@@ -12,14 +12,19 @@
 //! - [`model`]: the kernel's side modelled: how it reads a register line and prints
 //!   an entry, for the fake table and the fuzz targets.
 //! - [`fake`]: [`FakeTable`](fake::FakeTable), an in-memory table for tests.
-//! - [`plan`]: compare what we want with what is there and apply the smallest change.
+//! - [`plan`]: compare what we want with what is there and apply the smallest change,
+//!   converging when another process changes the same entry at the same time.
 //! - [`lock`]: a bounded wait for a `flock(2)`, and who holds it (`/proc/locks`).
+//! - [`report`]: how a failure is written for a person: what failed, each cause
+//!   once, then `; fix: ` and what to do.
 //! - [`persist`]: open binfmt_misc at its usual place so that registrations outlive
 //!   this process (a container), or say that they would not.
 //!
 //! Architecture invariant: only this crate writes to binfmt_misc.
 
 #![forbid(unsafe_code)]
+// What is `pub` is the crate's API: an item only its own crate can reach says so.
+#![deny(unreachable_pub)]
 
 pub mod entry;
 mod error;
@@ -30,11 +35,13 @@ pub mod lock;
 pub mod model;
 pub mod persist;
 pub mod plan;
+pub mod report;
 pub mod table;
 
 pub use entry::{Difference, Entry, Flags, Matcher, Registration};
-pub use error::{Error, holders_text};
+pub use error::Error;
 pub use plan::{
-    Change, STAGING_SUFFIX, apply, compare, plan, remove_staging, staged_name, staging_name,
+    Change, STAGING_SUFFIX, apply, compare, converge, plan, remove_staging, staging_name_for,
+    stands_in_for,
 };
 pub use table::{BINFMTFS_MAGIC, BinfmtMisc, DEFAULT_MOUNT, RegistrationId, Table, TableLock};

@@ -11,11 +11,14 @@
 
 use std::fmt;
 use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use rustix::fs::FlockOperation;
 use rustix::io::Errno;
+
+use crate::report::Fixable;
 
 /// How long a run waits for another binfmt's lock by default: a run takes well under
 /// a second here (`cargo xtask bench`), and a hundred times that with every probe
@@ -51,21 +54,79 @@ impl fmt::Display for Holder {
     }
 }
 
+/// Another process held a lock for longer than a run would wait: the table's or an
+/// interpreter directory's. The one wording of a busy lock, wherever it is met.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LockBusy {
+    /// What is locked.
+    pub path: PathBuf,
+    /// How long the run waited.
+    pub waited: Duration,
+    /// Who holds it (empty when `/proc/locks` does not show them: a holder in another
+    /// pid namespace).
+    pub holders: Vec<Holder>,
+}
+
+impl fmt::Display for LockBusy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} is locked by another process (", self.path.display())?;
+        if self.holders.is_empty() {
+            f.write_str(
+                "held by a process this pid namespace does not show, such as one in another \
+                 container",
+            )?;
+        } else {
+            for (index, holder) in self.holders.iter().enumerate() {
+                if index > 0 {
+                    f.write_str(", ")?;
+                }
+                holder.fmt(f)?;
+            }
+        }
+        write!(
+            f,
+            ") that did not release it within {} s; nothing was changed",
+            self.waited.as_secs()
+        )
+    }
+}
+
+impl std::error::Error for LockBusy {}
+
+impl Fixable for LockBusy {
+    fn fix(&self) -> Option<String> {
+        let stop = if self.holders.is_empty() {
+            "find it with `grep FLOCK /proc/locks` on the host".to_owned()
+        } else {
+            let pids: Vec<String> = self
+                .holders
+                .iter()
+                .map(|holder| holder.pid.to_string())
+                .collect();
+            format!("kill {}", pids.join(" "))
+        };
+        Some(format!(
+            "wait for it and run again; if it is stuck, stop it ({stop}); or wait longer: \
+             --lock-timeout SECONDS (BINFMT_LOCK_TIMEOUT)"
+        ))
+    }
+}
+
 /// Why the lock was not taken.
 #[derive(Debug)]
 pub enum LockWaitError {
-    /// Another process held it for the whole timeout; these hold it (empty when
-    /// `/proc/locks` does not show them: a holder in another pid namespace).
-    TimedOut { holders: Vec<Holder> },
+    /// Another process held it for the whole timeout.
+    Busy(LockBusy),
     /// `flock(2)` itself failed.
     Failed(Errno),
 }
 
-/// Takes an exclusive `flock(2)` on `fd`, waiting at most `timeout` for another
-/// holder to release it (`Duration::ZERO`: one try). `waiting` is called once if it
-/// has to wait, to say so.
+/// Takes an exclusive `flock(2)` on `fd`, the file or directory at `path`, waiting at
+/// most `timeout` for another holder to release it (`Duration::ZERO`: one try).
+/// `waiting` is called once if it has to wait, to say so.
 pub fn lock_exclusive(
     fd: impl AsFd,
+    path: &Path,
     timeout: Duration,
     waiting: impl FnOnce(),
 ) -> Result<(), LockWaitError> {
@@ -80,9 +141,11 @@ pub fn lock_exclusive(
         }
         let now = Instant::now();
         if now >= deadline {
-            return Err(LockWaitError::TimedOut {
+            return Err(LockWaitError::Busy(LockBusy {
+                path: path.to_owned(),
+                waited: timeout,
                 holders: holders(&fd),
-            });
+            }));
         }
         if let Some(say) = waiting.take() {
             say();
@@ -212,15 +275,19 @@ mod tests {
         // A second open file description: flock(2) locks those, not processes, so
         // this process contends with itself.
         let second = File::open(&path).unwrap();
-        lock_exclusive(&first, Duration::ZERO, || {}).unwrap();
+        lock_exclusive(&first, &path, Duration::ZERO, || {}).unwrap();
         let started = Instant::now();
         let mut said = false;
-        let error = lock_exclusive(&second, Duration::from_millis(200), || said = true)
+        let error = lock_exclusive(&second, &path, Duration::from_millis(200), || said = true)
             .expect_err("the lock is held");
         assert!(started.elapsed() >= Duration::from_millis(200));
         assert!(said, "a run that waits says so");
         // The holder is this process, which `holders` leaves out; /proc/locks lists it.
-        assert!(matches!(&error, LockWaitError::TimedOut { holders } if holders.is_empty()));
+        let LockWaitError::Busy(busy) = &error else {
+            panic!("expected a busy lock, got {error:?}");
+        };
+        assert!(busy.holders.is_empty(), "{busy:?}");
+        assert_eq!(busy.path, path);
         let stat = rustix::fs::fstat(&first).unwrap();
         let file = LockedFile {
             major: rustix::fs::major(stat.st_dev),
@@ -230,7 +297,7 @@ mod tests {
         let text = std::fs::read_to_string(PROC_LOCKS).unwrap();
         assert_eq!(flock_holders(&text, &file), [std::process::id()]);
         drop(first);
-        lock_exclusive(&second, Duration::from_millis(200), || {}).unwrap();
+        lock_exclusive(&second, &path, Duration::from_millis(200), || {}).unwrap();
         std::fs::remove_file(&path).unwrap();
     }
 }

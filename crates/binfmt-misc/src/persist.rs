@@ -31,6 +31,7 @@ use rustix::thread::{LinkNameSpaceType, move_into_link_name_space};
 
 use crate::entry::{Flags, Matcher, Registration};
 use crate::error::Error;
+use crate::report::Chain;
 use crate::table::{BinfmtMisc, Table};
 
 /// `PROC_PID_INIT_INO` from `include/linux/proc_ns.h`: the inode number of the
@@ -137,8 +138,9 @@ pub fn open_or_mount(path: &Path) -> Result<(BinfmtMisc, Placement), Error> {
                 return Ok((table?, placement));
             }
             Err(NamespaceSwitch::Enter(error)) => {
+                let error = Chain(&error).to_string();
                 log::debug!("{error}; mounting binfmt_misc in this mount namespace instead");
-                pid1_refused = Some(error.to_string());
+                pid1_refused = Some(error);
             }
             Err(NamespaceSwitch::Return(error)) => return Err(error),
         }

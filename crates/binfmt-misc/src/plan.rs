@@ -13,22 +13,29 @@
 //! and removes the staging entry. Killed at any point, the table holds the old entry,
 //! the new one, or both with the new one matched first; [`remove_staging`] cleans up
 //! what a killed run left.
+//!
+//! Another process may change the same entry between our read and our write (a second
+//! binfmt in another binfmt_misc mount of the instance, or another tool): [`converge`]
+//! reads the entry again and re-plans when a write fails the way such a race makes it
+//! fail, and reads the entry back at the end, so that what it reports done is what
+//! the kernel holds.
 
 use crate::entry::{Difference, Entry, Registration, validate_name};
 use crate::error::Error;
+use crate::report::Chain;
 use crate::table::Table;
 
 /// What a staging entry's name ends with. Entry names of that form are binfmt's own:
-/// no other tool uses the suffix, and [`staged_name`] checks the rest is a valid name.
+/// no other tool uses the suffix, and [`stands_in_for`] checks the rest is a valid name.
 pub const STAGING_SUFFIX: &str = ".binfmt-new";
 
 /// The name under which a replacement of `name` is registered first.
-pub fn staging_name(name: &str) -> String {
+pub fn staging_name_for(name: &str) -> String {
     format!("{name}{STAGING_SUFFIX}")
 }
 
 /// The entry a staging entry stands in for, or `None` when `name` is not one.
-pub fn staged_name(name: &str) -> Option<&str> {
+pub fn stands_in_for(name: &str) -> Option<&str> {
     name.strip_suffix(STAGING_SUFFIX)
         .filter(|staged| validate_name(staged).is_ok())
 }
@@ -37,7 +44,7 @@ pub fn staged_name(name: &str) -> Option<&str> {
 /// there was one. Call it once the entry `name` itself is in place: the staging
 /// entry, registered later, is matched first and may hold something else.
 pub fn remove_staging(table: &impl Table, name: &str) -> Result<bool, Error> {
-    let staging = staging_name(name);
+    let staging = staging_name_for(name);
     if validate_name(&staging).is_err() || table.read_entry(&staging)?.is_none() {
         return Ok(false);
     }
@@ -91,9 +98,62 @@ pub fn apply(table: &impl Table, wanted: &Registration, change: &Change) -> Resu
     }
 }
 
+/// How many times [`converge`] plans and applies when another process changes the
+/// same entry between our read and our write (EEXIST on register, ENOENT on remove).
+pub const ATTEMPTS: usize = 3;
+
+/// Carries out `change` for `wanted` (planned from an entry read earlier), tolerating
+/// another process that changes the same entry at the same time, then reads the entry
+/// back.
+///
+/// A write that fails as a race makes it fail ([`is_race`]) is planned again from a
+/// fresh read and retried, [`ATTEMPTS`] times in all. Fails with
+/// [`Error::NotConverged`] when the entry read back differs from `wanted`, and with
+/// [`Error::Vanished`] when it is gone.
+pub fn converge(table: &impl Table, wanted: &Registration, change: &Change) -> Result<(), Error> {
+    let mut change = change.clone();
+    for attempt in 1..=ATTEMPTS {
+        match apply(table, wanted, &change) {
+            Ok(()) => break,
+            Err(error) if attempt < ATTEMPTS && is_race(&error) => {
+                log::debug!("{}: {}; reading it again", wanted.name, Chain(&error));
+                change = plan(table, wanted)?;
+            }
+            Err(error) => return Err(error),
+        }
+    }
+    match table.read_entry(&wanted.name)? {
+        Some(entry) => {
+            let differences = entry.differences(wanted);
+            if differences.is_empty() {
+                Ok(())
+            } else {
+                Err(Error::NotConverged {
+                    name: wanted.name.clone(),
+                    differences,
+                })
+            }
+        }
+        None => Err(Error::Vanished {
+            name: wanted.name.clone(),
+        }),
+    }
+}
+
+/// Whether another process changing the same entry explains the error: the name got
+/// taken before our register (EEXIST), or the entry vanished before our remove
+/// (ENOENT).
+pub fn is_race(error: &Error) -> bool {
+    match error {
+        Error::AlreadyRegistered { .. } => true,
+        Error::Write { source, .. } => source.kind() == std::io::ErrorKind::NotFound,
+        _ => false,
+    }
+}
+
 fn replace(table: &impl Table, wanted: &Registration) -> Result<(), Error> {
     let staging = Registration {
-        name: staging_name(&wanted.name),
+        name: staging_name_for(&wanted.name),
         ..wanted.clone()
     };
     if staging.validate().is_err() {
@@ -127,11 +187,13 @@ fn replace(table: &impl Table, wanted: &Registration) -> Result<(), Error> {
 
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
+    use std::cell::Cell;
+    use std::path::{Path, PathBuf};
 
     use super::*;
     use crate::entry::{Entry, Flags, Matcher};
     use crate::fake::{FakeTable, Write};
+    use crate::table::RegistrationId;
 
     fn wanted() -> Registration {
         Registration {
@@ -146,19 +208,20 @@ mod tests {
         }
     }
 
-    fn converge(table: &FakeTable) -> Change {
+    /// Plans the wanted entry and converges to it, as an install does; returns the plan.
+    fn install(table: &impl Table) -> Change {
         let change = plan(table, &wanted()).unwrap();
-        apply(table, &wanted(), &change).unwrap();
+        converge(table, &wanted(), &change).unwrap();
         change
     }
 
     #[test]
     fn registers_when_absent_then_leaves_the_identical_entry_alone() {
         let table = FakeTable::new();
-        assert_eq!(converge(&table), Change::Register);
+        assert_eq!(install(&table), Change::Register);
         assert_eq!(table.writes(), [Write::Register("qemu-riscv64".into())]);
         table.clear_writes();
-        assert_eq!(converge(&table), Change::Unchanged);
+        assert_eq!(install(&table), Change::Unchanged);
         assert_eq!(table.writes(), []);
     }
 
@@ -169,7 +232,7 @@ mod tests {
             enabled: false,
             registration: wanted(),
         });
-        assert_eq!(converge(&table), Change::Enable);
+        assert_eq!(install(&table), Change::Enable);
         assert_eq!(
             table.writes(),
             [Write::SetEnabled("qemu-riscv64".into(), true)]
@@ -188,7 +251,7 @@ mod tests {
                 ..wanted()
             },
         });
-        let change = converge(&table);
+        let change = install(&table);
         let Change::Replace(differences) = change else {
             panic!("expected a replacement, got {change:?}");
         };
@@ -244,8 +307,7 @@ mod tests {
 
             // The next run converges to exactly the wanted entry, nothing else.
             table.allow_all();
-            let change = plan(&table, &wanted()).unwrap();
-            apply(&table, &wanted(), &change).unwrap();
+            install(&table);
             remove_staging(&table, &wanted().name).unwrap();
             let names: Vec<String> = table
                 .entries()
@@ -257,13 +319,182 @@ mod tests {
         }
     }
 
+    /// A table another process changes too: `meddle` is called with the table just
+    /// before each of our writes (the write about to be made), and may change it.
+    struct Contended<F> {
+        table: FakeTable,
+        meddle: F,
+    }
+
+    impl<F: Fn(&FakeTable, &Write)> Table for Contended<F> {
+        fn path(&self) -> &Path {
+            self.table.path()
+        }
+        fn entry_names(&self) -> Result<Vec<String>, Error> {
+            self.table.entry_names()
+        }
+        fn read_entry(&self, name: &str) -> Result<Option<Entry>, Error> {
+            self.table.read_entry(name)
+        }
+        fn register(&self, registration: &Registration) -> Result<(), Error> {
+            (self.meddle)(&self.table, &Write::Register(registration.name.clone()));
+            self.table.register(registration)
+        }
+        fn set_enabled(&self, name: &str, enabled: bool) -> Result<(), Error> {
+            (self.meddle)(&self.table, &Write::SetEnabled(name.to_owned(), enabled));
+            self.table.set_enabled(name, enabled)
+        }
+        fn remove(&self, name: &str) -> Result<(), Error> {
+            (self.meddle)(&self.table, &Write::Remove(name.to_owned()));
+            self.table.remove(name)
+        }
+        fn is_enabled(&self) -> Result<bool, Error> {
+            self.table.is_enabled()
+        }
+        fn registration_id(&self, name: &str) -> Result<Option<RegistrationId>, Error> {
+            self.table.registration_id(name)
+        }
+    }
+
+    /// `stale()` under another name.
+    fn stale_named(name: &str) -> Entry {
+        let mut entry = stale();
+        entry.registration.name = name.to_owned();
+        entry
+    }
+
     #[test]
-    fn staging_names_are_recognised() {
-        assert_eq!(staging_name("qemu-arm"), "qemu-arm.binfmt-new");
-        assert_eq!(staged_name("qemu-arm.binfmt-new"), Some("qemu-arm"));
-        assert_eq!(staged_name("qemu-arm"), None);
-        assert_eq!(staged_name(".binfmt-new"), None);
-        assert_eq!(staged_name("...binfmt-new"), None);
+    fn a_name_taken_between_read_and_register_is_planned_again() {
+        // Another run registers a stale entry of the name after we read the table.
+        let raced = Cell::new(false);
+        let table = Contended {
+            table: FakeTable::new(),
+            meddle: |table: &FakeTable, write: &Write| {
+                if matches!(write, Write::Register(_)) && !raced.replace(true) {
+                    table.insert(stale());
+                }
+            },
+        };
+        let change = plan(&table, &wanted()).unwrap();
+        assert_eq!(change, Change::Register);
+        converge(&table, &wanted(), &change).unwrap();
+        // EEXIST, then a fresh plan: a replacement through the staging entry.
+        assert_eq!(
+            table.table.writes(),
+            [
+                Write::Register("qemu-riscv64".into()),
+                Write::Register("qemu-riscv64.binfmt-new".into()),
+                Write::Remove("qemu-riscv64".into()),
+                Write::Register("qemu-riscv64".into()),
+                Write::Remove("qemu-riscv64.binfmt-new".into()),
+            ]
+        );
+        let entries = table.table.entries();
+        assert_eq!(entries.len(), 1, "{entries:?}");
+        assert!(entries[0].differences(&wanted()).is_empty());
+    }
+
+    #[test]
+    fn an_entry_another_process_removed_first_is_no_failure() {
+        let table = Contended {
+            table: FakeTable::new(),
+            meddle: |table: &FakeTable, write: &Write| {
+                if *write == Write::Remove("qemu-riscv64".into()) {
+                    let _ = table.remove("qemu-riscv64");
+                }
+            },
+        };
+        table.table.insert(stale());
+        let change = plan(&table, &wanted()).unwrap();
+        assert!(matches!(change, Change::Replace(_)), "{change:?}");
+        converge(&table, &wanted(), &change).unwrap();
+        let entries = table.table.entries();
+        assert_eq!(entries.len(), 1, "{entries:?}");
+        assert!(entries[0].differences(&wanted()).is_empty());
+    }
+
+    #[test]
+    fn a_race_that_goes_on_is_given_up_after_the_attempts() {
+        // Every name we register is taken just before: the race never ends.
+        let table = Contended {
+            table: FakeTable::new(),
+            meddle: |table: &FakeTable, write: &Write| {
+                if let Write::Register(name) = write {
+                    table.insert(stale_named(name));
+                }
+            },
+        };
+        let error = converge(&table, &wanted(), &Change::Register).unwrap_err();
+        assert!(
+            matches!(error, Error::AlreadyRegistered { .. }),
+            "{error:?}"
+        );
+        assert!(is_race(&error));
+        let registers = table
+            .table
+            .writes()
+            .into_iter()
+            .filter(|write| matches!(write, Write::Register(_)))
+            .count();
+        assert_eq!(registers, ATTEMPTS, "{:?}", table.table.writes());
+    }
+
+    #[test]
+    fn what_the_kernel_reads_back_is_what_counts() {
+        // Our writes succeed, but another process replaces the entry right after.
+        let table = Contended {
+            table: FakeTable::new(),
+            meddle: |table: &FakeTable, write: &Write| {
+                if let Write::Remove(name) = write
+                    && name.ends_with(STAGING_SUFFIX)
+                {
+                    table.insert(stale());
+                }
+            },
+        };
+        table.table.insert(stale());
+        let change = plan(&table, &wanted()).unwrap();
+        let error = converge(&table, &wanted(), &change).unwrap_err();
+        let Error::NotConverged { name, differences } = &error else {
+            panic!("expected a difference read back, got {error:?}");
+        };
+        assert_eq!(name, "qemu-riscv64");
+        assert_eq!(differences.len(), 2, "{differences:?}");
+        assert!(
+            error
+                .to_string()
+                .starts_with("registered qemu-riscv64, but the kernel reports interpreter "),
+            "{error}"
+        );
+
+        // Gone when read back: removed right after our last write.
+        let table = Contended {
+            table: FakeTable::new(),
+            meddle: |table: &FakeTable, write: &Write| {
+                if let Write::Remove(name) = write
+                    && name.ends_with(STAGING_SUFFIX)
+                {
+                    let _ = table.remove("qemu-riscv64");
+                }
+            },
+        };
+        table.table.insert(stale());
+        let change = plan(&table, &wanted()).unwrap();
+        let error = converge(&table, &wanted(), &change).unwrap_err();
+        assert!(matches!(error, Error::Vanished { .. }), "{error:?}");
+        assert_eq!(
+            error.to_string(),
+            "registered qemu-riscv64, but it is gone: another process removed it"
+        );
+    }
+
+    #[test]
+    fn staging_names_and_what_they_stand_in_for() {
+        assert_eq!(staging_name_for("qemu-arm"), "qemu-arm.binfmt-new");
+        assert_eq!(stands_in_for("qemu-arm.binfmt-new"), Some("qemu-arm"));
+        assert_eq!(stands_in_for("qemu-arm"), None);
+        assert_eq!(stands_in_for(".binfmt-new"), None);
+        assert_eq!(stands_in_for("...binfmt-new"), None);
     }
 
     #[test]

@@ -234,12 +234,8 @@ impl BinfmtMisc {
                 timeout.as_secs()
             );
         };
-        lock::lock_exclusive(&dir, timeout, waiting).map_err(|error| match error {
-            LockWaitError::TimedOut { holders } => Error::LockBusy {
-                path: self.path.clone(),
-                waited: timeout,
-                holders,
-            },
+        lock::lock_exclusive(&dir, &self.path, timeout, waiting).map_err(|error| match error {
+            LockWaitError::Busy(busy) => Error::LockBusy(busy),
             LockWaitError::Failed(errno) => lock_error(errno),
         })?;
         log::debug!("locked {}", self.path.display());

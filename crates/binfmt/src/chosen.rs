@@ -17,10 +17,12 @@ use std::fmt;
 use std::path::PathBuf;
 
 use binfmt_misc::Flags;
+use binfmt_misc::report::Fixable;
 use interpreter_files::chosen::{self as file, ChosenError, ChosenFile};
 use qemu_catalog::Arch;
 
-use crate::empty_root::{self, ProbeError, ProbeFailure, ProbeOutcome};
+use crate::outcome::Message;
+use crate::probe::{self, ProbeError, ProbeFailure, ProbeOutcome};
 
 /// An emulator chosen for an architecture, as written.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -64,9 +66,7 @@ pub enum ChosenFailure {
 impl fmt::Display for ChosenFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ChosenFailure::File { arch, error } => {
-                write!(f, "the emulator chosen for {arch}: {error}")
-            }
+            ChosenFailure::File { arch, .. } => write!(f, "the emulator chosen for {arch}"),
             ChosenFailure::Probe {
                 arch,
                 path,
@@ -74,28 +74,51 @@ impl fmt::Display for ChosenFailure {
             } => write!(
                 f,
                 "the emulator chosen for {arch}, {}, does not run {arch} programs (its probe, \
-                 given to it as its argument, {failure}); fix: give an emulator of {arch} \
-                 that runs on this machine, such as Debian's qemu-{}-static",
-                path.display(),
-                arch.qemu_cpu()
+                 given to it as its argument, {failure})",
+                path.display()
             ),
-            ChosenFailure::CannotProbe { arch, error } => write!(
+            ChosenFailure::CannotProbe { arch, .. } => write!(
                 f,
-                "cannot run {arch}'s probe through the emulator chosen for it: {error}"
+                "cannot run {arch}'s probe through the emulator chosen for it"
             ),
         }
     }
 }
 
-impl std::error::Error for ChosenFailure {}
+impl std::error::Error for ChosenFailure {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ChosenFailure::File { error, .. } => Some(error),
+            ChosenFailure::CannotProbe { error, .. } => Some(error),
+            ChosenFailure::Probe { .. } => None,
+        }
+    }
+}
+
+impl Fixable for ChosenFailure {
+    fn fix(&self) -> Option<String> {
+        match self {
+            ChosenFailure::File { error, .. } => error.fix(),
+            ChosenFailure::Probe { arch, .. } => Some(format!(
+                "give an emulator of {arch} that runs on this machine, such as Debian's \
+                 qemu-{}-static",
+                arch.qemu_cpu()
+            )),
+            ChosenFailure::CannotProbe { .. } => Some(
+                "run binfmt as root, with TMPDIR on a writable filesystem that allows exec"
+                    .to_owned(),
+            ),
+        }
+    }
+}
 
 impl ChosenEmulator {
     /// Parses `ARCH=PATH[@sha256:DIGEST]`, as `--emulator` takes it.
-    pub fn parse(spec: &str) -> Result<ChosenEmulator, String> {
+    pub fn parse(spec: &str) -> Result<ChosenEmulator, Message> {
         let Some((arch, rest)) = spec.split_once('=') else {
-            return Err(format!(
-                "{spec:?} is not ARCH=PATH: give the architecture and the emulator's path, \
-                 such as arm64=/usr/bin/qemu-aarch64-static"
+            return Err(Message::new(format!("{spec:?} is not ARCH=PATH")).fix(
+                "give the architecture and the emulator's path, such as \
+                 arm64=/usr/bin/qemu-aarch64-static",
             ));
         };
         let (path, sha256) = match rest.rsplit_once("@sha256:") {
@@ -112,29 +135,30 @@ impl ChosenEmulator {
         path: PathBuf,
         sha256: Option<&str>,
         flags: Option<Flags>,
-    ) -> Result<ChosenEmulator, String> {
-        let arch = Arch::parse(arch).map_err(|error| error.to_string())?;
+    ) -> Result<ChosenEmulator, Message> {
+        let arch = Arch::parse(arch).map_err(|error| Message::of(&error))?;
         if arch.is_native() {
-            return Err(format!(
+            return Err(Message::new(format!(
                 "{arch} is this machine's own architecture: an emulator registered for it would \
                  run every native program, so binfmt never registers one"
-            ));
+            ))
+            .fix(format!("leave {arch} out: it runs natively")));
         }
         if !path.is_absolute() {
-            return Err(format!(
-                "the emulator for {arch}, {}, is not an absolute path; give its path from `/`",
+            return Err(Message::new(format!(
+                "the emulator for {arch}, {}, is not an absolute path",
                 path.display()
-            ));
+            ))
+            .fix("give its path from `/`"));
         }
         let sha256 = match sha256 {
             Some(digest) => {
                 let digest = digest.to_ascii_lowercase();
                 if digest.len() != 64 || !digest.bytes().all(|byte| byte.is_ascii_hexdigit()) {
-                    return Err(format!(
-                        "the sha256 given for {arch}'s emulator, {digest:?}, is not 64 hex \
-                         digits; `sha256sum {}` prints it",
-                        path.display()
-                    ));
+                    return Err(Message::new(format!(
+                        "the sha256 given for {arch}'s emulator, {digest:?}, is not 64 hex digits"
+                    ))
+                    .fix(format!("`sha256sum {}` prints it", path.display())));
                 }
                 Some(digest)
             }
@@ -154,7 +178,7 @@ impl ChosenEmulator {
         let arch = self.arch;
         let file = file::check(&self.path, self.sha256.as_deref())
             .map_err(|error| ChosenFailure::File { arch, error })?;
-        match empty_root::run_through(&file.path, arch) {
+        match probe::run_through(&file.path, arch) {
             Ok(ProbeOutcome::Proved(_)) => {}
             Ok(ProbeOutcome::Failed(failure)) => {
                 return Err(ChosenFailure::Probe {
@@ -183,15 +207,16 @@ impl ChosenEmulator {
 }
 
 /// Refuses two emulators chosen for one architecture.
-pub fn refuse_duplicates(chosen: &[ChosenEmulator]) -> Result<(), String> {
+pub fn refuse_duplicates(chosen: &[ChosenEmulator]) -> Result<(), Message> {
     for (index, first) in chosen.iter().enumerate() {
         if let Some(second) = chosen[index + 1..].iter().find(|c| c.arch == first.arch) {
-            return Err(format!(
-                "two emulators are chosen for {}: {} and {}; give one",
+            return Err(Message::new(format!(
+                "two emulators are chosen for {}: {} and {}",
                 first.arch,
                 first.path.display(),
                 second.path.display()
-            ));
+            ))
+            .fix("give one"));
         }
     }
     Ok(())
@@ -242,12 +267,15 @@ mod tests {
             ),
         ] {
             let error = ChosenEmulator::parse(&spec).unwrap_err();
-            assert!(error.contains(says), "{spec}: {error}");
+            assert!(error.to_string().contains(says), "{spec}: {error}");
         }
         let one = ChosenEmulator::parse(&format!("{arch}=/a")).unwrap();
         let two = ChosenEmulator::parse(&format!("{arch}=/b")).unwrap();
         assert!(refuse_duplicates(std::slice::from_ref(&one)).is_ok());
         let error = refuse_duplicates(&[one, two]).unwrap_err();
-        assert!(error.contains("two emulators are chosen"), "{error}");
+        assert!(
+            error.to_string().contains("two emulators are chosen"),
+            "{error}"
+        );
     }
 }

@@ -92,7 +92,9 @@ fn lock_timeout_range() -> clap::builder::RangedU64ValueParser {
 }
 
 fn parse_flags(letters: &str) -> Result<Flags, String> {
-    letters.parse::<Flags>().map_err(|e| e.to_string())
+    letters
+        .parse::<Flags>()
+        .map_err(|error| binfmt_misc::report::Report(&error).to_string())
 }
 
 /// Subcommands beyond the tonistiigi/binfmt flags (one module each in this crate).

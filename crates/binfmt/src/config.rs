@@ -26,12 +26,14 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use binfmt_misc::report::Fixable;
 use binfmt_misc::{DEFAULT_MOUNT, Flags};
 use interpreter_files::{DEFAULT_DIR, InterpreterDir};
 use serde::Deserialize;
 
 use crate::chosen::ChosenEmulator;
 use crate::install::{self, Install};
+use crate::outcome::{Context, Failure, Message};
 
 /// Where `binfmt apply` looks without `--config`.
 pub const DEFAULT_PATH: &str = "/etc/binfmt/config.toml";
@@ -71,13 +73,34 @@ pub struct Config {
 #[derive(Debug)]
 pub struct ConfigError {
     path: PathBuf,
-    message: String,
+    error: Failure,
 }
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "config {}: {}", self.path.display(), self.message)
+        write!(f, "config {}", self.path.display())
     }
+}
+
+impl std::error::Error for ConfigError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        let error: &(dyn std::error::Error + 'static) = self.error.error();
+        Some(error)
+    }
+}
+
+impl Fixable for ConfigError {
+    fn fix(&self) -> Option<String> {
+        self.error.error().fix()
+    }
+}
+
+/// `key`'s `error`: `key: error`.
+fn at(key: impl Into<String>, error: impl Into<Failure>) -> Failure {
+    Failure::from(Context {
+        what: key.into(),
+        error: error.into(),
+    })
 }
 
 impl Config {
@@ -85,47 +108,50 @@ impl Config {
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|error| ConfigError {
             path: path.to_owned(),
-            message: if error.kind() == std::io::ErrorKind::NotFound {
-                format!(
-                    "{error}; write one (see `binfmt apply --help` or the README) or give \
-                     another file with --config"
-                )
+            error: if error.kind() == std::io::ErrorKind::NotFound {
+                Message::new(error.to_string())
+                    .fix(
+                        "write one (see `binfmt apply --help` or the README) or give another \
+                         file with --config",
+                    )
+                    .into()
             } else {
-                error.to_string()
+                error.into()
             },
         })?;
-        Config::parse(&text).map_err(|message| ConfigError {
+        Config::parse(&text).map_err(|error| ConfigError {
             path: path.to_owned(),
-            message,
+            error,
         })
     }
 
     /// Checks the text of a config file.
-    pub fn parse(text: &str) -> Result<Config, String> {
+    pub fn parse(text: &str) -> Result<Config, Failure> {
         // toml's message names the line, the column and the key.
         let file: ConfigFile = toml::from_str(text).map_err(|error| {
             let message = error.to_string();
-            message.trim_end().replace('\n', "\n  ")
+            Message::new(message.trim_end().replace('\n', "\n  "))
         })?;
 
         if file.architectures.is_empty() {
-            return Err(
-                "architectures is empty: list some (`[\"arm64\", \"riscv64\"]`) or `[\"all\"]`"
-                    .to_owned(),
-            );
+            return Err(Message::new("architectures is empty")
+                .fix("list some (`[\"arm64\", \"riscv64\"]`) or `[\"all\"]`")
+                .into());
         }
         if let Some(item) = file.architectures.iter().find(|item| item.contains(',')) {
-            return Err(format!(
-                "architectures: {item:?} holds a comma; give one architecture per string"
+            return Err(at(
+                "architectures",
+                Message::new(format!("{item:?} holds a comma"))
+                    .fix("give one architecture per string"),
             ));
         }
         let (selection, emulators) = install::parse_list(&file.architectures.join(","))
-            .map_err(|error| format!("architectures: {error}"))?;
+            .map_err(|error| at("architectures", error))?;
 
         let flags = match &file.flags {
             Some(letters) => letters
                 .parse::<Flags>()
-                .map_err(|error| format!("flags {letters:?}: {error}"))?,
+                .map_err(|error| at(format!("flags {letters:?}"), error))?,
             None => Flags::POCF,
         };
         let interpreter_dir = absolute("interpreter_dir", file.interpreter_dir, DEFAULT_DIR)?;
@@ -144,33 +170,35 @@ impl Config {
                 Some(letters) => Some(
                     letters
                         .parse::<Flags>()
-                        .map_err(|error| format!("{key}.flags {letters:?}: {error}"))?,
+                        .map_err(|error| at(format!("{key}.flags {letters:?}"), error))?,
                 ),
                 None => None,
             };
             chosen.push(
                 ChosenEmulator::new(&arch, table.path, table.sha256.as_deref(), flags)
-                    .map_err(|error| format!("{key}: {error}"))?,
+                    .map_err(|error| at(&key, error))?,
             );
         }
         let install = Install::new(selection, emulators, options)
-            .map_err(|reason| format!("interpreter_dir: {reason}"))?
-            .with_chosen(chosen, "emulators")?;
+            .map_err(|error| at("interpreter_dir", error))?
+            .with_chosen(chosen)
+            .map_err(|error| at("emulators", error))?;
         Ok(Config { install, mount })
     }
 }
 
 /// The path given for `key`, or `default`; it must be absolute (a unit or a pod has
 /// no meaningful working directory).
-fn absolute(key: &str, path: Option<PathBuf>, default: &str) -> Result<PathBuf, String> {
+fn absolute(key: &str, path: Option<PathBuf>, default: &str) -> Result<PathBuf, Message> {
     let path = path.unwrap_or_else(|| PathBuf::from(default));
     if path.is_absolute() {
         Ok(path)
     } else {
-        Err(format!(
-            "{key} {:?} is relative; give an absolute path",
+        Err(Message::new(format!(
+            "{key} {:?} is relative",
             path.display().to_string()
         ))
+        .fix("give an absolute path"))
     }
 }
 
@@ -183,7 +211,7 @@ mod tests {
     fn refused(text: &str) -> String {
         match Config::parse(text) {
             Ok(config) => panic!("accepted {text:?}: {config:?}"),
-            Err(message) => message,
+            Err(failure) => failure.to_string(),
         }
     }
 
@@ -313,7 +341,7 @@ mod tests {
     #[test]
     fn a_missing_file_says_how_to_get_one() {
         let error = Config::load(Path::new("/nonexistent/binfmt.toml")).unwrap_err();
-        let shown = error.to_string();
+        let shown = binfmt_misc::report::Report(&error).to_string();
         assert!(
             shown.starts_with("config /nonexistent/binfmt.toml: "),
             "{shown}"

@@ -12,15 +12,17 @@
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use binfmt_misc::lock::Holder;
+use binfmt_misc::lock::LockBusy;
+use binfmt_misc::report::{Chain, Fixable};
 use binfmt_misc::{DEFAULT_MOUNT, Entry};
 use qemu_catalog::{Arch, Emulator};
+use rustix::io::Errno;
 use serde::Serialize;
 
-use crate::empty_root::ProbeFailure;
 use crate::host::HostFacts;
+use crate::outcome::Shared;
+use crate::probe::ProbeFailure;
 use crate::survey::is_binfmts;
 
 /// The oldest kernel with flag F (`MISC_FMT_OPEN_FILE`, Linux 4.8).
@@ -60,18 +62,18 @@ pub enum Finding {
     /// opening it failed when that says more than "not binfmt_misc".
     NotMounted {
         elsewhere: Vec<PathBuf>,
-        error: Option<String>,
+        error: Option<Shared<binfmt_misc::Error>>,
     },
     /// The mount cannot be used at all.
-    MountUnusable { error: String },
+    MountUnusable { error: Shared<binfmt_misc::Error> },
     /// The mount's entries cannot be read.
-    Unreadable { error: String },
+    Unreadable { error: Shared<binfmt_misc::Error> },
     /// binfmt had to mount the instance itself: it dies with its last mount.
     SelfMounted { entries: usize },
     /// The mount is read-only.
     ReadOnly,
     /// This process may not write `register`.
-    NotPrivileged { register: PathBuf, errno: String },
+    NotPrivileged { register: PathBuf, errno: Errno },
     /// The whole table is disabled (`status` says `disabled`).
     GloballyDisabled,
     /// Entries claim `arch`, but all are disabled.
@@ -115,12 +117,8 @@ pub enum Finding {
     /// amd64 runs, at a lower x86-64 level than asked for.
     LevelTooLow { have: u8, want: u8 },
     /// Another process held a lock binfmt waits for (the table's or the interpreter
-    /// directory's, `path`) for longer than `waited`; `holders` from /proc/locks.
-    LockBusy {
-        path: PathBuf,
-        waited: Duration,
-        holders: Vec<Holder>,
-    },
+    /// directory's) for longer than the run would wait.
+    LockBusy(LockBusy),
     /// The interpreter directory's filesystem is full: the emulators of `arches` were
     /// not written; they need `needed` bytes, `free` are free.
     NoSpace {
@@ -130,7 +128,9 @@ pub enum Finding {
         free: Option<u64>,
     },
     /// This process may not create or write files in the interpreter directory.
-    DirDenied { error: String },
+    DirDenied {
+        error: Shared<interpreter_files::Error>,
+    },
     /// Entries claim `arch` with an interpreter that is not the emulator this binary
     /// carries for it (another tool's): a notice, not a problem.
     ForeignEmulator { arch: Arch, entries: Vec<EntryRef> },
@@ -140,7 +140,7 @@ impl Finding {
     /// The finding for a binfmt_misc mount that could not be opened: not mounted
     /// (saying where it is mounted instead, from `facts`), or not usable at all.
     pub fn for_unopened_table(
-        error: &binfmt_misc::Error,
+        error: binfmt_misc::Error,
         mount: &Path,
         facts: &HostFacts,
     ) -> Finding {
@@ -158,10 +158,10 @@ impl Finding {
             },
             binfmt_misc::Error::OpenMount { .. } => Finding::NotMounted {
                 elsewhere: elsewhere(),
-                error: Some(error.to_string()),
+                error: Some(Shared::new(error)),
             },
             error => Finding::MountUnusable {
-                error: error.to_string(),
+                error: Shared::new(error),
             },
         }
     }
@@ -189,7 +189,7 @@ impl Finding {
             Finding::NoEntry { .. } => "no-entry",
             Finding::NativeFails { .. } => "native-fails",
             Finding::LevelTooLow { .. } => "level-too-low",
-            Finding::LockBusy { .. } => "lock-busy",
+            Finding::LockBusy(_) => "lock-busy",
             Finding::NoSpace { .. } => "no-space",
             Finding::DirDenied { .. } => "interpreter-dir-denied",
             Finding::ForeignEmulator { .. } => "foreign-emulator",
@@ -215,20 +215,18 @@ impl Finding {
                 if !elsewhere.is_empty() {
                     let paths: Vec<String> =
                         elsewhere.iter().map(|p| p.display().to_string()).collect();
-                    let _ = write!(
-                        problem,
-                        " (it is mounted at {}; use --mount)",
-                        paths.join(", ")
-                    );
+                    let _ = write!(problem, " (it is mounted at {})", paths.join(", "));
                 }
                 if let Some(error) = error {
-                    let _ = write!(problem, ": {error}");
+                    let _ = write!(problem, ": {}", Chain(&**error));
                 }
                 problem
             }
-            Finding::MountUnusable { error } => format!("cannot use {shown}: {error}"),
+            Finding::MountUnusable { error } => {
+                format!("cannot use {shown}: {}", Chain(&**error))
+            }
             Finding::Unreadable { error } => {
-                format!("cannot read binfmt_misc at {shown}: {error}")
+                format!("cannot read binfmt_misc at {shown}: {}", Chain(&**error))
             }
             Finding::SelfMounted { entries } => format!(
                 "binfmt doctor had to mount binfmt_misc at {shown} itself to look inside \
@@ -325,17 +323,7 @@ impl Finding {
                 "this CPU runs x86-64-v{have}, not v{want}: it lacks instructions v{want} \
                  programs use"
             ),
-            Finding::LockBusy {
-                path,
-                waited,
-                holders,
-            } => format!(
-                "{} is locked by another process ({}) that did not release it within {} s; \
-                 nothing was changed",
-                path.display(),
-                binfmt_misc::holders_text(holders),
-                waited.as_secs()
-            ),
+            Finding::LockBusy(busy) => busy.to_string(),
             Finding::NoSpace {
                 dir,
                 arches,
@@ -364,7 +352,7 @@ impl Finding {
                     }
                 )
             }
-            Finding::DirDenied { error } => error.clone(),
+            Finding::DirDenied { error } => Chain(&**error).to_string(),
             Finding::ForeignEmulator { arch, entries } => each(entries, |entry| {
                 let ours = Emulator::for_arch(*arch).map_or_else(String::new, |emulator| {
                     format!(
@@ -476,7 +464,7 @@ impl Finding {
                 "an x86-64 level is a set of instructions the CPU has, and amd64 programs run \
                  on the CPU itself"
             }
-            Finding::LockBusy { .. } => {
+            Finding::LockBusy(_) => {
                 "binfmt runs take turns on a binfmt_misc instance and on an interpreter \
                  directory (flock); a run that holds the lock this long is stopped, hung or \
                  waiting itself"
@@ -506,7 +494,7 @@ impl Finding {
                 .map(|entry| format!("echo -1 > {shown}/{}", entry.name))
                 .collect::<Vec<_>>()
                 .join(" && "),
-            remark: Some(remark),
+            remark: Some(remark.to_owned()),
         };
         // binfmt's own entry for `arch`, with every other one of binfmt's among
         // `entries` removed (when `uninstall_others`) so that ours is the one the kernel
@@ -552,9 +540,13 @@ impl Finding {
                  POC`"
                     .to_owned(),
             ),
-            Finding::NotMounted { .. } => Fix::Shell {
+            Finding::NotMounted { elsewhere, .. } => Fix::Shell {
                 command: format!("mount -t binfmt_misc binfmt_misc {shown}"),
-                remark: Some("(on systemd hosts: systemctl start proc-sys-fs-binfmt_misc.mount)"),
+                remark: Some(match elsewhere.first() {
+                    Some(there) => format!("(or give --mount {}, where it is)", there.display()),
+                    None => "(on systemd hosts: systemctl start proc-sys-fs-binfmt_misc.mount)"
+                        .to_owned(),
+                }),
             },
             Finding::MountUnusable { .. } => Fix::Shell {
                 command: format!("mount -t binfmt_misc binfmt_misc {shown}"),
@@ -654,22 +646,7 @@ impl Finding {
             Finding::LevelTooLow { have, .. } => Fix::Advice(format!(
                 "none: no registration changes the CPU; build for linux/amd64/v{have} or lower"
             )),
-            Finding::LockBusy { holders, .. } => Fix::Advice(format!(
-                "wait for it and run again; if it is stuck, stop it ({}); or wait longer: \
-                 --lock-timeout SECONDS (BINFMT_LOCK_TIMEOUT)",
-                if holders.is_empty() {
-                    "find it with `grep FLOCK /proc/locks` on the host".to_owned()
-                } else {
-                    format!(
-                        "kill {}",
-                        holders
-                            .iter()
-                            .map(|holder| holder.pid.to_string())
-                            .collect::<Vec<_>>()
-                            .join(" ")
-                    )
-                }
-            )),
+            Finding::LockBusy(busy) => Fix::Advice(busy.fix().unwrap_or_default()),
             Finding::NoSpace {
                 dir, needed, free, ..
             } => {
@@ -718,32 +695,6 @@ impl Finding {
         }
     }
 
-    /// The finding as one failure line: what is wrong, then `; fix: ` and the fix.
-    pub fn as_failure(&self, mount: &Path) -> String {
-        format!(
-            "{}; fix: {}",
-            self.problem(mount),
-            self.fix(mount).text(mount)
-        )
-    }
-
-    /// The finding of a failure of the kernel layer, when it is one binfmt words
-    /// itself (a busy lock); `None` for an error whose own message holds the fix.
-    pub fn for_table_error(error: &binfmt_misc::Error) -> Option<Finding> {
-        match error {
-            binfmt_misc::Error::LockBusy {
-                path,
-                waited,
-                holders,
-            } => Some(Finding::LockBusy {
-                path: path.clone(),
-                waited: *waited,
-                holders: holders.clone(),
-            }),
-            _ => None,
-        }
-    }
-
     /// The finding worded in full, for reports.
     pub fn worded(&self, mount: &Path) -> WordedFinding {
         WordedFinding {
@@ -768,6 +719,31 @@ pub struct WordedFinding {
     pub fix: String,
 }
 
+/// A finding as a failure: what is wrong with the table at `mount`, and its fix. What
+/// an install fails with when binfmt diagnoses the failure itself (a full disk, a
+/// directory this process may not write, a busy lock).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Diagnosis {
+    /// What is wrong.
+    pub finding: Finding,
+    /// The binfmt_misc mount it is about.
+    pub mount: PathBuf,
+}
+
+impl std::fmt::Display for Diagnosis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.finding.problem(&self.mount))
+    }
+}
+
+impl std::error::Error for Diagnosis {}
+
+impl Fixable for Diagnosis {
+    fn fix(&self) -> Option<String> {
+        Some(self.finding.fix(&self.mount).text(&self.mount))
+    }
+}
+
 /// How to fix a finding.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Fix {
@@ -781,7 +757,7 @@ pub enum Fix {
     /// A shell command, and a remark after it.
     Shell {
         command: String,
-        remark: Option<&'static str>,
+        remark: Option<String>,
     },
     /// Nothing to run; what to do instead.
     Advice(String),
@@ -872,10 +848,18 @@ fn each(entries: &[EntryRef], sentence: impl Fn(&EntryRef) -> String) -> String 
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use binfmt_misc::lock::Holder;
+
     use super::*;
 
     fn failure(finding: &Finding) -> String {
-        finding.as_failure(Path::new(DEFAULT_MOUNT))
+        let diagnosis = Diagnosis {
+            finding: finding.clone(),
+            mount: PathBuf::from(DEFAULT_MOUNT),
+        };
+        binfmt_misc::report::Report(&diagnosis).to_string()
     }
 
     #[test]
@@ -973,10 +957,12 @@ mod tests {
 
     #[test]
     fn a_busy_lock_names_its_holders_or_how_to_find_them() {
-        let busy = |holders: Vec<Holder>| Finding::LockBusy {
-            path: PathBuf::from(DEFAULT_MOUNT),
-            waited: Duration::from_secs(30),
-            holders,
+        let busy = |holders: Vec<Holder>| {
+            Finding::LockBusy(LockBusy {
+                path: PathBuf::from(DEFAULT_MOUNT),
+                waited: Duration::from_secs(30),
+                holders,
+            })
         };
         let named = failure(&busy(vec![Holder {
             pid: 42,

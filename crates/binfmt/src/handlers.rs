@@ -222,7 +222,7 @@ mod tests {
     use binfmt_misc::{Matcher, Table};
 
     use super::*;
-    use crate::empty_root::{ProbeFailure, ProbeOutcome};
+    use crate::probe::{ProbeFailure, ProbeOutcome};
     use crate::testing::{FakeProber, entry};
 
     /// An entry another tool registered for `arch`, named `name`.
@@ -306,7 +306,7 @@ mod tests {
         let table = FakeTable::new();
         table.insert(others("box64-like", Arch::Riscv64, ""));
         let mut prober = FakeProber::running(&[Arch::Riscv64], 1);
-        prober.confinement = crate::empty_root::Confinement::Unconfined;
+        prober.confinement = crate::probe::Confinement::Unconfined;
         let survey = survey(&table, &prober, &[Arch::Riscv64]);
         let decided = decide(&survey, &[Arch::Riscv64], false, false);
         let ArchAction::Register(registering) = &decided[0].1 else {

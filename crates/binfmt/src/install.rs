@@ -1,27 +1,22 @@
-//! `--install LIST`: register the embedded emulators (or the ones chosen for some
-//! architectures), idempotently.
+//! What an install registers: the architectures, their emulators (binfmt's, or ones
+//! chosen for some architectures) and how, validated before anything is written.
 //!
-//! For each architecture: compare the entry we want with the one the table holds,
-//! make sure the interpreter file is the pinned emulator, apply the smallest change,
-//! and read the entry back to confirm it. An identical entry is left alone (nothing is
-//! written), a different one is replaced and the difference reported. Arguments were
-//! validated before this runs: an [`Install`] is made by [`parse_list`] and
-//! [`Install::new`], the one chain that checks `--install` and a config file's
-//! `architectures` alike. Which architectures are registered at all, where other
-//! tools' entries run some, was decided before ([`crate::handlers`]): [`install`]
-//! gets the [`Item`]s to register.
+//! An [`Install`] is made by [`parse_list`] and [`Install::new`], the one chain that
+//! checks `--install` and a config file's `architectures` alike; [`wanted`] is the
+//! entry it registers for each architecture. Carrying it out is
+//! [`crate::register`]'s job, after [`crate::handlers`] decided which architectures
+//! to leave to other tools' entries.
 
 use std::fmt;
-use std::path::{Path, PathBuf};
 
-use binfmt_misc::{Change, Entry, Error as TableError, Flags, Registration, Table};
-use interpreter_files::{self as files, FileState, Interpreter, InterpreterDir, is_memfd_path};
-use qemu_catalog::{Arch, Emulator, Selection};
-
-use rustix::io::Errno;
+use binfmt_misc::entry::InvalidRegistration;
+use binfmt_misc::report::Fixable;
+use binfmt_misc::{Flags, Registration};
+use interpreter_files::InterpreterDir;
+use qemu_catalog::{Arch, Emulator, ListError, Selection};
 
 use crate::chosen::{CheckedEmulator, ChosenEmulator};
-use crate::findings::Finding;
+use crate::outcome::Message;
 
 /// How entries are registered.
 #[derive(Clone, Debug)]
@@ -62,11 +57,13 @@ impl Install {
         selection: Selection,
         emulators: Vec<Emulator>,
         options: Options,
-    ) -> Result<Install, String> {
+    ) -> Result<Install, InstallError> {
         for emulator in &emulators {
-            wanted(emulator, &options)
-                .validate()
-                .map_err(|reason| reason.to_string())?;
+            let wanted = wanted(emulator, &options);
+            wanted.validate().map_err(|reason| InstallError::Invalid {
+                name: wanted.name,
+                reason,
+            })?;
         }
         Ok(Install {
             selection,
@@ -76,32 +73,25 @@ impl Install {
         })
     }
 
-    /// The same install with `chosen` emulators for some architectures; `what` names
-    /// where they were given (`--emulator`, `emulators`), for the errors. Refused: two
+    /// The same install with `chosen` emulators for some architectures. Refused: two
     /// for one architecture, one for an architecture the install does not register,
     /// and one whose entry the kernel would refuse.
-    pub fn with_chosen(
-        mut self,
-        chosen: Vec<ChosenEmulator>,
-        what: &str,
-    ) -> Result<Install, String> {
-        crate::chosen::refuse_duplicates(&chosen).map_err(|error| format!("{what}: {error}"))?;
+    pub fn with_chosen(mut self, chosen: Vec<ChosenEmulator>) -> Result<Install, InstallError> {
+        crate::chosen::refuse_duplicates(&chosen).map_err(InstallError::Chosen)?;
         for one in &chosen {
             if !self.emulators.iter().any(|e| e.arch() == one.arch) {
-                return Err(format!(
-                    "{what}: an emulator is chosen for {}, which is not among the \
-                     architectures to install; add it to them",
-                    one.arch
-                ));
+                return Err(InstallError::ChosenNotInstalled { arch: one.arch });
             }
-            Registration {
+            let wanted = Registration {
                 name: one.arch.entry_name(),
                 matcher: one.arch.matcher(),
                 interpreter: one.path.clone(),
                 flags: one.flags.unwrap_or(self.options.flags),
-            }
-            .validate()
-            .map_err(|reason| format!("{what} {}: {reason}", one.arch))?;
+            };
+            wanted.validate().map_err(|reason| InstallError::Invalid {
+                name: wanted.name,
+                reason,
+            })?;
         }
         self.chosen = chosen;
         Ok(self)
@@ -113,42 +103,93 @@ impl Install {
     }
 }
 
-/// One architecture to register, with what.
-#[derive(Clone, Debug)]
-pub struct Item {
-    /// The architecture.
-    pub arch: Arch,
-    /// The emulator that is to run it.
-    pub source: Source,
-    /// Another tool's entry is matched before binfmt's today: register binfmt's
-    /// again, even where it is right, so that it comes first.
-    pub to_front: bool,
+/// Why an install is refused before anything is written.
+#[derive(Debug)]
+pub enum InstallError {
+    /// The list names no architecture binfmt knows, or is too long.
+    List(ListError),
+    /// The list names this machine's own architectures.
+    Native { arches: Vec<Arch> },
+    /// An entry the install would register breaks a rule of the kernel's (an
+    /// interpreter path in an unusable directory).
+    Invalid {
+        name: String,
+        reason: InvalidRegistration,
+    },
+    /// The emulators chosen for some architectures are refused as written.
+    Chosen(Message),
+    /// An emulator is chosen for an architecture the install does not register.
+    ChosenNotInstalled { arch: Arch },
 }
 
-/// The emulator an [`Item`] registers.
-#[derive(Clone, Debug)]
-pub enum Source {
-    /// The one binfmt carries.
-    Embedded(Emulator),
-    /// The one the user chose, checked.
-    Chosen(CheckedEmulator),
+impl fmt::Display for InstallError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            InstallError::List(error) => error.fmt(f),
+            InstallError::Native { arches } => match arches.as_slice() {
+                [arch] => write!(
+                    f,
+                    "{arch} is this machine's own architecture: an emulator registered for it \
+                     would run every native program through QEMU, so binfmt never registers it"
+                ),
+                arches => {
+                    let names: Vec<&str> = arches.iter().map(|arch| arch.oci()).collect();
+                    write!(
+                        f,
+                        "{} are this machine's own architectures: an emulator registered for \
+                         them would run every native program through QEMU, so binfmt never \
+                         registers them",
+                        names.join(" and ")
+                    )
+                }
+            },
+            InstallError::Invalid { name, .. } => write!(f, "cannot register {name}"),
+            InstallError::Chosen(message) => message.fmt(f),
+            InstallError::ChosenNotInstalled { arch } => write!(
+                f,
+                "an emulator is chosen for {arch}, which is not among the architectures to \
+                 install"
+            ),
+        }
+    }
 }
 
-impl Item {
-    /// binfmt's own emulator for its architecture, registered the usual way.
-    pub fn embedded(emulator: Emulator) -> Item {
-        Item {
-            arch: emulator.arch(),
-            source: Source::Embedded(emulator),
-            to_front: false,
+impl std::error::Error for InstallError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            InstallError::Invalid { reason, .. } => Some(reason),
+            InstallError::List(_)
+            | InstallError::Native { .. }
+            | InstallError::Chosen(_)
+            | InstallError::ChosenNotInstalled { .. } => None,
+        }
+    }
+}
+
+impl Fixable for InstallError {
+    fn fix(&self) -> Option<String> {
+        match self {
+            InstallError::List(error) => error.fix(),
+            InstallError::Native { arches } => {
+                let names: Vec<&str> = arches.iter().map(|arch| arch.oci()).collect();
+                Some(format!(
+                    "leave {} out: this machine runs its programs natively already",
+                    names.join(" and ")
+                ))
+            }
+            InstallError::Chosen(message) => message.fix(),
+            InstallError::ChosenNotInstalled { .. } => {
+                Some("add it to the architectures to install".to_owned())
+            }
+            InstallError::Invalid { .. } => None,
         }
     }
 }
 
 /// Parses an `--install` list (or a config file's architectures, joined) and resolves
 /// it to the emulators to register; see [`resolve`] for what is refused.
-pub fn parse_list(list: &str) -> Result<(Selection, Vec<Emulator>), String> {
-    let selection = qemu_catalog::parse_list(list).map_err(|error| error.to_string())?;
+pub fn parse_list(list: &str) -> Result<(Selection, Vec<Emulator>), InstallError> {
+    let selection = qemu_catalog::parse_list(list).map_err(InstallError::List)?;
     let emulators = resolve(&selection)?;
     Ok((selection, emulators))
 }
@@ -158,27 +199,23 @@ pub fn parse_list(list: &str) -> Result<(Selection, Vec<Emulator>), String> {
 /// `all` means every emulator this binary carries, which never includes the host's
 /// own architectures. Naming one of those is refused: its emulator would take over
 /// every native program.
-pub fn resolve(selection: &Selection) -> Result<Vec<Emulator>, String> {
+pub fn resolve(selection: &Selection) -> Result<Vec<Emulator>, InstallError> {
     let arches = match selection {
         Selection::All => return Ok(Emulator::all()),
         Selection::Arches(arches) => arches,
     };
-    let mut refused = Vec::new();
+    let mut native = Vec::new();
     let mut emulators = Vec::new();
     for &arch in arches {
         match Emulator::for_arch(arch) {
             Some(emulator) if !arch.is_native() => emulators.push(emulator),
-            _ => refused.push(format!(
-                "{arch} is this machine's own architecture: an emulator registered for it \
-                 would run every native program through QEMU, so binfmt never registers it \
-                 (it runs natively already)"
-            )),
+            _ => native.push(arch),
         }
     }
-    if refused.is_empty() {
+    if native.is_empty() {
         Ok(emulators)
     } else {
-        Err(refused.join("; "))
+        Err(InstallError::Native { arches: native })
     }
 }
 
@@ -204,722 +241,19 @@ pub fn wanted_chosen(chosen: &CheckedEmulator, options: &Options) -> Registratio
     }
 }
 
-/// What happened to one architecture.
-#[derive(Debug)]
-pub enum InstallOutcome {
-    /// No entry existed; one was registered.
-    Registered,
-    /// The entry was already exactly right; nothing was written.
-    Unchanged,
-    /// The entry was right but disabled; it was enabled.
-    Enabled,
-    /// The entry differed and was replaced; the reasons say how.
-    Replaced(Vec<String>),
-    /// The entry was right but its interpreter file (used at exec time, no flag F)
-    /// was missing; the file was written.
-    FileRestored,
-    /// Something was wrong besides the entry (an interpreter file that did not match
-    /// its pin, a staging entry a killed run left) and was put right; the entry is
-    /// right. The notes say what was done.
-    Repaired(Vec<String>),
-    /// It could not be registered.
-    Failed(String),
-}
-
-impl InstallOutcome {
-    /// Whether the architecture ended up registered.
-    pub fn is_ok(&self) -> bool {
-        !matches!(self, InstallOutcome::Failed(_))
-    }
-}
-
-impl fmt::Display for InstallOutcome {
-    /// The part after `installing: <arch> ` in tonistiigi/binfmt's log line.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            InstallOutcome::Registered => f.write_str("OK"),
-            InstallOutcome::Unchanged => f.write_str("OK (already registered)"),
-            InstallOutcome::Enabled => f.write_str("OK (entry was disabled; enabled)"),
-            InstallOutcome::Replaced(reasons) => write!(f, "OK (replaced: {})", reasons.join(", ")),
-            InstallOutcome::FileRestored => f.write_str("OK (interpreter file restored)"),
-            InstallOutcome::Repaired(notes) => write!(f, "OK (repaired: {})", notes.join(", ")),
-            InstallOutcome::Failed(error) => write!(f, "FAILED: {error}"),
-        }
-    }
-}
-
-/// Installs each item; a failure does not stop the rest.
-///
-/// Three steps, so that the expensive middle one runs on every core: read each entry
-/// and decide whether its interpreter file is needed; check those files and write the
-/// missing, tampered or unsafe ones, all at once ([`InterpreterDir::ensure_all`],
-/// falling back to memfds where the directory cannot hold them); then register what
-/// differs, one entry after another. A chosen emulator needs no file written: its
-/// entry is settled in the first step.
-pub fn install(
-    table: &impl Table,
-    items: &[Item],
-    options: &Options,
-) -> Vec<(Arch, InstallOutcome)> {
-    // A run killed while writing an emulator left a temporary file as big as one;
-    // remove it even if no entry needs a file this time. (In memory, the directory
-    // is not ours to touch.)
-    if !options.in_memory
-        && let Err(error) = options.interpreter_dir.remove_leftovers()
-    {
-        log::debug!("not removing leftover temporary files: {error}");
-    }
-    let prepared: Vec<Result<Prepared, ArchError>> = items
-        .iter()
-        .map(|item| prepare(table, item, options))
-        .collect();
-    let needing_files: Vec<Emulator> = items
-        .iter()
-        .zip(&prepared)
-        .filter_map(|(item, prepared)| match (&item.source, prepared) {
-            (Source::Embedded(emulator), Ok(Prepared::NeedsFile { .. })) => Some(*emulator),
-            _ => None,
-        })
-        .collect();
-    let files = interpreters(&needing_files, options);
-    let no_space = no_space(&needing_files, &files, options);
-    let mut files = files.into_iter();
-    items
-        .iter()
-        .zip(prepared)
-        .map(|(item, prepared)| {
-            let outcome = match prepared {
-                Ok(Prepared::Done(outcome)) => Ok(outcome),
-                Ok(Prepared::NeedsFile { wanted, current }) => match files.next() {
-                    Some(file) => {
-                        let file = file.map_err(|error| diagnose(error, &no_space, table.path()));
-                        finish(table, wanted, current.as_ref(), file, item.to_front)
-                    }
-                    None => Err(ArchError::NotConverged(
-                        "internal error: no interpreter file was prepared".to_owned(),
-                    )),
-                },
-                Err(failure) => Err(failure),
-            }
-            .and_then(|outcome| remove_staging(table, item.arch, outcome))
-            .unwrap_or_else(|error| InstallOutcome::Failed(error.to_string()));
-            (item.arch, outcome)
-        })
-        .collect()
-}
-
-/// The emulators in `emulators` (those that needed a file) whose file could not be
-/// written for want of space (ENOSPC), with what they need and what is free.
-fn no_space(
-    emulators: &[Emulator],
-    files: &[Result<(Interpreter, FileState), files::Error>],
-    options: &Options,
-) -> Option<Finding> {
-    let full: Vec<&Emulator> = emulators
-        .iter()
-        .zip(files)
-        .filter(|(_, file)| matches!(file, Err(error) if error.errno() == Some(Errno::NOSPC)))
-        .map(|(emulator, _)| emulator)
-        .collect();
-    if full.is_empty() {
-        return None;
-    }
-    let dir = options.interpreter_dir.dir();
-    // The directory itself may be what could not be created.
-    let free = dir
-        .ancestors()
-        .find_map(|dir| rustix::fs::statvfs(dir).ok())
-        .map(|stat| stat.f_bavail.saturating_mul(stat.f_frsize));
-    Some(Finding::NoSpace {
-        dir: dir.to_owned(),
-        arches: full.iter().map(|emulator| emulator.arch()).collect(),
-        needed: full.iter().map(|emulator| emulator.size()).sum(),
-        free,
-    })
-}
-
-/// An interpreter file's error, as the finding that says how to fix it where binfmt
-/// words one (a full disk: `no_space`, a directory this process may not write, a busy
-/// lock); else as it is.
-fn diagnose(error: files::Error, no_space: &Option<Finding>, mount: &Path) -> ArchError {
-    let finding = match (&error, error.errno()) {
-        (_, Some(Errno::NOSPC)) => no_space.clone(),
-        (_, Some(Errno::ACCESS | Errno::PERM)) => Some(Finding::DirDenied {
-            error: error.to_string(),
-        }),
-        (
-            files::Error::LockBusy {
-                path,
-                waited,
-                holders,
-            },
-            _,
-        ) => Some(Finding::LockBusy {
-            path: path.clone(),
-            waited: *waited,
-            holders: holders.clone(),
-        }),
-        _ => None,
-    };
-    match finding {
-        Some(finding) => ArchError::Diagnosed(finding.as_failure(mount)),
-        None => ArchError::Interpreter(error),
-    }
-}
-
-/// Removes the emulator files in `dir` that no entry of `table` uses (see
-/// [`InterpreterDir::remove_unused`]), 14 to 17 MB each: after an install those of
-/// earlier pins ([`files::Keep::Pins`]), after an uninstall every one. Only when every
-/// entry could be read: an entry that could not might use one. Failing is no reason
-/// to fail the run: logged.
-pub fn remove_unused(
-    table: &impl Table,
-    dir: &InterpreterDir,
-    keep: files::Keep,
-) -> Vec<files::Removed> {
-    let in_use = table.entry_names().and_then(|names| {
-        names
-            .iter()
-            .filter_map(|name| table.read_entry(name).transpose())
-            .map(|entry| entry.map(|entry| entry.interpreter().to_owned()))
-            .collect::<Result<Vec<PathBuf>, TableError>>()
-    });
-    let in_use = match in_use {
-        Ok(in_use) => in_use,
-        Err(error) => {
-            log::warn!("not removing unused emulator files: {error}");
-            return Vec::new();
-        }
-    };
-    dir.remove_unused(&in_use, keep).unwrap_or_else(|error| {
-        // Busy: the run that holds the lock removes them.
-        if matches!(error, files::Error::LockBusy { .. }) {
-            log::debug!("not removing unused emulator files: {error}");
-        } else {
-            log::warn!("not removing unused emulator files: {error}");
-        }
-        Vec::new()
-    })
-}
-
-/// The line that reports what [`remove_unused`] removed with `keep`.
-pub fn removed_line(removed: &[files::Removed], keep: files::Keep) -> String {
-    let bytes: u64 = removed.iter().map(|file| file.bytes).sum();
-    let plural = if removed.len() == 1 { "" } else { "s" };
-    format!(
-        "removed: {} ({}; {:.1} MB freed)",
-        removed
-            .iter()
-            .map(|file| file.path.display().to_string())
-            .collect::<Vec<_>>()
-            .join(", "),
-        match keep {
-            files::Keep::Pins => format!("superseded emulator{plural}, used by no entry"),
-            files::Keep::Nothing => format!("emulator{plural} no entry uses any more"),
-        },
-        bytes as f64 / 1e6
-    )
-}
-
-/// Why one architecture failed.
-#[derive(Debug)]
-enum ArchError {
-    Table(TableError),
-    Interpreter(files::Error),
-    /// A failure binfmt words with its fix (`crate::findings`).
-    Diagnosed(String),
-    /// The kernel accepted the registration but reads back something else.
-    NotConverged(String),
-}
-
-impl fmt::Display for ArchError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ArchError::Table(error) => error.fmt(f),
-            ArchError::Interpreter(error) => error.fmt(f),
-            ArchError::NotConverged(what) | ArchError::Diagnosed(what) => f.write_str(what),
-        }
-    }
-}
-
-impl From<TableError> for ArchError {
-    fn from(error: TableError) -> ArchError {
-        ArchError::Table(error)
-    }
-}
-
-impl From<files::Error> for ArchError {
-    fn from(error: files::Error) -> ArchError {
-        ArchError::Interpreter(error)
-    }
-}
-
-/// How many times to re-read and re-apply when another process changes the same entry
-/// between our read and our write (EEXIST on register, ENOENT on remove).
-const ATTEMPTS: usize = 3;
-
-/// Once the entry itself is right, removes a staging entry left by a killed run (it
-/// is matched before the entry and may hold something else), noting it.
-fn remove_staging(
-    table: &impl Table,
-    arch: Arch,
-    outcome: InstallOutcome,
-) -> Result<InstallOutcome, ArchError> {
-    let name = arch.entry_name();
-    if !binfmt_misc::remove_staging(table, &name)? {
-        return Ok(outcome);
-    }
-    let note = format!(
-        "removed {}, left by an interrupted run",
-        binfmt_misc::staging_name(&name)
-    );
-    Ok(match outcome {
-        InstallOutcome::Replaced(mut notes) => {
-            notes.push(note);
-            InstallOutcome::Replaced(notes)
-        }
-        InstallOutcome::Repaired(mut notes) => {
-            notes.push(note);
-            InstallOutcome::Repaired(notes)
-        }
-        _ => InstallOutcome::Repaired(vec![note]),
-    })
-}
-
-/// An architecture after its entry was read.
-enum Prepared {
-    /// Settled without an interpreter file: the entry was right (or only disabled).
-    Done(InstallOutcome),
-    /// The interpreter file must be checked (and written if need be) before the
-    /// entry can be compared and registered.
-    NeedsFile {
-        wanted: Registration,
-        current: Option<Entry>,
-    },
-}
-
-/// Reads the item's entry and settles what needs no interpreter file: everything for
-/// a chosen emulator (its file is the user's, checked already).
-fn prepare(table: &impl Table, item: &Item, options: &Options) -> Result<Prepared, ArchError> {
-    let emulator = match &item.source {
-        Source::Embedded(emulator) => emulator,
-        Source::Chosen(chosen) => {
-            let wanted = wanted_chosen(chosen, options);
-            let current = table.read_entry(&wanted.name)?;
-            let (change, notes) = to_front(
-                binfmt_misc::compare(current.as_ref(), &wanted),
-                current.as_ref(),
-                item.to_front,
-            );
-            if change == Change::Unchanged {
-                return Ok(Prepared::Done(InstallOutcome::Unchanged));
-            }
-            return apply_converging(table, &wanted, change, notes).map(Prepared::Done);
-        }
-    };
-    let wanted = wanted(emulator, options);
-    let current = table.read_entry(&wanted.name)?;
-
-    // An entry registered from a memfd names a descriptor of the process that
-    // registered it: its content cannot be checked from here. When everything else
-    // matches, it is ours and is left alone.
-    if let Some(entry) = &current
-        && is_memfd_path(entry.interpreter())
-        && !item.to_front
-    {
-        let as_registered = Registration {
-            interpreter: entry.interpreter().to_owned(),
-            ..wanted.clone()
-        };
-        if let change @ (Change::Unchanged | Change::Enable) =
-            binfmt_misc::compare(Some(entry), &as_registered)
-        {
-            binfmt_misc::apply(table, &as_registered, &change)?;
-            return Ok(Prepared::Done(outcome_of(&change, Vec::new())));
-        }
-    }
-
-    let change = binfmt_misc::compare(current.as_ref(), &wanted);
-    // With flag F the kernel opened the interpreter when the entry was registered and
-    // holds it still; a path absent from this filesystem (another container wrote it)
-    // is no fault. The digest in the file name says which emulator it was.
-    if matches!(change, Change::Unchanged | Change::Enable)
-        && wanted.flags.fix_binary
-        && !options.in_memory
-        && !item.to_front
-        && !wanted.interpreter.exists()
-    {
-        binfmt_misc::apply(table, &wanted, &change)?;
-        return Ok(Prepared::Done(outcome_of(&change, Vec::new())));
-    }
-    Ok(Prepared::NeedsFile { wanted, current })
-}
-
-/// The interpreter files of `emulators`, checked and written where needed; in a memfd
-/// each in memory mode, or where the directory is read-only or on FUSE.
-fn interpreters(
-    emulators: &[Emulator],
-    options: &Options,
-) -> Vec<Result<(Interpreter, FileState), files::Error>> {
-    let in_memory = |emulators: &[Emulator]| -> Vec<_> {
-        files::write_memfds(emulators)
-            .into_iter()
-            .map(|memfd| memfd.map(|interpreter| (interpreter, FileState::Missing)))
-            .collect()
-    };
-    if options.in_memory {
-        return in_memory(emulators);
-    }
-    let mut files = options.interpreter_dir.ensure_all(emulators);
-    let falling_back: Vec<usize> = files
-        .iter()
-        .enumerate()
-        .filter(|(_, file)| {
-            matches!(
-                file,
-                Err(files::Error::ReadOnly { .. } | files::Error::OnFuse { .. })
-            )
-        })
-        .map(|(index, _)| index)
-        .collect();
-    let Some(&first) = falling_back.first() else {
-        return files;
-    };
-    let moved: Vec<Emulator> = falling_back.iter().map(|&i| emulators[i]).collect();
-    let names = moved
-        .iter()
-        .map(|e| format!("qemu-{}", e.arch().qemu_cpu()))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let megabytes = moved.iter().map(Emulator::size).sum::<u64>() / 1_000_000;
-    match &files[first] {
-        Err(files::Error::OnFuse { path }) => log::warn!(
-            "{} is on FUSE (fuse-overlayfs?): a file there stops working when its daemon \
-             exits with the container, so {names} are held in memory instead (memfds, {megabytes} \
-             MB of RAM while registered); mount a volume there (the image declares one) or \
-             give a disk directory with --interpreter-dir",
-            path.display(),
-        ),
-        Err(files::Error::ReadOnly { path }) => log::warn!(
-            "{} is read-only: {names} are held in memory (memfds, {megabytes} MB of RAM while \
-             registered); give a writable disk directory with --interpreter-dir to avoid that",
-            path.display(),
-        ),
-        _ => {}
-    }
-    for (index, memfd) in falling_back.into_iter().zip(in_memory(&moved)) {
-        files[index] = memfd;
-    }
-    files
-}
-
-/// Registers what differs, now that the interpreter file is in place; with
-/// `to_front`, registers again what is right too (see [`Item::to_front`]).
-fn finish(
-    table: &impl Table,
-    mut wanted: Registration,
-    current: Option<&Entry>,
-    file: Result<(Interpreter, FileState), ArchError>,
-    to_front: bool,
-) -> Result<InstallOutcome, ArchError> {
-    let (interpreter, found) = file?;
-    wanted.interpreter = interpreter.path().to_owned();
-
-    let (mut change, mut notes) =
-        self::to_front(binfmt_misc::compare(current, &wanted), current, to_front);
-    let replaced_file = match found {
-        FileState::Tampered => Some("did not match its pinned sha256".to_owned()),
-        FileState::Unsafe(problem) => Some(problem.to_string()),
-        FileState::Missing | FileState::Intact => None,
-    };
-    if let Some(problem) = replaced_file {
-        notes.push(format!(
-            "{} {problem} and was replaced",
-            wanted.interpreter.display()
-        ));
-        // With F the kernel holds the file it opened at registration, which may be
-        // the bad one: only registering again makes it open the new file.
-        if wanted.flags.fix_binary && matches!(change, Change::Unchanged | Change::Enable) {
-            change = Change::Replace(Vec::new());
-        }
-    }
-    if change == Change::Unchanged {
-        return Ok(if found == FileState::Intact {
-            InstallOutcome::Unchanged
-        } else {
-            InstallOutcome::FileRestored
-        });
-    }
-
-    apply_converging(table, &wanted, change, notes)
-    // `interpreter` (a memfd, if that is what it is) stays open until here: the kernel
-    // opened its own reference during registration.
-}
-
-/// `change`, or with `to_front` a replacement where the entry is right already (or
-/// only disabled): registered again, it is matched before the entries another tool
-/// registered after it. With the note that says so.
-fn to_front(change: Change, current: Option<&Entry>, to_front: bool) -> (Change, Vec<String>) {
-    match change {
-        Change::Unchanged | Change::Enable if to_front && current.is_some() => (
-            Change::Replace(Vec::new()),
-            vec!["registered again, to be matched first".to_owned()],
-        ),
-        change => (change, Vec::new()),
-    }
-}
-
-/// Applies `change`, tolerating a concurrent writer, then reads the entry back.
-fn apply_converging(
-    table: &impl Table,
-    wanted: &Registration,
-    mut change: Change,
-    notes: Vec<String>,
-) -> Result<InstallOutcome, ArchError> {
-    let first = change.clone();
-    for attempt in 1..=ATTEMPTS {
-        match binfmt_misc::apply(table, wanted, &change) {
-            Ok(()) => break,
-            Err(error) if attempt < ATTEMPTS && is_race(&error) => {
-                log::debug!("{}: {error}; reading it again", wanted.name);
-                change = binfmt_misc::plan(table, wanted)?;
-            }
-            Err(error) => return Err(error.into()),
-        }
-    }
-    let entry: Option<Entry> = table.read_entry(&wanted.name)?;
-    match entry.map(|entry| entry.differences(wanted)) {
-        Some(differences) if differences.is_empty() => Ok(outcome_of(&first, notes)),
-        Some(differences) => Err(ArchError::NotConverged(format!(
-            "registered {}, but the kernel reports {}",
-            wanted.name,
-            differences
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))),
-        None => Err(ArchError::NotConverged(format!(
-            "registered {}, but it is gone: another process removed it",
-            wanted.name
-        ))),
-    }
-}
-
-/// Whether another process changing the same entry explains the error: the name got
-/// taken before our register (EEXIST), or the entry vanished before our remove
-/// (ENOENT).
-fn is_race(error: &TableError) -> bool {
-    match error {
-        TableError::AlreadyRegistered { .. } => true,
-        TableError::Write { source, .. } => source.kind() == std::io::ErrorKind::NotFound,
-        _ => false,
-    }
-}
-
-fn outcome_of(change: &Change, notes: Vec<String>) -> InstallOutcome {
-    match change {
-        Change::Unchanged | Change::Register | Change::Enable if !notes.is_empty() => {
-            InstallOutcome::Repaired(notes)
-        }
-        Change::Unchanged => InstallOutcome::Unchanged,
-        Change::Register => InstallOutcome::Registered,
-        Change::Enable => InstallOutcome::Enabled,
-        Change::Replace(differences) => InstallOutcome::Replaced(
-            differences
-                .iter()
-                .map(ToString::to_string)
-                .chain(notes)
-                .collect(),
-        ),
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use binfmt_misc::fake::{FakeTable, Write};
-
     use super::*;
-
-    fn options(dir: &Path) -> Options {
-        Options {
-            flags: Flags::POCF,
-            interpreter_dir: InterpreterDir::new(dir),
-            in_memory: false,
-            take_over: false,
-        }
-    }
-
-    /// A directory under the build's target directory: not `/tmp`, which everyone
-    /// can write, so binfmt refuses to put interpreters there.
-    fn scratch(name: &str) -> PathBuf {
-        let dir = Path::new(env!("OUT_DIR")).join(format!("install-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        dir
-    }
-
-    fn riscv64() -> Emulator {
-        Emulator::for_arch(Arch::Riscv64).expect("riscv64 is foreign on every host")
-    }
-
-    #[test]
-    fn installs_then_writes_nothing_the_second_time() {
-        let dir = scratch("twice");
-        let table = FakeTable::new();
-        let options = options(&dir);
-        let first = install(&table, &[Item::embedded(riscv64())], &options);
-        assert!(
-            matches!(first[0].1, InstallOutcome::Registered),
-            "{:?}",
-            first
-        );
-        assert_eq!(table.writes(), [Write::Register("qemu-riscv64".into())]);
-        table.clear_writes();
-
-        let second = install(&table, &[Item::embedded(riscv64())], &options);
-        assert!(
-            matches!(second[0].1, InstallOutcome::Unchanged),
-            "{:?}",
-            second
-        );
-        assert_eq!(table.writes(), []);
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn the_seeds_stale_entry_is_replaced() {
-        let dir = scratch("stale");
-        let table = FakeTable::new();
-        let options = options(&dir);
-        // Registered by hand, without F, at a path that is not in this container.
-        table.insert(Entry {
-            enabled: true,
-            registration: Registration {
-                interpreter: PathBuf::from("/usr/bin/qemu-riscv64-static"),
-                flags: "OC".parse().unwrap(),
-                ..wanted(&riscv64(), &options)
-            },
-        });
-        let outcome = install(&table, &[Item::embedded(riscv64())], &options)
-            .remove(0)
-            .1;
-        let InstallOutcome::Replaced(reasons) = outcome else {
-            panic!("expected a replacement, got {outcome:?}");
-        };
-        assert_eq!(reasons.len(), 2, "{reasons:?}");
-        assert!(reasons[0].starts_with("interpreter /usr/bin/qemu-riscv64-static -> "));
-        assert_eq!(reasons[1], "flags OC -> POCF");
-        let entry = table.read_entry("qemu-riscv64").unwrap().unwrap();
-        assert!(entry.differences(&wanted(&riscv64(), &options)).is_empty());
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn a_tampered_interpreter_is_rewritten_and_reregistered() {
-        let dir = scratch("tamper");
-        let table = FakeTable::new();
-        let options = options(&dir);
-        install(&table, &[Item::embedded(riscv64())], &options);
-        let path = options.interpreter_dir.path_for(&riscv64());
-        std::fs::write(&path, b"not qemu").unwrap();
-        table.clear_writes();
-
-        let outcome = install(&table, &[Item::embedded(riscv64())], &options)
-            .remove(0)
-            .1;
-        let InstallOutcome::Replaced(reasons) = outcome else {
-            panic!("expected a replacement, got {outcome:?}");
-        };
-        assert!(
-            reasons[0].contains("did not match its pinned sha256 and was replaced"),
-            "{reasons:?}"
-        );
-        assert_eq!(
-            table.writes(),
-            [
-                Write::Register("qemu-riscv64.binfmt-new".into()),
-                Write::Remove("qemu-riscv64".into()),
-                Write::Register("qemu-riscv64".into()),
-                Write::Remove("qemu-riscv64.binfmt-new".into()),
-            ]
-        );
-        assert_eq!(
-            options.interpreter_dir.check(&riscv64()).unwrap(),
-            FileState::Intact
-        );
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn a_killed_runs_staging_entry_is_removed_once_the_entry_is_right() {
-        let dir = scratch("staging");
-        let table = FakeTable::new();
-        let options = options(&dir);
-        install(&table, &[Item::embedded(riscv64())], &options);
-        // A replacement killed after registering its staging entry.
-        let staging = Registration {
-            name: "qemu-riscv64.binfmt-new".into(),
-            ..wanted(&riscv64(), &options)
-        };
-        table.register(&staging).unwrap();
-        table.clear_writes();
-
-        let outcome = install(&table, &[Item::embedded(riscv64())], &options)
-            .remove(0)
-            .1;
-        assert_eq!(
-            outcome.to_string(),
-            "OK (repaired: removed qemu-riscv64.binfmt-new, left by an interrupted run)"
-        );
-        assert_eq!(
-            table.writes(),
-            [Write::Remove("qemu-riscv64.binfmt-new".into())]
-        );
-        assert_eq!(table.entry_names().unwrap(), ["qemu-riscv64"]);
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn an_entry_whose_file_lives_elsewhere_is_left_alone_with_flag_f() {
-        // Registered by an earlier container: same path (same digest), file not here.
-        let dir = scratch("elsewhere");
-        let table = FakeTable::new();
-        let options = options(&dir);
-        table.insert(Entry {
-            enabled: true,
-            registration: wanted(&riscv64(), &options),
-        });
-        let outcome = install(&table, &[Item::embedded(riscv64())], &options)
-            .remove(0)
-            .1;
-        assert!(matches!(outcome, InstallOutcome::Unchanged), "{outcome:?}");
-        assert_eq!(table.writes(), []);
-        assert!(!dir.exists(), "nothing is written when nothing changes");
-    }
-
-    #[test]
-    fn a_kernel_refusal_is_a_failure_with_its_reason() {
-        let dir = scratch("refused");
-        let table = FakeTable::new();
-        table.refuse("qemu-riscv64", rustix::io::Errno::PERM);
-        let outcome = install(&table, &[Item::embedded(riscv64())], &options(&dir))
-            .remove(0)
-            .1;
-        assert!(!outcome.is_ok());
-        let shown = outcome.to_string();
-        assert!(
-            shown.starts_with("FAILED: cannot register qemu-riscv64"),
-            "{shown}"
-        );
-        assert!(shown.contains("--privileged"), "{shown}");
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
 
     #[test]
     fn the_hosts_own_arches_are_refused_by_name_and_skipped_by_all() {
         for &native in Arch::native() {
             let error = resolve(&Selection::Arches(vec![Arch::Riscv64, native])).unwrap_err();
-            assert!(error.contains("own architecture"), "{error}");
+            assert!(
+                matches!(&error, InstallError::Native { arches } if *arches == [native]),
+                "{error:?}"
+            );
+            assert!(error.to_string().contains("own architecture"), "{error}");
         }
         let all = resolve(&Selection::All).unwrap();
         assert!(all.iter().all(|e| !e.arch().is_native()));

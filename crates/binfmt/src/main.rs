@@ -31,7 +31,7 @@ fn main() -> ExitCode {
         Some(Command::Enable(switch)) => commands::switch::run(switch, true),
         Some(Command::Disable(switch)) => commands::switch::run(switch, false),
         None if args.version => commands::version::run(),
-        None => commands::register::run(&args),
+        None => commands::top_level::run(&args),
     };
     match outcome {
         Ok(Completion::Complete) => ExitCode::SUCCESS,

@@ -34,6 +34,7 @@ use std::fmt::Write as _;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
+use binfmt_misc::report::Chain;
 use binfmt_misc::{Entry, Table, model};
 use interpreter_files::{InterpreterDir, is_memfd_path};
 use qemu_catalog::{Arch, Proof};
@@ -106,7 +107,7 @@ impl<'a> ProofRecord<'a> {
             .dir
             .write_state(RECORD_NAME, &render(&self.fingerprint, proofs))
         {
-            log::debug!("cannot keep the proofs for the next run: {error}");
+            log::debug!("cannot keep the proofs for the next run: {}", Chain(&error));
         }
     }
 }
@@ -134,7 +135,7 @@ fn fingerprint(table: &dyn Table, enabled: bool, entries: &[Entry]) -> Result<St
         let name = &entry.registration.name;
         let id = table
             .registration_id(name)
-            .map_err(|error| error.to_string())?
+            .map_err(|error| Chain(&error).to_string())?
             .ok_or_else(|| format!("the entry {name} went away while being read"))?;
         let _ = writeln!(text, "entry {name} registration {id}");
         for line in model::status_text(entry).lines() {

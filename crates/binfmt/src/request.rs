@@ -1,6 +1,7 @@
 //! One validated run of the table, as the top-level options (`binfmt [--uninstall
 //! LIST] [--install LIST]`) and `binfmt apply` ask for it: what to remove, then what to
-//! register, in which mount, then the status JSON ([`execute`]).
+//! register, in which mount, then the status ([`execute`]), returned for the command
+//! to print ([`Executed`]).
 //!
 //! Everything in a [`Request`] was validated before it was made (see
 //! [`Install::new`]); carrying one out checks the files of the emulators chosen for
@@ -12,20 +13,23 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use binfmt_misc::persist::{self, Placement};
+use binfmt_misc::report::Chain;
 use binfmt_misc::{BinfmtMisc, DEFAULT_MOUNT, Table};
-use interpreter_files::{InterpreterDir, Keep};
+use interpreter_files::{InterpreterDir, Keep, Removed};
 use qemu_catalog::{Arch, Selection};
 
 use crate::chosen::CheckedEmulator;
-use crate::empty_root::SystemProber;
 use crate::findings::Finding;
 use crate::handlers::{self, ArchAction};
-use crate::install::{self, Install, InstallOutcome, Item, Source};
-use crate::outcome::{CommandError, Completion, print_stdout};
+use crate::install::Install;
+use crate::outcome::{CommandError, Message};
+use crate::probe::SystemProber;
+use crate::register::{self, ArchError, InstallOutcome, Item, Source};
 use crate::status;
 use crate::survey::Survey;
 use crate::targets::Target;
-use crate::uninstall;
+use crate::uninstall::{self, Uninstalled};
+use crate::unused_emulators;
 
 /// One validated run: what to remove, then what to register, in which mount.
 #[derive(Debug)]
@@ -53,8 +57,92 @@ pub enum Verbosity {
     Changes,
 }
 
-/// Carries out a request on the table: uninstall, install, print the status.
-pub fn execute(request: &Request, verbosity: Verbosity) -> Result<Completion, CommandError> {
+/// What a run did, for the command to print (`crate::commands::lines`).
+#[derive(Debug)]
+pub struct Executed {
+    /// What the uninstall removed, when one was asked for.
+    pub uninstalled: Option<Uninstalled>,
+    /// What the install registered, when one was asked for.
+    pub installed: Option<Installed>,
+    /// The emulator files no entry uses that were removed, and which were kept.
+    pub unused_removed: Option<(Vec<Removed>, Keep)>,
+    /// The table afterwards, when there is something to say about it: always with
+    /// [`Verbosity::Everything`], else after a change.
+    pub status: Option<TableStatus>,
+    /// Whether everything asked for was done.
+    pub complete: bool,
+    /// The failure that stopped the run, after what is above was done.
+    pub failure: Option<CommandError>,
+}
+
+/// What an install did, per architecture.
+#[derive(Debug)]
+pub struct Installed {
+    /// Architectures left to another tool's entry or to the CPU, with the part of
+    /// their line after `installing: <arch> `.
+    pub skipped: Vec<(Arch, String)>,
+    /// The architectures registered, in order.
+    pub registered: Vec<RegisteredArch>,
+    /// Why the interpreter directory could not be used at all, when it could not
+    /// (each architecture that needed a file there points at it).
+    pub directory_failure: Option<ArchError>,
+}
+
+impl Installed {
+    /// How many architectures were not registered.
+    pub fn failed(&self) -> usize {
+        self.registered
+            .iter()
+            .filter(|registered| !registered.outcome.is_ok())
+            .count()
+    }
+}
+
+/// One architecture an install registered.
+#[derive(Debug)]
+pub struct RegisteredArch {
+    /// The architecture.
+    pub arch: Arch,
+    /// What happened to it.
+    pub outcome: InstallOutcome,
+    /// The emulator chosen for it instead of binfmt's, when one was.
+    pub chosen: Option<PathBuf>,
+    /// Which other tool's entry it now runs in front of, when it does.
+    pub shadows: Option<String>,
+}
+
+/// The table after a run: the status JSON, and which entry runs each platform.
+#[derive(Debug)]
+pub struct TableStatus {
+    /// The document for stdout.
+    pub status: status::Status,
+    /// The entry that runs each emulated platform.
+    pub handlers: Vec<status::Handler>,
+}
+
+/// Carries out a request on the table: uninstall, install, then the status. A failure
+/// stops the run, and is returned with what was done before it.
+pub fn execute(request: &Request, verbosity: Verbosity) -> Executed {
+    let mut executed = Executed {
+        uninstalled: None,
+        installed: None,
+        unused_removed: None,
+        status: None,
+        complete: true,
+        failure: None,
+    };
+    if let Err(failure) = carry_out(request, verbosity, &mut executed) {
+        executed.failure = Some(failure);
+    }
+    executed
+}
+
+/// [`execute`]'s steps, each recording in `executed` what it did.
+fn carry_out(
+    request: &Request,
+    verbosity: Verbosity,
+    executed: &mut Executed,
+) -> Result<(), CommandError> {
     // Before anything is mounted or written: a chosen emulator that is refused
     // changes nothing.
     let chosen = match &request.install {
@@ -65,45 +153,47 @@ pub fn execute(request: &Request, verbosity: Verbosity) -> Result<Completion, Co
     // One binfmt at a time changes this table (a second `--install all` waits, then
     // finds everything in place); a status-only run reads without waiting.
     let _lock = if request.install.is_some() || request.uninstall.is_some() {
-        Some(table.lock(request.lock_timeout).map_err(|error| {
-            match Finding::for_table_error(&error) {
-                Some(finding) => CommandError::Runtime(finding.as_failure(&request.mount)),
-                None => error.into(),
-            }
-        })?)
+        Some(table.lock(request.lock_timeout)?)
     } else {
         None
     };
-    let mut complete = true;
     let mut changed = verbosity == Verbosity::Everything;
     if let Some(targets) = &request.uninstall {
-        complete &= uninstall::uninstall(&table, targets)? == 0;
+        let uninstalled = uninstall::uninstall(&table, targets)?;
+        executed.complete &= uninstalled.failed() == 0;
+        changed = true;
+        executed.uninstalled = Some(uninstalled);
         // An install that follows uses (or rewrites) the current pins' files: it
         // removes only what a re-pin superseded, below.
         if request.install.is_none() {
-            changed |= report_unused(&table, &request.interpreter_dir, Keep::Nothing);
+            executed.unused_removed =
+                unused_removed(&table, &request.interpreter_dir, Keep::Nothing);
         }
     }
     if let Some(wanted) = &request.install {
-        let (complete_install, changed_install) = install(&table, wanted, chosen, verbosity)?;
-        complete &= complete_install;
-        changed |= changed_install;
+        let installed = install_wanted(&table, wanted, chosen)?;
+        executed.complete &= installed.failed() == 0;
+        changed |= installed.directory_failure.is_some()
+            || installed
+                .registered
+                .iter()
+                .any(|registered| !matches!(registered.outcome, InstallOutcome::Unchanged));
+        executed.installed = Some(installed);
+        if !wanted.options.in_memory {
+            executed.unused_removed =
+                unused_removed(&table, &wanted.options.interpreter_dir, Keep::Pins);
+        }
     }
+    changed |= executed.unused_removed.is_some();
 
     if changed {
         let survey = Survey::take_remembering(&table, &SystemProber, &request.interpreter_dir)?;
-        // With nothing to install or remove, the status is all there is to say: which
-        // entry runs each emulated platform goes to stderr too, for a person (stdout
-        // is the document scripts parse).
-        if request.install.is_none() && request.uninstall.is_none() {
-            for handler in status::handlers(&survey) {
-                eprintln!("status: {}", status::handler_line(&handler));
-            }
-        }
-        let status = status::status(&survey);
-        print_stdout(&status::render(&status))?;
+        executed.status = Some(TableStatus {
+            status: status::status(&survey),
+            handlers: status::handlers(&survey),
+        });
     }
-    Ok(Completion::of(complete))
+    Ok(())
 }
 
 /// Checks every chosen emulator's file and runs its probe through it.
@@ -111,24 +201,17 @@ fn check_chosen(install: &Install) -> Result<Vec<CheckedEmulator>, CommandError>
     install
         .chosen
         .iter()
-        .map(|chosen| {
-            chosen
-                .check()
-                .map_err(|failure| CommandError::Runtime(failure.to_string()))
-        })
+        .map(|chosen| chosen.check().map_err(CommandError::from))
         .collect()
 }
 
 /// Registers what `wanted` asks for, leaving each architecture that another tool's
-/// working entry runs to it (see [`crate::handlers`]), printing a line per
-/// architecture; returns whether everything was registered and whether anything was
-/// printed.
-fn install(
+/// working entry runs to it (see [`crate::handlers`]).
+fn install_wanted(
     table: &BinfmtMisc,
     wanted: &Install,
     chosen: Vec<CheckedEmulator>,
-    verbosity: Verbosity,
-) -> Result<(bool, bool), CommandError> {
+) -> Result<Installed, CommandError> {
     let arches = wanted.arches();
     let skip_native = wanted.selection == Selection::All;
     let mut survey = Survey::read(Some(table))?;
@@ -136,7 +219,7 @@ fn install(
     survey.probe(&SystemProber, &probe);
     let actions = handlers::decide(&survey, &arches, wanted.options.take_over, skip_native);
 
-    let mut changed = false;
+    let mut skipped = Vec::new();
     let mut items = Vec::new();
     for (arch, action) in &actions {
         match action {
@@ -154,65 +237,51 @@ fn install(
                     to_front: registering.to_front,
                 });
             }
-            skipped => {
-                if verbosity == Verbosity::Everything
-                    && let Some(line) = skipped.skipped_line()
-                {
-                    eprintln!("installing: {arch} {line}");
-                    changed = true;
+            other => {
+                if let Some(line) = other.skipped_line() {
+                    skipped.push((*arch, line));
                 }
             }
         }
     }
-    let outcomes = install::install(table, &items, &wanted.options);
-    for ((arch, outcome), item) in outcomes.iter().zip(&items) {
-        if verbosity == Verbosity::Everything || !matches!(outcome, InstallOutcome::Unchanged) {
-            let mut line = format!("installing: {arch} {outcome}");
-            if outcome.is_ok() {
-                if let Source::Chosen(chosen) = &item.source {
-                    line.push_str(&format!(
-                        "; with the emulator chosen for it, {}",
-                        chosen.file.path.display()
-                    ));
-                }
-                let registering = actions.iter().find_map(|(a, action)| match action {
-                    ArchAction::Register(registering) if a == arch => Some(registering),
-                    _ => None,
-                });
-                if let Some(note) = registering.and_then(|r| r.shadows_note(*arch)) {
-                    line.push_str("; ");
-                    line.push_str(&note);
-                }
+    let done = register::register(table, &items, &wanted.options);
+    let registered = done
+        .outcomes
+        .into_iter()
+        .zip(&items)
+        .map(|((arch, outcome), item)| {
+            let chosen = match &item.source {
+                Source::Chosen(chosen) => Some(chosen.file.path.clone()),
+                Source::Embedded(_) => None,
+            };
+            let shadows = actions.iter().find_map(|(a, action)| match action {
+                ArchAction::Register(registering) if *a == arch => registering.shadows_note(arch),
+                _ => None,
+            });
+            RegisteredArch {
+                arch,
+                outcome,
+                chosen,
+                shadows,
             }
-            eprintln!("{line}");
-            changed = true;
-        }
-    }
-    let failed = outcomes
-        .iter()
-        .filter(|(_, outcome)| !outcome.is_ok())
-        .count();
-    if failed > 0 {
-        eprintln!(
-            "binfmt: {failed} of {} architectures are not registered; the lines above give \
-             each cause",
-            outcomes.len()
-        );
-    }
-    if !wanted.options.in_memory {
-        changed |= report_unused(table, &wanted.options.interpreter_dir, Keep::Pins);
-    }
-    Ok((failed == 0, changed))
+        })
+        .collect();
+    Ok(Installed {
+        skipped,
+        registered,
+        directory_failure: done.directory_failure,
+    })
 }
 
-/// Removes the emulator files no entry uses ([`install::remove_unused`]) and prints
-/// what went; returns whether anything did.
-fn report_unused(table: &impl Table, dir: &InterpreterDir, keep: Keep) -> bool {
-    let removed = install::remove_unused(table, dir, keep);
-    if !removed.is_empty() {
-        eprintln!("{}", install::removed_line(&removed, keep));
-    }
-    !removed.is_empty()
+/// Removes the emulator files no entry uses ([`unused_emulators::remove_unused`]);
+/// `None` when none went.
+fn unused_removed(
+    table: &impl Table,
+    dir: &InterpreterDir,
+    keep: Keep,
+) -> Option<(Vec<Removed>, Keep)> {
+    let removed = unused_emulators::remove_unused(table, dir, keep);
+    (!removed.is_empty()).then_some((removed, keep))
 }
 
 /// Refuses an interpreter directory others could write to (they would choose what the
@@ -221,11 +290,12 @@ fn report_unused(table: &impl Table, dir: &InterpreterDir, keep: Keep) -> bool {
 pub fn check_interpreter_dir(dir: &InterpreterDir, what: &str) -> Result<(), CommandError> {
     match dir.check_dir() {
         Ok(()) => Ok(()),
-        Err(error @ interpreter_files::Error::Unsafe(_)) => {
-            Err(CommandError::Usage(format!("{what}: {error}")))
-        }
+        Err(error @ interpreter_files::Error::Unsafe(_)) => Err(CommandError::usage(what, error)),
         Err(error) => {
-            log::debug!("not checking the interpreter directory now: {error}");
+            log::debug!(
+                "not checking the interpreter directory now: {}",
+                Chain(&error)
+            );
             Ok(())
         }
     }
@@ -248,12 +318,12 @@ fn open_table(mount: &Path, registering: bool) -> Result<BinfmtMisc, CommandErro
         Placement::Private { .. } if registering => {
             // Leave nothing behind; the instance dies with this mount anyway.
             if let Err(error) = persist::unmount(table) {
-                log::warn!("{error}");
+                log::warn!("{}", Chain(&error));
             }
             let fix = Finding::SelfMounted { entries: 0 }.fix(mount).text(mount);
-            return Err(CommandError::Runtime(format!(
-                "{placement}. Nothing was registered. Fix: {fix}"
-            )));
+            return Err(Message::new(format!("{placement}; nothing was registered"))
+                .fix(fix)
+                .into());
         }
         Placement::Private { .. }
         | Placement::Pid1Namespace {

@@ -164,7 +164,7 @@ mod tests {
     use binfmt_misc::fake::FakeTable;
 
     use super::*;
-    use crate::empty_root::{ProbeError, ProbeRun, Prober};
+    use crate::probe::{ProbeError, ProbeRun, Prober};
     use crate::testing::{FakeProber, entry};
 
     #[test]

@@ -29,7 +29,7 @@ use binfmt_misc::{Entry, Table};
 use interpreter_files::InterpreterDir;
 use qemu_catalog::{Arch, Proof};
 
-use crate::empty_root::{Confinement, ProbeError, ProbeFailure, ProbeOutcome, Prober};
+use crate::probe::{Confinement, ProbeError, ProbeFailure, ProbeOutcome, Prober};
 use crate::proof_record::ProofRecord;
 
 /// The table and the probe outcomes.
@@ -85,7 +85,7 @@ impl ArchSurvey {
 /// Whether the entry `name` with `interpreter` is binfmt's (see the module
 /// documentation).
 pub fn is_binfmts(name: &str, interpreter: &Path) -> bool {
-    let name = binfmt_misc::staged_name(name).unwrap_or(name);
+    let name = binfmt_misc::stands_in_for(name).unwrap_or(name);
     Arch::ALL.iter().any(|arch| arch.entry_name() == name)
         || interpreter
             .file_name()
@@ -162,7 +162,10 @@ impl Survey {
                 }
             }
             Err(ProbeError(reason)) => {
-                log::warn!("cannot run the probes: {reason}");
+                log::warn!(
+                    "cannot run the probes: {reason}; fix: set TMPDIR to a writable directory \
+                     on a filesystem that allows exec"
+                );
                 self.probe_error = Some(reason);
             }
         }
@@ -284,7 +287,7 @@ mod tests {
     use binfmt_misc::fake::FakeTable;
 
     use super::*;
-    use crate::empty_root::ProbeRun;
+    use crate::probe::ProbeRun;
     use crate::proof_record::RECORD_NAME;
     use crate::testing::{FakeProber, entry};
 

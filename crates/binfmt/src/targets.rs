@@ -13,12 +13,13 @@
 //! ([`is_binfmts_entry`](crate::survey::is_binfmts_entry)): `--uninstall '*'` on WSL2
 //! leaves `WSLInterop` working. Another tool's entry is selected only by its exact
 //! name, and the ones a glob or an architecture passed over are reported
-//! ([`Selection::left_alone`]).
+//! ([`Selected::left_alone`]).
 
 use binfmt_misc::{Entry, entry::validate_name};
 use qemu_catalog::Arch;
 use qemu_catalog::arch::MAX_LIST_LENGTH;
 
+use crate::outcome::Message;
 use crate::survey::{claims, is_binfmts_entry};
 
 /// One item of the list.
@@ -33,13 +34,13 @@ pub enum Target {
 
 /// Parses the list, refusing it whole if any item could not name an entry; `verb`
 /// (`uninstall`, `disable`) says what the list is for, in the errors.
-pub fn parse(list: &str, verb: &str) -> Result<Vec<Target>, String> {
+pub fn parse(list: &str, verb: &str) -> Result<Vec<Target>, Message> {
     if list.len() > MAX_LIST_LENGTH {
-        return Err(format!(
-            "the list is {} bytes long; at most {MAX_LIST_LENGTH} are accepted: give a glob \
-             such as `qemu-*` instead",
+        return Err(Message::new(format!(
+            "the list is {} bytes long; at most {MAX_LIST_LENGTH} are accepted",
             list.len()
-        ));
+        ))
+        .fix("give a glob such as `qemu-*` instead"));
     }
     list.split(',')
         // Only spaces are trimmed: a newline or other control character refuses the list.
@@ -49,13 +50,13 @@ pub fn parse(list: &str, verb: &str) -> Result<Vec<Target>, String> {
                 // A glob must be a valid name once its wildcards are filled in.
                 validate_name(&item.replace(['*', '?'], "x"))
                     .map(|()| Target::Glob(item.to_owned()))
-                    .map_err(|reason| format!("cannot {verb} {item:?}: {reason}"))
+                    .map_err(|reason| Message::new(format!("cannot {verb} {item:?}: {reason}")))
             } else if Arch::parse(item).is_ok() {
                 Ok(Target::Name(item.to_owned()))
             } else {
                 validate_name(item)
                     .map(|()| Target::Name(item.to_owned()))
-                    .map_err(|reason| format!("cannot {verb} {item:?}: {reason}"))
+                    .map_err(|reason| Message::new(format!("cannot {verb} {item:?}: {reason}")))
             }
         })
         .collect()
@@ -63,7 +64,7 @@ pub fn parse(list: &str, verb: &str) -> Result<Vec<Target>, String> {
 
 /// The entries a list selects.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Selection {
+pub struct Selected {
     /// The names selected, each once, in table order.
     pub selected: Vec<String>,
     /// Other tools' entries that a glob or an architecture matched and that were
@@ -75,7 +76,7 @@ pub struct Selection {
 ///
 /// A staging entry that an interrupted `--install` left (`qemu-aarch64.binfmt-new`)
 /// goes with the entry it stands in for: it would keep the architecture working.
-pub fn select(targets: &[Target], entries: &[Entry]) -> Selection {
+pub fn select(targets: &[Target], entries: &[Entry]) -> Selected {
     let exists = |name: &str| entries.iter().any(|entry| entry.registration.name == name);
     // Whether `target` names the entry called `name` exactly.
     let exactly = |target: &Target, name: &str| matches!(target, Target::Name(n) if n == name);
@@ -87,10 +88,10 @@ pub fn select(targets: &[Target], entries: &[Entry]) -> Selection {
             Arch::parse(item).is_ok_and(|arch| arch.entry_name() == name || claims(entry, arch))
         }
     };
-    let mut selection = Selection::default();
+    let mut targeted = Selected::default();
     for entry in entries {
         let name = entry.registration.name.as_str();
-        let staged = binfmt_misc::staged_name(name);
+        let staged = binfmt_misc::stands_in_for(name);
         let named = |target: &Target| {
             exactly(target, name) || staged.is_some_and(|staged| exactly(target, staged))
         };
@@ -99,18 +100,18 @@ pub fn select(targets: &[Target], entries: &[Entry]) -> Selection {
                 || staged.is_some_and(|staged| by_pattern(target, entry, staged))
         };
         if targets.iter().any(named) || (is_binfmts_entry(entry) && targets.iter().any(matched)) {
-            selection.selected.push(name.to_owned());
+            targeted.selected.push(name.to_owned());
         } else if targets.iter().any(matched) {
-            selection.left_alone.push(name.to_owned());
+            targeted.left_alone.push(name.to_owned());
         }
     }
-    selection
+    targeted
 }
 
 /// Every one of binfmt's entries among `entries`: what `enable` and `disable` act on
 /// without a list.
-pub fn all_binfmts(entries: &[Entry]) -> Selection {
-    Selection {
+pub fn all_binfmts(entries: &[Entry]) -> Selected {
+    Selected {
         selected: entries
             .iter()
             .filter(|entry| is_binfmts_entry(entry))
@@ -271,7 +272,7 @@ mod tests {
     #[test]
     fn absurd_lists_are_refused() {
         let error = parse(&"qemu-*,".repeat(20_000), "uninstall").unwrap_err();
-        assert!(error.contains("140000 bytes long"), "{error}");
+        assert!(error.to_string().contains("140000 bytes long"), "{error}");
         assert!(parse("qemu-aarch64\n", "uninstall").is_err());
         assert!(parse("\tqemu-aarch64", "uninstall").is_err());
     }
@@ -294,14 +295,14 @@ mod tests {
         let select = |list: &str| select(&parse(list, "uninstall").unwrap(), &table);
         assert_eq!(
             select("*"),
-            Selection {
+            Selected {
                 selected: names(&["qemu-aarch64", "arm64-copy"]),
                 left_alone: names(&["WSLInterop", "rosetta", "FEX-x86_64"]),
             }
         );
         assert_eq!(
             select("amd64"),
-            Selection {
+            Selected {
                 selected: names(&[]),
                 left_alone: names(&["rosetta", "FEX-x86_64"]),
             }

@@ -8,17 +8,17 @@ use binfmt_misc::{Entry, Flags, Registration};
 use qemu_catalog::{Arch, Proof};
 use rustix::io::Errno;
 
-use crate::empty_root::{Confinement, ProbeError, ProbeFailure, ProbeOutcome, ProbeRun, Prober};
+use crate::probe::{Confinement, ProbeError, ProbeFailure, ProbeOutcome, ProbeRun, Prober};
 
 /// Answers from a fixed map; architectures not in it fail with ENOEXEC.
-pub struct FakeProber {
+pub(crate) struct FakeProber {
     pub outcomes: BTreeMap<Arch, ProbeOutcome>,
     pub confinement: Confinement,
 }
 
 impl FakeProber {
     /// Every architecture in `runs` proves itself (amd64 at `level`).
-    pub fn running(runs: &[Arch], level: u8) -> FakeProber {
+    pub(crate) fn running(runs: &[Arch], level: u8) -> FakeProber {
         FakeProber {
             outcomes: runs
                 .iter()
@@ -55,7 +55,7 @@ impl Prober for FakeProber {
 
 /// An entry for `arch` with the catalog's magic, as binfmt registers it, whose
 /// interpreter exists nowhere.
-pub fn entry(arch: Arch, enabled: bool, flags: &str) -> Entry {
+pub(crate) fn entry(arch: Arch, enabled: bool, flags: &str) -> Entry {
     Entry {
         enabled,
         registration: Registration {

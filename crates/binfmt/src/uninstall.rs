@@ -7,29 +7,43 @@ use binfmt_misc::Table;
 use crate::survey::Survey;
 use crate::targets::{self, Target};
 
-/// Removes the selected entries, printing tonistiigi-style lines; returns how many
-/// removals failed.
-pub fn uninstall(table: &impl Table, targets: &[Target]) -> Result<usize, binfmt_misc::Error> {
+/// What an uninstall did: which entries it left alone, and what removing each one it
+/// selected came to.
+#[derive(Debug)]
+pub struct Uninstalled {
+    /// Other tools' entries a glob or an architecture matched, left alone.
+    pub left_alone: Vec<String>,
+    /// Each selected entry, and whether removing it worked.
+    pub removed: Vec<(String, Result<(), binfmt_misc::Error>)>,
+}
+
+impl Uninstalled {
+    /// How many removals failed.
+    pub fn failed(&self) -> usize {
+        self.removed
+            .iter()
+            .filter(|(_, result)| result.is_err())
+            .count()
+    }
+}
+
+/// Removes the selected entries; a failure does not stop the rest.
+pub fn uninstall(
+    table: &impl Table,
+    targets: &[Target],
+) -> Result<Uninstalled, binfmt_misc::Error> {
     let entries = Survey::read(Some(table))?.entries;
-    let selection = targets::select(targets, &entries);
-    for name in &selection.left_alone {
-        eprintln!(
-            "uninstalling: {name} left alone (another tool's entry: name it exactly to remove \
-             it)"
-        );
-    }
-    if selection.selected.is_empty() {
-        eprintln!("uninstalling: nothing matches, nothing to do");
-    }
-    let mut failed = 0;
-    for name in selection.selected {
-        match table.remove(&name) {
-            Ok(()) => eprintln!("uninstalling: {name} OK"),
-            Err(error) => {
-                failed += 1;
-                eprintln!("uninstalling: {name} FAILED: {error}");
-            }
-        }
-    }
-    Ok(failed)
+    let targeted = targets::select(targets, &entries);
+    let removed = targeted
+        .selected
+        .into_iter()
+        .map(|name| {
+            let result = table.remove(&name);
+            (name, result)
+        })
+        .collect();
+    Ok(Uninstalled {
+        left_alone: targeted.left_alone,
+        removed,
+    })
 }

@@ -16,6 +16,7 @@ use std::io::{self, Write as _};
 use std::path::Path;
 
 use binfmt_misc::DEFAULT_MOUNT;
+use binfmt_misc::report::Fixable;
 
 use rustix::io::Errno;
 use rustix::mount::MountPropagationFlags;
@@ -76,7 +77,9 @@ impl fmt::Display for Step {
             Step::MapUid => "cannot write /proc/self/uid_map",
             Step::MapGid => "cannot write /proc/self/gid_map",
             Step::IsolateMounts => "cannot isolate the mounts of the new namespace",
-            Step::MountBinfmtMisc => "cannot mount a private binfmt_misc instance",
+            Step::MountBinfmtMisc => {
+                "cannot mount a private binfmt_misc instance on /proc/sys/fs/binfmt_misc"
+            }
         })
     }
 }
@@ -106,19 +109,23 @@ impl NamespaceError {
 
 impl fmt::Display for NamespaceError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.step, self.source)?;
+        self.step.fmt(f)
+    }
+}
+
+impl Fixable for NamespaceError {
+    /// What is in the way and what to do about it, for each cause found.
+    fn fix(&self) -> Option<String> {
         if self.causes.is_empty() {
-            return write!(
-                f,
-                "; no known cause found (user namespaces are allowed by the sysctls binfmt \
-                 knows, no seccomp filter, no AppArmor profile, Linux 6.7 or newer). Register \
-                 system-wide instead, as root: `sudo binfmt --install all`"
+            return Some(
+                "register system-wide instead, as root: `sudo binfmt --install all` (no known \
+                 cause found: user namespaces are allowed by the sysctls binfmt knows, no \
+                 seccomp filter, no AppArmor profile, Linux 6.7 or newer)"
+                    .to_owned(),
             );
         }
-        for cause in &self.causes {
-            write!(f, "; {cause}")?;
-        }
-        Ok(())
+        let worded: Vec<String> = self.causes.iter().map(Cause::worded).collect();
+        Some(worded.join("; "))
     }
 }
 
@@ -160,78 +167,104 @@ pub enum Cause {
 const SYSTEM_WIDE: &str = "or register system-wide as root instead: `sudo binfmt --install all`";
 
 impl fmt::Display for Cause {
+    /// What is in the way.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Cause::UserNamespacesDisabled => write!(
                 f,
                 "user namespaces are disabled: user.max_user_namespaces is 0 \
-                 ({MAX_USER_NAMESPACES}); allow them with `sudo sysctl -w \
-                 user.max_user_namespaces=15000` (persist it in /etc/sysctl.d/), {SYSTEM_WIDE}"
+                 ({MAX_USER_NAMESPACES})"
             ),
             Cause::UserNamespaceLimit { limit } => write!(
                 f,
                 "the limit of user namespaces is reached: user.max_user_namespaces is {limit} \
-                 ({MAX_USER_NAMESPACES}); end some of them or raise it with `sudo sysctl -w \
-                 user.max_user_namespaces=<more>`"
+                 ({MAX_USER_NAMESPACES})"
             ),
             Cause::UnprivilegedUsernsClone => write!(
                 f,
                 "unprivileged user namespaces are disabled: kernel.unprivileged_userns_clone \
-                 is 0 ({UNPRIVILEGED_USERNS_CLONE}, a Debian/Ubuntu kernel setting); enable \
-                 them with `sudo sysctl -w kernel.unprivileged_userns_clone=1` (persist it in \
-                 /etc/sysctl.d/), {SYSTEM_WIDE}"
+                 is 0 ({UNPRIVILEGED_USERNS_CLONE}, a Debian/Ubuntu kernel setting)"
             ),
             Cause::AppArmorRestrictsUserns => write!(
                 f,
                 "AppArmor restricts unprivileged user namespaces: \
                  kernel.apparmor_restrict_unprivileged_userns is 1 ({APPARMOR_RESTRICT_USERNS}, \
-                 Ubuntu 23.10 and later); allow binfmt with an AppArmor profile that grants \
-                 `userns,` (for example /etc/apparmor.d/binfmt: `abi <abi/4.0>, include \
-                 <tunables/global> profile binfmt /usr/local/bin/binfmt flags=(unconfined) {{ \
-                 userns, }}`, then `sudo apparmor_parser -r /etc/apparmor.d/binfmt`), or turn \
-                 the restriction off with `sudo sysctl -w \
-                 kernel.apparmor_restrict_unprivileged_userns=0`, {SYSTEM_WIDE}"
+                 Ubuntu 23.10 and later)"
             ),
             Cause::Seccomp => write!(
                 f,
                 "a seccomp filter confines this process (Seccomp: 2 in {SELF_STATUS}); the \
-                 default profiles of Docker, Podman and Kubernetes forbid unshare and mount: run \
-                 the container with `--security-opt seccomp=unconfined` (Kubernetes: \
-                 `securityContext.seccompProfile.type: Unconfined`) or a profile that allows \
-                 unshare and mount, {SYSTEM_WIDE}"
+                 default profiles of Docker, Podman and Kubernetes forbid unshare and mount"
             ),
             Cause::AppArmorProfile { profile } => write!(
                 f,
                 "the AppArmor profile {profile:?} confines this process and may deny mounting \
-                 ({APPARMOR_CURRENT}); run the container with `--security-opt \
-                 apparmor=unconfined` (Kubernetes: `securityContext.appArmorProfile.type: \
-                 Unconfined`), {SYSTEM_WIDE}"
+                 ({APPARMOR_CURRENT})"
             ),
             Cause::KernelTooOld { release } => write!(
                 f,
                 "Linux {release} is older than {}.{}, the first release whose binfmt_misc can \
-                 be mounted inside a user namespace; upgrade the kernel, {SYSTEM_WIDE}",
+                 be mounted inside a user namespace",
                 PRIVATE_BINFMT_MISC_SINCE.0, PRIVATE_BINFMT_MISC_SINCE.1
             ),
             Cause::NoBinfmtMisc => {
-                let mount = Path::new(DEFAULT_MOUNT);
-                let finding = Finding::BinfmtMiscMissing;
-                write!(
-                    f,
-                    "{}; {}",
-                    finding.problem(mount),
-                    finding.fix(mount).text(mount)
-                )
+                f.write_str(&Finding::BinfmtMiscMissing.problem(Path::new(DEFAULT_MOUNT)))
             }
             Cause::NestedTooDeep => f.write_str(
-                "user namespaces nest at most 32 deep and this process is already that deep; \
-                 run binfmt from an outer namespace",
+                "user namespaces nest at most 32 deep and this process is already that deep",
             ),
             Cause::MultiThreaded => f.write_str(
                 "unshare(CLONE_NEWUSER) needs a single-threaded process and binfmt has more \
-                 than one thread: this is a bug in binfmt, please report it",
+                 than one thread",
             ),
         }
+    }
+}
+
+impl Cause {
+    /// What to do about it.
+    pub fn fix(&self) -> String {
+        match self {
+            Cause::UserNamespacesDisabled => format!(
+                "allow them with `sudo sysctl -w user.max_user_namespaces=15000` (persist it in \
+                 /etc/sysctl.d/), {SYSTEM_WIDE}"
+            ),
+            Cause::UserNamespaceLimit { .. } => "end some of them or raise it with `sudo sysctl \
+                                                 -w user.max_user_namespaces=<more>`"
+                .to_owned(),
+            Cause::UnprivilegedUsernsClone => format!(
+                "enable them with `sudo sysctl -w kernel.unprivileged_userns_clone=1` (persist \
+                 it in /etc/sysctl.d/), {SYSTEM_WIDE}"
+            ),
+            Cause::AppArmorRestrictsUserns => format!(
+                "allow binfmt with an AppArmor profile that grants `userns,` (for example \
+                 /etc/apparmor.d/binfmt: `abi <abi/4.0>, include <tunables/global> profile \
+                 binfmt /usr/local/bin/binfmt flags=(unconfined) {{ userns, }}`, then `sudo \
+                 apparmor_parser -r /etc/apparmor.d/binfmt`), or turn the restriction off with \
+                 `sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0`, {SYSTEM_WIDE}"
+            ),
+            Cause::Seccomp => format!(
+                "run the container with `--security-opt seccomp=unconfined` (Kubernetes: \
+                 `securityContext.seccompProfile.type: Unconfined`) or a profile that allows \
+                 unshare and mount, {SYSTEM_WIDE}"
+            ),
+            Cause::AppArmorProfile { .. } => format!(
+                "run the container with `--security-opt apparmor=unconfined` (Kubernetes: \
+                 `securityContext.appArmorProfile.type: Unconfined`), {SYSTEM_WIDE}"
+            ),
+            Cause::KernelTooOld { .. } => format!("upgrade the kernel, {SYSTEM_WIDE}"),
+            Cause::NoBinfmtMisc => {
+                let mount = Path::new(DEFAULT_MOUNT);
+                Finding::BinfmtMiscMissing.fix(mount).text(mount)
+            }
+            Cause::NestedTooDeep => "run binfmt from an outer namespace".to_owned(),
+            Cause::MultiThreaded => "report it: this is a bug in binfmt".to_owned(),
+        }
+    }
+
+    /// What is in the way, then what to do about it.
+    pub fn worded(&self) -> String {
+        format!("{self}: {}", self.fix())
     }
 }
 
@@ -445,7 +478,7 @@ mod tests {
                 release: "6.1.0-18-amd64".into()
             }]
         );
-        let shown = causes[0].to_string();
+        let shown = causes[0].worded();
         assert!(
             shown.contains("Linux 6.1.0-18-amd64 is older than 6.7"),
             "{shown}"
@@ -481,7 +514,7 @@ mod tests {
         assert_eq!(causes, [Cause::UnprivilegedUsernsClone]);
         assert!(
             causes[0]
-                .to_string()
+                .worded()
                 .contains("sysctl -w kernel.unprivileged_userns_clone=1")
         );
 
@@ -502,7 +535,7 @@ mod tests {
         }
         assert!(
             Cause::AppArmorRestrictsUserns
-                .to_string()
+                .worded()
                 .contains("kernel.apparmor_restrict_unprivileged_userns is 1")
         );
 
@@ -543,7 +576,7 @@ mod tests {
                 profile: "docker-default".into()
             }]
         );
-        assert!(causes[0].to_string().contains("apparmor=unconfined"));
+        assert!(causes[0].worded().contains("apparmor=unconfined"));
         // Several causes at once are all named, most decisive first.
         let both = HostFacts {
             unprivileged_userns_clone: Some(0),
@@ -564,7 +597,7 @@ mod tests {
                 [Cause::NoBinfmtMisc]
             );
         }
-        let shown = Cause::NoBinfmtMisc.to_string();
+        let shown = Cause::NoBinfmtMisc.worded();
         assert!(shown.contains("`sudo modprobe binfmt_misc`"), "{shown}");
         assert!(shown.contains("CONFIG_BINFMT_MISC"), "{shown}");
         assert_eq!(
@@ -580,7 +613,7 @@ mod tests {
             source: Errno::PERM.into(),
             causes: Vec::new(),
         };
-        let shown = error.to_string();
+        let shown = binfmt_misc::report::Report(&error).to_string();
         assert!(
             shown.starts_with("cannot create a user namespace (unshare): "),
             "{shown}"

@@ -26,6 +26,7 @@ use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
+use binfmt_misc::report::Fixable;
 use rustix::fs::{FileType, Mode, OFlags};
 use rustix::io::Errno;
 use sha2::{Digest, Sha256};
@@ -95,57 +96,37 @@ impl fmt::Display for ChosenError {
         let risk = "whoever can change it chooses what every foreign program (setuid ones \
                     too, with flag C) runs through";
         match self {
-            ChosenError::NotAbsolute { path } => write!(
-                f,
-                "emulator {} is not an absolute path; fix: give its path from `/`",
-                path.display()
-            ),
-            ChosenError::Symlink { path, resolved } => {
-                write!(
-                    f,
-                    "emulator {} is, or lies under, a symbolic link, whose target can change \
-                     after binfmt checked it; fix: give the resolved path",
-                    path.display()
-                )?;
-                match resolved {
-                    Some(resolved) => write!(f, " ({})", resolved.display()),
-                    None => Ok(()),
-                }
+            ChosenError::NotAbsolute { path } => {
+                write!(f, "emulator {} is not an absolute path", path.display())
             }
-            ChosenError::UnsafeDirectory { path, problem } => write!(
+            ChosenError::Symlink { path, .. } => write!(
                 f,
-                "emulator {}: {}; fix: keep the emulator in a directory only root can \
-                 change (such as /usr/bin or /usr/local/bin)",
-                path.display(),
-                problem.describe()
-            ),
-            ChosenError::Missing { path } => write!(
-                f,
-                "emulator {} does not exist; fix: install it, or give the path where it is",
+                "emulator {} is, or lies under, a symbolic link, whose target can change after \
+                 binfmt checked it",
                 path.display()
             ),
-            ChosenError::NotRegular { path } => write!(
-                f,
-                "emulator {} is not a regular file; fix: give the emulator's file",
-                path.display()
-            ),
+            ChosenError::UnsafeDirectory { path, problem } => {
+                write!(f, "emulator {}: {}", path.display(), problem.describe())
+            }
+            ChosenError::Missing { path } => {
+                write!(f, "emulator {} does not exist", path.display())
+            }
+            ChosenError::NotRegular { path } => {
+                write!(f, "emulator {} is not a regular file", path.display())
+            }
             ChosenError::WritableByOthers { path, mode } => write!(
                 f,
-                "emulator {} is writable by others (mode {mode:04o}): {risk}; fix: chmod \
-                 go-w {}",
-                path.display(),
+                "emulator {} is writable by others (mode {mode:04o}): {risk}",
                 path.display()
             ),
             ChosenError::NotExecutable { path, mode } => write!(
                 f,
-                "emulator {} is not executable (mode {mode:04o}); fix: chmod 0755 {}",
-                path.display(),
+                "emulator {} is not executable (mode {mode:04o})",
                 path.display()
             ),
             ChosenError::Owner { path, uid } => write!(
                 f,
-                "emulator {} belongs to uid {uid}, not root: {risk}; fix: chown root {}",
-                path.display(),
+                "emulator {} belongs to uid {uid}, not root: {risk}",
                 path.display()
             ),
             ChosenError::Digest {
@@ -154,22 +135,58 @@ impl fmt::Display for ChosenError {
                 actual,
             } => write!(
                 f,
-                "emulator {} has sha256 {actual}, not the {expected} given; fix: give the \
-                 file that digest names, or the digest of this file if it is the one you \
-                 want (sha256sum {})",
-                path.display(),
+                "emulator {} has sha256 {actual}, not the {expected} given",
                 path.display()
             ),
-            ChosenError::Io {
-                path,
-                action,
-                errno,
-            } => write!(f, "cannot {action} emulator {}: {errno}", path.display()),
+            ChosenError::Io { path, action, .. } => {
+                write!(f, "cannot {action} emulator {}", path.display())
+            }
         }
     }
 }
 
-impl std::error::Error for ChosenError {}
+impl std::error::Error for ChosenError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ChosenError::Io { errno, .. } => Some(errno),
+            _ => None,
+        }
+    }
+}
+
+impl Fixable for ChosenError {
+    fn fix(&self) -> Option<String> {
+        match self {
+            ChosenError::NotAbsolute { .. } => Some("give its path from `/`".to_owned()),
+            ChosenError::Symlink { resolved, .. } => Some(match resolved {
+                Some(resolved) => format!("give the resolved path ({})", resolved.display()),
+                None => "give the resolved path".to_owned(),
+            }),
+            ChosenError::UnsafeDirectory { .. } => Some(
+                "keep the emulator in a directory only root can change (such as /usr/bin or \
+                 /usr/local/bin)"
+                    .to_owned(),
+            ),
+            ChosenError::Missing { .. } => {
+                Some("install it, or give the path where it is".to_owned())
+            }
+            ChosenError::NotRegular { .. } => Some("give the emulator's file".to_owned()),
+            ChosenError::WritableByOthers { path, .. } => {
+                Some(format!("chmod go-w {}", path.display()))
+            }
+            ChosenError::NotExecutable { path, .. } => {
+                Some(format!("chmod 0755 {}", path.display()))
+            }
+            ChosenError::Owner { path, .. } => Some(format!("chown root {}", path.display())),
+            ChosenError::Digest { path, .. } => Some(format!(
+                "give the file that digest names, or the digest of this file if it is the one \
+                 you want (sha256sum {})",
+                path.display()
+            )),
+            ChosenError::Io { .. } => None,
+        }
+    }
+}
 
 /// Checks the emulator file at `path` (see the module documentation), and its sha256
 /// against `sha256` when one is given (lowercase hex).
@@ -387,6 +404,10 @@ mod tests {
     fn relative_paths_are_refused_before_anything_is_opened() {
         let error = check(Path::new("bin/qemu-aarch64-static"), None).unwrap_err();
         assert!(matches!(error, ChosenError::NotAbsolute { .. }), "{error}");
-        assert!(error.to_string().contains("fix: give its path from `/`"));
+        assert!(
+            binfmt_misc::report::Report(&error)
+                .to_string()
+                .contains("fix: give its path from `/`")
+        );
     }
 }

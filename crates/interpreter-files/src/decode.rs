@@ -16,6 +16,8 @@ use std::io;
 use qemu_catalog::Emulator;
 use qemu_catalog::emulator::{Piece, WriteError};
 
+use binfmt_misc::report::Chain;
+
 use crate::error::Error;
 use crate::mapping::{self, Buffer, Mapping, Window};
 use crate::threads::in_threads;
@@ -43,9 +45,19 @@ pub(crate) enum DecodeError {
 impl fmt::Display for DecodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            DecodeError::Sink(source) => write!(f, "cannot write the decoded bytes: {source}"),
+            DecodeError::Sink(_) => f.write_str("cannot write the decoded bytes"),
             DecodeError::Emulator(error) => error.fmt(f),
             DecodeError::Internal { action, what } => write!(f, "cannot {action}: {what}"),
+        }
+    }
+}
+
+impl std::error::Error for DecodeError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            DecodeError::Sink(source) => Some(source),
+            DecodeError::Emulator(error) => std::error::Error::source(error),
+            DecodeError::Internal { .. } => None,
         }
     }
 }
@@ -116,7 +128,7 @@ pub(crate) fn reference_for<'a>(
 pub(crate) fn decode_reference(reference: Emulator) -> Result<Prefix, String> {
     let mut buffer = Buffer::new(reference.size() as usize).map_err(|e| e.to_string())?;
     decode_parts(&reference, buffer.bytes_mut(), None, &|_, _| Ok(()))
-        .map_err(|error| error.to_string())?;
+        .map_err(|error| Chain(&error).to_string())?;
     Ok(Prefix::Decoded(buffer))
 }
 

@@ -20,9 +20,9 @@ use std::time::Duration;
 use qemu_catalog::Emulator;
 
 use crate::error::{Error, io_error};
+use crate::file_names::{STATE_PREFIX, file_name};
 use crate::file_state::{FileState, file_state};
 use crate::interpreter::Interpreter;
-use crate::layout::{STATE_PREFIX, file_name};
 use crate::secure_dir::{SecureDir, Trust};
 use crate::threads::on_every_core;
 use crate::unused::{Keep, Removed, file_names, remove_unused};
@@ -36,6 +36,10 @@ pub const DEFAULT_DIR: &str = "/var/lib/binfmt";
 /// filesystem served by a userspace daemon (fuse-overlayfs, the root filesystem of
 /// Docker containers on that storage driver and of rootless engines; sshfs; ...).
 pub const FUSE_SUPER_MAGIC: u64 = 0x6573_5546;
+
+/// One emulator's file after [`InterpreterDir::ensure_all`]: the interpreter to
+/// register with what was on disk before, or why the file could not be had.
+pub type Ensured = Result<(Interpreter, FileState), Error>;
 
 /// A directory that holds interpreter files.
 #[derive(Clone, Debug)]
@@ -171,7 +175,7 @@ impl InterpreterDir {
     /// Makes sure the emulator's file exists, is intact and safe; see
     /// [`ensure_all`](Self::ensure_all).
     pub fn ensure(&self, emulator: &Emulator) -> Result<(Interpreter, FileState), Error> {
-        self.ensure_all(std::slice::from_ref(emulator))
+        self.ensure_all(std::slice::from_ref(emulator))?
             .pop()
             .unwrap_or_else(|| unreachable!("one result per emulator"))
     }
@@ -179,7 +183,9 @@ impl InterpreterDir {
     /// Makes sure each emulator's file exists, is intact and safe, writing those that
     /// are not, and returns, per emulator and in order, the interpreter to register
     /// with what was on disk before (so the caller knows whether the kernel may hold a
-    /// bad copy).
+    /// bad copy). Fails as a whole, once, when the directory itself cannot be used (on
+    /// FUSE, unsafe, locked by another run, not to be created); each emulator's file
+    /// can fail on its own too (a full disk).
     ///
     /// The directory and its parents are checked first ([`secure_dir`](crate::secure_dir)) and locked
     /// against other binfmt runs writing there. The files are checked on every core at
@@ -190,31 +196,22 @@ impl InterpreterDir {
     /// (which would fail with ETXTBSY). No `fsync`: after a crash the next run checks
     /// the file and rewrites a torn one (a torn file has no verification record, or
     /// one that no longer matches its ctime).
-    pub fn ensure_all(
-        &self,
-        emulators: &[Emulator],
-    ) -> Vec<Result<(Interpreter, FileState), Error>> {
+    pub fn ensure_all(&self, emulators: &[Emulator]) -> Result<Vec<Ensured>, Error> {
         if emulators.is_empty() {
             // Nothing to check: not even the directory is created.
-            return Vec::new();
+            return Ok(Vec::new());
         }
-        let everyone = |error: Error| emulators.iter().map(|_| Err(error.duplicate())).collect();
         let trust = Trust::current();
         // Before the directory is created or checked: nothing is written on FUSE.
         if self.is_on_fuse() {
-            return everyone(Error::OnFuse {
+            return Err(Error::OnFuse {
                 path: self.dir.clone(),
             });
         }
-        let dir = match SecureDir::open(&self.dir, &trust) {
-            Ok(dir) => dir,
-            Err(error) => return everyone(error.into()),
-        };
+        let dir = SecureDir::open(&self.dir, &trust)?;
         // Held until `dir` is dropped: while it is, a temporary file in the directory
         // belongs to a run that died (killed while writing), never to a live one.
-        if let Err(error) = dir.lock(self.lock_timeout) {
-            return everyone(error.into());
-        }
+        dir.lock(self.lock_timeout)?;
         remove_leftovers(&dir);
 
         let found = on_every_core(emulators, |emulator| file_state(&dir, emulator, &trust));
@@ -225,7 +222,7 @@ impl InterpreterDir {
             .map(|(emulator, _)| *emulator)
             .collect();
         let mut written = write_files(&dir, &jobs).into_iter();
-        emulators
+        Ok(emulators
             .iter()
             .zip(found)
             .map(|(emulator, state)| {
@@ -239,7 +236,7 @@ impl InterpreterDir {
                 }
                 Ok((Interpreter::on_disk(path), state))
             })
-            .collect()
+            .collect())
     }
 }
 
@@ -298,7 +295,7 @@ mod tests {
         let dir = scratch_dir("batch");
         let store = InterpreterDir::new(&dir);
         let all = Emulator::all();
-        let results = store.ensure_all(&all);
+        let results = store.ensure_all(&all).unwrap();
         assert_eq!(results.len(), all.len());
         for (emulator, result) in all.iter().zip(results) {
             let (interpreter, found) = result.unwrap();
@@ -318,7 +315,7 @@ mod tests {
         for emulator in &patched {
             assert!(emulator.reference().is_some());
         }
-        for (emulator, result) in patched.iter().zip(store.ensure_all(&patched)) {
+        for (emulator, result) in patched.iter().zip(store.ensure_all(&patched).unwrap()) {
             let (interpreter, _) = result.unwrap();
             let mut file = File::open(interpreter.path()).unwrap();
             assert!(emulator.matches(&mut file).unwrap());
@@ -440,6 +437,12 @@ mod tests {
                 "{problem:?}"
             );
             assert!(store.check_dir().is_err());
+            // One failure for the directory, not one per emulator.
+            let both = [emulator, Emulator::for_arch(Arch::S390x).unwrap()];
+            assert!(
+                matches!(store.ensure_all(&both), Err(Error::Unsafe(_))),
+                "{mode:o}"
+            );
             assert_eq!(fs::read_dir(store.dir()).unwrap().count(), 0);
 
             // A parent others can write is as bad: they could rename the directory.

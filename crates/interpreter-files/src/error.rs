@@ -5,9 +5,9 @@
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use binfmt_misc::lock::Holder;
+use binfmt_misc::lock::LockBusy;
+use binfmt_misc::report::Fixable;
 
 use qemu_catalog::Arch;
 use qemu_catalog::emulator::WriteError;
@@ -26,12 +26,8 @@ pub enum Error {
     OnFuse { path: PathBuf },
     /// A directory on the way is one others could change: refused.
     Unsafe(Unsafe),
-    /// Another process held the directory's lock for longer than `waited`.
-    LockBusy {
-        path: PathBuf,
-        waited: Duration,
-        holders: Vec<Holder>,
-    },
+    /// Another process held the directory's lock for longer than the run would wait.
+    LockBusy(LockBusy),
     /// Any other failure to create, check, write or rename a file.
     Io {
         path: PathBuf,
@@ -63,27 +59,10 @@ impl fmt::Display for Error {
                 path.display()
             ),
             Error::Unsafe(unsafe_dir) => unsafe_dir.fmt(f),
-            Error::LockBusy {
-                path,
-                waited,
-                holders,
-            } => SecureDirError::Busy {
-                path: path.clone(),
-                waited: *waited,
-                holders: holders.clone(),
-            }
-            .fmt(f),
-            Error::Io {
-                path,
-                action,
-                source,
-            } => write!(f, "cannot {action} {}: {source}", path.display()),
+            Error::LockBusy(busy) => busy.fmt(f),
+            Error::Io { path, action, .. } => write!(f, "cannot {action} {}", path.display()),
             Error::Emulator(error) => error.fmt(f),
-            Error::Memfd { source } => write!(
-                f,
-                "cannot create a memfd for the interpreter: {source}; give a writable \
-                 directory with --interpreter-dir"
-            ),
+            Error::Memfd { .. } => f.write_str("cannot create a memfd for the interpreter"),
             Error::Reference {
                 emulator,
                 reference,
@@ -102,12 +81,30 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Error::Unsafe(unsafe_dir) => Some(unsafe_dir),
             Error::Io { source, .. } | Error::Memfd { source } => Some(source),
-            Error::Emulator(error) => Some(error),
+            // These say what the error they hold says: its cause is theirs.
+            Error::Emulator(error) => std::error::Error::source(error),
+            Error::Unsafe(_)
+            | Error::LockBusy(_)
+            | Error::ReadOnly { .. }
+            | Error::OnFuse { .. }
+            | Error::Reference { .. } => None,
+        }
+    }
+}
+
+impl Fixable for Error {
+    fn fix(&self) -> Option<String> {
+        match self {
+            Error::Unsafe(unsafe_dir) => unsafe_dir.fix(),
+            Error::LockBusy(busy) => busy.fix(),
+            Error::Emulator(error) => error.fix(),
+            Error::Memfd { .. } => {
+                Some("give a writable directory with --interpreter-dir".to_owned())
+            }
             Error::ReadOnly { .. }
             | Error::OnFuse { .. }
-            | Error::LockBusy { .. }
+            | Error::Io { .. }
             | Error::Reference { .. } => None,
         }
     }
@@ -117,15 +114,7 @@ impl From<SecureDirError> for Error {
     fn from(error: SecureDirError) -> Error {
         match error {
             SecureDirError::Unsafe(unsafe_dir) => Error::Unsafe(unsafe_dir),
-            SecureDirError::Busy {
-                path,
-                waited,
-                holders,
-            } => Error::LockBusy {
-                path,
-                waited,
-                holders,
-            },
+            SecureDirError::Busy(busy) => Error::LockBusy(busy),
             SecureDirError::Io {
                 path,
                 action,
@@ -150,66 +139,12 @@ impl Error {
     /// The path the error is about, when it is about one.
     pub fn path(&self) -> Option<&Path> {
         match self {
-            Error::ReadOnly { path }
-            | Error::OnFuse { path }
-            | Error::LockBusy { path, .. }
-            | Error::Io { path, .. } => Some(path),
+            Error::ReadOnly { path } | Error::OnFuse { path } | Error::Io { path, .. } => {
+                Some(path)
+            }
+            Error::LockBusy(busy) => Some(&busy.path),
             Error::Unsafe(unsafe_dir) => Some(&unsafe_dir.path),
             _ => None,
-        }
-    }
-
-    /// The same error again, for each emulator a failure of the whole directory
-    /// concerns: the same path, action and errno.
-    pub(crate) fn duplicate(&self) -> Error {
-        match self {
-            Error::ReadOnly { path } => Error::ReadOnly { path: path.clone() },
-            Error::OnFuse { path } => Error::OnFuse { path: path.clone() },
-            Error::Unsafe(unsafe_dir) => Error::Unsafe(unsafe_dir.clone()),
-            Error::LockBusy {
-                path,
-                waited,
-                holders,
-            } => Error::LockBusy {
-                path: path.clone(),
-                waited: *waited,
-                holders: holders.clone(),
-            },
-            Error::Io {
-                path,
-                action,
-                source,
-            } => Error::Io {
-                path: path.clone(),
-                action,
-                source: clone_io(source),
-            },
-            Error::Emulator(error) => Error::Emulator(match error {
-                WriteError::Corrupt { arch, reason } => WriteError::Corrupt {
-                    arch: *arch,
-                    reason: reason.clone(),
-                },
-                WriteError::NeedsReference { arch, reference } => WriteError::NeedsReference {
-                    arch: *arch,
-                    reference: *reference,
-                },
-                WriteError::Io { arch, source } => WriteError::Io {
-                    arch: *arch,
-                    source: clone_io(source),
-                },
-            }),
-            Error::Memfd { source } => Error::Memfd {
-                source: clone_io(source),
-            },
-            Error::Reference {
-                emulator,
-                reference,
-                reason,
-            } => Error::Reference {
-                emulator: *emulator,
-                reference: *reference,
-                reason: reason.clone(),
-            },
         }
     }
 }
@@ -230,38 +165,32 @@ pub(crate) fn io_error(path: &Path, action: &'static str, source: io::Error) -> 
     }
 }
 
-/// An equal `io::Error`: the same errno, or the same kind and message.
-fn clone_io(error: &io::Error) -> io::Error {
-    match error.raw_os_error() {
-        Some(code) => io::Error::from_raw_os_error(code),
-        None => io::Error::new(error.kind(), error.to_string()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn a_duplicate_keeps_the_path_the_action_and_the_errno() {
-        let path = Path::new("/var/lib/binfmt/.qemu-riscv64-0123456789abcdef.tmp-1");
-        let full = io_error(path, "write", io::Error::from_raw_os_error(28));
-        let copy = full.duplicate();
-        match &copy {
-            Error::Io {
-                path: copied,
-                action,
-                source,
-            } => {
-                assert_eq!(copied, path);
-                assert_eq!(*action, "write");
-                assert_eq!(source.raw_os_error(), Some(28));
-            }
-            other => panic!("expected an Io error, got {other:?}"),
-        }
-        assert_eq!(copy.to_string(), full.to_string());
-        assert!(copy.to_string().contains(&path.display().to_string()));
-        assert!(std::error::Error::source(&copy).is_some());
+    fn a_wrapped_error_says_its_cause_once() {
+        use binfmt_misc::report::Report;
+        use qemu_catalog::emulator::WriteError;
+
+        let error = Error::Emulator(WriteError::Io {
+            arch: Arch::Riscv64,
+            source: io::Error::from_raw_os_error(Errno::NOSPC.raw_os_error()),
+        });
+        let shown = Report(&error).to_string();
+        assert_eq!(
+            shown,
+            "cannot write qemu-riscv64: No space left on device (os error 28)"
+        );
+        assert_eq!(error.errno(), Some(Errno::NOSPC));
+        let error = io_error(
+            Path::new("/var/lib/binfmt/.qemu-riscv64.tmp-1"),
+            "write",
+            io::Error::from_raw_os_error(Errno::NOSPC.raw_os_error()),
+        );
+        let shown = Report(&error).to_string();
+        assert_eq!(shown.matches("No space left").count(), 1, "{shown}");
     }
 
     #[test]
@@ -275,6 +204,5 @@ mod tests {
             matches!(&error, Error::ReadOnly { path } if path == Path::new("/ro/binfmt")),
             "{error:?}"
         );
-        assert!(matches!(error.duplicate(), Error::ReadOnly { .. }));
     }
 }

@@ -13,7 +13,7 @@ use rustix::fs::{FileType, Mode, OFlags};
 use rustix::io::Errno;
 
 use crate::error::{Error, io_error};
-use crate::layout::{FILE_MODE, file_name};
+use crate::file_names::{FILE_MODE, file_name};
 use crate::secure_dir::{SecureDir, Trust};
 use crate::verified;
 

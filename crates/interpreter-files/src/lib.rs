@@ -22,13 +22,16 @@
 //! What an emulator *is* (its bytes, pin and decoder) is `qemu-catalog`'s; this crate
 //! never writes to binfmt_misc.
 
+// What is `pub` is the crate's API: an item only its own crate can reach says so.
+#![deny(unreachable_pub)]
+
 pub mod chosen;
 mod decode;
 pub mod dir;
 mod error;
+mod file_names;
 mod file_state;
 mod interpreter;
-mod layout;
 // The mmap(2) and madvise(2) wrappers: the one module of the crate with unsafe code.
 #[allow(unsafe_code)]
 mod mapping;
@@ -41,10 +44,10 @@ mod unused;
 mod verified;
 mod write;
 
-pub use dir::{DEFAULT_DIR, FUSE_SUPER_MAGIC, InterpreterDir};
+pub use dir::{DEFAULT_DIR, Ensured, FUSE_SUPER_MAGIC, InterpreterDir};
 pub use error::Error;
+pub use file_names::{STATE_PREFIX, file_name, is_emulator_file_name};
 pub use file_state::{FileProblem, FileState};
 pub use interpreter::{Interpreter, is_memfd_path};
-pub use layout::{STATE_PREFIX, file_name, is_emulator_file_name};
 pub use memfd::{write_memfd, write_memfds};
 pub use unused::{Keep, Removed};

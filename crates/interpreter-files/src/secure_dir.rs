@@ -33,7 +33,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
-use binfmt_misc::lock::{self, Holder, LockWaitError};
+use binfmt_misc::lock::{self, LockBusy, LockWaitError};
+use binfmt_misc::report::Fixable;
 use rustix::fs::{AtFlags, CWD, FileType, Mode, OFlags, Stat};
 use rustix::io::Errno;
 
@@ -66,48 +67,50 @@ pub struct Unsafe {
     pub problem: Problem,
 }
 
+/// What whoever can change a directory on the interpreter's path can do.
+const RISK: &str = "whoever can change it can replace the emulator that foreign programs \
+                    (setuid ones too, with flag C) run through";
+
 impl fmt::Display for Unsafe {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let path = self.path.display();
-        let risk = "whoever can change it can replace the emulator that foreign programs \
-                    (setuid ones too, with flag C) run through";
         match &self.problem {
-            Problem::NotAbsolute => write!(
-                f,
-                "interpreter directory {path} is not an absolute path: give one from `/`"
-            ),
-            Problem::ParentComponent => write!(
-                f,
-                "interpreter directory {path} has a `..` component: give the directory \
-                 itself"
-            ),
-            Problem::Symlink { target } => write!(
-                f,
-                "{path} is a symbolic link (to {}): {risk} by pointing it elsewhere; give \
-                 the resolved directory with --interpreter-dir",
-                target.display()
-            ),
-            Problem::NotDirectory => write!(
-                f,
-                "{path} is not a directory: give a directory with --interpreter-dir"
-            ),
-            Problem::WritableByOthers { mode, uid } => write!(
-                f,
-                "{path} is writable by others (mode {mode:04o}, owner uid {uid}): {risk}; \
-                 run `chmod go-w {path}`, or choose a directory only root can write with \
-                 --interpreter-dir (default /var/lib/binfmt)"
-            ),
-            Problem::Owner { uid, mode } => write!(
-                f,
-                "{path} belongs to uid {uid} (mode {mode:04o}), not root: {risk}; run \
-                 `chown root {path}`, or choose a directory owned by root with \
-                 --interpreter-dir (default /var/lib/binfmt)"
-            ),
+            Problem::NotAbsolute | Problem::ParentComponent => {
+                write!(f, "interpreter directory {}", self.describe())
+            }
+            Problem::Symlink { .. } => {
+                write!(f, "{}: {RISK} by pointing it elsewhere", self.describe())
+            }
+            Problem::NotDirectory => f.write_str(&self.describe()),
+            Problem::WritableByOthers { .. } | Problem::Owner { .. } => {
+                write!(f, "{}: {RISK}", self.describe())
+            }
         }
     }
 }
 
 impl std::error::Error for Unsafe {}
+
+impl Fixable for Unsafe {
+    fn fix(&self) -> Option<String> {
+        let path = self.path.display();
+        Some(match &self.problem {
+            Problem::NotAbsolute => "give one from `/`".to_owned(),
+            Problem::ParentComponent => "give the directory itself".to_owned(),
+            Problem::Symlink { .. } => {
+                "give the resolved directory with --interpreter-dir".to_owned()
+            }
+            Problem::NotDirectory => "give a directory with --interpreter-dir".to_owned(),
+            Problem::WritableByOthers { .. } => format!(
+                "run `chmod go-w {path}`, or choose a directory only root can write with \
+                 --interpreter-dir (default /var/lib/binfmt)"
+            ),
+            Problem::Owner { .. } => format!(
+                "run `chown root {path}`, or choose a directory owned by root with \
+                 --interpreter-dir (default /var/lib/binfmt)"
+            ),
+        })
+    }
+}
 
 impl Unsafe {
     /// Whether the component is a symbolic link.
@@ -115,8 +118,8 @@ impl Unsafe {
         matches!(self.problem, Problem::Symlink { .. })
     }
 
-    /// What is wrong with the component, without what to do about it (which depends
-    /// on what the directory was wanted for).
+    /// What is wrong with the component, without what it risks or what to do about it
+    /// (which depends on what the directory was wanted for).
     pub fn describe(&self) -> String {
         let path = self.path.display();
         match &self.problem {
@@ -208,34 +211,28 @@ pub enum SecureDirError {
         action: &'static str,
         source: io::Error,
     },
-    /// Another process held the directory's lock for longer than `waited`.
-    Busy {
-        path: PathBuf,
-        waited: Duration,
-        holders: Vec<Holder>,
-    },
+    /// Another process held the directory's lock for longer than the run would wait.
+    Busy(LockBusy),
 }
 
 impl fmt::Display for SecureDirError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             SecureDirError::Unsafe(unsafe_dir) => unsafe_dir.fmt(f),
-            SecureDirError::Io {
-                path,
-                action,
-                source,
-            } => write!(f, "cannot {action} {}: {source}", path.display()),
-            SecureDirError::Busy {
-                path,
-                waited,
-                holders,
-            } => write!(
-                f,
-                "{} is locked by another binfmt run ({}) and was not released within {} s",
-                path.display(),
-                binfmt_misc::holders_text(holders),
-                waited.as_secs()
-            ),
+            SecureDirError::Io { path, action, .. } => {
+                write!(f, "cannot {action} {}", path.display())
+            }
+            SecureDirError::Busy(busy) => busy.fmt(f),
+        }
+    }
+}
+
+impl Fixable for SecureDirError {
+    fn fix(&self) -> Option<String> {
+        match self {
+            SecureDirError::Unsafe(unsafe_dir) => unsafe_dir.fix(),
+            SecureDirError::Busy(busy) => busy.fix(),
+            SecureDirError::Io { .. } => None,
         }
     }
 }
@@ -243,9 +240,9 @@ impl fmt::Display for SecureDirError {
 impl std::error::Error for SecureDirError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            SecureDirError::Unsafe(unsafe_dir) => Some(unsafe_dir),
+            // The same failure as the `Unsafe` it holds, not a cause below it.
+            SecureDirError::Unsafe(_) | SecureDirError::Busy(_) => None,
             SecureDirError::Io { source, .. } => Some(source),
-            SecureDirError::Busy { .. } => None,
         }
     }
 }
@@ -329,12 +326,8 @@ impl SecureDir {
                 timeout.as_secs()
             );
         };
-        lock::lock_exclusive(&self.fd, timeout, waiting).map_err(|error| match error {
-            LockWaitError::TimedOut { holders } => SecureDirError::Busy {
-                path: self.path.clone(),
-                waited: timeout,
-                holders,
-            },
+        lock::lock_exclusive(&self.fd, &self.path, timeout, waiting).map_err(|error| match error {
+            LockWaitError::Busy(busy) => SecureDirError::Busy(busy),
             LockWaitError::Failed(errno) => io_error(&self.path, "lock")(errno),
         })
     }
@@ -571,8 +564,8 @@ mod tests {
                 mode: 0o1777,
                 uid: 0,
             },
-        }
-        .to_string();
+        };
+        let shown = binfmt_misc::report::Report(&shown).to_string();
         assert!(
             shown.starts_with("/srv/qemu is writable by others (mode 1777"),
             "{shown}"
@@ -584,8 +577,8 @@ mod tests {
                 uid: 1000,
                 mode: 0o755,
             },
-        }
-        .to_string();
+        };
+        let shown = binfmt_misc::report::Report(&shown).to_string();
         assert!(shown.contains("belongs to uid 1000"), "{shown}");
         assert!(shown.contains("chown root /srv/qemu"), "{shown}");
     }

@@ -10,7 +10,7 @@ use qemu_catalog::{Arch, Emulator};
 /// A fresh directory under the build's own target directory (next to the test
 /// binary). Not the system's temp directory: `/tmp` is writable by everyone, so
 /// interpreter files may not go there.
-pub fn scratch_dir(name: &str) -> PathBuf {
+pub(crate) fn scratch_dir(name: &str) -> PathBuf {
     let binary = std::env::current_exe().expect("the test binary's path");
     let dir = binary
         .parent()
@@ -22,12 +22,12 @@ pub fn scratch_dir(name: &str) -> PathBuf {
     dir
 }
 
-pub fn chmod(path: &Path, mode: u32) {
+pub(crate) fn chmod(path: &Path, mode: u32) {
     fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
 }
 
 /// The names in `dir`, sorted.
-pub fn listing(dir: &Path) -> Vec<String> {
+pub(crate) fn listing(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = fs::read_dir(dir)
         .unwrap()
         .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
@@ -37,6 +37,6 @@ pub fn listing(dir: &Path) -> Vec<String> {
 }
 
 /// An emulator every host carries, stored as a patch.
-pub fn foreign_emulator() -> Emulator {
+pub(crate) fn foreign_emulator() -> Emulator {
     Emulator::for_arch(Arch::Riscv64).expect("riscv64 is foreign on every supported host")
 }

@@ -1,5 +1,5 @@
 //! Removing the emulator files no entry uses: every pin names its file after its digest
-//! (`qemu-<cpu>-<digest>`, see `layout`), so after a new pin the old file (14 to 17 MB)
+//! (`qemu-<cpu>-<digest>`, see `file_names`), so after a new pin the old file (14 to 17 MB)
 //! would stay in the directory for ever, and so would every file after an uninstall.
 //!
 //! A file is removed only when all of these hold: its name is one binfmt writes
@@ -20,9 +20,10 @@ use std::path::{Path, PathBuf};
 use qemu_catalog::Emulator;
 use rustix::fs::{AtFlags, FileType};
 
-use crate::layout::{FILE_MODE, file_name, is_emulator_file_name};
+use crate::file_names::{FILE_MODE, file_name, is_emulator_file_name};
 use crate::secure_dir::{SecureDir, Trust};
 use crate::verified::record_name;
+use binfmt_misc::report::Chain;
 
 /// Which of binfmt's emulator files stay although no entry uses them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,7 +61,7 @@ pub(crate) fn remove_unused(
     let names = match dir.names() {
         Ok(names) => names,
         Err(error) => {
-            log::debug!("not looking for unused emulator files: {error}");
+            log::debug!("not looking for unused emulator files: {}", Chain(&error));
             return Vec::new();
         }
     };

@@ -16,10 +16,11 @@ use crate::decode::{
     map_written, reference_for,
 };
 use crate::error::{Error, io_error};
-use crate::layout::{FILE_MODE, file_name, is_temporary, temporary_name};
+use crate::file_names::{FILE_MODE, file_name, is_temporary, temporary_name};
 use crate::mapping::{Buffer, Window};
 use crate::secure_dir::SecureDir;
 use crate::verified;
+use binfmt_misc::report::Chain;
 
 /// Removes the temporary files of runs that were killed while writing (the caller
 /// holds the directory's lock) and returns how many. Failing to is no reason to
@@ -28,7 +29,10 @@ pub(crate) fn remove_leftovers(dir: &SecureDir) -> usize {
     let names = match dir.names() {
         Ok(names) => names,
         Err(error) => {
-            log::debug!("not looking for leftover temporary files: {error}");
+            log::debug!(
+                "not looking for leftover temporary files: {}",
+                Chain(&error)
+            );
             return 0;
         }
     };

@@ -8,6 +8,7 @@
 use std::fmt;
 
 use binfmt_misc::Matcher;
+use binfmt_misc::report::Fixable;
 
 /// A Linux architecture, named as OCI platforms name it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -320,18 +321,22 @@ pub struct UnknownArch(pub String);
 
 impl fmt::Display for UnknownArch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let known: Vec<&str> = Arch::ALL.iter().map(|a| a.oci()).collect();
-        write!(
-            f,
-            "unknown architecture {:?}: use one of {} (or `all`), as OCI names \
-             (`arm64`), platforms (`linux/arm/v7`) or QEMU names (`aarch64`)",
-            self.0,
-            known.join(", ")
-        )
+        write!(f, "unknown architecture {:?}", self.0)
     }
 }
 
 impl std::error::Error for UnknownArch {}
+
+impl Fixable for UnknownArch {
+    fn fix(&self) -> Option<String> {
+        let known: Vec<&str> = Arch::ALL.iter().map(|a| a.oci()).collect();
+        Some(format!(
+            "use one of {} (or `all`), as OCI names (`arm64`), platforms (`linux/arm/v7`) or \
+             QEMU names (`aarch64`)",
+            known.join(", ")
+        ))
+    }
+}
 
 /// What `--install` was asked for.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -362,14 +367,24 @@ impl fmt::Display for ListError {
             ListError::TooLong { length } => write!(
                 f,
                 "the list is {length} bytes long; at most {MAX_LIST_LENGTH} are accepted \
-                 (every architecture in every spelling fits in far less): give `all` or \
-                 the architectures you need"
+                 (every architecture in every spelling fits in far less)"
             ),
         }
     }
 }
 
 impl std::error::Error for ListError {}
+
+impl Fixable for ListError {
+    fn fix(&self) -> Option<String> {
+        match self {
+            ListError::Unknown(unknown) => unknown.fix(),
+            ListError::TooLong { .. } => {
+                Some("give `all` or the architectures you need".to_owned())
+            }
+        }
+    }
+}
 
 impl From<UnknownArch> for ListError {
     fn from(unknown: UnknownArch) -> ListError {
@@ -527,7 +542,11 @@ mod tests {
         assert_eq!(parse_list("arm64,all"), Ok(Selection::All));
         let error = parse_list("arm64,bogus").unwrap_err();
         assert_eq!(error, ListError::Unknown(UnknownArch("bogus".to_owned())));
-        assert!(error.to_string().contains("arm64, arm, 386"));
+        assert!(
+            error
+                .fix()
+                .is_some_and(|fix| fix.contains("arm64, arm, 386"))
+        );
         assert!(parse_list("").is_err());
         assert!(parse_list("arm64,").is_err());
         let absurd = "arm64,".repeat(10_000);

@@ -29,6 +29,7 @@ use std::fmt;
 use std::io::{self, Read};
 use std::ops::Range;
 
+use binfmt_misc::report::Fixable;
 use sha2::{Digest, Sha256};
 use zstd_safe::{DCtx, DParameter, InBuffer, OutBuffer};
 
@@ -431,8 +432,7 @@ impl fmt::Display for WriteError {
         match self {
             WriteError::Corrupt { arch, reason } => write!(
                 f,
-                "the embedded qemu-{} is damaged ({reason}): this binfmt binary is corrupt; \
-                 download it again",
+                "the embedded qemu-{} is damaged ({reason}): this binfmt binary is corrupt",
                 arch.qemu_cpu()
             ),
             WriteError::NeedsReference { arch, reference } => write!(
@@ -441,17 +441,33 @@ impl fmt::Display for WriteError {
                 arch.qemu_cpu(),
                 reference.qemu_cpu()
             ),
-            WriteError::Io { arch, source } => {
-                write!(f, "cannot write qemu-{}: {source}", arch.qemu_cpu())
-            }
+            WriteError::Io { arch, .. } => write!(f, "cannot write qemu-{}", arch.qemu_cpu()),
         }
     }
 }
 
-impl std::error::Error for WriteError {}
+impl std::error::Error for WriteError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            WriteError::Io { source, .. } => Some(source),
+            WriteError::Corrupt { .. } | WriteError::NeedsReference { .. } => None,
+        }
+    }
+}
+
+impl Fixable for WriteError {
+    fn fix(&self) -> Option<String> {
+        match self {
+            WriteError::Corrupt { .. } => Some("download binfmt again".to_owned()),
+            WriteError::NeedsReference { .. } | WriteError::Io { .. } => None,
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {
+    use binfmt_misc::report::Chain;
+
     use super::*;
 
     #[test]
@@ -612,7 +628,9 @@ mod tests {
             )
             .unwrap_err();
         assert!(
-            error.to_string().contains("the destination holds 10 bytes"),
+            Chain(&error)
+                .to_string()
+                .contains("the destination holds 10 bytes"),
             "{error}"
         );
     }
@@ -666,7 +684,7 @@ mod tests {
             .decode_into(&mut out, None, &mut |_, _| Ok(()))
             .unwrap_err();
         assert!(
-            error.to_string().contains("the destination holds"),
+            Chain(&error).to_string().contains("the destination holds"),
             "{error}"
         );
     }

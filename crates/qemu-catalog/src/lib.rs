@@ -14,6 +14,8 @@
 //! binfmt_misc and opens no file.
 
 #![forbid(unsafe_code)]
+// What is `pub` is the crate's API: an item only its own crate can reach says so.
+#![deny(unreachable_pub)]
 
 pub mod arch;
 pub mod emulator;

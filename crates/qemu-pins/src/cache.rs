@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use crate::error::Error;
-use crate::manifest::Emulator;
+use crate::manifest::Pin;
 
 /// Environment variable that overrides the blob cache directory (an absolute path).
 pub const BLOB_CACHE_ENV: &str = "BINFMT_BLOB_CACHE";
@@ -143,7 +143,7 @@ impl BlobCache {
     }
 
     /// Where the compressed blob of `emulator` lives: `<root>/emulators/<sha256>.zst`.
-    pub fn compressed_path(&self, emulator: &Emulator) -> PathBuf {
+    pub fn compressed_path(&self, emulator: &Pin) -> PathBuf {
         self.root
             .join("emulators")
             .join(format!("{}.zst", emulator.sha256))
@@ -160,8 +160,8 @@ impl BlobCache {
     pub fn embedded_path(
         &self,
         compression: Compression,
-        emulator: &Emulator,
-        reference: Option<&Emulator>,
+        emulator: &Pin,
+        reference: Option<&Pin>,
     ) -> PathBuf {
         let name = match reference {
             Some(reference) => {

@@ -1,4 +1,11 @@
 //! Why the manifest or the cache directory cannot be used.
+//!
+//! As every error of binfmt's, a message says what failed, and its cause is `source()`
+//! (a file that cannot be read), never written into it. This crate is used at build
+//! time only, where errors are printed through `anyhow` (xtask) or a build script's
+//! panic, both of which write `Display` alone; none of these errors has both a cause
+//! and a fix, so the fix ends the message, in the one form binfmt prints fixes in:
+//! `; fix: ` and the action.
 
 use std::fmt;
 use std::io;
@@ -80,15 +87,15 @@ impl fmt::Display for Error {
         match self {
             Error::Read { path, source } if source.kind() == io::ErrorKind::NotFound => write!(
                 f,
-                "pin manifest {} does not exist: create it with `cargo xtask pin`",
+                "pin manifest {} does not exist; fix: create it with `cargo xtask pin`",
                 path.display()
             ),
-            Error::Read { path, source } => {
-                write!(f, "cannot read pin manifest {}: {source}", path.display())
+            Error::Read { path, .. } => {
+                write!(f, "cannot read pin manifest {}", path.display())
             }
             Error::Syntax { path, message } => write!(
                 f,
-                "{}: cannot parse it ({REPIN_HINT}): {}",
+                "{}: cannot parse it: {}; fix: {REPIN_HINT}",
                 manifest_name(path),
                 message.trim_end()
             ),
@@ -98,17 +105,17 @@ impl fmt::Display for Error {
                 problem,
             } => write!(
                 f,
-                "{}: field {field}: {problem} ({REPIN_HINT})",
+                "{}: field {field}: {problem}; fix: {REPIN_HINT}",
                 manifest_name(path)
             ),
             Error::Compression { value, variable } => write!(
                 f,
-                "${variable} is {value:?}: set it to `release` (what `cargo xtask dist` \
+                "${variable} is {value:?}; fix: set it to `release` (what `cargo xtask dist` \
                  builds with) or `fast`, or unset it"
             ),
             Error::CacheDir { problem, variable } => write!(
                 f,
-                "cannot determine the emulator blob cache directory: {problem}; \
+                "cannot determine the emulator blob cache directory: {problem}; fix: \
                  set ${variable} to an absolute path"
             ),
         }
@@ -118,6 +125,8 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
+            // "does not exist" says it already.
+            Error::Read { source, .. } if source.kind() == io::ErrorKind::NotFound => None,
             Error::Read { source, .. } => Some(source),
             _ => None,
         }

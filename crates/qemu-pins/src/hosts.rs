@@ -1,7 +1,7 @@
 //! The host architectures binfmt is built for: what each runs natively (never
 //! embedded) and which emulator the others are compressed against.
 
-use crate::manifest::{Emulator, Host};
+use crate::manifest::{Host, Pin};
 
 /// The QEMU cpus each host architecture runs natively (host name first, see
 /// [`host_arch`]).
@@ -47,7 +47,7 @@ impl Host {
     /// The emulators a binary built for this host embeds: every pinned one except the
     /// host's own architectures ([`NATIVE_CPUS`]). Empty for a host binfmt does not
     /// run on.
-    pub fn embedded(&self) -> Vec<&Emulator> {
+    pub fn embedded(&self) -> Vec<&Pin> {
         let Some((_, native)) = NATIVE_CPUS.iter().find(|(arch, _)| *arch == self.arch) else {
             return Vec::new();
         };
@@ -59,7 +59,7 @@ impl Host {
 
     /// The embedded emulator the others are compressed against ([`REFERENCE_CPUS`]),
     /// or `None` when this host has none pinned.
-    pub fn reference(&self) -> Option<&Emulator> {
+    pub fn reference(&self) -> Option<&Pin> {
         let (_, cpu) = REFERENCE_CPUS.iter().find(|(arch, _)| *arch == self.arch)?;
         self.embedded()
             .into_iter()

@@ -15,6 +15,8 @@
 //! the environment; downloading, extracting and compressing live in xtask.
 
 #![forbid(unsafe_code)]
+// What is `pub` is the crate's API: an item only its own crate can reach says so.
+#![deny(unreachable_pub)]
 
 mod cache;
 mod error;
@@ -27,4 +29,4 @@ pub use cache::{
 };
 pub use error::Error;
 pub use hosts::{NATIVE_CPUS, REFERENCE_CPUS, host_arch};
-pub use manifest::{Emulator, Host, MANIFEST_PATH, Manifest, Source};
+pub use manifest::{Host, MANIFEST_PATH, Manifest, Pin, Source};

@@ -56,13 +56,13 @@ pub struct Host {
     pub sha256: String,
     /// The emulators taken from this package (TOML `[[host.emulator]]`).
     #[serde(rename = "emulator", default)]
-    pub emulators: Vec<Emulator>,
+    pub emulators: Vec<Pin>,
 }
 
 /// One pinned emulator binary inside a host's package.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Emulator {
+pub struct Pin {
     /// OCI architecture name (`--platform linux/<oci>`), e.g. `arm64`.
     pub oci: String,
     /// QEMU cpu name, e.g. `aarch64`; the emulator is `qemu-<cpu>`.
@@ -388,8 +388,8 @@ pub(crate) mod tests {
     pub(crate) const DIGEST_B: &str =
         "c73711af02b97cd5e2667e735d9c06890c57165517110ca4e646c95a7083158d";
 
-    pub(crate) fn emulator(oci: &str, cpu: &str) -> Emulator {
-        Emulator {
+    pub(crate) fn emulator(oci: &str, cpu: &str) -> Pin {
+        Pin {
             oci: oci.to_string(),
             cpu: cpu.to_string(),
             path: format!("usr/bin/qemu-{cpu}"),

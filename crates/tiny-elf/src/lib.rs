@@ -20,6 +20,8 @@
 //! The crate has no dependencies and does no I/O: it returns bytes.
 
 #![forbid(unsafe_code)]
+// What is `pub` is the crate's API: an item only its own crate can reach says so.
+#![deny(unreachable_pub)]
 
 mod arch;
 mod elf;

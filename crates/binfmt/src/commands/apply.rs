@@ -12,15 +12,16 @@
 use std::time::Duration;
 
 use crate::cli::ApplyArgs;
+use crate::commands::lines;
 use crate::config::Config;
-use crate::outcome::{CommandError, Completion};
+use crate::outcome::{CommandError, Completion, Context};
 use crate::request::{Request, Verbosity, check_interpreter_dir, execute};
 use crate::signals::StopSignals;
 
 /// Runs `binfmt apply`.
 pub fn run(args: &ApplyArgs) -> Result<Completion, CommandError> {
     let mut config =
-        Config::load(&args.config).map_err(|error| CommandError::Usage(error.to_string()))?;
+        Config::load(&args.config).map_err(|error| CommandError::Usage(error.into()))?;
     let lock_timeout = Duration::from_secs(args.lock_timeout);
     let options = &mut config.install.options;
     options.interpreter_dir = options
@@ -43,7 +44,13 @@ pub fn run(args: &ApplyArgs) -> Result<Completion, CommandError> {
         let mut chosen = Vec::new();
         for one in &config.install.chosen {
             let checked = one.check().map_err(|failure| {
-                CommandError::Runtime(format!("config {}: {failure}", args.config.display()))
+                CommandError::Runtime(
+                    Context {
+                        what: format!("config {}", args.config.display()),
+                        error: failure.into(),
+                    }
+                    .into(),
+                )
             })?;
             chosen.push(format!(
                 "{} with {}",
@@ -79,28 +86,37 @@ pub fn run(args: &ApplyArgs) -> Result<Completion, CommandError> {
         lock_timeout,
     };
     let Some(seconds) = args.watch else {
-        return execute(&request, Verbosity::Everything);
+        return lines::print(
+            execute(&request, Verbosity::Everything),
+            Verbosity::Everything,
+        );
     };
 
     let interval = Duration::from_secs(seconds);
-    let mut stop = StopSignals::install().map_err(|error| {
-        CommandError::Runtime(format!("cannot handle SIGTERM and SIGINT: {error}"))
+    let mut stop = StopSignals::install().map_err(|error| Context {
+        what: "cannot handle SIGTERM and SIGINT".to_owned(),
+        error: error.into(),
     })?;
-    let first = execute(&request, Verbosity::Everything)?;
+    let first = lines::print(
+        execute(&request, Verbosity::Everything),
+        Verbosity::Everything,
+    )?;
     if first != Completion::Complete {
         return Ok(first);
     }
     eprintln!("binfmt: registered; checking again every {seconds}s until SIGTERM or SIGINT");
     loop {
-        let stopped = stop
-            .wait(interval)
-            .map_err(|error| CommandError::Runtime(format!("cannot wait for signals: {error}")))?;
+        let stopped = stop.wait(interval).map_err(|error| Context {
+            what: "cannot wait for signals".to_owned(),
+            error: error.into(),
+        })?;
         if stopped {
             eprintln!("binfmt: stopping on signal; the registrations stay");
             return Ok(Completion::Complete);
         }
-        if let Err(error) = execute(&request, Verbosity::Changes) {
-            eprintln!("binfmt: {error}; trying again in {seconds}s");
+        if let Err(error) = lines::print(execute(&request, Verbosity::Changes), Verbosity::Changes)
+        {
+            eprintln!("binfmt: this round failed, trying again in {seconds}s: {error}");
         }
     }
 }

@@ -18,17 +18,17 @@ use qemu_catalog::{Arch, UnknownArch};
 use serde::Serialize;
 
 use crate::cli::CheckArgs;
-use crate::empty_root::{ProbeFailure, Prober, SystemProber};
+use crate::commands::lines::print_stdout;
 use crate::findings::{EntryRef, Finding, Fix, binfmt_with};
 use crate::host::{self, HostFacts};
-use crate::outcome::{CommandError, Completion, print_stdout};
+use crate::outcome::{CommandError, Completion, Shared};
+use crate::probe::{ProbeFailure, Prober, SystemProber};
 use crate::status;
 use crate::survey::Survey;
 
 /// Runs `binfmt check`.
 pub fn run(args: &CheckArgs) -> Result<Completion, CommandError> {
-    let wanted =
-        parse(&args.platforms).map_err(|error| CommandError::Usage(format!("check: {error}")))?;
+    let wanted = parse(&args.platforms).map_err(|error| CommandError::usage("check", error))?;
     let report = check(&args.mount, wanted, &SystemProber);
     print_stdout(&if args.json {
         report.render_json()
@@ -463,7 +463,7 @@ pub fn check(mount: &Path, wanted: Vec<Platform>, prober: &dyn Prober) -> CheckR
         Err(error) => (
             None,
             Some(Finding::for_unopened_table(
-                &error,
+                error,
                 mount,
                 &HostFacts::read(),
             )),
@@ -473,7 +473,7 @@ pub fn check(mount: &Path, wanted: Vec<Platform>, prober: &dyn Prober) -> CheckR
         Ok(survey) => survey,
         Err(error) => {
             table_problem = Some(Finding::Unreadable {
-                error: error.to_string(),
+                error: Shared::new(error),
             });
             Survey::without_table()
         }
@@ -502,7 +502,7 @@ mod tests {
     use binfmt_misc::fake::FakeTable;
 
     use super::*;
-    use crate::empty_root::{Confinement, ProbeOutcome};
+    use crate::probe::{Confinement, ProbeOutcome};
     use crate::testing::{FakeProber, entry};
 
     fn wanted(list: &str) -> Vec<Platform> {

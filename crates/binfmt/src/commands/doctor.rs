@@ -32,16 +32,18 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+use binfmt_misc::report::Chain;
 use binfmt_misc::{BinfmtMisc, DEFAULT_MOUNT, Entry, Error as TableError, Table};
 use interpreter_files::is_memfd_path;
 use qemu_catalog::{Arch, Emulator};
 use serde::Serialize;
 
 use crate::cli::DoctorArgs;
-use crate::empty_root::{Confinement, Prober, SystemProber};
+use crate::commands::lines::print_stdout;
 use crate::findings::{EntryRef, F_SINCE, Finding, WordedFinding};
 use crate::host::{self, BinfmtMiscModule, HostFacts, HostPaths};
-use crate::outcome::{CommandError, Completion, print_stdout};
+use crate::outcome::{CommandError, Completion, Shared};
+use crate::probe::{Confinement, Prober, SystemProber};
 use crate::status;
 use crate::survey::{Survey, claims, is_binfmts_entry};
 
@@ -187,12 +189,12 @@ fn check_table(facts: &HostFacts, mount: &Path, prober: &dyn Prober, report: &mu
             Some(table)
         }
         Err(error) => {
-            let finding = Finding::for_unopened_table(&error, mount, facts);
-            report.find(&finding);
             let not_mounted = matches!(
                 error,
                 TableError::NotBinfmtMisc { .. } | TableError::OpenMount { .. }
             );
+            let finding = Finding::for_unopened_table(error, mount, facts);
+            report.find(&finding);
             if not_mounted && mount == Path::new(DEFAULT_MOUNT) {
                 match BinfmtMisc::mount(mount) {
                     Ok(table) => {
@@ -200,7 +202,7 @@ fn check_table(facts: &HostFacts, mount: &Path, prober: &dyn Prober, report: &mu
                         Some(table)
                     }
                     Err(error) => {
-                        log::info!("cannot mount binfmt_misc to look inside: {error}");
+                        log::info!("cannot mount binfmt_misc to look inside: {}", Chain(&error));
                         None
                     }
                 }
@@ -215,7 +217,7 @@ fn check_table(facts: &HostFacts, mount: &Path, prober: &dyn Prober, report: &mu
             Ok(survey) => Some(survey),
             Err(error) => {
                 report.find(&Finding::Unreadable {
-                    error: error.to_string(),
+                    error: Shared::new(error),
                 });
                 None
             }
@@ -234,7 +236,7 @@ fn check_table(facts: &HostFacts, mount: &Path, prober: &dyn Prober, report: &mu
         match table.is_enabled() {
             Ok(true) => report.pass("binfmt_misc is enabled".to_owned()),
             Ok(false) => report.find(&Finding::GloballyDisabled),
-            Err(error) => log::warn!("{error}"),
+            Err(error) => log::warn!("{}", Chain(&error)),
         }
     }
 
@@ -275,10 +277,7 @@ fn check_permission(table: &BinfmtMisc, report: &mut DoctorReport) {
     match rustix::fs::accessat(CWD, &register, Access::WRITE_OK, AtFlags::EACCESS) {
         Ok(()) => report.pass("this process may register entries".to_owned()),
         Err(rustix::io::Errno::ROFS) => report.find(&Finding::ReadOnly),
-        Err(errno) => report.find(&Finding::NotPrivileged {
-            register,
-            errno: errno.to_string(),
-        }),
+        Err(errno) => report.find(&Finding::NotPrivileged { register, errno }),
     }
 }
 

@@ -18,8 +18,9 @@ use serde::Serialize;
 
 use crate::chosen::{CheckedEmulator, ChosenEmulator};
 use crate::cli::EmulatorsArgs;
+use crate::commands::lines::print_stdout;
 use crate::config::Config;
-use crate::outcome::{CommandError, Completion, print_stdout};
+use crate::outcome::{CommandError, Completion};
 
 /// One carried emulator, as `--json` prints it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -148,7 +149,7 @@ fn chosen(args: &EmulatorsArgs) -> Result<Vec<ChosenEmulator>, CommandError> {
     let mut chosen = match &args.config {
         Some(path) => {
             Config::load(path)
-                .map_err(|error| CommandError::Usage(error.to_string()))?
+                .map_err(|error| CommandError::Usage(error.into()))?
                 .install
                 .chosen
         }
@@ -157,10 +158,10 @@ fn chosen(args: &EmulatorsArgs) -> Result<Vec<ChosenEmulator>, CommandError> {
     for spec in &args.emulators {
         chosen.push(
             ChosenEmulator::parse(spec)
-                .map_err(|error| CommandError::Usage(format!("--emulator: {error}")))?,
+                .map_err(|error| CommandError::usage("--emulator", error))?,
         );
     }
-    crate::chosen::refuse_duplicates(&chosen).map_err(CommandError::Usage)?;
+    crate::chosen::refuse_duplicates(&chosen).map_err(|error| CommandError::Usage(error.into()))?;
     Ok(chosen)
 }
 
@@ -168,9 +169,7 @@ fn chosen(args: &EmulatorsArgs) -> Result<Vec<ChosenEmulator>, CommandError> {
 pub fn run(args: &EmulatorsArgs) -> Result<Completion, CommandError> {
     let mut carried = carried();
     for chosen in chosen(args)? {
-        let checked = chosen
-            .check()
-            .map_err(|failure| CommandError::Runtime(failure.to_string()))?;
+        let checked = chosen.check()?;
         if let Some(emulator) = carried
             .iter_mut()
             .find(|emulator| emulator.entry == checked.arch.entry_name())

@@ -50,7 +50,8 @@ use qemu_catalog::{Arch, Emulator, Selection};
 
 use crate::cli::RunArgs;
 use crate::install;
-use crate::outcome::{CommandError, Completion};
+use crate::outcome::{CommandError, Completion, Context, Failure, Message};
+use crate::register::{self, InstallOutcome};
 use crate::userns::{self, IdMap, IdMapping, NamespaceError, Step};
 
 /// Exit status when binfmt cannot set up the namespaces or the registrations.
@@ -71,21 +72,30 @@ const FLAGS: Flags = Flags::POCF;
 #[derive(Debug)]
 pub struct RunError {
     pub code: u8,
-    pub message: String,
+    pub failure: Failure,
 }
 
 impl RunError {
-    fn setup(message: impl fmt::Display) -> RunError {
+    /// The failure `error`, with `code`, printed `run: error`.
+    fn new(code: u8, error: impl Into<Failure>) -> RunError {
         RunError {
-            code: SETUP_FAILED,
-            message: format!("run: {message}"),
+            code,
+            failure: Context {
+                what: "run".to_owned(),
+                error: error.into(),
+            }
+            .into(),
         }
+    }
+
+    fn setup(error: impl Into<Failure>) -> RunError {
+        RunError::new(SETUP_FAILED, error)
     }
 }
 
 impl fmt::Display for RunError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
+        self.failure.fmt(f)
     }
 }
 
@@ -93,7 +103,7 @@ impl From<RunError> for CommandError {
     fn from(error: RunError) -> CommandError {
         CommandError::Run {
             code: error.code,
-            message: error.message,
+            failure: error.failure,
         }
     }
 }
@@ -108,10 +118,10 @@ pub fn run(args: &RunArgs) -> Result<Completion, CommandError> {
 fn set_up_and_exec(args: &RunArgs) -> Result<Infallible, RunError> {
     let emulators = emulators_for(&args.platform)?;
     let Some((program, arguments)) = args.command.split_first() else {
-        return Err(RunError {
-            code: USAGE,
-            message: "run: no command given: `binfmt run -- CMD [ARGS...]`".into(),
-        });
+        return Err(RunError::new(
+            USAGE,
+            Message::new("no command given").fix("`binfmt run -- CMD [ARGS...]`"),
+        ));
     };
 
     // execvp(3) in glibc runs a file the kernel refuses with ENOEXEC through /bin/sh,
@@ -120,16 +130,16 @@ fn set_up_and_exec(args: &RunArgs) -> Result<Infallible, RunError> {
     if let Some(arch) = unemulated_arch(program, &emulators) {
         let mut platforms: Vec<&str> = emulators.iter().map(|e| e.arch().oci()).collect();
         platforms.push(arch.oci());
-        return Err(RunError {
-            code: CANNOT_EXECUTE,
-            message: format!(
-                "run: cannot execute {}: it is a {arch} program, and {arch} is not emulated \
-                 (--platform gives: {}); add it: `--platform {}`",
+        return Err(RunError::new(
+            CANNOT_EXECUTE,
+            Message::new(format!(
+                "cannot execute {}: it is a {arch} program, and {arch} is not emulated \
+                 (--platform gives: {})",
                 program.to_string_lossy(),
                 arch_list(&emulators),
-                platforms.join(",")
-            ),
-        });
+            ))
+            .fix(format!("add it: `--platform {}`", platforms.join(","))),
+        ));
     }
 
     let uid = rustix::process::geteuid().as_raw();
@@ -150,7 +160,7 @@ fn set_up_and_exec(args: &RunArgs) -> Result<Infallible, RunError> {
     .map_err(RunError::setup)?;
     userns::isolate_mounts().map_err(RunError::setup)?;
     let table = mount_private_instance()?;
-    register(&table, &emulators)?;
+    register_privately(&table, &emulators)?;
     drop(table);
 
     if !args.root {
@@ -174,7 +184,7 @@ fn set_up_and_exec(args: &RunArgs) -> Result<Infallible, RunError> {
 
     log::debug!("executing {program:?} with {} arguments", arguments.len());
     let error = Command::new(program).args(arguments).exec();
-    Err(exec_failed(program, &error, &emulators))
+    Err(exec_failed(program, error, &emulators))
 }
 
 /// The architectures of `emulators`, for messages (`none` when empty).
@@ -219,11 +229,16 @@ fn find_program(program: &OsStr) -> Option<PathBuf> {
 /// list, those named, skipping this machine's own architectures (they run natively;
 /// an emulator for them would take over every native program).
 fn emulators_for(platform: &str) -> Result<Vec<Emulator>, RunError> {
-    let usage = |message: String| RunError {
-        code: USAGE,
-        message: format!("run: --platform: {message}"),
+    let usage = |error: Failure| {
+        RunError::new(
+            USAGE,
+            Context {
+                what: "--platform".to_owned(),
+                error,
+            },
+        )
     };
-    let selection = qemu_catalog::parse_list(platform).map_err(|e| usage(e.to_string()))?;
+    let selection = qemu_catalog::parse_list(platform).map_err(|error| usage(error.into()))?;
     let arches = match selection {
         Selection::All => return Ok(Emulator::all()),
         Selection::Arches(arches) => arches,
@@ -236,7 +251,11 @@ fn emulators_for(platform: &str) -> Result<Vec<Emulator>, RunError> {
         }
         match Emulator::for_arch(arch) {
             Some(emulator) => emulators.push(emulator),
-            None => return Err(usage(format!("this binfmt carries no emulator for {arch}"))),
+            None => {
+                return Err(usage(
+                    Message::new(format!("this binfmt carries no emulator for {arch}")).into(),
+                ));
+            }
         }
     }
     Ok(emulators)
@@ -247,16 +266,15 @@ fn emulators_for(platform: &str) -> Result<Vec<Emulator>, RunError> {
 /// and out of CMD's sight.
 fn mount_private_instance() -> Result<BinfmtMisc, RunError> {
     BinfmtMisc::mount(DEFAULT_MOUNT).map_err(|error| match error {
-        binfmt_misc::Error::Mount { source, .. } => RunError::setup(format!(
-            "{} on {DEFAULT_MOUNT}",
-            NamespaceError::diagnosed(Step::MountBinfmtMisc, source)
-        )),
+        binfmt_misc::Error::Mount { source, .. } => {
+            RunError::setup(NamespaceError::diagnosed(Step::MountBinfmtMisc, source))
+        }
         other => RunError::setup(other),
     })
 }
 
 /// Registers every emulator in the private instance, each from a sealed memfd.
-fn register(table: &BinfmtMisc, emulators: &[Emulator]) -> Result<(), RunError> {
+fn register_privately(table: &BinfmtMisc, emulators: &[Emulator]) -> Result<(), RunError> {
     let options = install::Options {
         flags: FLAGS,
         // Never written to: `in_memory` keeps every emulator in a memfd.
@@ -265,53 +283,52 @@ fn register(table: &BinfmtMisc, emulators: &[Emulator]) -> Result<(), RunError> 
         // A fresh instance holds no other tool's entry.
         take_over: false,
     };
-    let items: Vec<install::Item> = emulators
+    let items: Vec<register::Item> = emulators
         .iter()
         .copied()
-        .map(install::Item::embedded)
+        .map(register::Item::embedded)
         .collect();
-    let outcomes = install::install(table, &items, &options);
-    let failures: Vec<String> = outcomes
-        .iter()
-        .filter(|(_, outcome)| !outcome.is_ok())
-        .map(|(arch, outcome)| format!("{arch} {outcome}"))
-        .collect();
+    // In memory, no directory is used: `directory_failure` stays empty.
+    let outcomes = register::register(table, &items, &options).outcomes;
     for (arch, outcome) in &outcomes {
         log::info!("registering {arch} in the private binfmt_misc instance: {outcome}");
     }
-    if failures.is_empty() {
-        Ok(())
-    } else {
-        Err(RunError::setup(format!(
-            "cannot register in the private binfmt_misc instance: {}",
-            failures.join("; ")
-        )))
+    let mut failures = outcomes
+        .into_iter()
+        .filter_map(|(arch, outcome)| match outcome {
+            InstallOutcome::Failed(error) => Some((arch, error)),
+            _ => None,
+        });
+    match failures.next() {
+        None => Ok(()),
+        // The first one: the others' lines are in the log above.
+        Some((arch, error)) => Err(RunError::setup(Context {
+            what: format!("cannot register {arch} in the private binfmt_misc instance"),
+            error: error.into(),
+        })),
     }
 }
 
 /// The error for an `execvp(3)` of CMD that returned.
-fn exec_failed(program: &OsString, error: &io::Error, emulators: &[Emulator]) -> RunError {
+fn exec_failed(program: &OsString, error: io::Error, emulators: &[Emulator]) -> RunError {
     let program = program.to_string_lossy();
-    if error.kind() == io::ErrorKind::NotFound {
-        return RunError {
-            code: NOT_FOUND,
-            message: format!("run: cannot execute {program}: {error} (not in PATH?)"),
-        };
+    let kind = error.kind();
+    let not_a_program = error.raw_os_error() == Some(rustix::io::Errno::NOEXEC.raw_os_error());
+    let message = Message::new(format!("cannot execute {program}")).because(error);
+    if kind == io::ErrorKind::NotFound {
+        return RunError::new(NOT_FOUND, message.fix("give its path, or put it in PATH"));
     }
-    let mut message = format!("run: cannot execute {program}: {error}");
-    if error.raw_os_error() == Some(rustix::io::Errno::NOEXEC.raw_os_error()) {
+    let mut message = message;
+    if not_a_program {
         let native: Vec<&str> = Arch::native().iter().map(|a| a.oci()).collect();
-        message.push_str(&format!(
-            " (is it a program of another architecture? Natively this machine runs {}; \
-             emulated here: {}; add its architecture to --platform)",
+        message = message.fix(format!(
+            "if it is a program of another architecture, add its architecture to --platform \
+             (natively this machine runs {}; emulated here: {})",
             native.join(", "),
             arch_list(emulators)
         ));
     }
-    RunError {
-        code: CANNOT_EXECUTE,
-        message,
-    }
+    RunError::new(CANNOT_EXECUTE, message)
 }
 
 #[cfg(test)]
@@ -340,7 +357,7 @@ mod tests {
         assert_eq!(error.code, USAGE);
         assert!(
             error
-                .message
+                .to_string()
                 .contains("unknown architecture \"linux/bogus\""),
             "{error}"
         );
@@ -350,12 +367,15 @@ mod tests {
     fn exec_errors_map_to_the_usual_statuses() {
         let program = OsString::from("prog");
         let not_found = io::Error::from_raw_os_error(rustix::io::Errno::NOENT.raw_os_error());
-        assert_eq!(exec_failed(&program, &not_found, &[]).code, NOT_FOUND);
+        assert_eq!(exec_failed(&program, not_found, &[]).code, NOT_FOUND);
         let denied = io::Error::from_raw_os_error(rustix::io::Errno::ACCESS.raw_os_error());
-        assert_eq!(exec_failed(&program, &denied, &[]).code, CANNOT_EXECUTE);
+        assert_eq!(exec_failed(&program, denied, &[]).code, CANNOT_EXECUTE);
         let format = io::Error::from_raw_os_error(rustix::io::Errno::NOEXEC.raw_os_error());
-        let error = exec_failed(&program, &format, &emulators_for("riscv64").unwrap());
+        let error = exec_failed(&program, format, &emulators_for("riscv64").unwrap());
         assert_eq!(error.code, CANNOT_EXECUTE);
-        assert!(error.message.contains("emulated here: riscv64"), "{error}");
+        assert!(
+            error.to_string().contains("emulated here: riscv64"),
+            "{error}"
+        );
     }
 }

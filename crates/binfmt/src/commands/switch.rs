@@ -11,13 +11,15 @@
 
 use std::time::Duration;
 
+use binfmt_misc::report::Report;
 use binfmt_misc::{BinfmtMisc, Table};
 
 use crate::cli::SwitchArgs;
-use crate::empty_root::SystemProber;
-use crate::findings::Finding;
+use crate::commands::lines::print_stdout;
+use crate::findings::{Diagnosis, Finding};
 use crate::host::HostFacts;
-use crate::outcome::{CommandError, Completion, print_stdout};
+use crate::outcome::{CommandError, Completion};
+use crate::probe::SystemProber;
 use crate::status;
 use crate::survey::Survey;
 use crate::targets;
@@ -32,33 +34,28 @@ pub fn run(args: &SwitchArgs, enabled: bool) -> Result<Completion, CommandError>
     let targets = match &args.list {
         Some(list) => Some(
             targets::parse(list, command(enabled))
-                .map_err(|error| CommandError::Usage(format!("{}: {error}", command(enabled))))?,
+                .map_err(|error| CommandError::usage(command(enabled), error))?,
         ),
         None => None,
     };
-    let table = BinfmtMisc::open(&args.mount).map_err(|error| {
-        let finding = Finding::for_unopened_table(&error, &args.mount, &HostFacts::read());
-        CommandError::Runtime(finding.as_failure(&args.mount))
+    let table = BinfmtMisc::open(&args.mount).map_err(|error| Diagnosis {
+        finding: Finding::for_unopened_table(error, &args.mount, &HostFacts::read()),
+        mount: args.mount.clone(),
     })?;
-    let _lock = table
-        .lock(Duration::from_secs(args.lock_timeout))
-        .map_err(|error| match Finding::for_table_error(&error) {
-            Some(finding) => CommandError::Runtime(finding.as_failure(&args.mount)),
-            None => error.into(),
-        })?;
+    let _lock = table.lock(Duration::from_secs(args.lock_timeout))?;
     let entries = Survey::read(Some(&table))?.entries;
-    let selection = match &targets {
+    let targeted = match &targets {
         Some(targets) => targets::select(targets, &entries),
         None => targets::all_binfmts(&entries),
     };
-    for name in &selection.left_alone {
+    for name in &targeted.left_alone {
         eprintln!("{verb}: {name} left alone (another tool's entry: name it exactly to switch it)");
     }
-    if selection.selected.is_empty() {
+    if targeted.selected.is_empty() {
         eprintln!("{verb}: nothing matches, nothing to do");
     }
     let mut failed = 0;
-    for name in &selection.selected {
+    for name in &targeted.selected {
         let already = entries
             .iter()
             .any(|entry| entry.registration.name == *name && entry.enabled == enabled);
@@ -70,7 +67,7 @@ pub fn run(args: &SwitchArgs, enabled: bool) -> Result<Completion, CommandError>
             Ok(()) => eprintln!("{verb}: {name} OK"),
             Err(error) => {
                 failed += 1;
-                eprintln!("{verb}: {name} FAILED: {error}");
+                eprintln!("{verb}: {name} FAILED: {}", Report(&error));
             }
         }
     }

@@ -1,7 +1,8 @@
 //! `binfmt --version`: `binfmt/<version> qemu/<version> rust/<version>`, as
 //! tonistiigi/binfmt prints `go/<version>`.
 
-use crate::outcome::{CommandError, Completion, print_stdout};
+use crate::commands::lines::print_stdout;
+use crate::outcome::{CommandError, Completion};
 
 /// Prints the versions.
 pub fn run() -> Result<Completion, CommandError> {

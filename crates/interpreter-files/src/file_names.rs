@@ -1,6 +1,6 @@
-//! How an interpreter directory is laid out: the name of each emulator's file, the
-//! mode every one has, and the names of the temporary files a write renames into
-//! place.
+//! The names of the files in an interpreter directory: each emulator's, the mode
+//! every one has, and the names of the temporary files a write renames into place and
+//! of the state files.
 //!
 //! File names carry the first 16 hex digits of the emulator's sha256
 //! (`qemu-aarch64-0123456789abcdef`): an entry whose interpreter path is ours names

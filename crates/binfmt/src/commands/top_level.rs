@@ -11,8 +11,9 @@ use interpreter_files::InterpreterDir;
 
 use crate::chosen::ChosenEmulator;
 use crate::cli::Args;
+use crate::commands::lines;
 use crate::install::{self, Install};
-use crate::outcome::{CommandError, Completion};
+use crate::outcome::{CommandError, Completion, Message};
 use crate::request::{Request, Verbosity, check_interpreter_dir, execute};
 use crate::targets;
 
@@ -26,11 +27,11 @@ pub fn run(args: &Args) -> Result<Completion, CommandError> {
         .iter()
         .map(|spec| ChosenEmulator::parse(spec))
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|error| CommandError::Usage(format!("--emulator: {error}")))?;
+        .map_err(|error| CommandError::usage("--emulator", error))?;
     let install = match &args.install {
         Some(list) => {
-            let usage = |error: String| CommandError::Usage(format!("--install: {error}"));
-            let (selection, emulators) = install::parse_list(list).map_err(usage)?;
+            let (selection, emulators) = install::parse_list(list)
+                .map_err(|error| CommandError::usage("--install", error))?;
             let options = install::Options {
                 flags: args.flags,
                 interpreter_dir: interpreter_dir(),
@@ -38,17 +39,17 @@ pub fn run(args: &Args) -> Result<Completion, CommandError> {
                 take_over: args.take_over,
             };
             let install = Install::new(selection, emulators, options)
-                .map_err(|reason| CommandError::Usage(format!("--interpreter-dir: {reason}")))?
-                .with_chosen(chosen, "--emulator")
-                .map_err(CommandError::Usage)?;
+                .map_err(|error| CommandError::usage("--interpreter-dir", error))?
+                .with_chosen(chosen)
+                .map_err(|error| CommandError::usage("--emulator", error))?;
             check_interpreter_dir(&install.options.interpreter_dir, "--interpreter-dir")?;
             Some(install)
         }
         None if !chosen.is_empty() => {
             return Err(CommandError::Usage(
-                "--emulator chooses the emulator an install registers: give --install with \
-                 its architecture too"
-                    .to_owned(),
+                Message::new("--emulator chooses the emulator an install registers")
+                    .fix("give --install with its architecture too")
+                    .into(),
             ));
         }
         None => None,
@@ -56,7 +57,7 @@ pub fn run(args: &Args) -> Result<Completion, CommandError> {
     let uninstall = match &args.uninstall {
         Some(list) => Some(
             targets::parse(list, "uninstall")
-                .map_err(|error| CommandError::Usage(format!("--uninstall: {error}")))?,
+                .map_err(|error| CommandError::usage("--uninstall", error))?,
         ),
         None => None,
     };
@@ -67,5 +68,8 @@ pub fn run(args: &Args) -> Result<Completion, CommandError> {
         interpreter_dir: interpreter_dir(),
         lock_timeout,
     };
-    execute(&request, Verbosity::Everything)
+    lines::print(
+        execute(&request, Verbosity::Everything),
+        Verbosity::Everything,
+    )
 }

@@ -152,6 +152,8 @@ pub struct ProbeRun {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProbeError(pub String);
 
+impl std::error::Error for ProbeError {}
+
 impl fmt::Display for ProbeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -385,8 +387,7 @@ impl ProbeRoot {
             }
         }
         Err(ProbeError(format!(
-            "no directory to run probes from ({}); set TMPDIR to a writable directory on a \
-             filesystem that allows exec",
+            "no directory to run probes from ({})",
             refused.join("; ")
         )))
     }
