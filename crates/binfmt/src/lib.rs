@@ -2,7 +2,6 @@
 //! parses the arguments, dispatches to [`commands`] and maps the outcome to an exit
 //! code.
 //!
-//! - [`cli`]: the command line (clap), tonistiigi/binfmt-compatible.
 //! - [`commands`]: one module per command.
 //! - [`outcome`]: what a command ends with; exit codes.
 //! - [`request`], [`install`], [`uninstall`], [`config`], [`signals`]: registering and
@@ -19,7 +18,6 @@
 //! `qemu-catalog`, where emulators are written `interpreter-files`.
 
 pub mod chosen;
-pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod empty_root;

@@ -41,7 +41,7 @@ mod unused;
 mod verified;
 mod write;
 
-pub use dir::{DEFAULT_DIR, FUSE_SUPER_MAGIC, InterpreterDir};
+pub use dir::{FUSE_SUPER_MAGIC, InterpreterDir};
 pub use error::Error;
 pub use file_state::{FileProblem, FileState};
 pub use interpreter::{Interpreter, is_memfd_path};

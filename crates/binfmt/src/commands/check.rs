@@ -17,13 +17,13 @@ use binfmt_misc::{BinfmtMisc, Entry, Table};
 use qemu_catalog::{Arch, UnknownArch};
 use serde::Serialize;
 
-use crate::cli::CheckArgs;
 use crate::empty_root::{ProbeFailure, Prober, SystemProber};
 use crate::findings::{EntryRef, Finding, Fix, binfmt_with};
 use crate::host::{self, HostFacts};
 use crate::outcome::{CommandError, Completion, print_stdout};
 use crate::status;
 use crate::survey::Survey;
+use binfmt_cli::CheckArgs;
 
 /// Runs `binfmt check`.
 pub fn run(args: &CheckArgs) -> Result<Completion, CommandError> {

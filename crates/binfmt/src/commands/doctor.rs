@@ -37,13 +37,13 @@ use interpreter_files::is_memfd_path;
 use qemu_catalog::{Arch, Emulator};
 use serde::Serialize;
 
-use crate::cli::DoctorArgs;
 use crate::empty_root::{Confinement, Prober, SystemProber};
 use crate::findings::{EntryRef, F_SINCE, Finding, WordedFinding};
 use crate::host::{self, BinfmtMiscModule, HostFacts, HostPaths};
 use crate::outcome::{CommandError, Completion, print_stdout};
 use crate::status;
 use crate::survey::{Survey, claims, is_binfmts_entry};
+use binfmt_cli::DoctorArgs;
 
 /// Runs `binfmt doctor`.
 pub fn run(args: &DoctorArgs) -> Result<Completion, CommandError> {

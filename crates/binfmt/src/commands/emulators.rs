@@ -17,9 +17,9 @@ use qemu_catalog::emulator::{PACKAGE, QEMU, SOURCE_PACKAGE, SOURCE_VERSION};
 use serde::Serialize;
 
 use crate::chosen::{CheckedEmulator, ChosenEmulator};
-use crate::cli::EmulatorsArgs;
 use crate::config::Config;
 use crate::outcome::{CommandError, Completion, print_stdout};
+use binfmt_cli::EmulatorsArgs;
 
 /// One carried emulator, as `--json` prints it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

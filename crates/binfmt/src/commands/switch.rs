@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use binfmt_misc::{BinfmtMisc, Table};
 
-use crate::cli::SwitchArgs;
 use crate::empty_root::SystemProber;
 use crate::findings::Finding;
 use crate::host::HostFacts;
@@ -21,6 +20,7 @@ use crate::outcome::{CommandError, Completion, print_stdout};
 use crate::status;
 use crate::survey::Survey;
 use crate::targets;
+use binfmt_cli::SwitchArgs;
 
 /// Runs `binfmt enable` (`enabled`) or `binfmt disable`.
 pub fn run(args: &SwitchArgs, enabled: bool) -> Result<Completion, CommandError> {
