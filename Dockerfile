@@ -36,6 +36,12 @@ COPY --from=binaries /linux-${TARGETARCH}/binfmt /usr/bin/binfmt
 # The SPDX SBOM `cargo xtask dist` wrote beside the binary: what is in it (crates,
 # QEMU's Debian packages, each emulator, with their sha256).
 COPY --from=binaries /linux-${TARGETARCH}/sbom.spdx.json /usr/share/doc/binfmt/sbom.spdx.json
+# binfmt(1), a page per subcommand and the shell completions, which `cargo xtask dist`
+# generates from the flag definitions (the same for every platform).
+COPY dist/man/ /usr/share/man/man1/
+COPY dist/completions/binfmt.bash /usr/share/bash-completion/completions/binfmt
+COPY dist/completions/_binfmt /usr/share/zsh/vendor-completions/_binfmt
+COPY dist/completions/binfmt.fish /usr/share/fish/vendor_completions.d/binfmt.fish
 # OCI labels: where the source is, which commit and version (the README's build
 # commands pass them), and the licenses of what the image holds: binfmt's own and
 # QEMU's, whose emulators are in the binary (each crate's is in the SBOM).

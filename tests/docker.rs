@@ -416,6 +416,7 @@ fn check_image(tag: &str, platform: &str) {
     );
     image::check_labels(tag);
     image::check_sboms(tag, &binary);
+    image::check_man_pages_and_completions(tag);
 }
 
 /// buildx, as `.ci/run` provides it (`tools/docker-buildx`): the private Docker config

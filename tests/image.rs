@@ -1,6 +1,7 @@
 //! What an image the README's commands built holds besides its binary (which
-//! `docker` checks): the OCI labels, against git and Cargo, and the SBOMs, against
-//! `dist/`. Called by the Docker test for every image it builds.
+//! `docker` checks): the OCI labels, against git and Cargo, and the SBOMs, the man
+//! pages and the completions, against `dist/`. Called by the Docker test for every
+//! image it builds.
 
 use std::process::Command;
 
@@ -64,20 +65,7 @@ pub(crate) fn check_labels(tag: &str) {
 pub(crate) fn check_sboms(tag: &str, binary: &[u8]) {
     use sha2::Digest as _;
     const IN_IMAGE: &str = "/usr/share/doc/binfmt/sbom.spdx.json";
-    let container = docker(&["create", tag]).success().stdout.trim().to_owned();
-    let copy = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("docker-sbom-{}.spdx.json", std::process::id()));
-    let _ = std::fs::remove_file(&copy);
-    let copied = docker(&[
-        "cp",
-        &format!("{container}:{IN_IMAGE}"),
-        copy.to_str().expect("UTF-8 path"),
-    ]);
-    let _ = docker(&["rm", "--volumes", &container]);
-    copied.success();
-    let in_image =
-        std::fs::read(&copy).unwrap_or_else(|error| panic!("{tag}: {IN_IMAGE}: {error}"));
-    let _ = std::fs::remove_file(&copy);
+    let in_image = copy_out(tag, IN_IMAGE);
     let digest = hex::encode(sha2::Sha256::digest(binary));
     let describing: Vec<(String, Vec<u8>)> = std::fs::read_dir(dist())
         .expect("dist/")
@@ -97,4 +85,60 @@ pub(crate) fn check_sboms(tag: &str, binary: &[u8]) {
     );
     let (name, bytes) = &describing[0];
     assert!(in_image == *bytes, "{tag}: {IN_IMAGE} is not dist/{name}");
+}
+
+/// The image carries binfmt(1) and every subcommand's page, and the bash, zsh and fish
+/// completions, each the one `cargo xtask dist` wrote.
+pub(crate) fn check_man_pages_and_completions(tag: &str) {
+    let man = dist().join("man");
+    let pages: Vec<String> = std::fs::read_dir(&man)
+        .unwrap_or_else(|error| panic!("{}: {error}", man.display()))
+        .filter_map(Result::ok)
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(pages.contains(&"binfmt.1".to_owned()), "{pages:?}");
+    let completions = [
+        (
+            "binfmt.bash",
+            "/usr/share/bash-completion/completions/binfmt",
+        ),
+        ("_binfmt", "/usr/share/zsh/vendor-completions/_binfmt"),
+        (
+            "binfmt.fish",
+            "/usr/share/fish/vendor_completions.d/binfmt.fish",
+        ),
+    ];
+    let wanted = pages
+        .iter()
+        .map(|page| (format!("man/{page}"), format!("/usr/share/man/man1/{page}")))
+        .chain(
+            completions
+                .iter()
+                .map(|(file, path)| (format!("completions/{file}"), (*path).to_owned())),
+        );
+    for (in_dist, in_image) in wanted {
+        let expected = std::fs::read(dist().join(&in_dist)).unwrap();
+        assert!(
+            copy_out(tag, &in_image) == expected,
+            "{tag}: {in_image} is not dist/{in_dist}"
+        );
+    }
+}
+
+/// The file at `path` in the image `tag`.
+fn copy_out(tag: &str, path: &str) -> Vec<u8> {
+    let container = docker(&["create", tag]).success().stdout.trim().to_owned();
+    let copy = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("docker-copy-{}", std::process::id()));
+    let _ = std::fs::remove_file(&copy);
+    let copied = docker(&[
+        "cp",
+        &format!("{container}:{path}"),
+        copy.to_str().expect("UTF-8 path"),
+    ]);
+    let _ = docker(&["rm", "--volumes", &container]);
+    copied.success();
+    let bytes = std::fs::read(&copy).unwrap_or_else(|error| panic!("{tag}: {path}: {error}"));
+    let _ = std::fs::remove_file(&copy);
+    bytes
 }

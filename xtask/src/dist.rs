@@ -9,6 +9,7 @@
 //! | `dist/binfmt-riscv64-linux-gnu` | static binary for RISC-V hosts (linux/riscv64) |
 //! | `dist/<binary>.sha256` | its digest, as `sha256sum` prints it (`sha256sum -c` in `dist/` checks it) |
 //! | `dist/<binary>.spdx.json` | its SBOM, SPDX 2.3 JSON: the crates, QEMU's packages and the emulators in it (see [`crate::sbom`]) |
+//! | `dist/man/`, `dist/completions/` | binfmt(1) and a page per subcommand; bash, zsh and fish completions (see [`crate::manpages`]) |
 //!
 //! Each binary carries the emulators its host needs (tonistiigi/binfmt's ten
 //! architectures minus the host's own) and is `cargo build --release --locked -p
@@ -221,6 +222,13 @@ pub fn run(args: &Args) -> Result<()> {
             megabytes(bytes.len() as u64)
         );
     }
+    let docs = crate::manpages::write(&out)?;
+    eprintln!(
+        "dist/{}/, dist/{}/: {} man pages and completions, from binfmt's clap definitions",
+        crate::manpages::MAN_DIR,
+        crate::manpages::COMPLETIONS_DIR,
+        docs.len()
+    );
     if args.check_reproducible {
         let copy = reproduce::Copy::of_head(&root)?;
         for artifact in &artifacts {

@@ -14,7 +14,8 @@
 //!   architecture under the pinned emulators and run python3, perl and ldconfig in it;
 //!   what a re-pin must pass ([`conformance`]).
 //!
-//! Shared pieces: where packages are downloaded from ([`mirror`]), plain-HTTP downloads
+//! Shared pieces: the man pages and completions `dist` writes ([`manpages`]), where
+//! packages are downloaded from ([`mirror`]), plain-HTTP downloads
 //! ([`http`]), reading a `.deb` without dpkg ([`deb`]), the compressed blob format
 //! ([`blob`]), Debian version ordering ([`version`]) and the private binfmt_misc
 //! instance the bench and conformance run in ([`sandbox`]), where the workspace, the
@@ -28,6 +29,7 @@ mod dist;
 mod fetch;
 mod fuzz;
 mod http;
+mod manpages;
 mod mirror;
 mod pin;
 mod reproduce;

@@ -26,17 +26,15 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use binfmt_cli::DEFAULT_INTERPRETER_DIR;
 use binfmt_misc::report::Fixable;
 use binfmt_misc::{DEFAULT_MOUNT, Flags};
-use interpreter_files::{DEFAULT_DIR, InterpreterDir};
+use interpreter_files::InterpreterDir;
 use serde::Deserialize;
 
 use crate::chosen::ChosenEmulator;
 use crate::install::{self, Install};
 use crate::outcome::{Context, Failure, Message};
-
-/// Where `binfmt apply` looks without `--config`.
-pub const DEFAULT_PATH: &str = "/etc/binfmt/config.toml";
 
 /// The file as written; [`Config::load`] checks it.
 #[derive(Debug, Deserialize)]
@@ -154,7 +152,11 @@ impl Config {
                 .map_err(|error| at(format!("flags {letters:?}"), error))?,
             None => Flags::POCF,
         };
-        let interpreter_dir = absolute("interpreter_dir", file.interpreter_dir, DEFAULT_DIR)?;
+        let interpreter_dir = absolute(
+            "interpreter_dir",
+            file.interpreter_dir,
+            DEFAULT_INTERPRETER_DIR,
+        )?;
         let mount = absolute("mount", file.mount, DEFAULT_MOUNT)?;
 
         let options = install::Options {
@@ -250,7 +252,7 @@ mod tests {
         assert_eq!(config.install.options.flags, Flags::POCF);
         assert_eq!(
             config.install.options.interpreter_dir.dir(),
-            Path::new(DEFAULT_DIR)
+            Path::new(DEFAULT_INTERPRETER_DIR)
         );
         assert_eq!(config.mount, Path::new(DEFAULT_MOUNT));
     }

@@ -2,7 +2,6 @@
 //! parses the arguments, dispatches to [`commands`] and maps the outcome to an exit
 //! code.
 //!
-//! - [`cli`]: the command line (clap), tonistiigi/binfmt-compatible.
 //! - [`commands`]: one module per command.
 //! - [`outcome`]: what a command ends with; exit codes.
 //! - [`request`], [`install`], [`register`], [`emulator_files`], [`uninstall`],
@@ -23,7 +22,6 @@
 #![deny(unreachable_pub)]
 
 pub mod chosen;
-pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod emulator_files;

@@ -14,9 +14,9 @@
 use std::io::Write as _;
 use std::process::ExitCode;
 
-use binfmt::cli::{Args, Command};
 use binfmt::commands;
 use binfmt::outcome::{CommandError, Completion};
+use binfmt_cli::{Args, Command};
 use clap::Parser;
 
 fn main() -> ExitCode {

@@ -28,10 +28,6 @@ use crate::threads::on_every_core;
 use crate::unused::{Keep, Removed, file_names, remove_unused};
 use crate::write::{remove_leftovers, write_files};
 
-/// Where interpreters are written by default: persistent, disk-backed, root-owned on
-/// every distribution, and writable in a container's root filesystem.
-pub const DEFAULT_DIR: &str = "/var/lib/binfmt";
-
 /// `FUSE_SUPER_MAGIC` from `include/uapi/linux/magic.h`: `statfs(2)`'s `f_type` for a
 /// filesystem served by a userspace daemon (fuse-overlayfs, the root filesystem of
 /// Docker containers on that storage driver and of rootless engines; sshfs; ...).

@@ -44,7 +44,7 @@ mod unused;
 mod verified;
 mod write;
 
-pub use dir::{DEFAULT_DIR, Ensured, FUSE_SUPER_MAGIC, InterpreterDir};
+pub use dir::{Ensured, FUSE_SUPER_MAGIC, InterpreterDir};
 pub use error::Error;
 pub use file_names::{STATE_PREFIX, file_name, is_emulator_file_name};
 pub use file_state::{FileProblem, FileState};

@@ -11,12 +11,12 @@
 
 use std::time::Duration;
 
-use crate::cli::ApplyArgs;
 use crate::commands::lines;
 use crate::config::Config;
 use crate::outcome::{CommandError, Completion, Context};
 use crate::request::{Request, Verbosity, check_interpreter_dir, execute};
 use crate::signals::StopSignals;
+use binfmt_cli::ApplyArgs;
 
 /// Runs `binfmt apply`.
 pub fn run(args: &ApplyArgs) -> Result<Completion, CommandError> {

@@ -17,7 +17,6 @@ use binfmt_misc::{BinfmtMisc, Entry, Table};
 use qemu_catalog::{Arch, UnknownArch};
 use serde::Serialize;
 
-use crate::cli::CheckArgs;
 use crate::commands::lines::print_stdout;
 use crate::findings::{EntryRef, Finding, Fix, binfmt_with};
 use crate::host::{self, HostFacts};
@@ -25,6 +24,7 @@ use crate::outcome::{CommandError, Completion, Shared};
 use crate::probe::{ProbeFailure, Prober, SystemProber};
 use crate::status;
 use crate::survey::Survey;
+use binfmt_cli::CheckArgs;
 
 /// Runs `binfmt check`.
 pub fn run(args: &CheckArgs) -> Result<Completion, CommandError> {

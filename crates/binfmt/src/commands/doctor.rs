@@ -38,7 +38,6 @@ use interpreter_files::is_memfd_path;
 use qemu_catalog::{Arch, Emulator};
 use serde::Serialize;
 
-use crate::cli::DoctorArgs;
 use crate::commands::lines::print_stdout;
 use crate::findings::{EntryRef, F_SINCE, Finding, WordedFinding};
 use crate::host::{self, BinfmtMiscModule, HostFacts, HostPaths};
@@ -46,6 +45,7 @@ use crate::outcome::{CommandError, Completion, Shared};
 use crate::probe::{Confinement, Prober, SystemProber};
 use crate::status;
 use crate::survey::{Survey, claims, is_binfmts_entry};
+use binfmt_cli::DoctorArgs;
 
 /// Runs `binfmt doctor`.
 pub fn run(args: &DoctorArgs) -> Result<Completion, CommandError> {

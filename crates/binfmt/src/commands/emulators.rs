@@ -17,10 +17,10 @@ use qemu_catalog::emulator::{PACKAGE, QEMU, SOURCE_PACKAGE, SOURCE_VERSION};
 use serde::Serialize;
 
 use crate::chosen::{CheckedEmulator, ChosenEmulator};
-use crate::cli::EmulatorsArgs;
 use crate::commands::lines::print_stdout;
 use crate::config::Config;
 use crate::outcome::{CommandError, Completion};
+use binfmt_cli::EmulatorsArgs;
 
 /// One carried emulator, as `--json` prints it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

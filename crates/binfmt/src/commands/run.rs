@@ -44,15 +44,16 @@ use std::os::unix::process::CommandExt as _;
 use std::path::PathBuf;
 use std::process::Command;
 
+use binfmt_cli::DEFAULT_INTERPRETER_DIR;
 use binfmt_misc::{BinfmtMisc, DEFAULT_MOUNT, Flags};
-use interpreter_files::{DEFAULT_DIR, InterpreterDir};
+use interpreter_files::InterpreterDir;
 use qemu_catalog::{Arch, Emulator, Selection};
 
-use crate::cli::RunArgs;
 use crate::install;
 use crate::outcome::{CommandError, Completion, Context, Failure, Message};
 use crate::register::{self, InstallOutcome};
 use crate::userns::{self, IdMap, IdMapping, NamespaceError, Step};
+use binfmt_cli::RunArgs;
 
 /// Exit status when binfmt cannot set up the namespaces or the registrations.
 pub const SETUP_FAILED: u8 = 125;
@@ -278,7 +279,7 @@ fn register_privately(table: &BinfmtMisc, emulators: &[Emulator]) -> Result<(), 
     let options = install::Options {
         flags: FLAGS,
         // Never written to: `in_memory` keeps every emulator in a memfd.
-        interpreter_dir: InterpreterDir::new(DEFAULT_DIR),
+        interpreter_dir: InterpreterDir::new(DEFAULT_INTERPRETER_DIR),
         in_memory: true,
         // A fresh instance holds no other tool's entry.
         take_over: false,

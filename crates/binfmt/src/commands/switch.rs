@@ -14,7 +14,6 @@ use std::time::Duration;
 use binfmt_misc::report::Report;
 use binfmt_misc::{BinfmtMisc, Table};
 
-use crate::cli::SwitchArgs;
 use crate::commands::lines::print_stdout;
 use crate::findings::{Diagnosis, Finding};
 use crate::host::HostFacts;
@@ -23,6 +22,7 @@ use crate::probe::SystemProber;
 use crate::status;
 use crate::survey::Survey;
 use crate::targets;
+use binfmt_cli::SwitchArgs;
 
 /// Runs `binfmt enable` (`enabled`) or `binfmt disable`.
 pub fn run(args: &SwitchArgs, enabled: bool) -> Result<Completion, CommandError> {

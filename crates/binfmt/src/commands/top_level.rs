@@ -10,12 +10,12 @@ use std::time::Duration;
 use interpreter_files::InterpreterDir;
 
 use crate::chosen::ChosenEmulator;
-use crate::cli::Args;
 use crate::commands::lines;
 use crate::install::{self, Install};
 use crate::outcome::{CommandError, Completion, Message};
 use crate::request::{Request, Verbosity, check_interpreter_dir, execute};
 use crate::targets;
+use binfmt_cli::Args;
 
 /// Runs the command.
 pub fn run(args: &Args) -> Result<Completion, CommandError> {

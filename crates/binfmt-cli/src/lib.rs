@@ -1,5 +1,14 @@
-//! The command line, compatible with tonistiigi/binfmt: `--install`, `--uninstall`,
-//! `--mount`, `--version`, and no arguments for the status JSON.
+//! binfmt's command line, compatible with tonistiigi/binfmt: `--install`,
+//! `--uninstall`, `--mount`, `--version`, and no arguments for the status JSON; and
+//! the subcommands beyond it.
+//!
+//! Only the clap definitions and the defaults they show, in a crate of their own (as
+//! youki keeps its in `liboci-cli`): the `binfmt` binary parses with them, and `cargo
+//! xtask dist` generates the man pages and shell completions from them, without
+//! building the emulators the binary embeds.
+
+#![forbid(unsafe_code)]
+#![deny(unreachable_pub)]
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -68,7 +77,7 @@ pub struct Args {
     /// Where emulator files are written (disk-backed, root-owned). On a read-only
     /// filesystem binfmt falls back to an in-memory file (memfd).
     #[arg(long, value_name = "DIR", env = "BINFMT_INTERPRETER_DIR",
-          default_value = interpreter_files::DEFAULT_DIR)]
+          default_value = DEFAULT_INTERPRETER_DIR)]
     pub interpreter_dir: PathBuf,
 
     /// How long to wait for another binfmt run changing the same binfmt_misc table or
@@ -82,6 +91,14 @@ pub struct Args {
     #[arg(long)]
     pub version: bool,
 }
+
+/// Where emulator files are written without `--interpreter-dir`: persistent,
+/// disk-backed, root-owned on every distribution, and writable in a container's root
+/// filesystem (the image declares it a volume).
+pub const DEFAULT_INTERPRETER_DIR: &str = "/var/lib/binfmt";
+
+/// Where `binfmt apply` looks without `--config`.
+pub const DEFAULT_CONFIG: &str = "/etc/binfmt/config.toml";
 
 /// `--lock-timeout`'s default, in seconds ([`binfmt_misc::lock::DEFAULT_TIMEOUT`]).
 pub const DEFAULT_LOCK_TIMEOUT: u64 = binfmt_misc::lock::DEFAULT_TIMEOUT.as_secs();
@@ -256,7 +273,7 @@ pub struct DoctorArgs {
 #[derive(Debug, clap::Args)]
 pub struct ApplyArgs {
     /// The config file.
-    #[arg(long, value_name = "FILE", default_value = crate::config::DEFAULT_PATH)]
+    #[arg(long, value_name = "FILE", default_value = DEFAULT_CONFIG)]
     pub config: PathBuf,
 
     /// Check the config file and exit, changing nothing.
