@@ -19,8 +19,8 @@
 //! by binfmt itself, from the same commit as the binary), so its changelog is
 //! `changelog.gz`, and `deploy/debian/changelog` must have an entry for the version.
 //! It depends on nothing: the binary is static, and the maintainer scripts call only
-//! essential tools (deb-systemd-helper is in init-system-helpers, essential since
-//! Debian 12). `Built-Using` names the QEMU source package whose emulators it
+//! essential tools (deb-systemd-helper is in init-system-helpers, essential in
+//! Debian 12 and 13). `Built-Using` names the QEMU source package whose emulators it
 //! carries, as Debian policy (7.8) asks of a package that includes another's code.
 //!
 //! Debian's own `dpkg-deb` builds each `.deb` from a tree staged under the target
