@@ -62,7 +62,8 @@ use qemu_catalog::Arch;
 use sha2::{Digest, Sha256};
 
 use crate::util::{
-    Run, binfmt_cache, debian_package, foreign_arches, machine, report, workspace_root,
+    Run, binfmt_cache, debian_depends, debian_mirror, debian_package, foreign_arches, machine,
+    report,
 };
 
 /// The switch for the slow tests; `.ci/run` sets it.
@@ -669,20 +670,11 @@ fn tail(path: &Path) -> String {
 
 /// The kernel image and the modules' directory of trixie's cloud kernel.
 fn kernel() -> (PathBuf, PathBuf) {
-    let depends = Command::new(workspace_root().join("tools/debian-package"))
-        .args(["--suite", SUITE, "--depends", KERNEL_METAPACKAGE])
-        .output()
-        .expect("run tools/debian-package --depends");
-    assert!(
-        depends.status.success(),
-        "tools/debian-package --depends {KERNEL_METAPACKAGE}: {}",
-        String::from_utf8_lossy(&depends.stderr)
-    );
-    let package = String::from_utf8(depends.stdout).unwrap();
-    let package = package
-        .lines()
+    let depends = debian_depends(SUITE, KERNEL_METAPACKAGE);
+    let package = depends
+        .iter()
         .find(|name| name.starts_with("linux-image-"))
-        .unwrap_or_else(|| panic!("{KERNEL_METAPACKAGE} depends on no linux-image-: {package}"));
+        .unwrap_or_else(|| panic!("{KERNEL_METAPACKAGE} depends on no linux-image-: {depends:?}"));
     let unpacked = debian_package(package);
     let version = package.strip_prefix("linux-image-").unwrap();
     let kernel = unpacked.join(format!("boot/vmlinuz-{version}"));
@@ -711,16 +703,7 @@ fn root_image() -> PathBuf {
         ));
         return image;
     }
-    let mirror = Command::new(workspace_root().join("tools/debian-package"))
-        .arg("--mirror")
-        .output()
-        .expect("run tools/debian-package --mirror");
-    assert!(
-        mirror.status.success(),
-        "tools/debian-package --mirror: {}",
-        String::from_utf8_lossy(&mirror.stderr)
-    );
-    let mirror = String::from_utf8(mirror.stdout).unwrap();
+    let mirror = debian_mirror();
     fs::create_dir_all(&cache).unwrap();
     let tree = cache.join(format!("{SUITE}.{}.tree", std::process::id()));
     let partial = image.with_extension(format!("ext4.{}.partial", std::process::id()));
@@ -730,7 +713,7 @@ fn root_image() -> PathBuf {
         .args(MMDEBSTRAP_OPTIONS)
         .args(["--quiet", "--format=directory", SUITE])
         .arg(&tree)
-        .arg(mirror.trim());
+        .arg(&mirror);
     let made = Run::of(mmdebstrap);
     if made.code != Some(0) {
         let _ = fs::remove_dir_all(&tree);
