@@ -58,7 +58,8 @@ use sha2::{Digest, Sha256};
 
 use crate::docker::{GlobalEntries, docker, engine_answers, privileged};
 use crate::util::{
-    GlobalTable, Run, binfmt_cache, dist, foreign_arches, machine, report, workspace_root,
+    GlobalTable, Run, binfmt_cache, debian_mirror, dist, foreign_arches, machine, report,
+    workspace_root,
 };
 
 /// The suite whose systemd boots: bookworm's 252 still runs on cgroup v1 (systemd 256
@@ -317,16 +318,7 @@ fn rootfs_tarball() -> PathBuf {
              (apt-get install mmdebstrap; .ci/run does)"
         );
     }
-    let mirror = Command::new(workspace_root().join("tools/debian-package"))
-        .arg("--mirror")
-        .output()
-        .expect("run tools/debian-package --mirror");
-    assert!(
-        mirror.status.success(),
-        "tools/debian-package --mirror: {}",
-        String::from_utf8_lossy(&mirror.stderr)
-    );
-    let mirror = String::from_utf8(mirror.stdout).expect("a UTF-8 mirror URL");
+    let mirror = debian_mirror();
     fs::create_dir_all(&dir).expect("create the root filesystem cache");
     let partial = tarball.with_extension(format!("tar.{}.partial", std::process::id()));
     let start = Instant::now();
@@ -335,7 +327,7 @@ fn rootfs_tarball() -> PathBuf {
         .args(MMDEBSTRAP_OPTIONS)
         .args(["--quiet", "--format=tar", SUITE])
         .arg(&partial)
-        .arg(mirror.trim());
+        .arg(&mirror);
     let run = Run::of(command);
     if run.code != Some(0) {
         let _ = fs::remove_file(&partial);

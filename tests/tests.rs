@@ -16,6 +16,8 @@ mod check;
 mod coexistence;
 mod compat;
 mod crash;
+mod deb;
+mod deb_boot;
 mod dist;
 mod docker;
 mod doctor;

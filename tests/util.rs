@@ -688,20 +688,41 @@ pub fn debian_package(spec: &str) -> PathBuf {
 
 /// [`debian_package`] of another suite (`bookworm`).
 pub fn debian_package_of(suite: &str, spec: &str) -> PathBuf {
+    let dest = binfmt_cache().join(match suite {
+        "trixie" => "debian-packages".to_owned(),
+        suite => format!("debian-packages-{suite}"),
+    });
+    let dest = dest.to_str().expect("a UTF-8 cache path");
+    PathBuf::from(debian_package_tool(&["--suite", suite, dest, spec]).trim())
+}
+
+/// The Debian mirror the tests download from: the machine's, as
+/// `tools/debian-package --mirror` finds it.
+pub fn debian_mirror() -> String {
+    debian_package_tool(&["--mirror"]).trim().to_owned()
+}
+
+/// The packages a package of `suite` depends on (`tools/debian-package --depends`):
+/// for a metapackage, the one it stands for at the index's version.
+pub fn debian_depends(suite: &str, spec: &str) -> Vec<String> {
+    debian_package_tool(&["--suite", suite, "--depends", spec])
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// `tools/debian-package ARGS`, which must succeed; its stdout.
+fn debian_package_tool(args: &[&str]) -> String {
     let output = Command::new(workspace_root().join("tools/debian-package"))
-        .args(["--suite", suite])
-        .arg(binfmt_cache().join(match suite {
-            "trixie" => "debian-packages".to_owned(),
-            suite => format!("debian-packages-{suite}"),
-        }))
-        .arg(spec)
+        .args(args)
         .output()
         .expect("run tools/debian-package");
     assert!(
         output.status.success(),
-        "tools/debian-package {spec} failed ({}):\n{}",
+        "tools/debian-package {} failed ({}):\n{}",
+        args.join(" "),
         output.status,
         String::from_utf8_lossy(&output.stderr)
     );
-    PathBuf::from(String::from_utf8_lossy(&output.stdout).trim())
+    String::from_utf8(output.stdout).expect("tools/debian-package prints UTF-8")
 }

@@ -10,6 +10,7 @@
 //! | `dist/<binary>.sha256` | its digest, as `sha256sum` prints it (`sha256sum -c` in `dist/` checks it) |
 //! | `dist/<binary>.spdx.json` | its SBOM, SPDX 2.3 JSON: the crates, QEMU's packages and the emulators in it (see [`crate::sbom`]) |
 //! | `dist/man/`, `dist/completions/` | binfmt(1) and a page per subcommand; bash, zsh and fish completions (see [`crate::manpages`]) |
+//! | `dist/binfmt_<version>_<debian arch>.deb` | the Debian package of each binary, with its `.sha256` (see [`crate::package`]) |
 //!
 //! Each binary carries the emulators its host needs (tonistiigi/binfmt's ten
 //! architectures minus the host's own) and is `cargo build --release --locked -p
@@ -47,7 +48,7 @@ use sha2::{Digest, Sha256};
 use anyhow::{Context, Result, anyhow};
 
 use crate::workspace::{absolute_env, megabytes, workspace_root};
-use crate::{reproduce, sbom};
+use crate::{package, reproduce, sbom};
 
 /// The size a release binary should stay within (issue 13): 10 MB.
 pub const GOAL_SIZE: u64 = 10_000_000;
@@ -87,7 +88,7 @@ pub struct Artifact {
     /// `EM_RISCV`).
     machine: u16,
     /// Whether the ELF file is big-endian (s390x).
-    big_endian: bool,
+    pub big_endian: bool,
     /// The largest the binary may be: [`GOAL_SIZE`] for every host. The tightest are
     /// s390x and riscv64, whose nine emulators are the largest to embed (the
     /// `elf-filter` crate is what brings them within it).
@@ -183,6 +184,7 @@ pub fn run(args: &Args) -> Result<()> {
         .filter(|a| args.arches.is_empty() || args.arches.iter().any(|arch| arch == a.host))
         .collect();
     // Everything that can be missing is said before the first minute of work.
+    package::check_tools()?;
     for artifact in &artifacts {
         check_target_installed(artifact.target)?;
         if let Some((gcc, packages)) = artifact.cross_gcc {
@@ -229,8 +231,24 @@ pub fn run(args: &Args) -> Result<()> {
         crate::manpages::COMPLETIONS_DIR,
         docs.len()
     );
+    let staging = crate::workspace::target_dir().join("debian");
+    for artifact in &artifacts {
+        let deb = package::build(
+            &root,
+            &out,
+            &staging.join(artifact.host),
+            &packaged(artifact),
+            &manifest,
+        )?;
+        eprintln!(
+            "{}: {}",
+            deb.strip_prefix(&root).unwrap_or(&deb).display(),
+            megabytes(fs::metadata(&deb).map(|m| m.len()).unwrap_or(0))
+        );
+    }
     if args.check_reproducible {
         let copy = reproduce::Copy::of_head(&root)?;
+        crate::manpages::write(&copy.dist_dir())?;
         for artifact in &artifacts {
             let name = artifact.file_name();
             let bytes = build(copy.root(), &copy.target_dir(), artifact)?;
@@ -244,15 +262,35 @@ pub fn run(args: &Args) -> Result<()> {
                 &out.join(format!("{name}.spdx.json")),
                 &second.join(format!("{name}.spdx.json")),
             )?;
+            let deb = package::build(
+                copy.root(),
+                &second,
+                &copy.target_dir().join("debian").join(artifact.host),
+                &packaged(artifact),
+                &manifest,
+            )?;
+            let first_deb = out.join(deb.file_name().context("a .deb file name")?);
+            reproduce::compare(&first_deb, &deb)?;
             eprintln!(
-                "{name}: rebuilt in {} with target directory {}: the same {} bytes, and the same SBOM",
+                "{name}: rebuilt in {} with target directory {}: the same {} bytes, the same \
+                 SBOM and the same {}",
                 copy.root().display(),
                 copy.target_dir().display(),
-                bytes.len()
+                bytes.len(),
+                first_deb.file_name().unwrap_or_default().to_string_lossy()
             );
         }
     }
     Ok(())
+}
+
+/// What the Debian package of `artifact` needs to know of it.
+fn packaged(artifact: &Artifact) -> package::Binary<'static> {
+    package::Binary {
+        host: artifact.host,
+        file_name: artifact.file_name(),
+        big_endian: artifact.big_endian,
+    }
 }
 
 /// Builds `artifact` in the workspace at `root` with `target_dir` as cargo's target

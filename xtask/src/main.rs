@@ -6,15 +6,16 @@
 //!   that the build of `qemu-catalog` embeds from ([`fetch`]).
 //! - `cargo xtask fuzz [--seconds N]`: run every fuzz target in `fuzz/` for a bounded
 //!   time ([`fuzz`]).
-//! - `cargo xtask dist`: build the static release binaries for x86_64 and aarch64 into
-//!   `dist/`, which the `Dockerfile` packages ([`dist`]).
+//! - `cargo xtask dist`: build the static release binaries for the five hosts into
+//!   `dist/`, which the `Dockerfile` packages, and a Debian package of each ([`dist`]).
 //! - `cargo xtask bench`: build the release binaries and measure them side by side with
 //!   systemd-binfmt in private binfmt_misc instances ([`bench`]).
 //! - `cargo xtask conformance [ARCH...]`: build a Debian userland per foreign
 //!   architecture under the pinned emulators and run python3, perl and ldconfig in it;
 //!   what a re-pin must pass ([`conformance`]).
 //!
-//! Shared pieces: the man pages and completions `dist` writes ([`manpages`]), where
+//! Shared pieces: the man pages and completions `dist` writes ([`manpages`]) and its
+//! Debian packages ([`package`]), where
 //! packages are downloaded from ([`mirror`]), plain-HTTP downloads
 //! ([`http`]), reading a `.deb` without dpkg ([`deb`]), the compressed blob format
 //! ([`blob`]), Debian version ordering ([`version`]) and the private binfmt_misc
@@ -31,6 +32,7 @@ mod fuzz;
 mod http;
 mod manpages;
 mod mirror;
+mod package;
 mod pin;
 mod reproduce;
 mod sandbox;
@@ -56,7 +58,8 @@ struct Cli {
 enum Command {
     /// Download the pinned qemu-user packages and fill the emulator blob cache.
     Fetch(fetch::Args),
-    /// Build the static release binaries for x86_64 and aarch64 into dist/.
+    /// Build the static release binaries for the five hosts, their SBOMs and Debian
+    /// packages into dist/.
     Dist(dist::Args),
     /// Pin a Debian qemu-user version: rewrite qemu-blobs/pins.toml (and fill the cache).
     Pin(pin::Args),

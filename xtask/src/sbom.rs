@@ -95,7 +95,7 @@ pub fn generate(root: &Path, file_name: &str, target: &str, sha256: &str) -> Res
     })?;
     let (package, crates) = compiled_crates(root, target)?;
     let rust_version = rust_version()?;
-    let created = utc_timestamp(creation_time(root)?);
+    let created = utc_timestamp(source_date_epoch(root)?);
     let document = document(&Inputs {
         file_name,
         sha256,
@@ -268,9 +268,10 @@ fn rust_version() -> Result<String> {
         .with_context(|| format!("{rustc} --version printed no version"))
 }
 
-/// When the SBOM was made, as reproducible builds define it: `SOURCE_DATE_EPOCH` if
-/// set, else the commit time of the checkout's `HEAD`.
-fn creation_time(root: &Path) -> Result<i64> {
+/// When the SBOM was made, and the time of every file in the Debian packages, as
+/// reproducible builds define it: `SOURCE_DATE_EPOCH` if set, else the commit time of
+/// the checkout's `HEAD`.
+pub fn source_date_epoch(root: &Path) -> Result<i64> {
     if let Ok(epoch) = std::env::var("SOURCE_DATE_EPOCH") {
         return epoch.trim().parse().map_err(|_| {
             anyhow!("SOURCE_DATE_EPOCH is {epoch:?}, not seconds since 1970: unset or fix it")
@@ -286,7 +287,7 @@ fn creation_time(root: &Path) -> Result<i64> {
     match text.trim().parse() {
         Ok(time) if output.status.success() => Ok(time),
         _ => Err(anyhow!(
-            "{} has no git commit to date the SBOM by ({}): set SOURCE_DATE_EPOCH",
+            "{} has no git commit to date the SBOM and packages by ({}): set SOURCE_DATE_EPOCH",
             root.display(),
             String::from_utf8_lossy(&output.stderr).trim()
         )),
