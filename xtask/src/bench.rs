@@ -6,7 +6,7 @@
 //! where a tmpfs hides the machine's `/proc/sys/fs` and a private binfmt_misc instance
 //! is mounted at `/proc/sys/fs/binfmt_misc` (Linux 6.7+), the place both binfmt and
 //! systemd-binfmt write to. Every measured run gets a fresh instance (unmounting the
-//! last mount of an instance destroys it) set up as the scenario says; the machine's
+//! last mount of a private instance destroys it) set up as the scenario says; the machine's
 //! own table is never touched (checked before and after).
 //!
 //! [`sandbox`]: crate::sandbox

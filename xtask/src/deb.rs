@@ -6,8 +6,10 @@
 //! The members are `debian-binary` (`2.0\n`), `control.tar.*` and `data.tar.*`; the
 //! files the package installs are in `data.tar.*`, named `./usr/bin/...`.
 
+use std::cell::Cell;
 use std::collections::BTreeSet;
 use std::io::{self, Read};
+use std::ops::ControlFlow;
 
 use anyhow::{Context, Result, anyhow};
 
@@ -161,28 +163,66 @@ pub fn for_each_file<R: Read>(
     paths: &[&str],
     mut found: impl FnMut(&str, Vec<u8>) -> Result<()>,
 ) -> Result<()> {
+    let mut missing: BTreeSet<&str> = paths.iter().copied().collect();
+    let left = Cell::new(missing.len());
+    for_each_file_where(
+        deb,
+        what,
+        |name| {
+            let wanted = missing.remove(name);
+            if wanted {
+                left.set(left.get() - 1);
+            }
+            wanted
+        },
+        |path, bytes| {
+            found(path, bytes)?;
+            // The rest of the archive is not needed once every path was found.
+            Ok(if left.get() == 0 {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            })
+        },
+    )?;
+    if !missing.is_empty() {
+        let missing: Vec<&str> = missing.into_iter().collect();
+        return Err(anyhow!(
+            "{what} does not contain {} (looked in {DATA_MEMBER})",
+            missing.join(", ")
+        ));
+    }
+    Ok(())
+}
+
+/// Reads every regular file of the package `deb` whose tar name (without a leading
+/// `./`) `wanted` accepts, and hands its contents to `found`, in archive order, until
+/// `found` breaks or the archive ends. `what` names the package in errors. Fails if a
+/// wanted name is not a regular file.
+pub fn for_each_file_where<R: Read>(
+    deb: R,
+    what: &str,
+    mut wanted: impl FnMut(&str) -> bool,
+    mut found: impl FnMut(&str, Vec<u8>) -> Result<ControlFlow<()>>,
+) -> Result<()> {
     let mut ar = ArReader::new(deb).with_context(|| format!("reading {what}"))?;
     find_data_member(&mut ar).with_context(|| format!("reading {what}"))?;
-    let mut missing: BTreeSet<&str> = paths.iter().copied().collect();
     let xz = liblzma::read::XzDecoder::new_multi_decoder(ar);
     let mut tar = tar::Archive::new(xz);
     let entries = tar
         .entries()
         .with_context(|| format!("reading {DATA_MEMBER} of {what}"))?;
     for entry in entries {
-        if missing.is_empty() {
-            break; // the rest of the archive is not needed
-        }
         let mut entry = entry.with_context(|| format!("reading {DATA_MEMBER} of {what}"))?;
         let name = entry
             .path()
             .with_context(|| format!("reading a file name in {DATA_MEMBER} of {what}"))?
             .to_string_lossy()
             .into_owned();
-        let name = name.strip_prefix("./").unwrap_or(&name);
-        let Some(path) = missing.take(name) else {
+        let path = name.strip_prefix("./").unwrap_or(&name);
+        if !wanted(path) {
             continue;
-        };
+        }
         let kind = entry.header().entry_type();
         if kind != tar::EntryType::Regular {
             return Err(anyhow!(
@@ -193,14 +233,9 @@ pub fn for_each_file<R: Read>(
         entry
             .read_to_end(&mut bytes)
             .with_context(|| format!("extracting {path} from {what}"))?;
-        found(path, bytes)?;
-    }
-    if !missing.is_empty() {
-        let missing: Vec<&str> = missing.into_iter().collect();
-        return Err(anyhow!(
-            "{what} does not contain {} (looked in {DATA_MEMBER})",
-            missing.join(", ")
-        ));
+        if found(path, bytes)?.is_break() {
+            break;
+        }
     }
     Ok(())
 }

@@ -69,8 +69,13 @@ pub struct Args {
 impl Args {
     /// Only the binary for `host` (`x86_64`, `aarch64`, ...).
     pub fn only(host: &str) -> Args {
+        Args::hosts(&[host])
+    }
+
+    /// Only the binaries for `hosts`.
+    pub fn hosts(hosts: &[&str]) -> Args {
         Args {
-            arches: vec![host.to_owned()],
+            arches: hosts.iter().map(|host| (*host).to_owned()).collect(),
             check_reproducible: false,
         }
     }

@@ -9,10 +9,12 @@
 //! reference emulator, and every other one against it, see [`blob`]; fast
 //! compression) are checked the same way and made from the cached blobs where missing.
 //! `cargo xtask dist` makes the release compression of each binary's set with
-//! [`ensure_embedded`]; [`download_and_store`] is shared with `cargo xtask pin`.
+//! [`ensure_embedded`]; [`download_and_store`] is shared with `cargo xtask pin`, and
+//! [`download_to`] (a checked download, nothing stored) with `cargo xtask kernels`.
 
 use std::fs::{self, File};
 use std::io::{BufWriter, Read, Write};
+use std::path::Path;
 use std::sync::Mutex;
 use std::thread;
 use std::time::Instant;
@@ -332,7 +334,6 @@ pub fn download_and_store(
     package: &Package<'_>,
     wanted: &[Wanted<'_>],
 ) -> Result<Vec<Stored>> {
-    let url = mirror.url(package.pool_path);
     let file_name = package
         .pool_path
         .rsplit('/')
@@ -343,34 +344,10 @@ pub fn download_and_store(
     // Dropping `temp` deletes the .deb: the cache keeps only compressed emulators.
     let temp = TempFile::next_to(&cache.root().join(file_name));
 
-    eprintln!("downloading {url} ({})", megabytes(package.size));
-    let start = Instant::now();
-    let body = http::get(&url).map_err(|err| match err {
-        HttpError::NotFound { .. } => gone_from_mirror(&err, mirror, package),
-        err => err.into(),
+    download_to(mirror, package, temp.path()).map_err(|err| match not_found(&err) {
+        Some(err) => gone_from_mirror(err, mirror, package),
+        None => err,
     })?;
-    if let Some(length) = body.length.filter(|&length| length != package.size) {
-        return Err(anyhow!(
-            "{url}: the server announces {length} bytes, but {file_name} must have {} bytes",
-            package.size
-        ));
-    }
-    let (size, sha256) = save_hashing(body.reader, temp.path())
-        .with_context(|| format!("downloading {url} to {}", temp.path().display()))?;
-    if size != package.size || sha256 != package.sha256 {
-        return Err(anyhow!(
-            "{file_name} from {url} is not the pinned file: expected {} bytes with sha256 {}, \
-             got {size} bytes with sha256 {sha256}",
-            package.size,
-            package.sha256
-        ));
-    }
-    let seconds = start.elapsed().as_secs_f64();
-    eprintln!(
-        "downloaded {} in {seconds:.1} s ({:.1} MB/s), sha256 {sha256} ok",
-        megabytes(size),
-        size as f64 / 1e6 / seconds.max(1e-3)
-    );
 
     let start = Instant::now();
     eprintln!(
@@ -387,6 +364,50 @@ pub fn download_and_store(
         start.elapsed().as_secs_f64()
     );
     Ok(stored)
+}
+
+/// Downloads `package` from `mirror` to a new file at `dest` (hashing as it streams)
+/// and checks its size and sha256. A 404 is returned as the [`HttpError`] itself (see
+/// [`not_found`]), for the caller to say what a missing package means for it.
+pub fn download_to(mirror: &Mirror, package: &Package<'_>, dest: &Path) -> Result<()> {
+    let url = mirror.url(package.pool_path);
+    let file_name = package
+        .pool_path
+        .rsplit('/')
+        .next()
+        .unwrap_or(package.pool_path);
+    eprintln!("downloading {url} ({})", megabytes(package.size));
+    let start = Instant::now();
+    let body = http::get(&url)?;
+    if let Some(length) = body.length.filter(|&length| length != package.size) {
+        return Err(anyhow!(
+            "{url}: the server announces {length} bytes, but {file_name} must have {} bytes",
+            package.size
+        ));
+    }
+    let (size, sha256) = save_hashing(body.reader, dest)
+        .with_context(|| format!("downloading {url} to {}", dest.display()))?;
+    if size != package.size || sha256 != package.sha256 {
+        return Err(anyhow!(
+            "{file_name} from {url} is not the pinned file: expected {} bytes with sha256 {}, \
+             got {size} bytes with sha256 {sha256}",
+            package.size,
+            package.sha256
+        ));
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    eprintln!(
+        "downloaded {} in {seconds:.1} s ({:.1} MB/s), sha256 {sha256} ok",
+        megabytes(size),
+        size as f64 / 1e6 / seconds.max(1e-3)
+    );
+    Ok(())
+}
+
+/// The 404 an error of [`download_to`] is, if it is one.
+pub fn not_found(err: &anyhow::Error) -> Option<&HttpError> {
+    err.downcast_ref::<HttpError>()
+        .filter(|err| matches!(err, HttpError::NotFound { .. }))
 }
 
 /// Copies `reader` to a new file at `path`; returns the size and sha256 of what was copied.

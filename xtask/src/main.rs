@@ -13,6 +13,9 @@
 //! - `cargo xtask conformance [ARCH...]`: build a Debian userland per foreign
 //!   architecture under the pinned emulators and run python3, perl and ldconfig in it;
 //!   what a re-pin must pass ([`conformance`]).
+//! - `cargo xtask kernels [GUEST...]`: boot Debian's own kernels of every host under
+//!   qemu-system with that host's release binary and check what it does there; `--pin`
+//!   pins the kernels ([`kernels`]).
 //!
 //! Shared pieces: the man pages and completions `dist` writes ([`manpages`]) and its
 //! Debian packages ([`package`]), where
@@ -30,6 +33,7 @@ mod dist;
 mod fetch;
 mod fuzz;
 mod http;
+mod kernels;
 mod manpages;
 mod mirror;
 mod package;
@@ -72,6 +76,10 @@ enum Command {
     /// emulators (mmdebstrap, emulated dpkg) and run python3, perl and ldconfig in it;
     /// prints a matrix. A re-pin must pass it. Needs root.
     Conformance(conformance::Args),
+    /// Boot Debian's own kernels (5.10 to 6.12, every host) under qemu-system with each
+    /// host's release binary and check --install, check, doctor, --uninstall, a
+    /// container's install and `binfmt run` there; prints a matrix. `--pin` re-pins them.
+    Kernels(kernels::Args),
 }
 
 // Errors are anyhow's: each step adds what it was doing (`with_context`), and main
@@ -86,6 +94,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench::run(&args).map(|()| ExitCode::SUCCESS),
         // Its own statuses: 3 when an architecture could not be tested.
         Command::Conformance(args) => conformance::run(&args),
+        Command::Kernels(args) => kernels::run(&args),
     };
     match result {
         Ok(code) => code,

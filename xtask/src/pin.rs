@@ -210,7 +210,19 @@ fn read_index(mirror: &Mirror, suite: &str, debian_arch: &str) -> Result<(String
 
 /// Collects the stanzas of `package` from a Packages index (deb822 stanzas separated by
 /// blank lines; multi-line fields such as Description are skipped).
-pub fn parse_packages(mut index: impl BufRead, package: &str) -> Result<Vec<Candidate>> {
+pub fn parse_packages(index: impl BufRead, package: &str) -> Result<Vec<Candidate>> {
+    Ok(parse_packages_where(index, |name| name == package)?
+        .into_iter()
+        .map(|(_, candidate)| candidate)
+        .collect())
+}
+
+/// Collects the stanzas of every package whose name `wanted` accepts from a Packages
+/// index, each with its package name.
+pub fn parse_packages_where(
+    mut index: impl BufRead,
+    mut wanted: impl FnMut(&str) -> bool,
+) -> Result<Vec<(String, Candidate)>> {
     let mut candidates = Vec::new();
     let mut fields: Vec<(String, String)> = Vec::new();
     let mut line = String::new();
@@ -219,9 +231,10 @@ pub fn parse_packages(mut index: impl BufRead, package: &str) -> Result<Vec<Cand
         let at_end = index.read_line(&mut line)? == 0;
         let text = line.trim_end();
         if text.is_empty() {
-            let name = field(&fields, "Package");
-            if name == Some(package) {
-                candidates.push(candidate(&fields)?);
+            if let Some(name) = field(&fields, "Package")
+                && wanted(name)
+            {
+                candidates.push((name.to_owned(), candidate(&fields)?));
             }
             fields.clear();
             if at_end {

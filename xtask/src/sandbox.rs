@@ -184,7 +184,8 @@ pub fn enter() -> Result<()> {
 }
 
 /// A new, empty binfmt_misc instance at the default place: the previous one is
-/// unmounted (which destroys it, Linux 6.7+) and a new one mounted.
+/// unmounted (which destroys a private instance on the kernels that have them, Linux
+/// 6.7 and newer; checked below) and a new one mounted.
 pub fn fresh_instance() -> Result<BinfmtMisc> {
     while rustix::mount::unmount(DEFAULT_MOUNT, rustix::mount::UnmountFlags::empty()).is_ok() {}
     let table = BinfmtMisc::mount(DEFAULT_MOUNT)

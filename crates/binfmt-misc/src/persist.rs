@@ -1,12 +1,14 @@
 //! Opening binfmt_misc at its usual place so that what gets registered outlives this
 //! process, or saying that it would not.
 //!
-//! Since Linux 6.7 (and on older kernels with the fix backported) a binfmt_misc
-//! instance is destroyed, with every entry in it, when its last mount goes. A
-//! privileged container has a mount namespace and a `/proc` of its own, where nothing
-//! is mounted at `/proc/sys/fs/binfmt_misc`: it has to mount binfmt_misc itself, and
-//! whether its registrations survive it depends on whether another mount holds the
-//! same instance:
+//! When the last mount of a binfmt_misc instance goes, the kernel either destroys it
+//! with every entry in it or keeps the entries, and its version does not tell which:
+//! measured on Debian's own kernels (`cargo xtask kernels`), bullseye's 5.10 keeps
+//! them, bookworm's 6.1 and trixie's 6.12 destroy them. A privileged container has a
+//! mount namespace and a `/proc` of its own, where nothing is mounted at
+//! `/proc/sys/fs/binfmt_misc`: it has to mount binfmt_misc itself, and whether its
+//! registrations survive it depends on whether another mount holds the same instance
+//! (on a kernel that destroys it):
 //!
 //! - the host has binfmt_misc mounted: the container's mount joins the host's
 //!   instance, and the registrations stay when the container exits;
@@ -168,7 +170,7 @@ pub fn unmount(table: BinfmtMisc) -> Result<(), Error> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Lifetime {
     /// Another mount holds the instance (or the kernel keeps entries without any
-    /// mount, as before Linux 6.7): entries outlive our mount.
+    /// mount, as Debian's 5.10 does): entries outlive our mount.
     Shared,
     /// The instance was created by our mount and dies with it.
     Private,

@@ -189,8 +189,9 @@ impl BinfmtMisc {
     /// [`umount2(2)`](https://man7.org/linux/man-pages/man2/umount2.2.html) with
     /// `MNT_DETACH`, after closing the directory descriptor.
     ///
-    /// Unmounting the last mount of an instance destroys it with every entry (Linux
-    /// 6.7 and later), which is why only the caller that mounted it may do this.
+    /// Unmounting the last mount of an instance destroys it with every entry (on many
+    /// kernels: see [`crate::persist`]), which is why only the caller that mounted it
+    /// may do this.
     pub fn unmount(self) -> io::Result<()> {
         let BinfmtMisc { dir, path } = self;
         drop(dir);

@@ -17,7 +17,8 @@
 //!    the kernel cannot find there, so only an entry whose interpreter the kernel
 //!    opened at registration can run a foreign probe;
 //! 4. collects the exit statuses ([`waitpid(2)`] with `WNOHANG`, polling) until
-//!    [`TIMEOUT`], then kills what still runs with `SIGKILL` ([`kill(2)`]);
+//!    [`TIMEOUT`] for each probe a CPU has to start ([`deadline`]), then kills what
+//!    still runs with `SIGKILL` ([`kill(2)`]);
 //! 5. removes the directory.
 //!
 //! `chroot` needs `CAP_SYS_CHROOT` ([`capget(2)`] says whether this process has it):
@@ -55,6 +56,16 @@ use rustix::io::Errno;
 /// starts in tens of milliseconds. Only a hung interpreter takes this long.
 pub const TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long `probes` started at once may run before what still runs is killed:
+/// [`TIMEOUT`] for each probe a CPU has to start, on `cpus` CPUs. They share the
+/// CPUs: on a slow or busy machine nine emulators starting together on one CPU took
+/// 6 to 10 s (measured in Debian's kernels booted under qemu-system, `cargo xtask
+/// kernels`), and were reported hung with 5 s for all of them.
+pub fn deadline(probes: usize, cpus: usize) -> Duration {
+    let rounds = probes.div_ceil(cpus.max(1)).max(1);
+    TIMEOUT.saturating_mul(u32::try_from(rounds).unwrap_or(u32::MAX))
+}
+
 /// Where probes ran.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Confinement {
@@ -84,8 +95,8 @@ pub enum ProbeFailure {
     WrongStatus { status: i32, expected: String },
     /// A signal ended it.
     Signal(i32),
-    /// It ran longer than [`TIMEOUT`] and was killed.
-    TimedOut,
+    /// It ran longer than the probes' [`deadline`] (whole seconds) and was killed.
+    TimedOut { seconds: u64 },
     /// Waiting for it failed.
     Wait(String),
 }
@@ -129,10 +140,9 @@ impl fmt::Display for ProbeFailure {
                     _ => "",
                 }
             ),
-            ProbeFailure::TimedOut => write!(
+            ProbeFailure::TimedOut { seconds } => write!(
                 f,
-                "did not exit within {} s and was killed: the interpreter hangs",
-                TIMEOUT.as_secs()
+                "did not exit within {seconds} s and was killed: the interpreter hangs"
             ),
             ProbeFailure::Wait(error) => write!(f, "cannot wait for it: {error}"),
         }
@@ -238,6 +248,8 @@ fn run(arches: &[Arch], launch: &Launch) -> Result<Vec<(Arch, ProbeOutcome)>, Pr
     let root_c = CString::new(root.dir.as_os_str().as_bytes())
         .map_err(|_| ProbeError(format!("{} contains a NUL byte", root.dir.display())))?;
 
+    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let deadline = deadline(probes.len(), cpus);
     let started = Instant::now();
     let mut outcomes: Vec<Option<ProbeOutcome>> = vec![None; probes.len()];
     let mut running: Vec<(usize, Child)> = Vec::new();
@@ -281,19 +293,21 @@ fn run(arches: &[Arch], launch: &Launch) -> Result<Vec<(Arch, ProbeOutcome)>, Pr
         if running.is_empty() {
             break;
         }
-        if elapsed >= TIMEOUT {
+        if elapsed >= deadline {
             for (index, mut child) in running.drain(..) {
                 // SIGKILL, then reap it so no zombie is left behind.
                 let _ = child.kill();
                 let _ = child.wait();
-                outcomes[index] = Some(ProbeOutcome::Failed(ProbeFailure::TimedOut));
+                outcomes[index] = Some(ProbeOutcome::Failed(ProbeFailure::TimedOut {
+                    seconds: deadline.as_secs(),
+                }));
             }
             break;
         }
-        std::thread::sleep(pause.min(TIMEOUT - elapsed));
+        std::thread::sleep(pause.min(deadline - elapsed));
         // Every millisecond: the probes finish within ~15 ms of each other, and a
         // backoff to 20 ms made a rerun wait up to twice that long for the last one.
-        // Only a hung probe polls the whole TIMEOUT, 5000 cheap wakeups.
+        // Only a hung probe polls until the deadline, 1000 cheap wakeups a second.
         pause = Duration::from_millis(1);
     }
 
@@ -434,5 +448,19 @@ impl Drop for ProbeRoot {
                 self.dir.display()
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probes_get_five_seconds_for_each_one_a_cpu_has_to_start() {
+        assert_eq!(deadline(1, 2), TIMEOUT);
+        assert_eq!(deadline(2, 2), TIMEOUT);
+        assert_eq!(deadline(9, 2), TIMEOUT * 5);
+        assert_eq!(deadline(10, 1), TIMEOUT * 10);
+        assert_eq!(deadline(0, 0), TIMEOUT);
     }
 }

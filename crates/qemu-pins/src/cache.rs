@@ -81,7 +81,9 @@ impl Compression {
 /// Layout: `<root>/emulators/<sha256 of the uncompressed emulator>.zst`, each file one
 /// zstd frame of one emulator on its own (what is fetched and checked), and
 /// `<root>/embedded/...` and `<root>/embedded-fast/...`, the emulators in the form the
-/// binary embeds them ([`BlobCache::embedded_path`]). Nothing else in the cache is relied upon; temporary
+/// binary embeds them ([`BlobCache::embedded_path`]), and `<root>/kernels/<sha256>`,
+/// the files the real-kernel test guests boot with ([`BlobCache::kernel_file_path`]).
+/// Nothing else in the cache is relied upon; temporary
 /// files of interrupted runs may be left next to the blobs and can be deleted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BlobCache {
@@ -171,6 +173,14 @@ impl BlobCache {
         };
         self.root.join(compression.dir()).join(name)
     }
+
+    /// Where a file that `cargo xtask kernels` boots its guests with (a Debian kernel
+    /// image, its binfmt_misc module, a static busybox) is kept, as it came out of its
+    /// package: `<root>/kernels/<sha256 of the file>` (the pins are in
+    /// `qemu-blobs/kernels.toml`).
+    pub fn kernel_file_path(&self, sha256: &str) -> PathBuf {
+        self.root.join("kernels").join(sha256)
+    }
 }
 
 /// The sha256 of `bytes` as 64 lowercase hex digits, the spelling used in the manifest.
@@ -190,6 +200,15 @@ mod tests {
         assert_eq!(
             cache.compressed_path(&emulator("arm64", "aarch64")),
             PathBuf::from(format!("/var/cache/blobs/emulators/{DIGEST_B}.zst"))
+        );
+    }
+
+    #[test]
+    fn kernel_files_are_content_addressed() {
+        let cache = BlobCache::at(PathBuf::from("/var/cache/blobs"));
+        assert_eq!(
+            cache.kernel_file_path(DIGEST_A),
+            PathBuf::from(format!("/var/cache/blobs/kernels/{DIGEST_A}"))
         );
     }
 

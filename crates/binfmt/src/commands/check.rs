@@ -630,7 +630,7 @@ mod tests {
                             interpreter: "/nonexistent/rosetta".into(),
                             enabled: true,
                         }],
-                        failure: ProbeFailure::TimedOut,
+                        failure: ProbeFailure::TimedOut { seconds: 5 },
                     }),
                 ),
                 (
