@@ -10,9 +10,10 @@
 //!   `dist/`, which the `Dockerfile` packages, and a Debian package of each ([`dist`]).
 //! - `cargo xtask bench`: build the release binaries and measure them side by side with
 //!   systemd-binfmt in private binfmt_misc instances ([`bench`]).
-//! - `cargo xtask conformance [ARCH...]`: build a Debian userland per foreign
-//!   architecture under the pinned emulators and run python3, perl and ldconfig in it;
-//!   what a re-pin must pass ([`conformance`]).
+//! - `cargo xtask conformance [ARCH...]`: build a Debian userland per architecture
+//!   under the pinned emulators and run the workloads that broke other registrars'
+//!   QEMU pins in it; what a re-pin must pass, recorded in
+//!   `qemu-blobs/conformance.toml` ([`conformance`]).
 //! - `cargo xtask kernels [GUEST...]`: boot Debian's own kernels of every host under
 //!   qemu-system with that host's release binary and check what it does there; `--pin`
 //!   pins the kernels ([`kernels`]).
@@ -72,9 +73,10 @@ enum Command {
     /// Build the release binaries and print how fast and small they are, next to
     /// systemd-binfmt, measured in private binfmt_misc instances.
     Bench(bench::Args),
-    /// Build a minimal Debian userland for each foreign architecture under the pinned
-    /// emulators (mmdebstrap, emulated dpkg) and run python3, perl and ldconfig in it;
-    /// prints a matrix. A re-pin must pass it. Needs root.
+    /// Build a Debian userland for each architecture under the pinned emulators
+    /// (mmdebstrap, emulated dpkg) and run the workloads that broke other registrars'
+    /// QEMU in it (apt, tar, go build, node, multiprocessing, java, bullseye's
+    /// libc-bin trigger); prints a matrix, `--record`s it. A re-pin must pass it. Root.
     Conformance(conformance::Args),
     /// Boot Debian's own kernels (5.10 to 6.12, every host) under qemu-system with each
     /// host's release binary and check --install, check, doctor, --uninstall, a

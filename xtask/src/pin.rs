@@ -12,6 +12,12 @@
 //! The index is fetched over plain HTTP without checking the archive's signature: the
 //! digests it gives end up in the manifest, and the person pinning reviews them in the
 //! commit (and can compare them with `apt-get download qemu-user` on a Debian machine).
+//!
+//! **The gate.** A new QEMU version is pinned only if it passes every workload of the
+//! conformance record (`qemu-blobs/conformance.toml`) that the current pin passes:
+//! the recorded matrix runs again under the new pin (`cargo xtask conformance`, as
+//! root), and a regression refuses the pin (pins.toml is restored) unless
+//! `--accept-regression ARCH:WORKLOAD` names it ([`crate::conformance::gate`]).
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -22,6 +28,10 @@ use qemu_pins::{BlobCache, Host, MANIFEST_PATH, Manifest, Pin, Source};
 use anyhow::{Context, Result, anyhow};
 
 use crate::blob::{self, Cached, Wanted};
+use crate::conformance::{
+    self, gate,
+    record::{RECORD_PATH, Record},
+};
 use crate::fetch::{Package, download_and_store};
 use crate::http::{self, HttpError};
 use crate::mirror::{MIRROR_ENV, Mirror};
@@ -68,6 +78,11 @@ pub struct Args {
     /// version listed for every host].
     #[arg(long)]
     version: Option<String>,
+    /// Pin even though the new QEMU fails this workload on this architecture, which
+    /// the current pin passes (qemu-blobs/conformance.toml); repeat for each. A
+    /// regression not named refuses the pin; a name that is no regression is refused.
+    #[arg(long = "accept-regression", value_name = "ARCH:WORKLOAD", value_parser = gate::parse_acceptance)]
+    accept_regression: Vec<gate::Acceptance>,
 }
 
 /// One `qemu-user` stanza of a Packages index.
@@ -164,13 +179,77 @@ pub fn run(args: &Args) -> Result<()> {
         },
         hosts,
     };
+    let previous_text = std::fs::read_to_string(&manifest_path).ok();
     write_manifest(&manifest_path, &manifest, current.as_ref())?;
+    if let Some(current) = current
+        .as_ref()
+        .filter(|c| c.source.version != manifest.source.version)
+    {
+        if let Err(error) = gate_repin(current, &args.accept_regression) {
+            // The refused pin is not left behind.
+            if let Some(text) = previous_text {
+                std::fs::write(&manifest_path, text).with_context(|| {
+                    format!(
+                        "cannot restore {} after the refused pin",
+                        manifest_path.display()
+                    )
+                })?;
+                eprintln!("restored {MANIFEST_PATH} ({})", current.source.version);
+            }
+            return Err(error);
+        }
+    }
     // What a development build on this machine embeds, so that it builds right away;
     // `cargo xtask dist` makes the release compression.
     let build_host = crate::fetch::build_host();
     for host in manifest.hosts.iter().filter(|host| host.arch == build_host) {
         crate::fetch::ensure_embedded(&cache, host, qemu_pins::Compression::Fast)?;
     }
+    Ok(())
+}
+
+/// The re-pin gate: the conformance matrix recorded for the current pin
+/// (qemu-blobs/conformance.toml) runs again under the new pin, which the manifest
+/// already names; any workload the record passes and the new run does not refuses
+/// the pin, unless `accepted` names it. On success the new results become the record.
+fn gate_repin(current: &Manifest, accepted: &[gate::Acceptance]) -> Result<()> {
+    let record_path = workspace_root().join(RECORD_PATH);
+    let record = Record::load(&record_path).with_context(|| {
+        format!(
+            "a re-pin is gated on the conformance record of the current pin; fix: run              `cargo xtask conformance --record` (as root) with {} pinned, then pin again",
+            current.source.version
+        )
+    })?;
+    if record.debian_version != current.source.version {
+        return Err(anyhow!(
+            "{RECORD_PATH} records QEMU {}, but {} is pinned: it says nothing about the \
+             current pin; fix: run `cargo xtask conformance --record` (as root) with {} \
+             pinned, then pin again",
+            record.debian_version,
+            current.source.version,
+            current.source.version
+        ));
+    }
+    eprintln!(
+        "gate: running the recorded conformance matrix ({} cells) under the new pin",
+        record.results.len()
+    );
+    let (candidate, _) = conformance::execute(&conformance::Args::gate(&record)?)?;
+    let candidate_path = crate::workspace::target_dir().join("conformance/candidate.toml");
+    candidate.save(&candidate_path)?;
+    let accepted_regressions = gate::check(&record, &candidate, accepted)
+        .with_context(|| format!("the new pin's results: {}", candidate_path.display()))?;
+    for regression in &accepted_regressions {
+        eprintln!(
+            "gate: accepted regression {}:{} ({})",
+            regression.arch, regression.workload, regression.now
+        );
+    }
+    record.merged(&candidate).save(&record_path)?;
+    eprintln!(
+        "gate: passed; recorded in {RECORD_PATH} (`cargo xtask conformance --write-docs` \
+         renders it)"
+    );
     Ok(())
 }
 
