@@ -184,20 +184,19 @@ pub fn run(args: &Args) -> Result<()> {
     if let Some(current) = current
         .as_ref()
         .filter(|c| c.source.version != manifest.source.version)
+        && let Err(error) = gate_repin(current, &args.accept_regression)
     {
-        if let Err(error) = gate_repin(current, &args.accept_regression) {
-            // The refused pin is not left behind.
-            if let Some(text) = previous_text {
-                std::fs::write(&manifest_path, text).with_context(|| {
-                    format!(
-                        "cannot restore {} after the refused pin",
-                        manifest_path.display()
-                    )
-                })?;
-                eprintln!("restored {MANIFEST_PATH} ({})", current.source.version);
-            }
-            return Err(error);
+        // The refused pin is not left behind.
+        if let Some(text) = previous_text {
+            std::fs::write(&manifest_path, text).with_context(|| {
+                format!(
+                    "cannot restore {} after the refused pin",
+                    manifest_path.display()
+                )
+            })?;
+            eprintln!("restored {MANIFEST_PATH} ({})", current.source.version);
         }
+        return Err(error);
     }
     // What a development build on this machine embeds, so that it builds right away;
     // `cargo xtask dist` makes the release compression.
