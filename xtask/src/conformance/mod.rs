@@ -384,6 +384,15 @@ fn in_namespace(args: &Args) -> Result<ExitCode> {
                 scope.spawn(|| -> Result<()> {
                     while let Some(row) = next() {
                         check_arch(row, &context)?;
+                        // Each architecture's results as soon as it is done, so that a
+                        // run cut short still leaves what it measured.
+                        let partial = Record::from_rows(
+                            manifest.source.upstream_version(),
+                            &manifest.source.version,
+                            &args.suite,
+                            std::slice::from_ref(&*row),
+                        );
+                        partial.save(&scratch.join(row.target.name()).join(RESULTS_FILE))?;
                     }
                     Ok(())
                 })
