@@ -287,6 +287,9 @@ pub fn execute(args: &Args) -> Result<(Record, u8)> {
             let dir = entry
                 .with_context(|| format!("cannot read {}", scratch.display()))?
                 .path();
+            if !dir.is_dir() {
+                continue;
+            }
             for root in ["rootfs", "bullseye-rootfs"] {
                 step::remove_tree(&dir.join(root))?;
             }
@@ -534,13 +537,16 @@ fn bullseye(debian: &str, cx: &RunContext, dir: &Path) -> Result<Outcome> {
             ports.join(" ")
         )));
     }
-    eprintln!("conformance: {debian}: mmdebstrap {BULLSEYE} (essential), emulated dpkg");
+    eprintln!("conformance: {debian}: mmdebstrap {BULLSEYE} (essential + apt), emulated dpkg");
     let rootfs = dir.join("bullseye-rootfs");
     let built = userland::build(
         &userland::Bootstrap {
             suite: BULLSEYE,
             debian,
-            include: &[],
+            // The essential set is installed with `dpkg --no-triggers`; apt, installed
+            // after it (as in Debian's own bullseye images), brings libraries whose
+            // ldconfig trigger libc-bin then processes, emulated: the reported crash.
+            include: &["apt"],
             mirror: cx.mirror.base(),
             cache: &cache_dir(cx.cache_root, BULLSEYE, debian)?,
         },
@@ -621,4 +627,38 @@ fn write_docs() -> Result<()> {
         }
     }
     Ok(())
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_docs_show_the_recorded_matrix() {
+        let root = workspace_root();
+        let path = root.join(RECORD_PATH);
+        let record = Record::load(&path).unwrap();
+        for (file, body) in rendered_docs(&record) {
+            let text = fs::read_to_string(root.join(file)).unwrap();
+            assert!(
+                text.contains(&format!("{}\n{body}{}", record::BEGIN, record::END)),
+                "{file} does not show the matrix of {RECORD_PATH}; fix: run \
+                 `cargo xtask conformance --write-docs`"
+            );
+        }
+    }
+
+    #[test]
+    fn the_gate_reruns_the_recorded_matrix() {
+        let record = Record::load(&workspace_root().join(RECORD_PATH)).unwrap();
+        let args = Args::gate(&record).unwrap();
+        assert!(!args.arches.is_empty());
+        for entry in &record.results {
+            assert!(
+                args.arches.iter().any(|t| t.name() == entry.arch),
+                "{}",
+                entry.arch
+            );
+            assert!(args.workloads.iter().any(|w| w.name() == entry.workload));
+        }
+    }
 }

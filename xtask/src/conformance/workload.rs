@@ -115,8 +115,9 @@ impl Workload {
                  failing at random)"
             }
             Workload::Bullseye => {
-                "a separate mmdebstrap of Debian 11 bullseye (arm64 only), its libc-bin \
-                 trigger, then ldconfig (tonistiigi/binfmt#231, #240, #244, #298)"
+                "a separate mmdebstrap of Debian 11 bullseye (arm64 only; essential + apt), \
+                 its libc-bin ldconfig trigger, then ldconfig (tonistiigi/binfmt#231, \
+                 #240, #244, #298)"
             }
         }
     }
