@@ -6,9 +6,9 @@ use std::fmt;
 
 use anyhow::{Result, anyhow};
 
-use super::arch;
-use super::record::{Record, Verdict};
-use super::workload::Workload;
+use crate::conformance::arch;
+use crate::conformance::record::{Record, Verdict};
+use crate::conformance::workload::Workload;
 
 /// An acknowledged regression: `ARCH:WORKLOAD`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -78,7 +78,8 @@ use crate::mirror::Mirror;
 use crate::sandbox::{self, Ids};
 use crate::workspace::{target_dir, workspace_root};
 use arch::{Target, parse_target};
-use record::{Outcome, RECORD_PATH, Record, Row};
+use record::{RECORD_PATH, Record, Row};
+use step::Outcome;
 use workload::Workload;
 
 /// The exit status's meaning, for `--help`.

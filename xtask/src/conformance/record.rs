@@ -6,28 +6,16 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::fs;
 use std::path::Path;
-use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
 use serde::{Deserialize, Serialize};
 
-use super::arch::Target;
-use super::workload::Workload;
+use crate::conformance::arch::Target;
+use crate::conformance::step::Outcome;
+use crate::conformance::workload::Workload;
 
 /// Where the record is kept, from the workspace root.
 pub const RECORD_PATH: &str = "qemu-blobs/conformance.toml";
-
-/// How one workload ended on one architecture.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Outcome {
-    Passed(Duration),
-    /// Why, with the end of its log.
-    Failed(String),
-    /// It could not be tested here (no port, the mirror lacks a package): not a pass.
-    Unavailable(String),
-    /// Not run: an earlier workload it needs did not pass, or it does not apply.
-    NotRun(String),
-}
 
 /// One architecture's row of the matrix; workloads not selected have no cell.
 pub struct Row {
@@ -142,7 +130,7 @@ impl Record {
     /// their running order.
     fn sort(&mut self) {
         let arch_rank = |arch: &str| {
-            super::arch::DEFAULT
+            crate::conformance::arch::DEFAULT
                 .iter()
                 .position(|a| *a == arch)
                 .unwrap_or(usize::MAX)
@@ -221,6 +209,9 @@ impl Record {
                 })
                 .collect();
             let _ = writeln!(out, "| {arch} | {} |", cells.join(" | "));
+            // One line per reason: the cells of an architecture that did not pass for
+            // the same reason (no port, a 404) are named together.
+            let mut reasons: Vec<(&str, &str, Vec<&str>)> = Vec::new();
             for w in &workloads {
                 let Some(entry) = self.get(arch, w.name()) else {
                     continue;
@@ -232,7 +223,16 @@ impl Record {
                     Verdict::NotRun => "not run",
                 };
                 let detail = entry.detail.as_deref().unwrap_or("");
-                let _ = writeln!(why, "- {arch} {}: {label}: {detail}", w.name());
+                match reasons
+                    .iter_mut()
+                    .find(|(l, d, _)| *l == label && *d == detail)
+                {
+                    Some((_, _, names)) => names.push(w.name()),
+                    None => reasons.push((label, detail, vec![w.name()])),
+                }
+            }
+            for (label, detail, names) in reasons {
+                let _ = writeln!(why, "- {arch} {}: {label}: {detail}", names.join(", "));
             }
         }
         if notes && !why.is_empty() {
@@ -311,6 +311,8 @@ pub fn readme_body(record: &Record) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
     use crate::conformance::arch::parse_target;
 
@@ -374,6 +376,24 @@ mod tests {
         assert_eq!(exit_status(&rows), 1);
         assert_eq!(exit_status(&rows[2..]), 3);
         assert_eq!(exit_status(&rows[..1]), 0);
+
+        let same = Record::from_rows(
+            "10.0.13",
+            "1:10.0.13+ds-0",
+            "trixie",
+            &[row(
+                "s390x",
+                vec![
+                    (Workload::Bootstrap, Outcome::Unavailable("404".into())),
+                    (Workload::Go, Outcome::Unavailable("404".into())),
+                ],
+            )],
+        );
+        let text = same.matrix(true);
+        assert!(
+            text.contains("- s390x bootstrap, go: not available here: 404\n"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -10,6 +10,18 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow};
 
+/// How one workload ended on one architecture.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Passed(Duration),
+    /// Why, with the end of its log.
+    Failed(String),
+    /// It could not be tested here (no port, the mirror lacks a package): not a pass.
+    Unavailable(String),
+    /// Not run: an earlier workload it needs did not pass, or it does not apply.
+    NotRun(String),
+}
+
 /// How many lines of a failed program's log its verdict carries.
 pub const TAIL_LINES: usize = 12;
 

@@ -6,9 +6,8 @@ use std::process::Command;
 
 use anyhow::{Result, anyhow};
 
-use super::record::Outcome;
-use super::step::{self, chroot_step, run_logged};
-use super::workload::Workload;
+use crate::conformance::step::{self, Outcome, chroot_step, run_logged};
+use crate::conformance::workload::Workload;
 
 /// What to build.
 pub struct Bootstrap<'a> {

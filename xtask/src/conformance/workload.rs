@@ -8,9 +8,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-use super::arch::Target;
-use super::record::Outcome;
-use super::step::{self, chroot_step};
+use crate::conformance::arch::Target;
+use crate::conformance::step::{self, Outcome, chroot_step};
 
 /// One column of the matrix.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
