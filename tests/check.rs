@@ -49,7 +49,7 @@ namespace_test! {
         let expect = [
             ("linux/s390x", "qemu-s390x claims s390x programs but is disabled"),
             ("linux/ppc64le", "qemu-ppc64le has no flag F and its interpreter /usr/bin/qemu-ppc64le-static does not exist"),
-            ("linux/mips64le", "a mips64le program does not run through qemu-mips64el (interpreter "),
+            ("linux/mips64le", "mips64le programs do not run through qemu-mips64el (interpreter "),
             ("linux/riscv64", "no entry: nothing in"),
         ];
         for (platform, reason) in expect {
