@@ -243,7 +243,7 @@ pub struct RunArgs {
 pub struct CheckArgs {
     /// Platforms that must run, comma- or space-separated, in any usual spelling:
     /// linux/arm64, arm64, linux/arm/v7, linux/amd64/v3, riscv64, or entry names as
-    /// the seed's verify-qemu.sh lists them (qemu-aarch64).
+    /// a verify-qemu.sh lists them (qemu-aarch64).
     #[arg(value_name = "PLATFORMS", required = true)]
     pub platforms: Vec<String>,
 

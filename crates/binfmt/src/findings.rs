@@ -166,7 +166,7 @@ impl Finding {
         }
     }
 
-    /// A short, stable name (`stale-entry`), for scripts and the README.
+    /// A short, stable name (`stale-entry`), for scripts and the docs.
     pub fn id(&self) -> &'static str {
         match self {
             Finding::BinfmtMiscNotLoaded => "binfmt-misc-not-loaded",
@@ -404,8 +404,8 @@ impl Finding {
             }
             Finding::ReadOnly => {
                 "containers without --privileged see /proc/sys, and binfmt_misc under it, \
-                 read-only (Docker, Kubernetes without privileged: true); this is the seed's \
-                 `failed to register binfmt_misc`"
+                 read-only (Docker, Kubernetes without privileged: true); this is what \
+                 `failed to register binfmt_misc` means"
             }
             Finding::NotPrivileged { .. } => {
                 "registering needs root in the user namespace that owns the binfmt_misc mount"
@@ -427,8 +427,8 @@ impl Finding {
             Finding::StaleEntry { .. } => {
                 "without F the kernel looks the interpreter up when a program starts, in that \
                  program's own mount namespace and root; the entry is listed in binfmt_misc \
-                 but every program it claims fails with `exec format error` or ENOENT (the \
-                 seed's stale registration)"
+                 but every program it claims fails with `exec format error` or ENOENT (a stale \
+                 registration)"
             }
             Finding::NoFixBinary { .. } => {
                 "without F the kernel looks the interpreter up in each program's own root: \
