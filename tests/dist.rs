@@ -14,8 +14,8 @@ use qemu_pins::{MANIFEST_PATH, Manifest};
 use sha2::{Digest, Sha256};
 
 use crate::util::{
-    Run, Sandbox, dist, host_arch, in_private_binfmt_misc, report, run_doc_script,
-    workspace_root, DocSection,
+    DocSection, Run, Sandbox, dist, host_arch, in_private_binfmt_misc, report, run_doc_script,
+    workspace_root,
 };
 
 /// Every release binary in `dist/`, the architecture it runs on and the largest it

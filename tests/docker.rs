@@ -647,7 +647,9 @@ fn the_image_does_what_setup_qemu_action_asks_on_a_real_engine() {
     // first is tests/dist.rs's), as written, on the image the build commands built.
     let section = crate::dist::VERIFYING_A_RELEASE;
     let verify = section.blocks();
-    let verify = verify.get(1).expect("docs/verifying-a-release.md: the image's checks");
+    let verify = verify
+        .get(1)
+        .expect("docs/verifying-a-release.md: the image's checks");
     assert!(verify.contains(&image), "{verify}");
     let run = run_doc_script(&section, verify);
     assert_eq!(run.code, Some(0), "{}:\n{run}", section.file);

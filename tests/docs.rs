@@ -40,7 +40,10 @@ fn every_block_a_test_reads_is_where_it_looks() {
         "linux/s390x",
         "linux/riscv64",
     ] {
-        for builder in [crate::docker::Builder::BuildKit, crate::docker::Builder::Classic] {
+        for builder in [
+            crate::docker::Builder::BuildKit,
+            crate::docker::Builder::Classic,
+        ] {
             assert!(
                 commands
                     .iter()
@@ -69,7 +72,7 @@ fn doc_blocks_reads_a_section_up_to_the_next_heading_of_its_level() {
 
 /// The documents whose links are checked: README.md and every docs/*.md.
 fn documents() -> Vec<PathBuf> {
-    let root = workspace_root();
+    let root = workspace_root().canonicalize().expect("the workspace root");
     let mut documents = vec![root.join("README.md")];
     let mut docs: Vec<PathBuf> = fs::read_dir(root.join("docs"))
         .expect("read docs/")
@@ -83,7 +86,7 @@ fn documents() -> Vec<PathBuf> {
 
 #[test]
 fn every_relative_link_in_the_docs_points_at_a_file_and_heading() {
-    let root = workspace_root();
+    let root = workspace_root().canonicalize().expect("the workspace root");
     let mut broken = Vec::new();
     let mut checked = 0;
     for document in documents() {
@@ -122,7 +125,10 @@ fn every_relative_link_in_the_docs_points_at_a_file_and_heading() {
             }
         }
     }
-    assert!(checked > 50, "only {checked} links found: is the reader broken?");
+    assert!(
+        checked > 50,
+        "only {checked} links found: is the reader broken?"
+    );
     assert!(
         broken.is_empty(),
         "links that point nowhere (fix the link, or the heading it names):\n{}",
@@ -136,7 +142,10 @@ fn the_link_reader_sees_links_and_github_anchors() {
                 ## `binfmt apply` and its config file\n## Sharing: FEX, WSL2\n## Sharing: FEX, WSL2\n";
     assert_eq!(link_targets(text), ["docs/a.md#x", "../b.md"]);
     let anchors = anchors(text);
-    assert!(anchors.contains("binfmt-apply-and-its-config-file"), "{anchors:?}");
+    assert!(
+        anchors.contains("binfmt-apply-and-its-config-file"),
+        "{anchors:?}"
+    );
     assert!(anchors.contains("sharing-fex-wsl2"), "{anchors:?}");
     assert!(anchors.contains("sharing-fex-wsl2-1"), "{anchors:?}");
 }

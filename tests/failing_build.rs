@@ -26,8 +26,8 @@ use std::process::Command;
 use binfmt_misc::{BinfmtMisc, DEFAULT_MOUNT};
 
 use crate::docker::{
-    BuildCache, Builder, GlobalEntries, Images, buildx, buildx_docker_config, docker,
-    engine_answers, privileged, build_command,
+    BuildCache, Builder, GlobalEntries, Images, build_command, buildx, buildx_docker_config,
+    docker, engine_answers, privileged,
 };
 use crate::util::{
     DocSection, GlobalTable, Run, debian_package, dist, host_arch, line_with, report,
@@ -134,10 +134,9 @@ impl WalkThrough {
     /// The page's next step, which must be `command` (its start).
     #[track_caller]
     fn step(&mut self, command: &str) -> Step {
-        let step = self
-            .steps
-            .next()
-            .unwrap_or_else(|| panic!("docs/failing-build.md, the session: no step for `{command}`"));
+        let step = self.steps.next().unwrap_or_else(|| {
+            panic!("docs/failing-build.md, the session: no step for `{command}`")
+        });
         assert!(
             step.command.starts_with(command),
             "docs/failing-build.md, the session: the step `$ {}` is where the test runs `{command}`",

@@ -58,8 +58,8 @@ use sha2::{Digest, Sha256};
 
 use crate::docker::{GlobalEntries, docker, engine_answers, privileged};
 use crate::util::{
-    GlobalTable, Run, binfmt_cache, debian_mirror, dist, foreign_arches, machine, report,
-    workspace_root,
+    DocSection, GlobalTable, Run, binfmt_cache, debian_mirror, dist, foreign_arches, machine,
+    report, workspace_root,
 };
 
 /// The suite whose systemd boots: bookworm's 252 still runs on cgroup v1 (systemd 256

@@ -644,8 +644,8 @@ impl DocSection {
     /// level or above (a line starting with `#` inside a block is not a heading).
     pub fn blocks(&self) -> Vec<String> {
         let path = workspace_root().join(self.file);
-        let text = fs::read_to_string(&path)
-            .unwrap_or_else(|error| panic!("{}: {error}", path.display()));
+        let text =
+            fs::read_to_string(&path).unwrap_or_else(|error| panic!("{}: {error}", path.display()));
         doc_blocks(&text, self.heading, self.language)
             .unwrap_or_else(|error| panic!("{}: {error}", self.file))
     }
