@@ -1,5 +1,5 @@
-//! The documents hold together: every relative link in README.md and docs/*.md points
-//! at a file that exists and, with `#anchor`, at a heading in it; and every block the
+//! The documents hold together: every relative link in README.md, docs/*.md and the
+//! other Markdown files points at a file that exists and, with `#anchor`, at a heading in it; and every block the
 //! slow tests run or check as a document shows it is where they look, so moving text
 //! between documents fails here, in the quick tests, not only in a Docker run.
 
@@ -70,10 +70,19 @@ fn doc_blocks_reads_a_section_up_to_the_next_heading_of_its_level() {
     assert!(doc_blocks("## A\n```sh\nopen\n", "A", "sh").is_err());
 }
 
-/// The documents whose links are checked: README.md and every docs/*.md.
+/// The documents whose links are checked: README.md, ARCHITECTURE.md, the READMEs of
+/// qemu-blobs/ and fuzz/, and every docs/*.md.
 fn documents() -> Vec<PathBuf> {
     let root = workspace_root().canonicalize().expect("the workspace root");
-    let mut documents = vec![root.join("README.md")];
+    let mut documents: Vec<PathBuf> = [
+        "README.md",
+        "ARCHITECTURE.md",
+        "qemu-blobs/README.md",
+        "fuzz/README.md",
+    ]
+    .iter()
+    .map(|name| root.join(name))
+    .collect();
     let mut docs: Vec<PathBuf> = fs::read_dir(root.join("docs"))
         .expect("read docs/")
         .map(|entry| entry.expect("a docs/ entry").path())
