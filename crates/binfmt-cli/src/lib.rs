@@ -168,8 +168,9 @@ pub enum Command {
     /// Prove that PLATFORMS run here, by running a tiny program of each (CI preflight).
     ///
     /// Exits 0 only if every platform is proved. Otherwise prints, per platform, what
-    /// is missing and why (no entry, disabled, no flag F, probe failed) and the
-    /// command that fixes it, and exits 1.
+    /// is missing and why (no entry, disabled, no flag F, probe failed, binfmt_misc
+    /// disabled or not mounted, CPU level too low) and the command that fixes it, and
+    /// exits 1.
     Check(CheckArgs),
     /// Find what is wrong with binfmt_misc and its entries, and the fix for each
     ///
@@ -231,7 +232,8 @@ pub struct EmulatorsArgs {
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
 
-    /// Show this emulator for ARCH, checked, as the top-level --emulator takes it.
+    /// Show this emulator for ARCH, checked, as the top-level --emulator takes it
+    /// (repeatable).
     #[arg(long = "emulator", value_name = "ARCH=PATH[@sha256:DIGEST]")]
     pub emulators: Vec<String>,
 }
