@@ -161,7 +161,7 @@ fn parse_flags(letters: &str) -> Result<Flags, String> {
         .map_err(|error| binfmt_misc::report::Report(&error).to_string())
 }
 
-/// Subcommands beyond the tonistiigi/binfmt flags (one module each in this crate).
+/// Subcommands beyond the tonistiigi/binfmt flags (one module each in `binfmt::commands`).
 #[derive(Debug, Subcommand)]
 pub enum Command {
     Run(RunArgs),
