@@ -6,7 +6,7 @@ use qemu_catalog::Arch;
 use crate::util::{Sandbox, cpu_level, host_arch, line_with, namespace_test, native_exit_zero};
 
 namespace_test! {
-    /// Everything listed runs: exit 0, also for the seed's verify-qemu.sh names.
+    /// Everything listed runs: exit 0, also for the names a verify-qemu.sh uses.
     fn check_passes_when_every_platform_runs(sandbox: &Sandbox) {
         sandbox.binfmt(&["--install", "arm64,arm,riscv64"]).success();
         let run = sandbox
@@ -14,7 +14,7 @@ namespace_test! {
             .success();
         assert!(run.stdout.ends_with("binfmt check: all 4 platforms run\n"), "{run}");
         if host_arch() == Arch::Amd64 {
-            // The seed's REQUIRED_PLATFORMS as its verify-qemu.sh spells them (x86_64
+            // REQUIRED_PLATFORMS as a verify-qemu.sh spells them (x86_64
             // is this CPU).
             sandbox.subcommand("check", &["qemu-x86_64", "qemu-aarch64", "qemu-arm"]).success();
         }
@@ -34,7 +34,7 @@ namespace_test! {
         sandbox.binfmt(&["--install", "arm64,s390x"]).success();
         // s390x: disabled.
         sandbox.write_control("qemu-s390x", "0");
-        // ppc64le: the seed's stale entry, no F and a path that does not exist here.
+        // ppc64le: a stale entry, no F and a path that does not exist here.
         sandbox.register("qemu-ppc64le", Arch::Ppc64le, "/usr/bin/qemu-ppc64le-static".as_ref(), "OC");
         // mips64el: an interpreter that is not an emulator (it exits 0 for anything).
         let not_qemu = sandbox.executable("not-qemu", &native_exit_zero());

@@ -1,7 +1,7 @@
 //! The release artifacts of `cargo xtask dist`, tested as they ship: every binary is
 //! there with its digest and within the size limit; the binary for each other host
 //! runs here under emulation and registers an emulator of its own set; each SBOM names
-//! what its binary holds; the README's checks of a release (digests, a reproducible
+//! what its binary holds; the documented checks of a release (digests, a reproducible
 //! second build, spdx-tools on the SBOMs) pass as written.
 
 use std::fs;
@@ -14,8 +14,8 @@ use qemu_pins::{MANIFEST_PATH, Manifest};
 use sha2::{Digest, Sha256};
 
 use crate::util::{
-    Run, Sandbox, dist, host_arch, in_private_binfmt_misc, readme_blocks, report,
-    run_readme_script, workspace_root,
+    DocSection, Run, Sandbox, dist, host_arch, in_private_binfmt_misc, report, run_doc_script,
+    workspace_root,
 };
 
 /// Every release binary in `dist/`, the architecture it runs on and the largest it
@@ -185,19 +185,29 @@ fn the_riscv64_binary_runs_under_emulation_and_registers_its_own_set() {
     );
 }
 
-/// The README's "Verifying a release" checks of the binaries (its first block), run as
+/// docs/verifying-a-release.md: two `sh` blocks, the binaries' checks (run here) and
+/// the image's (tests/docker.rs).
+pub(crate) const VERIFYING_A_RELEASE: DocSection = DocSection {
+    file: "docs/verifying-a-release.md",
+    heading: "Verifying a release",
+    language: "sh",
+    blocks: 2,
+};
+
+/// The checks of the binaries in [`VERIFYING_A_RELEASE`] (its first block), run as
 /// written: digests, a second build from a fresh clone that must give the same bytes,
 /// and spdx-tools' validation of every SBOM.
 #[test]
-fn the_readmes_release_checks_pass() {
+fn the_documented_release_checks_pass() {
     dist();
-    let heading = "Verifying a release";
-    let blocks = readme_blocks(heading, "sh");
+    let section = VERIFYING_A_RELEASE;
+    let blocks = section.blocks();
     assert_eq!(
         blocks.len(),
-        2,
-        "README.md, \"{heading}\": two sh blocks, the binaries' (run here) and the image's \
-         (tests/docker.rs); a third would be run by no test"
+        section.blocks,
+        "{}: two sh blocks, the binaries' (run here) and the image's (tests/docker.rs); a \
+         third would be run by no test",
+        section.file
     );
     let mut script = blocks[0].clone();
     assert!(script.contains("--check-reproducible"), "{script}");
@@ -210,7 +220,7 @@ fn the_readmes_release_checks_pass() {
         // The second build is of a clone of HEAD: with changes not committed it would
         // build other sources, and xtask refuses.
         report(&format!(
-            "SKIPPED the README's `--check-reproducible` line: the checkout has changes that \
+            "SKIPPED the documented `--check-reproducible` line: the checkout has changes that \
              are not committed ({})",
             String::from_utf8_lossy(&changes.stdout).trim()
         ));
@@ -220,8 +230,8 @@ fn the_readmes_release_checks_pass() {
             .collect::<Vec<_>>()
             .join("\n");
     }
-    let run = run_readme_script(heading, &script);
-    assert_eq!(run.code, Some(0), "README.md, \"{heading}\":\n{run}");
+    let run = run_doc_script(&section, &script);
+    assert_eq!(run.code, Some(0), "{}:\n{run}", section.file);
     assert!(
         run.stdout.contains(": OK"),
         "sha256sum -c said nothing:\n{run}"

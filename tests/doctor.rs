@@ -231,9 +231,9 @@ namespace_test! {
 }
 
 namespace_test! {
-    /// The seed's stale registration: no F, and the interpreter does not exist in this
+    /// A stale registration: no F, and the interpreter does not exist in this
     /// mount namespace. Named with entry and path; its fix works.
-    fn the_seeds_stale_entry(sandbox: &Sandbox) {
+    fn stale_entry(sandbox: &Sandbox) {
         sandbox.register("qemu-aarch64", Arch::Arm64, Path::new("/usr/bin/qemu-aarch64-static"), "OC");
         let (run, json) = doctor(sandbox);
         let found = finding(&json, &run, "stale-entry");

@@ -1,8 +1,9 @@
-//! The troubleshooting reference, `docs/troubleshooting.md`: every finding `binfmt
-//! doctor` and `binfmt check` can report, grouped by what the user sees, each shown as
-//! doctor prints it with its cause and fix.
+//! The troubleshooting reference, the part of `docs/troubleshooting.md` between its
+//! markers: every finding `binfmt doctor` and `binfmt check` can report, grouped by
+//! what the user sees, each shown as doctor prints it with its cause and fix. (Above
+//! the markers, the page maps the errors a failing build prints to these groups.)
 //!
-//! The page is generated from the findings themselves ([`crate::findings`]): an
+//! The reference is generated from the findings themselves ([`crate::findings`]): an
 //! example of every [`Finding`] variant is worded by the same code that words a real
 //! one, so the page cannot say something binfmt does not. The tests below fail when a
 //! variant has no example, when the page is not what [`reference`] writes, or when the
@@ -82,30 +83,31 @@ const SYMPTOMS: &[(&str, &str, &[&str])] = &[
     ),
 ];
 
-/// The page, `docs/troubleshooting.md`, as the findings word themselves.
+/// The line before the generated reference in `docs/troubleshooting.md`.
+pub const BEGIN: &str = "<!-- BEGIN findings: generated from crates/binfmt/src/findings.rs by \
+                         crates/binfmt/src/troubleshooting.rs; edit those, then run \
+                         BINFMT_UPDATE_DOCS=1 cargo test -p binfmt --lib troubleshooting -->";
+/// The line after it.
+pub const END: &str = "<!-- END findings -->";
+
+/// The reference, as the findings word themselves: what goes between [`BEGIN`] and
+/// [`END`].
 pub fn reference() -> String {
     let mount = Path::new(DEFAULT_MOUNT);
     let examples = examples();
     let mut page = String::from(
-        "<!-- Generated from crates/binfmt/src/findings.rs by crates/binfmt/src/troubleshooting.rs;\n\
-         \x20    edit those, then: BINFMT_UPDATE_DOCS=1 cargo test -p binfmt --lib troubleshooting -->\n\
-         # Troubleshooting\n\
+        "## Every finding\n\
          \n\
-         Run `sudo binfmt doctor` (in a container: `docker run --privileged --rm IMAGE \
-         doctor`). It prints every problem it finds as `PROBLEM [id] what is wrong`, with \
-         its cause and the fix to run, and exits 1 when there is one; `binfmt doctor --json` \
-         gives the same as JSON, with the ids below. `binfmt check PLATFORMS` runs a program \
-         of each platform and, for each one that does not run, prints the same finding.\n\
-         \n\
-         Each entry below shows what doctor prints for an example table at \
+         Each entry shows what doctor prints for an example table at \
          `/proc/sys/fs/binfmt_misc` on an x86-64 host building for `linux/arm64`; on an \
          ARM64 host building for `linux/amd64` it names `qemu-x86_64` and `amd64` \
-         instead, and yours names your own entries and paths.\n",
+         instead, and yours names your own entries and paths. `binfmt doctor --json` \
+         gives the same, with these ids.\n",
     );
     for (symptom, seen, ids) in SYMPTOMS {
-        let _ = write!(page, "\n## {symptom}\n\n{seen}\n");
+        let _ = write!(page, "\n### {symptom}\n\n{seen}\n");
         for id in *ids {
-            let _ = write!(page, "\n### `{id}`\n");
+            let _ = write!(page, "\n#### `{id}`\n");
             let worded: Vec<_> = examples
                 .iter()
                 .filter(|finding| finding.id() == *id)
@@ -329,7 +331,7 @@ mod tests {
         let page = reference();
         let headed: BTreeSet<&str> = page
             .lines()
-            .filter_map(|line| line.strip_prefix("### `")?.strip_suffix('`'))
+            .filter_map(|line| line.strip_prefix("#### `")?.strip_suffix('`'))
             .collect();
         assert_eq!(headed, ids);
         for id in &ids {
@@ -348,14 +350,22 @@ mod tests {
     )]
     fn docs_troubleshooting_md_is_the_generated_reference() {
         let path = page_path();
+        let page = std::fs::read_to_string(&path).expect("docs/troubleshooting.md");
+        let (Some(begin), Some(end)) = (page.find(BEGIN), page.find(END)) else {
+            panic!(
+                "{}: the markers {BEGIN} and {END} are missing",
+                path.display()
+            );
+        };
+        let start = begin + BEGIN.len() + 1;
         let generated = reference();
         if std::env::var_os("BINFMT_UPDATE_DOCS").is_some() {
-            std::fs::write(&path, &generated).expect("write docs/troubleshooting.md");
+            let updated = format!("{}{generated}{}", &page[..start], &page[end..]);
+            std::fs::write(&path, updated).expect("write docs/troubleshooting.md");
             return;
         }
-        let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
         assert!(
-            on_disk == generated,
+            page.get(start..end) == Some(generated.as_str()),
             "{} is not what the findings say; regenerate it: BINFMT_UPDATE_DOCS=1 cargo test \
              -p binfmt --lib troubleshooting",
             path.display()

@@ -14,7 +14,7 @@
 //! 3. permission: may this process write `register` (root, and not a read-only
 //!    `/proc/sys` as in a container without `--privileged`)? Is the table enabled?
 //! 4. every entry: disabled; claiming the machine's own architecture; no flag F with
-//!    an interpreter missing from this mount namespace (the seed's stale entry), or
+//!    an interpreter missing from this mount namespace (a stale entry), or
 //!    present here but not in containers. Entries for other kinds of files
 //!    (binfmt-support's jar and python entries, WSLInterop) are only reported when
 //!    stale. The entry that runs an architecture binfmt carries with an interpreter
