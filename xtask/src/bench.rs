@@ -481,7 +481,7 @@ fn floor(entries: &[Entry], runs: usize) -> Result<Row> {
 }
 
 /// The architectures for the one-arch rows: the reference (decoded alone, see
-/// `qemu_pins::REFERENCE_CPUS`) and another one (a patch, so the reference is decoded
+/// `arch_table::Host::reference`) and another one (a patch, so the reference is decoded
 /// first), as binfmt spells them.
 fn one_arch_choices() -> (&'static str, &'static str) {
     match std::env::consts::ARCH {

@@ -64,7 +64,11 @@ use std::process::{Command, ExitCode, ExitStatus, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use qemu_pins::{MANIFEST_PATH, Manifest, NATIVE_CPUS};
+// An architecture, in the names the run needs: its row of the one table (`oci`, which
+// `binfmt --install` takes; `qemu_cpu`, as in `qemu-blobs/pins.toml`; `debian`, `None`
+// where Debian has no port; `uname`, what `uname -m` starts with under QEMU).
+use arch_table::Arch as Target;
+use qemu_pins::{MANIFEST_PATH, Manifest};
 
 use anyhow::{Context, Result, anyhow};
 
@@ -99,102 +103,19 @@ pub struct Args {
     jobs: NonZeroUsize,
 }
 
-/// An architecture, in the names the run needs.
-#[derive(Debug, PartialEq, Eq)]
-pub struct Target {
-    /// The OCI name, which `binfmt --install` takes.
-    oci: &'static str,
-    /// QEMU's cpu name, as in `qemu-blobs/pins.toml`.
-    cpu: &'static str,
-    /// Debian's architecture name; `None` where Debian has no port at all.
-    debian: Option<&'static str>,
-    /// What `uname -m` starts with under QEMU (`armv7l` or `armv8l` for arm, ...).
-    machine: &'static str,
-}
-
-/// Every architecture binfmt pins an emulator for (`qemu-blobs/README.md`), with
-/// Debian's name for it: these differ from the OCI ones, and xtask cannot use the
-/// catalog crate (whose build needs the blobs xtask fetches).
-const TARGETS: [Target; 10] = [
-    Target {
-        oci: "amd64",
-        cpu: "x86_64",
-        debian: Some("amd64"),
-        machine: "x86_64",
-    },
-    Target {
-        oci: "arm64",
-        cpu: "aarch64",
-        debian: Some("arm64"),
-        machine: "aarch64",
-    },
-    Target {
-        oci: "arm",
-        cpu: "arm",
-        debian: Some("armhf"),
-        machine: "armv",
-    },
-    Target {
-        oci: "386",
-        cpu: "i386",
-        debian: Some("i386"),
-        machine: "i",
-    },
-    Target {
-        oci: "riscv64",
-        cpu: "riscv64",
-        debian: Some("riscv64"),
-        machine: "riscv64",
-    },
-    Target {
-        oci: "ppc64le",
-        cpu: "ppc64le",
-        debian: Some("ppc64el"),
-        machine: "ppc64le",
-    },
-    Target {
-        oci: "s390x",
-        cpu: "s390x",
-        debian: Some("s390x"),
-        machine: "s390x",
-    },
-    Target {
-        oci: "mips64le",
-        cpu: "mips64el",
-        debian: Some("mips64el"),
-        machine: "mips64",
-    },
-    Target {
-        oci: "mips64",
-        cpu: "mips64",
-        debian: None,
-        machine: "mips64",
-    },
-    Target {
-        oci: "loong64",
-        cpu: "loongarch64",
-        debian: Some("loong64"),
-        machine: "loongarch64",
-    },
-];
-
 /// One job per core.
 fn default_jobs() -> NonZeroUsize {
     std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN)
 }
 
-/// Parses an architecture argument: a Debian, OCI or QEMU name, `linux/` optional.
+/// Parses an architecture argument: a Debian, OCI or QEMU name, `linux/` optional
+/// (`arch_table::find`).
 fn parse_target(name: &str) -> Result<&'static Target, String> {
-    let bare = name.strip_prefix("linux/").unwrap_or(name);
-    let bare = if bare == "arm/v7" { "arm" } else { bare };
-    let target = TARGETS
-        .iter()
-        .find(|t| t.oci == bare || t.cpu == bare || t.debian == Some(bare))
-        .ok_or_else(|| {
-            let known: Vec<&str> = TARGETS.iter().filter_map(|t| t.debian).collect();
-            format!("unknown architecture {name:?}; known: {}", known.join(", "))
-        })?;
-    if host_native_cpus().contains(&target.cpu) {
+    let target = arch_table::find(name).ok_or_else(|| {
+        let known: Vec<&str> = arch_table::ARCHES.iter().filter_map(|t| t.debian).collect();
+        format!("unknown architecture {name:?}; known: {}", known.join(", "))
+    })?;
+    if host_native_cpus().contains(&target.qemu_cpu) {
         return Err(format!(
             "{name} is this machine's own architecture: it runs natively, there is no \
              emulator to check"
@@ -220,10 +141,7 @@ fn parse_suite(suite: &str) -> Result<String, String> {
 
 /// The QEMU cpus this machine runs natively.
 fn host_native_cpus() -> &'static [&'static str] {
-    NATIVE_CPUS
-        .iter()
-        .find(|(arch, _)| *arch == crate::fetch::build_host())
-        .map_or(&[], |(_, cpus)| cpus)
+    arch_table::this_host().map_or(&[], |host| host.native)
 }
 
 /// Set for the namespaced child: the binfmt binary that registers the emulators.
@@ -381,7 +299,7 @@ fn in_namespace(args: &Args) -> Result<ExitCode> {
     let mut targets: Vec<&'static Target> = if args.arches.is_empty() {
         host.embedded()
             .iter()
-            .filter_map(|emulator| TARGETS.iter().find(|t| t.cpu == emulator.cpu))
+            .filter_map(|emulator| arch_table::by_qemu_cpu(&emulator.cpu))
             .collect()
     } else {
         args.arches.clone()
@@ -598,14 +516,14 @@ fn check_userland(
     let machine = match python {
         Ok((elapsed, output)) => {
             let machine = output.trim().to_owned();
-            if machine.starts_with(target.machine) {
+            if machine.starts_with(target.uname) {
                 row.steps.push(Outcome::Passed(elapsed));
                 row.machine = Some(machine.clone());
                 Some(machine)
             } else {
                 row.steps.push(Outcome::Failed(format!(
                     "python3 says the machine is {machine:?}, not {}*",
-                    target.machine
+                    target.uname
                 )));
                 None
             }
@@ -633,7 +551,7 @@ fn check_userland(
                 output.trim()
             )),
             // Its own verdict, without python3's to compare with.
-            None if output.trim().starts_with(target.machine) => Outcome::Passed(elapsed),
+            None if output.trim().starts_with(target.uname) => Outcome::Passed(elapsed),
             None => Outcome::Failed(format!("perl says the machine is {:?}", output.trim())),
         },
         Err(reason) => Outcome::Failed(reason),
@@ -890,7 +808,7 @@ mod tests {
         let manifest = Manifest::load(&workspace_root().join(MANIFEST_PATH)).unwrap();
         for host in &manifest.hosts {
             for emulator in &host.emulators {
-                let target = TARGETS.iter().find(|t| t.cpu == emulator.cpu);
+                let target = arch_table::by_qemu_cpu(&emulator.cpu);
                 assert_eq!(
                     target.map(|t| t.oci),
                     Some(emulator.oci.as_str()),
