@@ -23,8 +23,10 @@
 //! does exactly that. (The other fix, `--pid=host`, needs ptrace access to the host's
 //! pid 1, which this test cannot count on; `persist` tests it with namespaces.)
 //!
-//! Without a Docker engine the test fails and says so, unless `BINFMT_SKIP_DOCKER=1`
-//! asks to skip it (CI sets it where no engine runs), which it reports loudly.
+//! Slow (`util::slow_test!`): it runs with `BINFMT_SLOW_TESTS=1`, on x86_64. Without a
+//! Docker engine it fails and says so, unless `BINFMT_SKIP_DOCKER=1` says there is
+//! none (CI sets it where no engine runs): then it is reported as ignored, with that
+//! reason.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -61,15 +63,17 @@ const LEAST_PRIVILEGE: [&str; 5] = [
     "--tmpfs=/tmp:exec",
 ];
 
-/// Set to skip this test where no Docker engine runs.
+/// Set where no Docker engine runs: the tests that need one are then ignored, with
+/// that reason (`crates/binfmt/build.rs` turns it into `cfg(no_docker)`).
 const SKIP_ENV: &str = "BINFMT_SKIP_DOCKER";
 
 /// `docker ARGS` (in `util`, for `image` too; here for the other Docker tests).
 pub(crate) use crate::util::docker;
 
-/// Whether a Docker engine answers. Without one the calling test fails, saying so,
-/// unless [`SKIP_ENV`] asks to skip it: then this says so loudly and returns false.
-pub(crate) fn engine_answers(test: &str) -> bool {
+/// Checks that a Docker engine answers: without one the calling test fails, saying
+/// so. (Where [`SKIP_ENV`] says there is none, the tests that call this are ignored
+/// and do not run.)
+pub(crate) fn require_engine() {
     let run = Command::new("docker")
         .args(["version", "--format", "{{.Server.Version}}"])
         .output();
@@ -79,7 +83,7 @@ pub(crate) fn engine_answers(test: &str) -> bool {
                 "docker: engine {}",
                 String::from_utf8_lossy(&run.stdout).trim()
             ));
-            return true;
+            return;
         }
         Ok(run) => format!(
             "no Docker engine answers: {}",
@@ -87,11 +91,10 @@ pub(crate) fn engine_answers(test: &str) -> bool {
         ),
         Err(error) => format!("cannot run the docker client: {error}"),
     };
-    if std::env::var_os(SKIP_ENV).is_some() {
-        report(&format!("SKIPPED {test}: {reason} ({SKIP_ENV} is set)"));
-        return false;
-    }
-    panic!("{reason}. This test needs a Docker engine: start one, or set {SKIP_ENV}=1 to skip it")
+    panic!(
+        "{reason}. This test needs a Docker engine: start one, or set {SKIP_ENV}=1 (and \
+         rebuild the tests) to have the tests that need one reported as ignored"
+    )
 }
 
 /// The names of capabilities 0 to 40 (`include/uapi/linux/capability.h`).
@@ -594,13 +597,19 @@ impl Drop for GlobalEntries<'_> {
 }
 
 #[test]
+#[cfg_attr(
+    not(slow_tests),
+    ignore = "slow: set BINFMT_SLOW_TESTS=1 to run it (.ci/run does)"
+)]
+#[cfg_attr(
+    all(slow_tests, not(all(target_arch = "x86_64", not(no_docker)))),
+    ignore = "needs an x86_64 machine with a Docker engine (it registers arm64 in the machine's table for the engine); here BINFMT_SKIP_DOCKER is set or the machine is not x86_64"
+)]
 fn the_image_does_what_setup_qemu_action_asks_on_a_real_engine() {
     if !cfg!(target_arch = "x86_64") {
         panic!("this test registers arm64 as the foreign architecture: run it on x86_64");
     }
-    if !engine_answers("docker::the_image_does_what_setup_qemu_action_asks_on_a_real_engine") {
-        return;
-    }
+    require_engine();
     let docker_config = buildx_docker_config();
     dist();
     // From here on the test holds the machine-wide lock: the tags the documented

@@ -56,7 +56,7 @@ use binfmt_misc::{BinfmtMisc, DEFAULT_MOUNT, Table};
 use qemu_catalog::Arch;
 use sha2::{Digest, Sha256};
 
-use crate::docker::{GlobalEntries, docker, engine_answers, privileged};
+use crate::docker::{GlobalEntries, docker, privileged, require_engine};
 use crate::util::{
     DocSection, GlobalTable, Run, binfmt_cache, debian_mirror, dist, foreign_arches, machine,
     report, workspace_root,
@@ -97,15 +97,19 @@ fn test_entry_line() -> String {
 }
 
 #[test]
+#[cfg_attr(
+    not(slow_tests),
+    ignore = "slow: set BINFMT_SLOW_TESTS=1 to run it (.ci/run does)"
+)]
+#[cfg_attr(
+    all(slow_tests, not(all(target_arch = "x86_64", not(no_docker)))),
+    ignore = "needs an x86_64 machine with a Docker engine (systemd boots in a container of it, with the x86_64 build); here BINFMT_SKIP_DOCKER is set or the machine is not x86_64"
+)]
 fn binfmt_service_registers_at_boot_and_again_when_systemd_binfmt_restarts() {
     if !cfg!(target_arch = "x86_64") {
         panic!("this test installs the x86_64 build in an amd64 root filesystem: run it on x86_64");
     }
-    if !engine_answers(
-        "systemd_boot::binfmt_service_registers_at_boot_and_again_when_systemd_binfmt_restarts",
-    ) {
-        return;
-    }
+    require_engine();
     assert!(
         rustix::process::geteuid().is_root(),
         "this test runs as root: mmdebstrap makes the root filesystem as root, and the test \

@@ -38,6 +38,19 @@ macro_rules! namespace_test {
 }
 pub(crate) use namespace_test;
 
+/// The one switch of the slow tests: those that build the release binaries (`dist()`),
+/// boot a machine, or drive the machine's Docker engine or systemd. Each carries
+/// exactly [`SLOW_TEST`] after its `#[test]`, so that without `BINFMT_SLOW_TESTS=1`
+/// (`.ci/run` sets it) libtest reports it as ignored, with that reason, and a plain
+/// `cargo test` stays quick. `crates/binfmt/build.rs` turns the variable into
+/// `cfg(slow_tests)` when the tests are compiled: libtest decides "ignored" then, not
+/// when a test runs. A test that also needs something of the machine adds
+/// `#[cfg_attr(all(slow_tests, not(<condition>)), ignore = "<reason>")]`
+/// (`target_arch = "x86_64"`, `not(no_docker)` where `BINFMT_SKIP_DOCKER` says no
+/// Docker engine answers); run anyway (`--ignored`), such a test fails where it cannot
+/// work, and never passes without doing its work. `tidy` checks the attribute.
+pub const SLOW_TEST: &str = r#"#[cfg_attr(not(slow_tests), ignore = "slow: set BINFMT_SLOW_TESTS=1 to run it (.ci/run does)")]"#;
+
 /// A test's private world: a binfmt_misc instance and scratch directories.
 pub struct Sandbox {
     /// Where the private binfmt_misc instance is mounted.
@@ -456,7 +469,15 @@ pub fn in_private_binfmt_misc(test_path: &str, body: impl FnOnce(&Sandbox)) {
     let output = Command::new("unshare")
         .args(["--user", "--map-root-user", "--mount", "--fork", "--"])
         .arg(std::env::current_exe().expect("test binary path"))
-        .args([test_path, "--exact", "--nocapture", "--test-threads=1"])
+        // --include-ignored: the child runs the one test the parent runs, even one the
+        // parent was asked to run although ignored (`--ignored`).
+        .args([
+            test_path,
+            "--exact",
+            "--include-ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(SANDBOX_ENV, &root)
         .output()
         .expect("run unshare (util-linux)");
