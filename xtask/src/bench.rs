@@ -577,7 +577,7 @@ fn image_sizes() -> Vec<(String, String)> {
     let sizes = ARTIFACTS
         .iter()
         .map(|artifact| {
-            let platform = artifact.platform;
+            let platform = artifact.platform();
             let arch = platform.trim_start_matches("linux/");
             let tag = format!("binfmt-bench-{}:{arch}", std::process::id());
             // As the Dockerfile says for the classic builder: TARGETARCH, no cache.

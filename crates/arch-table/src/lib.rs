@@ -36,8 +36,10 @@ pub struct Arch {
     pub uname: &'static str,
     /// Rust's `target_arch` for it.
     pub target_arch: &'static str,
-    /// Whether it is big-endian (Rust's `target_endian = "big"`).
+    /// Whether it is big-endian (Rust's `target_endian = "big"`, ELF's `ELFDATA2MSB`).
     pub big_endian: bool,
+    /// The ELF header's `e_machine` (`EM_X86_64`, `EM_AARCH64`, ...).
+    pub elf_machine: u16,
     /// The magic: the ELF header up to `e_machine` (ident with class, data, version
     /// and OSABI, then `e_type` and `e_machine` in the architecture's byte order).
     pub magic: [u8; 20],
@@ -106,6 +108,7 @@ pub const ARCHES: [Arch; 10] = [
         uname: "x86_64",
         target_arch: "x86_64",
         big_endian: false,
+        elf_machine: 62,
         magic: magic(*b"\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\x3e\x00"),
         mask: *b"\xff\xff\xff\xff\xff\xfe\xfe\x00\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\xff",
     },
@@ -119,6 +122,7 @@ pub const ARCHES: [Arch; 10] = [
         uname: "aarch64",
         target_arch: "aarch64",
         big_endian: false,
+        elf_machine: 183,
         magic: magic(*b"\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\xb7\x00"),
         mask: *b"\xff\xff\xff\xff\xff\xff\xff\x00\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\xff",
     },
@@ -134,6 +138,7 @@ pub const ARCHES: [Arch; 10] = [
         uname: "armv",
         target_arch: "arm",
         big_endian: false,
+        elf_machine: 40,
         magic: magic(*b"\x01\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\x28\x00"),
         mask: *b"\xff\xff\xff\xff\xff\xff\xff\x00\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\xff",
     },
@@ -147,6 +152,7 @@ pub const ARCHES: [Arch; 10] = [
         uname: "i",
         target_arch: "x86",
         big_endian: false,
+        elf_machine: 3,
         magic: magic(*b"\x01\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\x03\x00"),
         mask: *b"\xff\xff\xff\xff\xff\xfe\xfe\x00\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\xff",
     },
@@ -160,6 +166,7 @@ pub const ARCHES: [Arch; 10] = [
         uname: "riscv64",
         target_arch: "riscv64",
         big_endian: false,
+        elf_machine: 243,
         magic: magic(*b"\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\xf3\x00"),
         mask: *b"\xff\xff\xff\xff\xff\xff\xff\x00\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\xff",
     },
@@ -173,6 +180,7 @@ pub const ARCHES: [Arch; 10] = [
         uname: "ppc64le",
         target_arch: "powerpc64",
         big_endian: false,
+        elf_machine: 21,
         magic: magic(*b"\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\x15\x00"),
         mask: *b"\xff\xff\xff\xff\xff\xff\xff\x00\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\x00",
     },
@@ -186,6 +194,7 @@ pub const ARCHES: [Arch; 10] = [
         uname: "s390x",
         target_arch: "s390x",
         big_endian: true,
+        elf_machine: 22,
         magic: magic(*b"\x02\x02\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\x16"),
         mask: *b"\xff\xff\xff\xff\xff\xff\xff\x00\xff\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff",
     },
@@ -199,6 +208,7 @@ pub const ARCHES: [Arch; 10] = [
         uname: "mips64",
         target_arch: "mips64",
         big_endian: false,
+        elf_machine: 8,
         magic: magic(*b"\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\x08\x00"),
         mask: *b"\xff\xff\xff\xff\xff\xff\xff\x00\x00\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\xff",
     },
@@ -212,6 +222,7 @@ pub const ARCHES: [Arch; 10] = [
         uname: "mips64",
         target_arch: "mips64",
         big_endian: true,
+        elf_machine: 8,
         magic: magic(*b"\x02\x02\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\x08"),
         mask: *b"\xff\xff\xff\xff\xff\xff\xff\x00\x00\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff",
     },
@@ -225,6 +236,7 @@ pub const ARCHES: [Arch; 10] = [
         uname: "loongarch64",
         target_arch: "loongarch64",
         big_endian: false,
+        elf_machine: 258,
         magic: magic(*b"\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\x02\x01"),
         mask: *b"\xff\xff\xff\xff\xff\xff\xff\xfc\x00\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\xff",
     },
@@ -462,6 +474,7 @@ mod tests {
                 machine.to_be_bytes()
             };
             assert_eq!(&magic[18..20], &machine_bytes, "{cpu}");
+            assert_eq!(arch.elf_machine, machine, "{cpu}");
             // The mask must let e_machine through and accept ET_EXEC (2) and ET_DYN (3).
             let mask = arch.mask;
             assert_eq!(magic.len(), mask.len());
