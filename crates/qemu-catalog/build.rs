@@ -10,8 +10,8 @@
 //! the host's reference emulator on its own, every other one as a patch against it,
 //! each in consecutive parts of one zstd frame each (the `blob-format` crate).
 //! Every blob is decoded here with libzstd and its size and sha256 checked against the
-//! pin (`blob_format::decode`), at build time; the binary checks each frame's content checksum and size again
-//! while it writes an emulator out. The result is `$OUT_DIR/embedded.rs`, a table of
+//! pin (`blob_format::decode`), at build time; the binary checks each frame's content
+//! checksum and size again while it writes an emulator out. The result is `$OUT_DIR/embedded.rs`, a table of
 //! `include_bytes!` pointing into the cache, with where each part starts.
 
 use std::env;

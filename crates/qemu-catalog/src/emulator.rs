@@ -2,9 +2,9 @@
 //! checked on the way.
 //!
 //! The blobs are made by `cargo xtask fetch` (format: the `blob-format` crate;
-//! trade-offs: xtask's `blob` module): the host's *reference* emulator on its own, every other one as a patch
-//! against the reference's bytes (a zstd prefix), each cut into consecutive parts of
-//! one zstd frame each. So decoding a patched emulator needs the reference decoded
+//! trade-offs: xtask's `blob` module): the host's *reference* emulator on its own,
+//! every other one as a patch against the reference's bytes (a zstd prefix), each cut
+//! into consecutive parts of one zstd frame each. So decoding a patched emulator needs the reference decoded
 //! first ([`Emulator::reference`]), and after that every part of every patch decodes
 //! on its own: the parts of one emulator at the same time, on every core
 //! ([`Emulator::decode_part`]).
