@@ -3,7 +3,7 @@
 #
 # It only packages what `cargo xtask dist` built (static binaries that carry their
 # emulators), so it has no RUN step and building any platform needs no emulation.
-# The README ("The container image") has the build commands; the Docker test runs
+# docs/building.md ("The container image") has the build commands; the Docker test runs
 # exactly those, with BuildKit (buildx) and with the classic builder.
 #
 # Written for both builders, down to BuildKit v0.8 (Docker 20.10):
@@ -42,7 +42,7 @@ COPY dist/man/ /usr/share/man/man1/
 COPY dist/completions/binfmt.bash /usr/share/bash-completion/completions/binfmt
 COPY dist/completions/_binfmt /usr/share/zsh/vendor-completions/_binfmt
 COPY dist/completions/binfmt.fish /usr/share/fish/vendor_completions.d/binfmt.fish
-# OCI labels: where the source is, which commit and version (the README's build
+# OCI labels: where the source is, which commit and version (the documented build
 # commands pass them), and the licenses of what the image holds: binfmt's own and
 # QEMU's, whose emulators are in the binary (each crate's is in the SBOM).
 ARG SOURCE

@@ -1,4 +1,4 @@
-//! AMD64 on ARM64 hosts, the direction of the seed's own build: the qemu-x86_64 the
+//! AMD64 on ARM64 hosts, the direction of the failing build on an ARM64 host: the qemu-x86_64 the
 //! aarch64 build embeds runs this machine's real x86_64 programs (here under this
 //! machine's qemu-aarch64, so twice emulated), and offers at least x86-64-v2, without
 //! which RHEL 9 and UBI 9 userlands refuse to start.

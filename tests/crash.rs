@@ -127,12 +127,12 @@ namespace_test! {
         let started_replace = Instant::now();
         sandbox.binfmt(&["--install", "all"]).success();
         let full_run = started_replace.elapsed();
-        let seed = started.elapsed().as_nanos() as u64 | 1;
-        eprintln!("seed {seed}, a full run takes {full_run:?}");
+        let start = started.elapsed().as_nanos() as u64 | 1;
+        eprintln!("random start {start}, a full run takes {full_run:?}");
 
-        let mut random = seed;
+        let mut random = start;
         let mut next = move || {
-            // xorshift64: enough to spread kill moments, and reproducible by seed.
+            // xorshift64: enough to spread kill moments, and reproducible from its start.
             random ^= random << 13;
             random ^= random >> 7;
             random ^= random << 17;

@@ -79,6 +79,10 @@ const FILES: [(&str, &str); 10] = [
 ];
 
 #[test]
+#[cfg_attr(
+    not(slow_tests),
+    ignore = "slow: set BINFMT_SLOW_TESTS=1 to run it (.ci/run does)"
+)]
 fn each_package_holds_its_hosts_binary_the_unit_the_conffile_and_the_docs() {
     let dist = dist();
     let pins = fs::read_to_string(workspace_root().join("qemu-blobs/pins.toml")).unwrap();
@@ -244,6 +248,10 @@ fn each_package_holds_its_hosts_binary_the_unit_the_conffile_and_the_docs() {
 /// lintian's verdict on each package: no error and no warning; the overridden tags
 /// (each with its reason in the package) and the informational ones are reported.
 #[test]
+#[cfg_attr(
+    not(slow_tests),
+    ignore = "slow: set BINFMT_SLOW_TESTS=1 to run it (.ci/run does)"
+)]
 fn lintian_finds_no_error_or_warning_in_any_package() {
     let version = Command::new("lintian").arg("--version").output();
     let Ok(version) = version else {

@@ -47,8 +47,8 @@
 //! `@@ section` blocks; the assertions are here.
 //!
 //! Slow: a boot under TCG (KVM hangs on these machines). It runs when
-//! `BINFMT_SLOW_TESTS` is set (`.ci/run` sets it) and says it is skipped otherwise. It
-//! needs root (mmdebstrap makes a root filesystem as root, and `mke2fs -d` keeps its
+//! `BINFMT_SLOW_TESTS=1` (`.ci/run` sets it; `util::slow_test!`) and is reported as
+//! ignored otherwise, and on machines that are not x86_64. It needs root (mmdebstrap makes a root filesystem as root, and `mke2fs -d` keeps its
 //! owners) and runs on x86_64, whose package it installs.
 
 use std::collections::BTreeMap;
@@ -65,9 +65,6 @@ use crate::util::{
     Run, binfmt_cache, debian_depends, debian_mirror, debian_package, foreign_arches, machine,
     report,
 };
-
-/// The switch for the slow tests; `.ci/run` sets it.
-const SLOW_TESTS: &str = "BINFMT_SLOW_TESTS";
 
 /// The suite the package is installed into.
 const SUITE: &str = "trixie";
@@ -148,15 +145,15 @@ const STEPS: &str = include_str!("deb_boot/steps.sh");
 const INIT: &str = include_str!("deb_boot/init.sh");
 
 #[test]
+#[cfg_attr(
+    not(slow_tests),
+    ignore = "slow: set BINFMT_SLOW_TESTS=1 to run it (.ci/run does)"
+)]
+#[cfg_attr(
+    all(slow_tests, not(target_arch = "x86_64")),
+    ignore = "x86_64 only: it installs the amd64 package into Debian trixie booted under qemu-system-x86_64"
+)]
 fn the_package_installs_registers_at_boot_and_after_systemd_binfmt_and_removes_only_its_own() {
-    let test = "deb_boot::the_package_installs_registers_at_boot_and_after_systemd_binfmt_and_removes_only_its_own";
-    if std::env::var_os(SLOW_TESTS).is_none() {
-        report(&format!(
-            "SKIPPED {test}: it boots Debian trixie under qemu-system-x86_64 (minutes); set \
-             {SLOW_TESTS}=1 to run it (.ci/run does)"
-        ));
-        return;
-    }
     if !cfg!(target_arch = "x86_64") {
         panic!(
             "this test installs the amd64 package into an amd64 root filesystem: run it on x86_64"

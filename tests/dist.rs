@@ -1,7 +1,7 @@
 //! The release artifacts of `cargo xtask dist`, tested as they ship: every binary is
 //! there with its digest and within the size limit; the binary for each other host
 //! runs here under emulation and registers an emulator of its own set; each SBOM names
-//! what its binary holds; the README's checks of a release (digests, a reproducible
+//! what its binary holds; the documented checks of a release (digests, a reproducible
 //! second build, spdx-tools on the SBOMs) pass as written.
 
 use std::fs;
@@ -14,8 +14,8 @@ use qemu_pins::{MANIFEST_PATH, Manifest};
 use sha2::{Digest, Sha256};
 
 use crate::util::{
-    Run, Sandbox, dist, host_arch, in_private_binfmt_misc, readme_blocks, report,
-    run_readme_script, workspace_root,
+    DocSection, Run, Sandbox, dist, host_arch, in_private_binfmt_misc, report, run_doc_script,
+    workspace_root,
 };
 
 /// Every release binary in `dist/`, the architecture it runs on and the largest it
@@ -52,6 +52,10 @@ fn run(sandbox: &Sandbox, binary: &Path, dir: &str, args: &[&str]) -> Run {
 }
 
 #[test]
+#[cfg_attr(
+    not(slow_tests),
+    ignore = "slow: set BINFMT_SLOW_TESTS=1 to run it (.ci/run does)"
+)]
 fn dist_holds_every_binary_with_matching_digests_within_the_size_limit() {
     let dist = dist();
     for (name, _, max_size) in ARTIFACTS {
@@ -77,15 +81,14 @@ fn dist_holds_every_binary_with_matching_digests_within_the_size_limit() {
 /// architecture, registers another foreign architecture from its own set (an emulator
 /// built for `host`, so two emulators nest) and a program of that architecture runs
 /// through them. On a machine of `host`'s own architecture there is nothing to
-/// emulate: the test says so and checks nothing.
+/// emulate: that test is ignored there, with its reason, and fails if run anyway.
 fn runs_under_emulation_and_registers_its_own_set(test_path: &str, host: Arch) {
-    if host.is_native() {
-        report(&format!(
-            "SKIPPED {test_path}: this machine runs {host} natively (the binary for it is \
-             tested by every other test)"
-        ));
-        return;
-    }
+    assert!(
+        !host.is_native(),
+        "{test_path} cannot run here: this machine runs {host} natively, so there is \
+         nothing to emulate (it is ignored on {host} machines; the binary for {host} is \
+         tested by every other test)"
+    );
     let dist = dist();
     in_private_binfmt_misc(test_path, |sandbox| {
         let native = dist.join(artifact(host_arch()));
@@ -146,6 +149,14 @@ fn runs_under_emulation_and_registers_its_own_set(test_path: &str, host: Arch) {
 }
 
 #[test]
+#[cfg_attr(
+    not(slow_tests),
+    ignore = "slow: set BINFMT_SLOW_TESTS=1 to run it (.ci/run does)"
+)]
+#[cfg_attr(
+    all(slow_tests, target_arch = "x86_64"),
+    ignore = "this machine runs amd64 natively: nothing to emulate (every other test tests its binary)"
+)]
 fn the_x86_64_binary_runs_under_emulation_and_registers_its_own_set() {
     runs_under_emulation_and_registers_its_own_set(
         "dist::the_x86_64_binary_runs_under_emulation_and_registers_its_own_set",
@@ -154,6 +165,14 @@ fn the_x86_64_binary_runs_under_emulation_and_registers_its_own_set() {
 }
 
 #[test]
+#[cfg_attr(
+    not(slow_tests),
+    ignore = "slow: set BINFMT_SLOW_TESTS=1 to run it (.ci/run does)"
+)]
+#[cfg_attr(
+    all(slow_tests, target_arch = "aarch64"),
+    ignore = "this machine runs arm64 natively: nothing to emulate (every other test tests its binary)"
+)]
 fn the_aarch64_binary_runs_under_emulation_and_registers_its_own_set() {
     runs_under_emulation_and_registers_its_own_set(
         "dist::the_aarch64_binary_runs_under_emulation_and_registers_its_own_set",
@@ -162,6 +181,10 @@ fn the_aarch64_binary_runs_under_emulation_and_registers_its_own_set() {
 }
 
 #[test]
+#[cfg_attr(
+    not(slow_tests),
+    ignore = "slow: set BINFMT_SLOW_TESTS=1 to run it (.ci/run does)"
+)]
 fn the_ppc64le_binary_runs_under_emulation_and_registers_its_own_set() {
     runs_under_emulation_and_registers_its_own_set(
         "dist::the_ppc64le_binary_runs_under_emulation_and_registers_its_own_set",
@@ -170,6 +193,10 @@ fn the_ppc64le_binary_runs_under_emulation_and_registers_its_own_set() {
 }
 
 #[test]
+#[cfg_attr(
+    not(slow_tests),
+    ignore = "slow: set BINFMT_SLOW_TESTS=1 to run it (.ci/run does)"
+)]
 fn the_s390x_binary_runs_under_emulation_and_registers_its_own_set() {
     runs_under_emulation_and_registers_its_own_set(
         "dist::the_s390x_binary_runs_under_emulation_and_registers_its_own_set",
@@ -178,6 +205,10 @@ fn the_s390x_binary_runs_under_emulation_and_registers_its_own_set() {
 }
 
 #[test]
+#[cfg_attr(
+    not(slow_tests),
+    ignore = "slow: set BINFMT_SLOW_TESTS=1 to run it (.ci/run does)"
+)]
 fn the_riscv64_binary_runs_under_emulation_and_registers_its_own_set() {
     runs_under_emulation_and_registers_its_own_set(
         "dist::the_riscv64_binary_runs_under_emulation_and_registers_its_own_set",
@@ -185,43 +216,53 @@ fn the_riscv64_binary_runs_under_emulation_and_registers_its_own_set() {
     );
 }
 
-/// The README's "Verifying a release" checks of the binaries (its first block), run as
+/// docs/verifying-a-release.md: two `sh` blocks, the binaries' checks (run here) and
+/// the image's (tests/docker.rs).
+pub(crate) const VERIFYING_A_RELEASE: DocSection = DocSection {
+    file: "docs/verifying-a-release.md",
+    heading: "Verifying a release",
+    language: "sh",
+    blocks: 2,
+};
+
+/// The checks of the binaries in [`VERIFYING_A_RELEASE`] (its first block), run as
 /// written: digests, a second build from a fresh clone that must give the same bytes,
 /// and spdx-tools' validation of every SBOM.
 #[test]
-fn the_readmes_release_checks_pass() {
+#[cfg_attr(
+    not(slow_tests),
+    ignore = "slow: set BINFMT_SLOW_TESTS=1 to run it (.ci/run does)"
+)]
+fn the_documented_release_checks_pass() {
     dist();
-    let heading = "Verifying a release";
-    let blocks = readme_blocks(heading, "sh");
+    let section = VERIFYING_A_RELEASE;
+    let blocks = section.blocks();
     assert_eq!(
         blocks.len(),
-        2,
-        "README.md, \"{heading}\": two sh blocks, the binaries' (run here) and the image's \
-         (tests/docker.rs); a third would be run by no test"
+        section.blocks,
+        "{}: two sh blocks, the binaries' (run here) and the image's (tests/docker.rs); a \
+         third would be run by no test",
+        section.file
     );
-    let mut script = blocks[0].clone();
+    let script = blocks[0].clone();
     assert!(script.contains("--check-reproducible"), "{script}");
     let changes = Command::new("git")
         .args(["status", "--porcelain"])
         .current_dir(workspace_root())
         .output()
         .unwrap();
-    if !changes.stdout.is_empty() {
-        // The second build is of a clone of HEAD: with changes not committed it would
-        // build other sources, and xtask refuses.
-        report(&format!(
-            "SKIPPED the README's `--check-reproducible` line: the checkout has changes that \
-             are not committed ({})",
-            String::from_utf8_lossy(&changes.stdout).trim()
-        ));
-        script = script
-            .lines()
-            .filter(|line| !line.contains("--check-reproducible"))
-            .collect::<Vec<_>>()
-            .join("\n");
-    }
-    let run = run_readme_script(heading, &script);
-    assert_eq!(run.code, Some(0), "README.md, \"{heading}\":\n{run}");
+    // The second build is of a clone of HEAD: with changes not committed it would
+    // build other sources, and xtask refuses. Leaving the line out would pass the test
+    // without its check, so the test fails instead.
+    assert!(
+        changes.stdout.is_empty(),
+        "the documented `--check-reproducible` line builds a clone of HEAD, and this \
+         checkout has changes that are not committed: commit or stash them, then run the \
+         test again ({})",
+        String::from_utf8_lossy(&changes.stdout).trim()
+    );
+    let run = run_doc_script(&section, &script);
+    assert_eq!(run.code, Some(0), "{}:\n{run}", section.file);
     assert!(
         run.stdout.contains(": OK"),
         "sha256sum -c said nothing:\n{run}"
@@ -235,6 +276,10 @@ fn the_readmes_release_checks_pass() {
 /// emulators the catalog embeds for that host (from `pins.toml`), and the crates the
 /// binary links: the product's, not xtask's, not proc macros.
 #[test]
+#[cfg_attr(
+    not(slow_tests),
+    ignore = "slow: set BINFMT_SLOW_TESTS=1 to run it (.ci/run does)"
+)]
 fn each_sbom_names_what_its_binary_holds() {
     let dist = dist();
     let manifest = Manifest::load(&workspace_root().join(MANIFEST_PATH)).unwrap();

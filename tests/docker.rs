@@ -1,5 +1,5 @@
 //! The image, for real, on this machine's Docker engine: built from `dist/` with the
-//! repository's `Dockerfile` by the README's own build commands (BuildKit through
+//! repository's `Dockerfile` by docs/building.md's own build commands (BuildKit through
 //! buildx, and the classic builder, for linux/amd64 and linux/arm64), then used the
 //! way docker/setup-qemu-action uses it.
 //!
@@ -8,10 +8,10 @@
 //! docker, it builds with the engine's own BuildKit (v0.8 in Docker 20.10).
 //!
 //! This is one of the two tests that change the machine's own (global) binfmt_misc
-//! table (with `seed`): the engine can run an arm64 image only through an arm64
+//! table (with `failing_build`): the engine can run an arm64 image only through an arm64
 //! emulator registered there. It registers foreign architectures only, holds the
 //! cross-process lock that keeps namespace tests from comparing the global table
-//! meanwhile (and other checkouts' Docker tests from sharing the README's image tags
+//! meanwhile (and other checkouts' Docker tests from sharing the documented image tags
 //! and BuildKit's cache), and guards remove exactly what it added (entries, images,
 //! tags, BuildKit cache records), and unmount binfmt_misc only if it mounted it, on
 //! success and on failure alike.
@@ -23,8 +23,10 @@
 //! does exactly that. (The other fix, `--pid=host`, needs ptrace access to the host's
 //! pid 1, which this test cannot count on; `persist` tests it with namespaces.)
 //!
-//! Without a Docker engine the test fails and says so, unless `BINFMT_SKIP_DOCKER=1`
-//! asks to skip it (CI sets it where no engine runs), which it reports loudly.
+//! Slow (`util::slow_test!`): it runs with `BINFMT_SLOW_TESTS=1`, on x86_64. Without a
+//! Docker engine it fails and says so, unless `BINFMT_SKIP_DOCKER=1` says there is
+//! none (CI sets it where no engine runs): then it is reported as ignored, with that
+//! reason.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -37,8 +39,8 @@ use qemu_catalog::Arch;
 use crate::image;
 use crate::kubernetes;
 use crate::util::{
-    GlobalTable, Run, binfmt_cache, dist, foreign_arches, machine, readme_block, readme_blocks,
-    report, run_readme_script, workspace_root,
+    DocSection, GlobalTable, Run, binfmt_cache, dist, foreign_arches, machine, report,
+    run_doc_script, workspace_root,
 };
 
 /// Entries this test may register in the global table: every architecture foreign
@@ -61,15 +63,17 @@ const LEAST_PRIVILEGE: [&str; 5] = [
     "--tmpfs=/tmp:exec",
 ];
 
-/// Set to skip this test where no Docker engine runs.
+/// Set where no Docker engine runs: the tests that need one are then ignored, with
+/// that reason (`crates/binfmt/build.rs` turns it into `cfg(no_docker)`).
 const SKIP_ENV: &str = "BINFMT_SKIP_DOCKER";
 
 /// `docker ARGS` (in `util`, for `image` too; here for the other Docker tests).
 pub(crate) use crate::util::docker;
 
-/// Whether a Docker engine answers. Without one the calling test fails, saying so,
-/// unless [`SKIP_ENV`] asks to skip it: then this says so loudly and returns false.
-pub(crate) fn engine_answers(test: &str) -> bool {
+/// Checks that a Docker engine answers: without one the calling test fails, saying
+/// so. (Where [`SKIP_ENV`] says there is none, the tests that call this are ignored
+/// and do not run.)
+pub(crate) fn require_engine() {
     let run = Command::new("docker")
         .args(["version", "--format", "{{.Server.Version}}"])
         .output();
@@ -79,7 +83,7 @@ pub(crate) fn engine_answers(test: &str) -> bool {
                 "docker: engine {}",
                 String::from_utf8_lossy(&run.stdout).trim()
             ));
-            return true;
+            return;
         }
         Ok(run) => format!(
             "no Docker engine answers: {}",
@@ -87,11 +91,10 @@ pub(crate) fn engine_answers(test: &str) -> bool {
         ),
         Err(error) => format!("cannot run the docker client: {error}"),
     };
-    if std::env::var_os(SKIP_ENV).is_some() {
-        report(&format!("SKIPPED {test}: {reason} ({SKIP_ENV} is set)"));
-        return false;
-    }
-    panic!("{reason}. This test needs a Docker engine: start one, or set {SKIP_ENV}=1 to skip it")
+    panic!(
+        "{reason}. This test needs a Docker engine: start one, or set {SKIP_ENV}=1 (and \
+         rebuild the tests) to have the tests that need one reported as ignored"
+    )
 }
 
 /// The names of capabilities 0 to 40 (`include/uapi/linux/capability.h`).
@@ -190,7 +193,7 @@ pub(crate) fn privileged(image: &str, probe: &[&str]) -> Vec<String> {
     options
 }
 
-/// A builder of the README's build commands.
+/// A builder of the documented build commands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Builder {
     /// `DOCKER_BUILDKIT=0 docker build`.
@@ -199,7 +202,7 @@ pub(crate) enum Builder {
     BuildKit,
 }
 
-/// One build command of the README's "The container image" section, as written there.
+/// One build command of [`BUILD_COMMANDS`], as written there.
 #[derive(Debug)]
 pub(crate) struct BuildCommand {
     /// The line, run as it is (`sh -c`, in the workspace).
@@ -213,11 +216,19 @@ pub(crate) struct BuildCommand {
     pub push: bool,
 }
 
-/// The build commands of the README's "The container image" section (its first `sh`
-/// block): the tests run exactly these lines, so the README cannot drift from what
-/// works.
-pub(crate) fn readme_build_commands() -> Vec<BuildCommand> {
-    readme_block("The container image", "sh")
+/// The container image's build commands (docs/building.md), in its first `sh` block.
+pub(crate) const BUILD_COMMANDS: DocSection = DocSection {
+    file: "docs/building.md",
+    heading: "The container image",
+    language: "sh",
+    blocks: 1,
+};
+
+/// The build commands of [`BUILD_COMMANDS`]: the tests run exactly these lines, so the
+/// page cannot drift from what works.
+pub(crate) fn build_commands() -> Vec<BuildCommand> {
+    BUILD_COMMANDS
+        .block()
         .lines()
         .map(str::trim)
         .filter(|line| !line.is_empty() && !line.starts_with('#'))
@@ -228,7 +239,7 @@ pub(crate) fn readme_build_commands() -> Vec<BuildCommand> {
                 Builder::Classic
             } else {
                 panic!(
-                    "README.md, \"The container image\": {line:?} is neither `docker buildx \
+                    "docs/building.md, \"The container image\": {line:?} is neither `docker buildx \
                      build` nor `DOCKER_BUILDKIT=0 docker build`"
                 )
             };
@@ -238,12 +249,12 @@ pub(crate) fn readme_build_commands() -> Vec<BuildCommand> {
                     .windows(2)
                     .find(|pair| pair[0] == flag)
                     .map(|pair| pair[1].to_owned())
-                    .unwrap_or_else(|| panic!("README.md: {line:?} has no {flag}"))
+                    .unwrap_or_else(|| panic!("docs/building.md: {line:?} has no {flag}"))
             };
             assert_eq!(
                 words.last(),
                 Some(&"."),
-                "README.md: {line:?} builds the workspace"
+                "docs/building.md: {line:?} builds the workspace"
             );
             BuildCommand {
                 line: line.to_owned(),
@@ -256,13 +267,13 @@ pub(crate) fn readme_build_commands() -> Vec<BuildCommand> {
         .collect()
 }
 
-/// The README's build command for `builder` and `platform`.
-pub(crate) fn readme_build_command(builder: Builder, platform: &str) -> BuildCommand {
-    readme_build_commands()
+/// The build command of [`BUILD_COMMANDS`] for `builder` and `platform`.
+pub(crate) fn build_command(builder: Builder, platform: &str) -> BuildCommand {
+    build_commands()
         .into_iter()
         .find(|command| command.builder == builder && command.platform == platform && !command.push)
         .unwrap_or_else(|| {
-            panic!("README.md, \"The container image\": no {builder:?} build for {platform}")
+            panic!("docs/building.md, \"The container image\": no {builder:?} build for {platform}")
         })
 }
 
@@ -307,7 +318,7 @@ impl Images {
         }
     }
 
-    /// Runs one of the README's build commands as it is written, in the workspace, with
+    /// Runs one of the documented build commands as it is written, in the workspace, with
     /// buildx from `docker_config`, and checks the image it made (see [`check_image`]).
     pub(crate) fn build(&mut self, command: &BuildCommand, docker_config: &Path) -> String {
         assert!(!command.push, "{}: cannot push from a test", command.line);
@@ -361,7 +372,7 @@ impl Drop for Images {
     }
 }
 
-/// Checks an image the README's commands built: its platform, that its
+/// Checks an image the documented commands built: its platform, that its
 /// `/usr/bin/binfmt` is one of `dist/`'s binaries and one for that platform's machine
 /// (so TARGETARCH chose right), and reports its size.
 fn check_image(tag: &str, platform: &str) {
@@ -586,24 +597,30 @@ impl Drop for GlobalEntries<'_> {
 }
 
 #[test]
+#[cfg_attr(
+    not(slow_tests),
+    ignore = "slow: set BINFMT_SLOW_TESTS=1 to run it (.ci/run does)"
+)]
+#[cfg_attr(
+    all(slow_tests, not(all(target_arch = "x86_64", not(no_docker)))),
+    ignore = "needs an x86_64 machine with a Docker engine (it registers arm64 in the machine's table for the engine); here BINFMT_SKIP_DOCKER is set or the machine is not x86_64"
+)]
 fn the_image_does_what_setup_qemu_action_asks_on_a_real_engine() {
     if !cfg!(target_arch = "x86_64") {
         panic!("this test registers arm64 as the foreign architecture: run it on x86_64");
     }
-    if !engine_answers("docker::the_image_does_what_setup_qemu_action_asks_on_a_real_engine") {
-        return;
-    }
+    require_engine();
     let docker_config = buildx_docker_config();
     dist();
-    // From here on the test holds the machine-wide lock: the tags the README's
+    // From here on the test holds the machine-wide lock: the tags the documented
     // commands build (binfmt:amd64, ...) and BuildKit's cache are shared by every
     // checkout on this machine, and so is the table.
     let lock = GlobalTable::exclusive();
     let _cache = BuildCache::new(&docker_config);
     let mut images = Images::new();
-    // The README's build commands, each as written: the classic builder's first, so
+    // The documented build commands, each as written: the classic builder's first, so
     // that the images the rest of the test runs are BuildKit's.
-    let mut commands: Vec<BuildCommand> = readme_build_commands();
+    let mut commands: Vec<BuildCommand> = build_commands();
     commands.sort_by_key(|command| command.builder);
     for command in commands.iter().filter(|command| command.push) {
         report(&format!(
@@ -618,7 +635,7 @@ fn the_image_does_what_setup_qemu_action_asks_on_a_real_engine() {
         built.insert((command.builder, command.platform.clone()));
     }
     for builder in [Builder::Classic, Builder::BuildKit] {
-        // tonistiigi/binfmt's five platforms, each built on its own as the README says.
+        // tonistiigi/binfmt's five platforms, each built on its own as docs/building.md says.
         for platform in [
             "linux/amd64",
             "linux/arm64",
@@ -628,21 +645,23 @@ fn the_image_does_what_setup_qemu_action_asks_on_a_real_engine() {
         ] {
             assert!(
                 built.contains(&(builder, platform.to_owned())),
-                "README.md, \"The container image\": no {builder:?} build for {platform}"
+                "docs/building.md, \"The container image\": no {builder:?} build for {platform}"
             );
         }
     }
-    let image = readme_build_command(Builder::BuildKit, "linux/amd64").tag;
-    let arm64_image = readme_build_command(Builder::BuildKit, "linux/arm64").tag;
+    let image = build_command(Builder::BuildKit, "linux/amd64").tag;
+    let arm64_image = build_command(Builder::BuildKit, "linux/arm64").tag;
 
-    // The README's checks of an image (the second block of "Verifying a release"; the
-    // first is tests/dist.rs's), as written, on the image the README's commands built.
-    let heading = "Verifying a release";
-    let verify = readme_blocks(heading, "sh");
-    let verify = verify.get(1).expect("README.md: the image's checks");
+    // The checks of an image (the second block of docs/verifying-a-release.md; the
+    // first is tests/dist.rs's), as written, on the image the build commands built.
+    let section = crate::dist::VERIFYING_A_RELEASE;
+    let verify = section.blocks();
+    let verify = verify
+        .get(1)
+        .expect("docs/verifying-a-release.md: the image's checks");
     assert!(verify.contains(&image), "{verify}");
-    let run = run_readme_script(heading, verify);
-    assert_eq!(run.code, Some(0), "README.md, \"{heading}\":\n{run}");
+    let run = run_doc_script(&section, verify);
+    assert_eq!(run.code, Some(0), "{}:\n{run}", section.file);
     assert!(
         run.stdout.contains("org.opencontainers.image.revision"),
         "{run}"

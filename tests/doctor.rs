@@ -231,9 +231,9 @@ namespace_test! {
 }
 
 namespace_test! {
-    /// The seed's stale registration: no F, and the interpreter does not exist in this
+    /// A stale registration: no F, and the interpreter does not exist in this
     /// mount namespace. Named with entry and path; its fix works.
-    fn the_seeds_stale_entry(sandbox: &Sandbox) {
+    fn stale_entry(sandbox: &Sandbox) {
         sandbox.register("qemu-aarch64", Arch::Arm64, Path::new("/usr/bin/qemu-aarch64-static"), "OC");
         let (run, json) = doctor(sandbox);
         let found = finding(&json, &run, "stale-entry");
@@ -362,7 +362,7 @@ namespace_test! {
         let (run, json) = doctor(sandbox);
         let found = finding(&json, &run, "probe-failed");
         let problem = text(&found["problem"]);
-        assert!(problem.starts_with("a loong64 program does not run through qemu-loongarch64"), "{run}");
+        assert!(problem.starts_with("loong64 programs do not run through qemu-loongarch64"), "{run}");
         assert!(problem.contains("exited with status 0, not the exit status 109"), "{run}");
         assert_eq!(text(&found["fix"]), format!("{} --install loong64", binfmt(sandbox)));
         assert_eq!(json["findings"].as_array().unwrap().len(), 1, "{run}");

@@ -1,4 +1,4 @@
-//! What an image the README's commands built holds besides its binary (which
+//! What an image the documented commands (docs/building.md) built holds besides its binary (which
 //! `docker` checks): the OCI labels, against git and Cargo, and the SBOMs, the man
 //! pages and the completions, against `dist/`. Called by the Docker test for every
 //! image it builds.
@@ -7,7 +7,7 @@ use std::process::Command;
 
 use crate::util::{dist, docker, report, workspace_root};
 
-/// The image's OCI labels: what the README's build commands pass (the workspace's
+/// The image's OCI labels: what the documented build commands pass (the workspace's
 /// version, the checkout's commit and origin) and the licenses of what it holds.
 pub(crate) fn check_labels(tag: &str) {
     let labels = docker(&[
@@ -31,7 +31,7 @@ pub(crate) fn check_labels(tag: &str) {
     if origin.is_empty() {
         report(&format!(
             "docker: this checkout has no remote named origin, so {tag}'s \
-             org.opencontainers.image.source label is empty, as the README's commands make it"
+             org.opencontainers.image.source label is empty, as the documented commands make it"
         ));
     }
     let expected = [

@@ -111,10 +111,10 @@ namespace_test! {
 }
 
 namespace_test! {
-    /// The seed's stale registration: qemu-aarch64 without F, pointing at a path that
+    /// A stale registration: qemu-aarch64 without F, pointing at a path that
     /// does not exist here. Programs fail; `--install arm64` replaces it, says how it
     /// differed, and they run.
-    fn the_seeds_stale_entry_is_repaired(sandbox: &Sandbox) {
+    fn a_stale_entry_is_repaired(sandbox: &Sandbox) {
         let stale = Registration {
             name: "qemu-aarch64".into(),
             matcher: Arch::Arm64.matcher(),

@@ -576,7 +576,7 @@ fn a_cmd_that_cannot_run_gets_127_or_126() {
     assert!(!world.dir.join("ran").exists());
 }
 
-/// Must show 4, the README's rootless example: under `binfmt run`, rootless Podman
+/// Must show 4, docs/rootless.md's example: under `binfmt run`, rootless Podman
 /// builds an arm64 image whose `RUN` step executes an arm64 program, as nobody. The
 /// image is `FROM scratch` (no registry needed) and the build uses no network (a
 /// rootless network needs /dev/net/tun, which this is not about).

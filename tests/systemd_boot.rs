@@ -1,5 +1,5 @@
 //! The boot-time oneshot under a real systemd: Debian bookworm's systemd 252 boots as
-//! pid 1 in a container on this machine's Docker engine, the README's systemd commands
+//! pid 1 in a container on this machine's Docker engine, the unit-by-hand commands of docs/systemd-and-the-package.md
 //! install binfmt there as they are written, and then, boot after boot:
 //!
 //! - after a reboot, binfmt.service has registered every foreign architecture (each one
@@ -9,7 +9,7 @@
 //!   again after it (`PartOf=`, `After=`), and programs of each run.
 //!
 //! The root filesystem is made by mmdebstrap (bookworm's `essential` packages plus
-//! systemd, systemd-sysv and sudo for the README's commands, from the machine's own
+//! systemd, systemd-sysv and sudo for those commands, from the machine's own
 //! Debian mirror, `tools/debian-package --mirror`) and `docker import`ed: nothing is
 //! pulled. The tarball is kept in `~/.cache/binfmt/systemd-rootfs/`, named after a
 //! digest of mmdebstrap's arguments. The engine here cannot grant `--privileged`, so the
@@ -44,7 +44,7 @@
 //!
 //! Without a Docker engine the test fails, unless `BINFMT_SKIP_DOCKER` is set (see
 //! `docker`). It needs root (mmdebstrap, the host's mount) and runs on x86_64: the
-//! README installs the x86_64 build and the root filesystem is the machine's own amd64.
+//! page installs the x86_64 build and the root filesystem is the machine's own amd64.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -56,10 +56,10 @@ use binfmt_misc::{BinfmtMisc, DEFAULT_MOUNT, Table};
 use qemu_catalog::Arch;
 use sha2::{Digest, Sha256};
 
-use crate::docker::{GlobalEntries, docker, engine_answers, privileged};
+use crate::docker::{GlobalEntries, docker, privileged, require_engine};
 use crate::util::{
-    GlobalTable, Run, binfmt_cache, debian_mirror, dist, foreign_arches, machine, report,
-    workspace_root,
+    DocSection, GlobalTable, Run, binfmt_cache, debian_mirror, dist, foreign_arches, machine,
+    report, workspace_root,
 };
 
 /// The suite whose systemd boots: bookworm's 252 still runs on cgroup v1 (systemd 256
@@ -67,7 +67,7 @@ use crate::util::{
 const SUITE: &str = "bookworm";
 
 /// mmdebstrap's options for the root filesystem: what systemd needs to boot, and sudo
-/// because the README's commands use it. Together with [`SUITE`] they name the cached
+/// because the documented commands use it. Together with [`SUITE`] they name the cached
 /// tarball; change them and it is made again.
 ///
 /// No `--dpkgopt=path-exclude=` for documentation: mmdebstrap would then pipe every
@@ -97,15 +97,19 @@ fn test_entry_line() -> String {
 }
 
 #[test]
+#[cfg_attr(
+    not(slow_tests),
+    ignore = "slow: set BINFMT_SLOW_TESTS=1 to run it (.ci/run does)"
+)]
+#[cfg_attr(
+    all(slow_tests, not(all(target_arch = "x86_64", not(no_docker)))),
+    ignore = "needs an x86_64 machine with a Docker engine (systemd boots in a container of it, with the x86_64 build); here BINFMT_SKIP_DOCKER is set or the machine is not x86_64"
+)]
 fn binfmt_service_registers_at_boot_and_again_when_systemd_binfmt_restarts() {
     if !cfg!(target_arch = "x86_64") {
         panic!("this test installs the x86_64 build in an amd64 root filesystem: run it on x86_64");
     }
-    if !engine_answers(
-        "systemd_boot::binfmt_service_registers_at_boot_and_again_when_systemd_binfmt_restarts",
-    ) {
-        return;
-    }
+    require_engine();
     assert!(
         rustix::process::geteuid().is_root(),
         "this test runs as root: mmdebstrap makes the root filesystem as root, and the test \
@@ -136,7 +140,7 @@ fn binfmt_service_registers_at_boot_and_again_when_systemd_binfmt_restarts() {
     );
     let _test_entry = RemovedOnDrop(TEST_ENTRY);
 
-    // First boot: the README's commands, as written, in /src, where the workspace's
+    // First boot: the documented commands, as written, in /src, where the workspace's
     // dist/ and deploy/ are mounted.
     let mounts = [
         format!("{}:/src/dist:ro", dist.display()),
@@ -157,15 +161,15 @@ fn binfmt_service_registers_at_boot_and_again_when_systemd_binfmt_restarts() {
         "systemd_boot: first boot in {:.1} s",
         booted.elapsed().as_secs_f64()
     ));
-    let readme = readme_systemd_block();
-    let install = container.run(&["bash", "-e", "-c", &readme]);
+    let by_hand = UNIT_BY_HAND.block();
+    let install = container.run(&["bash", "-e", "-c", &by_hand]);
     for line in install.stdout.lines().chain(install.stderr.lines()) {
-        report(&format!("systemd_boot: README | {line}"));
+        report(&format!("systemd_boot: by hand | {line}"));
     }
     assert_eq!(
         install.code,
         Some(0),
-        "the README's systemd commands:\n{install}"
+        "the unit-by-hand commands of docs/systemd-and-the-package.md:\n{install}"
     );
     assert!(
         install.stdout.contains("Active: active (exited)"),
@@ -263,17 +267,14 @@ fn binfmt_service_registers_at_boot_and_again_when_systemd_binfmt_restarts() {
     // mount (binfmt's entries removed first) with the lock, the files, the image.
 }
 
-/// The README's systemd block (the `sh` block under "### systemd"): the commands run
-/// as written, so the README cannot drift from what works.
-fn readme_systemd_block() -> String {
-    let readme = fs::read_to_string(workspace_root().join("README.md")).expect("README.md");
-    readme
-        .split_once("\n### systemd\n")
-        .and_then(|(_, section)| section.split_once("```sh\n"))
-        .and_then(|(_, block)| block.split_once("```"))
-        .map(|(block, _)| block.to_owned())
-        .expect("README.md: an sh block under \"### systemd\"")
-}
+/// The unit installed by hand (docs/systemd-and-the-package.md): the commands run as
+/// written, so the page cannot drift from what works.
+pub(crate) const UNIT_BY_HAND: DocSection = DocSection {
+    file: "docs/systemd-and-the-package.md",
+    heading: "Without the package: the unit by hand",
+    language: "sh",
+    blocks: 1,
+};
 
 /// Asserts that the status JSON lists every foreign platform as supported: binfmt ran
 /// a program of each.
@@ -487,7 +488,7 @@ impl Container {
         container
     }
 
-    /// Runs a command in the container (in /src, the README's working directory).
+    /// Runs a command in the container (in /src, the documented commands' working directory).
     fn run(&self, command: &[&str]) -> Run {
         let mut args = vec!["exec", "--workdir", "/src", &self.name];
         args.extend_from_slice(command);

@@ -692,3 +692,59 @@ fn architecture_md_maps_every_crate_and_module() {
          crate's section: {missing:?}"
     );
 }
+
+/// The slow tests run behind one switch (`util::SLOW_TEST`): every test that builds the
+/// release binaries (`dist()`), drives the Docker engine (`require_engine()`) or boots
+/// a machine (`qemu-system`) carries the attribute right after its `#[test]`, and every
+/// `ignore = "slow...` gives that very reason, worded once.
+#[test]
+fn slow_tests_are_behind_the_one_switch() {
+    let squeeze = |text: &str| -> String { text.split_whitespace().collect() };
+    let marker = squeeze(crate::util::SLOW_TEST);
+    let reason = crate::util::SLOW_TEST
+        .split_once("ignore = ")
+        .map(|(_, rest)| rest.trim_end_matches(")]"))
+        .expect("SLOW_TEST has an ignore reason");
+    let mut unmarked = Vec::new();
+    let mut reworded = Vec::new();
+    for file in rust_files(&workspace_root().join("tests")) {
+        let name = relative(&file);
+        if name.ends_with("tests/util.rs") || name.ends_with("tests/tidy.rs") {
+            continue;
+        }
+        let text = fs::read_to_string(&file).unwrap_or_default();
+        for line in text.lines().filter(|line| line.contains("ignore = \"slow")) {
+            if line
+                .trim()
+                .trim_start_matches("#[cfg_attr(not(slow_tests), ")
+                .trim_start_matches("ignore = ")
+                .trim_end_matches(")]")
+                != reason
+            {
+                reworded.push(format!("{name}: {}", line.trim()));
+            }
+        }
+        for test in text.split("#[test]\n").skip(1) {
+            let slow = ["dist()", "require_engine()", "qemu-system"]
+                .iter()
+                .any(|call| test.contains(call));
+            let attributes = test.split("\nfn ").next().unwrap_or_default();
+            if slow && !squeeze(attributes).starts_with(&marker) {
+                let name_line = test
+                    .lines()
+                    .find(|line| line.starts_with("fn "))
+                    .unwrap_or("");
+                unmarked.push(format!("{name}: {}", name_line.trim()));
+            }
+        }
+    }
+    assert!(
+        unmarked.is_empty(),
+        "slow tests without `{}` right after their #[test]: {unmarked:?}",
+        crate::util::SLOW_TEST
+    );
+    assert!(
+        reworded.is_empty(),
+        "a slow test's reason is worded once (util::SLOW_TEST): {reworded:?}"
+    );
+}

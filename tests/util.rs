@@ -38,6 +38,19 @@ macro_rules! namespace_test {
 }
 pub(crate) use namespace_test;
 
+/// The one switch of the slow tests: those that build the release binaries (`dist()`),
+/// boot a machine, or drive the machine's Docker engine or systemd. Each carries
+/// exactly [`SLOW_TEST`] after its `#[test]`, so that without `BINFMT_SLOW_TESTS=1`
+/// (`.ci/run` sets it) libtest reports it as ignored, with that reason, and a plain
+/// `cargo test` stays quick. `crates/binfmt/build.rs` turns the variable into
+/// `cfg(slow_tests)` when the tests are compiled: libtest decides "ignored" then, not
+/// when a test runs. A test that also needs something of the machine adds
+/// `#[cfg_attr(all(slow_tests, not(<condition>)), ignore = "<reason>")]`
+/// (`target_arch = "x86_64"`, `not(no_docker)` where `BINFMT_SKIP_DOCKER` says no
+/// Docker engine answers); run anyway (`--ignored`), such a test fails where it cannot
+/// work, and never passes without doing its work. `tidy` checks the attribute.
+pub const SLOW_TEST: &str = r#"#[cfg_attr(not(slow_tests), ignore = "slow: set BINFMT_SLOW_TESTS=1 to run it (.ci/run does)")]"#;
+
 /// A test's private world: a binfmt_misc instance and scratch directories.
 pub struct Sandbox {
     /// Where the private binfmt_misc instance is mounted.
@@ -456,7 +469,15 @@ pub fn in_private_binfmt_misc(test_path: &str, body: impl FnOnce(&Sandbox)) {
     let output = Command::new("unshare")
         .args(["--user", "--map-root-user", "--mount", "--fork", "--"])
         .arg(std::env::current_exe().expect("test binary path"))
-        .args([test_path, "--exact", "--nocapture", "--test-threads=1"])
+        // --include-ignored: the child runs the one test the parent runs, even one the
+        // parent was asked to run although ignored (`--ignored`).
+        .args([
+            test_path,
+            "--exact",
+            "--include-ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(SANDBOX_ENV, &root)
         .output()
         .expect("run unshare (util-linux)");
@@ -616,34 +637,80 @@ pub fn report(line: &str) {
     let _ = writeln!(std::io::stderr(), "{line}");
 }
 
-/// The first ```` ```language ```` block of the README section under `### heading`:
-/// commands the tests run as the README shows them, or outputs they check.
-pub fn readme_block(heading: &str, language: &str) -> String {
-    readme_blocks(heading, language)
-        .into_iter()
-        .next()
-        .unwrap_or_else(|| panic!("README.md: no {language} block under \"### {heading}\""))
+/// A section of a document whose blocks a test runs or checks as the document shows
+/// them: the file (from the workspace root), the heading (its text, at any level), the
+/// language of the blocks, and how many blocks of it the test uses. Every lookup goes
+/// through one, and `docs::every_block_a_test_reads_is_where_it_looks` checks each of
+/// them without running the slow tests, so moving the text cannot strand a test.
+#[derive(Clone, Copy, Debug)]
+pub struct DocSection {
+    pub file: &'static str,
+    pub heading: &'static str,
+    pub language: &'static str,
+    pub blocks: usize,
 }
 
-/// Every ```` ```language ```` block of the README section under `### heading`, up to
-/// the next heading.
-pub fn readme_blocks(heading: &str, language: &str) -> Vec<String> {
-    let readme = fs::read_to_string(workspace_root().join("README.md")).expect("README.md");
-    let Some((_, section)) = readme.split_once(&format!("\n### {heading}\n")) else {
-        panic!("README.md: no section \"### {heading}\"")
-    };
-    // Up to the next heading (`## ` or deeper; a shell comment in a block has one `#`).
-    let section = section.split("\n##").next().unwrap_or(section);
-    let mut blocks = Vec::new();
-    let mut rest = section;
-    while let Some((_, block)) = rest.split_once(&format!("```{language}\n")) {
-        let Some((block, after)) = block.split_once("```") else {
-            panic!("README.md, \"### {heading}\": a {language} block is not closed")
-        };
-        blocks.push(block.to_owned());
-        rest = after;
+impl DocSection {
+    /// The first block.
+    pub fn block(&self) -> String {
+        self.blocks().into_iter().next().unwrap_or_else(|| {
+            panic!(
+                "{}: no {} block under \"{}\"",
+                self.file, self.language, self.heading
+            )
+        })
     }
-    blocks
+
+    /// Every ```` ```language ```` block of the section, up to the next heading of its
+    /// level or above (a line starting with `#` inside a block is not a heading).
+    pub fn blocks(&self) -> Vec<String> {
+        let path = workspace_root().join(self.file);
+        let text =
+            fs::read_to_string(&path).unwrap_or_else(|error| panic!("{}: {error}", path.display()));
+        doc_blocks(&text, self.heading, self.language)
+            .unwrap_or_else(|error| panic!("{}: {error}", self.file))
+    }
+}
+
+/// The ```` ```language ```` blocks under `heading` in a Markdown text (see
+/// [`DocSection::blocks`]); an error names a missing heading or an unclosed block.
+pub fn doc_blocks(text: &str, heading: &str, language: &str) -> Result<Vec<String>, String> {
+    // The heading's level once found; inside a fence, the block being read (`None`
+    // for a block of another language or outside the section).
+    let mut level = None;
+    let mut fence: Option<Option<String>> = None;
+    let mut blocks = Vec::new();
+    for line in text.lines() {
+        if let Some(block) = &mut fence {
+            if line.starts_with("```") {
+                blocks.extend(block.take());
+                fence = None;
+            } else if let Some(block) = block {
+                block.push_str(line);
+                block.push('\n');
+            }
+            continue;
+        }
+        if line.starts_with("```") {
+            let wanted = level.is_some() && line == format!("```{language}");
+            fence = Some(wanted.then(String::new));
+            continue;
+        }
+        let hashes = line.bytes().take_while(|&byte| byte == b'#').count();
+        if (1..=6).contains(&hashes) && line[hashes..].starts_with(' ') {
+            match level {
+                Some(open) if hashes <= open => break,
+                Some(_) => {}
+                None if line[hashes..].trim() == heading => level = Some(hashes),
+                None => {}
+            }
+        }
+    }
+    match (level, fence) {
+        (None, _) => Err(format!("no heading \"{heading}\"")),
+        (Some(_), Some(_)) => Err(format!("a block under \"{heading}\" is not closed")),
+        (Some(_), None) => Ok(blocks),
+    }
 }
 
 /// `docker ARGS`, to the end.
@@ -653,16 +720,18 @@ pub fn docker(args: &[&str]) -> Run {
     Run::of(command)
 }
 
-/// Runs a block of the README's shell commands as a bash script (stopping at the
+/// Runs a block of a document's shell commands as a bash script (stopping at the
 /// first that fails) in the workspace, with `PATH` as it is.
-pub fn run_readme_script(heading: &str, script: &str) -> Run {
+pub fn run_doc_script(section: &DocSection, script: &str) -> Run {
     let mut bash = Command::new("bash");
     bash.args(["-euo", "pipefail", "-c", script])
         .current_dir(workspace_root());
     let start = std::time::Instant::now();
     let run = Run::of(bash);
     report(&format!(
-        "README \"{heading}\": {:.1} s, exit {:?}",
+        "{} \"{}\": {:.1} s, exit {:?}",
+        section.file,
+        section.heading,
         start.elapsed().as_secs_f64(),
         run.code
     ));

@@ -1,6 +1,11 @@
 //! Records the compiler's version for `binfmt --version`
 //! (`binfmt/<version> qemu/<version> rust/<version>`, as tonistiigi/binfmt prints
-//! `go/<version>`).
+//! `go/<version>`), and gives the integration tests (`tests/`, this package's test
+//! target) the switches that decide which of them are ignored, with their reason:
+//! `cfg(slow_tests)` when `BINFMT_SLOW_TESTS=1` (`.ci/run` sets it), `cfg(no_docker)`
+//! when `BINFMT_SKIP_DOCKER` is set (`.ci/run` sets it where no Docker engine
+//! answers). libtest decides "ignored" when the test is compiled, not when it runs;
+//! nothing outside the tests reads these.
 
 use std::process::Command;
 
@@ -16,4 +21,16 @@ fn main() {
         .unwrap_or_else(|| "unknown".to_owned());
     println!("cargo:rustc-env=BINFMT_RUSTC_VERSION={version}");
     println!("cargo:rerun-if-env-changed=RUSTC");
+
+    println!("cargo::rustc-check-cfg=cfg(slow_tests)");
+    println!("cargo::rustc-check-cfg=cfg(no_docker)");
+    for var in ["BINFMT_SLOW_TESTS", "BINFMT_SKIP_DOCKER"] {
+        println!("cargo:rerun-if-env-changed={var}");
+    }
+    if std::env::var_os("BINFMT_SLOW_TESTS").is_some_and(|value| value == "1") {
+        println!("cargo:rustc-cfg=slow_tests");
+    }
+    if std::env::var_os("BINFMT_SKIP_DOCKER").is_some_and(|value| !value.is_empty()) {
+        println!("cargo:rustc-cfg=no_docker");
+    }
 }

@@ -1,17 +1,17 @@
 //! Embeds the pinned QEMU emulators for the target architecture.
 //!
 //! Reads `qemu-blobs/pins.toml`, takes the host set that matches the target
-//! (`qemu_pins::host_arch`), leaves out the architectures that host runs natively
+//! (`arch_table::host_name`), leaves out the architectures that host runs natively
 //! (x86_64 and i386 on x86_64, aarch64 on aarch64...: they must never be registered),
 //! and finds each remaining emulator's blob in the cache, compressed as
 //! `BINFMT_EMBEDDED_COMPRESSION` says (`fast`, the default, which `cargo xtask fetch`
 //! makes for the machine's own host; `release`, which `cargo xtask dist` makes and
 //! sets):
 //! the host's reference emulator on its own, every other one as a patch against it,
-//! each in consecutive parts of one zstd frame each (format: xtask's `blob` module).
+//! each in consecutive parts of one zstd frame each (the `blob-format` crate).
 //! Every blob is decoded here with libzstd and its size and sha256 checked against the
-//! pin, at build time; the binary checks each frame's content checksum and size again
-//! while it writes an emulator out. The result is `$OUT_DIR/embedded.rs`, a table of
+//! pin (`blob_format::decode`), at build time; the binary checks each frame's content
+//! checksum and size again while it writes an emulator out. The result is `$OUT_DIR/embedded.rs`, a table of
 //! `include_bytes!` pointing into the cache, with where each part starts.
 
 use std::env;
@@ -19,12 +19,10 @@ use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use blob_format::{Decoded, Expected, Filtered, Frame};
 use qemu_pins::{
-    BLOB_CACHE_ENV, BlobCache, COMPRESSION_ENV, Compression, MANIFEST_PATH, Manifest, NATIVE_CPUS,
-    Pin, ZSTD_WINDOW_LOG_MAX,
+    BLOB_CACHE_ENV, BlobCache, COMPRESSION_ENV, Compression, MANIFEST_PATH, Manifest, Pin,
 };
-use sha2::{Digest, Sha256};
-use zstd_safe::{DCtx, DParameter};
 
 fn main() {
     if let Err(message) = run() {
@@ -42,13 +40,13 @@ fn run() -> Result<(), String> {
         println!("cargo:rerun-if-env-changed={var}");
     }
 
-    let target_arch = qemu_pins::host_arch(
+    let target_arch = arch_table::host_name(
         &env::var("CARGO_CFG_TARGET_ARCH").map_err(|e| e.to_string())?,
         &env::var("CARGO_CFG_TARGET_ENDIAN").map_err(|e| e.to_string())?,
     );
     let manifest = Manifest::load(&pins_path).map_err(|e| e.to_string())?;
-    if !NATIVE_CPUS.iter().any(|(arch, _)| *arch == target_arch) {
-        let hosts: Vec<&str> = NATIVE_CPUS.iter().map(|(arch, _)| *arch).collect();
+    if arch_table::host(&target_arch).is_none() {
+        let hosts: Vec<&str> = arch_table::HOSTS.iter().map(|host| host.name).collect();
         return Err(format!(
             "binfmt runs on {} hosts only, not {target_arch}",
             hosts.join(", ")
@@ -63,7 +61,7 @@ fn run() -> Result<(), String> {
     })?;
     let reference = host.reference().ok_or_else(|| {
         format!(
-            "{} pins no reference emulator for host {target_arch} (qemu_pins::REFERENCE_CPUS): \
+            "{} pins no reference emulator for host {target_arch} (arch_table::HOSTS): \
              run `cargo xtask pin`",
             pins_path.display()
         )
@@ -110,8 +108,6 @@ fn run() -> Result<(), String> {
          pub(crate) const DEBIAN_PACKAGE: &str = {:?};\n\
          pub(crate) const DEBIAN_VERSION: &str = {:?};\n\
          pub(crate) const QEMU_VERSION: &str = {:?};\n\
-         /// The largest match window (log2) the decoder accepts: qemu_pins::ZSTD_WINDOW_LOG_MAX.\n\
-         pub(crate) const WINDOW_LOG_MAX: u32 = {ZSTD_WINDOW_LOG_MAX};\n\
          pub(crate) static EMBEDDED: &[Embedded] = &[",
         manifest.source.source_package,
         host.package,
@@ -123,19 +119,25 @@ fn run() -> Result<(), String> {
     for (emulator, path) in &wanted {
         println!("cargo:rerun-if-changed={}", path.display());
         let patched = reference_bytes.is_some();
-        let (bytes, parts, layout) = verify(path, emulator, reference_bytes.as_deref())?;
+        let Decoded {
+            bytes,
+            frames,
+            layout,
+        } = verify(path, emulator, reference_bytes.as_deref())?;
+        let layout =
+            layout.ok_or("internal error: an embedded blob decoded without its filters")?;
         if !patched {
             reference_bytes = Some(bytes);
         }
         let path = path
             .to_str()
             .ok_or_else(|| format!("{} is not UTF-8", path.display()))?;
-        let parts: Vec<String> = parts
+        let parts: Vec<String> = frames
             .iter()
-            .map(|part| {
+            .map(|Frame { offset, compressed }| {
                 format!(
-                    "Part {{ offset: {}, start: {}, end: {} }}",
-                    part.offset, part.compressed.start, part.compressed.end
+                    "Part {{ offset: {offset}, start: {}, end: {} }}",
+                    compressed.start, compressed.end
                 )
             })
             .collect();
@@ -176,88 +178,27 @@ fn layout_literal(layout: &elf_filter::Layout) -> String {
     )
 }
 
-/// One frame of a blob: where its output starts in the emulator, and its bytes in the
-/// blob.
-struct Part {
-    offset: u64,
-    compressed: std::ops::Range<usize>,
-}
-
 /// Decodes one blob, frame by frame (each against `reference` when it is a patch), the
-/// way the binary does (the filters undone) and checks it against its pin; returns the
-/// decoded bytes, the parts and the filters' layout.
-fn verify(
-    path: &Path,
-    emulator: &Pin,
-    reference: Option<&[u8]>,
-) -> Result<(Vec<u8>, Vec<Part>, elf_filter::Layout), String> {
-    let refetch = "delete it and make it again (`cargo xtask fetch`; `cargo xtask dist` for \
-                   release blobs)";
+/// way the binary does (the filters undone) and checks it against its pin
+/// (`blob_format::decode`).
+fn verify(path: &Path, emulator: &Pin, reference: Option<&[u8]>) -> Result<Decoded, String> {
     let compressed = fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let zstd_error = |code: usize| {
-        format!(
-            "cannot decode {}: {}: {refetch}",
-            path.display(),
-            zstd_safe::get_error_name(code)
-        )
+    let expected = Expected {
+        size: emulator.size,
+        sha256: &emulator.sha256,
     };
-    let capacity = usize::try_from(emulator.size).map_err(|e| e.to_string())?;
-    let mut bytes = Vec::with_capacity(capacity);
-    let mut parts = Vec::new();
-    let mut start = 0;
-    while start < compressed.len() {
-        let frame_len =
-            zstd_safe::find_frame_compressed_size(&compressed[start..]).map_err(zstd_error)?;
-        let frame = &compressed[start..start + frame_len];
-        // The binary relies on each frame's content checksum to check what it decodes
-        // (src/emulator.rs): bit 2 of the frame header descriptor, after the magic.
-        if frame
-            .get(4)
-            .is_none_or(|descriptor| descriptor & 0b100 == 0)
-        {
-            return Err(format!(
-                "{} has a frame without a content checksum: {refetch}",
-                path.display()
-            ));
+    blob_format::decode(&compressed, reference, Filtered::Yes, expected).map_err(|error| {
+        let mut causes = error.to_string();
+        let mut source = std::error::Error::source(&error);
+        while let Some(cause) = source {
+            causes.push_str(&format!(": {cause}"));
+            source = cause.source();
         }
-        let mut dctx = DCtx::create();
-        dctx.set_parameter(DParameter::WindowLogMax(ZSTD_WINDOW_LOG_MAX))
-            .map_err(zstd_error)?;
-        if let Some(reference) = reference {
-            dctx.ref_prefix(reference).map_err(zstd_error)?;
-        }
-        // One byte more than is left, so that a frame decoding to more is seen as such.
-        let mut part = vec![0; capacity.saturating_sub(bytes.len()) + 1];
-        let decoded = dctx.decompress(&mut part[..], frame).map_err(zstd_error)?;
-        if decoded == 0 {
-            return Err(format!("{} has an empty frame: {refetch}", path.display()));
-        }
-        parts.push(Part {
-            offset: bytes.len() as u64,
-            compressed: start..start + frame_len,
-        });
-        bytes.extend_from_slice(&part[..decoded]);
-        start += frame_len;
-    }
-    // The blob holds the emulator filtered (xtask's blob module); undone as the binary
-    // undoes it, with the layout it will be given.
-    let layout = elf_filter::unfilter_in_place(&mut bytes).map_err(|e| {
         format!(
-            "cannot undo the filters of {}: {e}: {refetch}",
-            path.display()
-        )
-    })?;
-    let actual = hex::encode(Sha256::digest(&bytes));
-    if bytes.len() as u64 != emulator.size || actual != emulator.sha256 {
-        return Err(format!(
-            "{} does not match its pin for qemu-{}: expected {} bytes with sha256 {}, got {} bytes \
-             with sha256 {actual}: {refetch}",
+            "{} is not the blob of qemu-{} its pin says: {causes}; fix: delete it and make it \
+             again (`cargo xtask fetch`; `cargo xtask dist` for release blobs)",
             path.display(),
-            emulator.cpu,
-            emulator.size,
-            emulator.sha256,
-            bytes.len()
-        ));
-    }
-    Ok((bytes, parts, layout))
+            emulator.cpu
+        )
+    })
 }

@@ -1,16 +1,16 @@
-"""The Checkov policy (policies/checkov), run the way the README says: the real
+"""The Checkov policy (policies/checkov), run the way docs/ci.md says: the real
 Checkov CLI through policies/checkov/run_checkov.py.
 
 One run scans a tree holding the corpus (corpus/.github/workflows/*.yml for GitHub
 Actions, corpus/gitlab/*.gitlab-ci.yml for GitLab CI) and every CI example of
-README.md marked `<!-- checkov-example: PATH [fails JOB,...] -->`; the tests then read
+docs/ci.md marked `<!-- checkov-example: PATH [fails JOB,...] -->`; the tests then read
 its JSON and CLI reports. Each corpus file is a test named after it, and says which
 jobs must fail in a first-line comment (`# expect-failed: build`; empty: none), which
 must be skipped (`# expect-skipped: JOB`, Checkov's inline suppression), and text each
 failed job's finding must show (`# expect-details: TEXT`, one a line). Every other job
 must pass, and every file must have a result of its check: a file Checkov did not scan
-(not a valid workflow, not where its runner looks) fails its test. ReadmeCommands runs
-each command the README gives (the shell command, the GitHub Actions step, the
+(not a valid workflow, not where its runner looks) fails its test. DocumentedCommands runs
+each command docs/ci.md gives (the shell command, the GitHub Actions step, the
 pre-commit hook's entry) over files Checkov's own loaders drop.
 
 Run with the Python of the virtual environment that holds Checkov (.ci/run does):
@@ -38,19 +38,19 @@ ROOT = Path(__file__).resolve().parents[2]
 POLICY = ROOT / "policies" / "checkov"
 RUN_CHECKOV = POLICY / "run_checkov.py"
 CORPUS = Path(__file__).resolve().parent / "corpus"
-README = ROOT / "README.md"
+CI_DOC = ROOT / "docs" / "ci.md"
 
 GITHUB_CHECK = "CKV_GHA_QEMU_001"
 GITLAB_CHECK = "CKV_GITLABCI_QEMU_001"
 
-# README.md: a CI file to scan, where it goes in a repository, and the jobs that fail.
-README_EXAMPLE = re.compile(
+# docs/ci.md: a CI file to scan, where it goes in a repository, and the jobs that fail.
+DOC_EXAMPLE = re.compile(
     r"<!-- checkov-example: (?P<path>\S+)(?: fails (?P<fails>\S+))? -->\n"
     r"```ya?ml\n(?P<text>.*?)\n```",
     re.DOTALL,
 )
-# README.md: Checkov's output for one of those examples, after the command line.
-README_OUTPUT = re.compile(
+# docs/ci.md: Checkov's output for one of those examples, after the command line.
+DOC_OUTPUT = re.compile(
     r"<!-- checkov-output: (?P<path>\S+) -->\n```console\n\$ [^\n]*\n(?P<text>.*?)\n```",
     re.DOTALL,
 )
@@ -99,14 +99,14 @@ def corpus_cases() -> list[Case]:
     return cases
 
 
-def readme_cases() -> list[Case]:
+def doc_cases() -> list[Case]:
     cases = []
-    for number, match in enumerate(README_EXAMPLE.finditer(README.read_text()), start=1):
+    for number, match in enumerate(DOC_EXAMPLE.finditer(CI_DOC.read_text()), start=1):
         fails = match.group("fails")
         cases.append(
             Case(
-                name=f"readme_{number}_{re.sub(r'[^a-z0-9]+', '_', match.group('path').lower()).strip('_')}",
-                relative=f"/readme-{number}/{match.group('path')}",
+                name=f"ci_doc_{number}_{re.sub(r'[^a-z0-9]+', '_', match.group('path').lower()).strip('_')}",
+                relative=f"/ci-doc-{number}/{match.group('path')}",
                 text=match.group("text") + "\n",
                 failed=set(fails.split(",")) if fails else set(),
                 skipped=set(),
@@ -158,7 +158,7 @@ def scan() -> Scan:
     with tempfile.TemporaryDirectory(prefix="checkov-policy-") as temporary:
         tree = Path(temporary) / "tree"
         shutil.copytree(CORPUS, tree / "corpus")
-        for case in readme_cases():
+        for case in doc_cases():
             target = tree / case.relative.lstrip("/")
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(case.text)
@@ -225,7 +225,7 @@ def cli_record(cli: str, relative: str) -> str:
 
 
 class CheckovPolicy(unittest.TestCase):
-    """One test per case (added below), and the README's finding text."""
+    """One test per case (added below), and docs/ci.md's finding text."""
 
     maxDiff = None
 
@@ -284,34 +284,34 @@ class CheckovPolicy(unittest.TestCase):
 
     def test_every_scanned_file_is_a_case(self) -> None:
         """Nothing is scanned that no test looks at, and no case is missing."""
-        expected = {case.relative for case in corpus_cases() + readme_cases()}
+        expected = {case.relative for case in corpus_cases() + doc_cases()}
         self.assertEqual(set(scan().records), expected)
 
-    def test_readme_has_a_failing_and_a_passing_example_of_each_ci_system(self) -> None:
-        cases = readme_cases()
+    def test_docs_has_a_failing_and_a_passing_example_of_each_ci_system(self) -> None:
+        cases = doc_cases()
         for check in (GITHUB_CHECK, GITLAB_CHECK):
             self.assertTrue(any(c.check == check and not c.failed for c in cases), check)
         self.assertTrue(any(c.check == GITHUB_CHECK and c.failed for c in cases))
 
-    def test_readme_shows_the_finding_as_checkov_prints_it(self) -> None:
-        """The README's console outputs are Checkov's: the summary counts of the example
+    def test_docs_shows_the_finding_as_checkov_prints_it(self) -> None:
+        """docs/ci.md's console outputs are Checkov's: the summary counts of the example
         they scan and, for a failing one, the record exactly (check id and name, which
         carries the fix, the job, the file and lines, and the code lines that show the
         runner and the platform)."""
-        outputs = list(README_OUTPUT.finditer(README.read_text()))
-        self.assertTrue(outputs, "README.md has no <!-- checkov-output: PATH --> console block")
-        cases = {case.relative.split("/", 2)[2]: case for case in readme_cases()}
+        outputs = list(DOC_OUTPUT.finditer(CI_DOC.read_text()))
+        self.assertTrue(outputs, "docs/ci.md has no <!-- checkov-output: PATH --> console block")
+        cases = {case.relative.split("/", 2)[2]: case for case in doc_cases()}
         for output in outputs:
             case = cases[output.group("path")]
             shown = output.group("text")
             if "Check: " in shown:  # with --quiet, Checkov prints failed records only
                 record = cli_record(scan().cli, case.relative)
-                # The README scans a repository whose root holds the example.
+                # docs/ci.md scans a repository whose root holds the example.
                 record = record.replace(f"File: /{case.relative.split('/')[1]}/", "File: /")
                 start = shown.index("Check: ")
                 self.assertEqual(shown[start:].expandtabs(), record.expandtabs())
             summary = re.search(r"Passed checks: (\d+), Failed checks: (\d+), Skipped checks: (\d+)", shown)
-            self.assertIsNotNone(summary, "the README's output shows Checkov's summary line")
+            self.assertIsNotNone(summary, "docs/ci.md's output shows Checkov's summary line")
             results = [r["check_result"]["result"] for r in scan().records[case.relative]]
             counts = tuple(str(results.count(kind)) for kind in ("PASSED", "FAILED", "SKIPPED"))
             self.assertEqual(summary.groups(), counts)
@@ -347,17 +347,17 @@ DROPPED_BY_CHECKOV = {
 UNREADABLE = ".github/workflows/unreadable.yml"
 
 
-def readme_commands() -> dict[str, str]:
-    """The commands README.md gives to run the policy: the shell command (after
+def doc_commands() -> dict[str, str]:
+    """The commands docs/ci.md gives to run the policy: the shell command (after
     `<!-- checkov-command -->`), the GitHub Actions step's `run:` and the pre-commit
     hook's `entry:` (after `<!-- checkov-pre-commit -->`)."""
-    readme = README.read_text()
-    shell = re.search(r"<!-- checkov-command -->\n```sh\n(.*?)\n```", readme, re.DOTALL)
-    hook = re.search(r"<!-- checkov-pre-commit -->\n```yaml\n(.*?)\n```", readme, re.DOTALL)
+    text = CI_DOC.read_text()
+    shell = re.search(r"<!-- checkov-command -->\n```sh\n(.*?)\n```", text, re.DOTALL)
+    hook = re.search(r"<!-- checkov-pre-commit -->\n```yaml\n(.*?)\n```", text, re.DOTALL)
     if not shell or not hook:
-        raise AssertionError("README.md has no <!-- checkov-command --> or <!-- checkov-pre-commit --> block")
+        raise AssertionError("docs/ci.md has no <!-- checkov-command --> or <!-- checkov-pre-commit --> block")
     shell_lines = shell.group(1).replace("\\\n", " ").splitlines()
-    step = next(c for c in readme_cases() if c.relative.endswith("/.github/workflows/policy.yml"))
+    step = next(c for c in doc_cases() if c.relative.endswith("/.github/workflows/policy.yml"))
     runs = [s.get("run", "") for job in yaml.safe_load(step.text)["jobs"].values() for s in job["steps"]]
     return {
         "command": next(line for line in shell_lines if "run_checkov.py" in line),
@@ -368,7 +368,7 @@ def readme_commands() -> dict[str, str]:
 
 def run_in_repository(command: str, files: dict[str, str]) -> subprocess.CompletedProcess[str]:
     """`command` run as a user runs it, from the root of a repository holding the
-    policy and `files` (path: text), with this Python for `python` and the README's
+    policy and `files` (path: text), with this Python for `python` and docs/ci.md's
     virtual environment."""
     words = shlex.split(command)
     if words[0] in ("python", "python3", "~/.venvs/checkov/bin/python"):
@@ -394,8 +394,8 @@ def dropped_files() -> dict[str, str]:
     return files
 
 
-class ReadmeCommands(unittest.TestCase):
-    """Must-show of the policy: every way the README gives to run it checks every CI
+class DocumentedCommands(unittest.TestCase):
+    """Must-show of the policy: every way docs/ci.md gives to run it checks every CI
     file it is given, also those Checkov's own loaders drop, or fails naming each."""
 
     maxDiff = None
@@ -403,7 +403,7 @@ class ReadmeCommands(unittest.TestCase):
     def test_plain_checkov_drops_these_files(self) -> None:
         """What the commands must make up for: plain `checkov` passes over each of
         them without a word (no result, no parsing error, exit 0)."""
-        command = readme_commands()["command"]
+        command = doc_commands()["command"]
         command = command.replace("~/.venvs/checkov/bin/python policies/checkov/run_checkov.py", "checkov")
         run = run_in_repository(command, dropped_files())
         self.assertEqual(run.returncode, 0, run.stdout + run.stderr)
@@ -412,7 +412,7 @@ class ReadmeCommands(unittest.TestCase):
         self.assertNotIn("Parsing errors", run.stdout)
 
     def test_each_command_checks_every_file_or_names_it(self) -> None:
-        for way, command in readme_commands().items():
+        for way, command in doc_commands().items():
             with self.subTest(way=way):
                 run = run_in_repository(command, dropped_files())
                 self.assertEqual(run.returncode, 1, f"{way}: {command}\n{run.stdout}\n{run.stderr}")
@@ -424,13 +424,13 @@ class ReadmeCommands(unittest.TestCase):
 
     def test_skip_path_leaves_an_unreadable_file_out(self) -> None:
         """The fix a not-checked file's message gives: `--skip-path` it, knowingly."""
-        command = readme_commands()["command"] + f" --skip-path {UNREADABLE}"
+        command = doc_commands()["command"] + f" --skip-path {UNREADABLE}"
         run = run_in_repository(command, {UNREADABLE: "jobs: ["})
         self.assertEqual(run.returncode, 0, run.stdout + run.stderr)
         self.assertNotIn("not checked", run.stderr)
 
     def test_pre_commit_hook_installs_the_pinned_checkov(self) -> None:
-        hook = re.search(r"<!-- checkov-pre-commit -->\n```yaml\n(.*?)\n```", README.read_text(), re.DOTALL)
+        hook = re.search(r"<!-- checkov-pre-commit -->\n```yaml\n(.*?)\n```", CI_DOC.read_text(), re.DOTALL)
         assert hook
         dependencies = yaml.safe_load(hook.group(1))["repos"][0]["hooks"][0]["additional_dependencies"]
         # The Checkov these tests run (.ci/run pins it).
@@ -438,7 +438,7 @@ class ReadmeCommands(unittest.TestCase):
 
 
 def _add_case_tests() -> None:
-    for case in corpus_cases() + readme_cases():
+    for case in corpus_cases() + doc_cases():
         name = "test_" + re.sub(r"[^a-z0-9]+", "_", case.name.lower())
         if hasattr(CheckovPolicy, name):
             raise AssertionError(f"{case.relative}: another case is named {case.name}: rename one")

@@ -481,7 +481,7 @@ fn floor(entries: &[Entry], runs: usize) -> Result<Row> {
 }
 
 /// The architectures for the one-arch rows: the reference (decoded alone, see
-/// `qemu_pins::REFERENCE_CPUS`) and another one (a patch, so the reference is decoded
+/// `arch_table::Host::reference`) and another one (a patch, so the reference is decoded
 /// first), as binfmt spells them.
 fn one_arch_choices() -> (&'static str, &'static str) {
     match std::env::consts::ARCH {
@@ -577,7 +577,7 @@ fn image_sizes() -> Vec<(String, String)> {
     let sizes = ARTIFACTS
         .iter()
         .map(|artifact| {
-            let platform = artifact.platform;
+            let platform = artifact.platform();
             let arch = platform.trim_start_matches("linux/");
             let tag = format!("binfmt-bench-{}:{arch}", std::process::id());
             // As the Dockerfile says for the classic builder: TARGETARCH, no cache.

@@ -2,19 +2,20 @@
 //!
 //! # Format
 //!
-//! Every blob is made of zstd frames with the content size in the frame header and a
-//! content checksum (XXH64, which libzstd checks while decoding). Two kinds:
+//! The format (zstd frames with their content size and checksum, the window limit,
+//! the two kinds, standalone and embedded, and the check of a blob against its pin)
+//! is the `blob-format` crate's, which the catalog and its build script read too. Here
+//! is how the blobs are made, and why so:
 //!
-//! - **standalone** ([`BlobCache::compressed_path`]): one emulator on its own, one
-//!   frame, level [`LEVEL`] (3), long-distance matching, a 16 MiB window (log 24) so
-//!   that a whole ~15 MB emulator is one match window. Every pinned emulator of every
-//!   host has one: it is what the cache is filled from and checked against, and what
-//!   the embedded forms are made from. It is never shipped, so it is made fast (0.1 s
-//!   and 3.1 MB per emulator; level 19 took 5 s of CPU for 2.4 MB).
-//! - **embedded** ([`BlobCache::embedded_path`]): what the binary carries. Each host
-//!   has a *reference* emulator ([`qemu_pins::REFERENCE_CPUS`]); it is stored on its
-//!   own, and every other one is stored against the reference's uncompressed bytes as
-//!   a zstd prefix (what `zstd --patch-from` does: a *patch*). Each is cut into
+//! - **standalone** ([`BlobCache::compressed_path`]): one frame, level [`LEVEL`] (3),
+//!   long-distance matching, a 16 MiB window (log 24) so that a whole ~15 MB emulator
+//!   is one match window. Every pinned emulator of every host has one: it is what the
+//!   cache is filled from and checked against, and what the embedded forms are made
+//!   from. It is never shipped, so it is made fast (0.1 s and 3.1 MB per emulator;
+//!   level 19 took 5 s of CPU for 2.4 MB).
+//! - **embedded** ([`BlobCache::embedded_path`]): the host's *reference* emulator
+//!   (`arch_table::Host::reference`) on its own, every other one against the
+//!   reference's uncompressed bytes as a zstd prefix (a *patch*), each cut into
 //!   [`EMBEDDED_PARTS`] consecutive parts, one frame each, long-distance matching, a
 //!   window that spans the reference and the part, at the level of its
 //!   [`Compression`] ([`embedded_level`]): 22 for release binaries (`cargo xtask
@@ -80,8 +81,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, mpsc};
 use std::thread;
 
+use blob_format::{Expected, Filtered};
 use qemu_pins::{BlobCache, Compression, Pin, sha256_hex};
-use zstd::zstd_safe::{self, CCtx, CParameter, DCtx, DParameter};
+use zstd::zstd_safe::{self, CCtx, CParameter};
 
 use anyhow::{Context, Result, anyhow};
 
@@ -107,8 +109,8 @@ pub fn embedded_level(compression: Compression) -> i32 {
     }
 }
 /// The largest window (log2) a blob may need; the shipped decoder accepts exactly this
-/// much (see [`qemu_pins::ZSTD_WINDOW_LOG_MAX`]).
-pub const MAX_WINDOW_LOG: u32 = qemu_pins::ZSTD_WINDOW_LOG_MAX;
+/// much (see [`blob_format::WINDOW_LOG_MAX`]).
+pub const MAX_WINDOW_LOG: u32 = blob_format::WINDOW_LOG_MAX;
 
 /// Compresses `bytes` into one zstd frame with the parameters above.
 pub fn compress(bytes: &[u8], out: impl Write) -> Result<()> {
@@ -153,11 +155,26 @@ pub fn decode_standalone(compressed: &[u8], emulator: &Pin) -> Result<Vec<u8>> {
     decode_frames(compressed, None, Filtered::No, emulator)
 }
 
-/// How many parts an embedded emulator is cut into: one per core of the 2-core
-/// machines binfmt is measured on, so that both decode one emulator at once (each part
-/// is a frame of its own). Halves cost next to nothing at level 22 (a part cannot copy
-/// from the one before it, but most matches are in the reference anyway).
-pub const EMBEDDED_PARTS: usize = 2;
+/// [`blob_format::decode`] against `emulator`'s pin.
+fn decode_frames(
+    compressed: &[u8],
+    reference: Option<&[u8]>,
+    filtered: Filtered,
+    emulator: &Pin,
+) -> Result<Vec<u8>> {
+    let expected = Expected {
+        size: emulator.size,
+        sha256: &emulator.sha256,
+    };
+    Ok(blob_format::decode(compressed, reference, filtered, expected)?.bytes)
+}
+
+/// How many parts an embedded emulator is cut into ([`blob_format::PARTS`]): one per
+/// core of the 2-core machines binfmt is measured on, so that both decode one emulator
+/// at once (each part is a frame of its own). Halves cost next to nothing at level 22
+/// (a part cannot copy from the one before it, but most matches are in the reference
+/// anyway).
+pub const EMBEDDED_PARTS: usize = blob_format::PARTS;
 
 /// Compresses `bytes` as the binary embeds it: filtered (the `elf-filter` crate), in
 /// [`EMBEDDED_PARTS`] consecutive parts (cut at page boundaries where the decoding work is even, see [`cuts`]), each one
@@ -199,8 +216,8 @@ fn cuts(bytes: &[u8], reference: Option<&[u8]>) -> Result<Vec<usize>> {
 
     let zstd_error = |code: usize| -> anyhow::Error { anyhow!(zstd_safe::get_error_name(code)) };
     let mut cctx = CCtx::create();
-    let span = (reference.map_or(0, <[u8]>::len) + bytes.len()).max(1);
-    let window_log = (usize::BITS - (span - 1).leading_zeros()).clamp(10, MAX_WINDOW_LOG);
+    let span = reference.map_or(0, <[u8]>::len) + bytes.len();
+    let window_log = blob_format::window_log(span).min(MAX_WINDOW_LOG);
     for parameter in [
         CParameter::CompressionLevel(9),
         CParameter::WindowLog(window_log),
@@ -256,10 +273,10 @@ fn ranges(len: usize, cuts: &[usize]) -> Vec<std::ops::Range<usize>> {
 }
 
 fn compress_part(bytes: &[u8], reference: Option<&[u8]>, level: i32) -> Result<Vec<u8>> {
-    let span = (reference.map_or(0, <[u8]>::len) + bytes.len()).max(1);
+    let span = reference.map_or(0, <[u8]>::len) + bytes.len();
     // The smallest window that reaches from the end of the part back to the start of
     // the reference (or of the part).
-    let window_log = usize::BITS - (span - 1).leading_zeros();
+    let window_log = blob_format::window_log(span);
     if window_log > MAX_WINDOW_LOG {
         return Err(anyhow!(
             "a frame over {span} bytes needs a 2^{window_log} window; the decoder allows 2^{MAX_WINDOW_LOG}"
@@ -269,7 +286,7 @@ fn compress_part(bytes: &[u8], reference: Option<&[u8]>, level: i32) -> Result<V
     let mut cctx = CCtx::create();
     for parameter in [
         CParameter::CompressionLevel(level),
-        CParameter::WindowLog(window_log.max(10)),
+        CParameter::WindowLog(window_log),
         CParameter::EnableLongDistanceMatching(true),
         CParameter::ChecksumFlag(true),
         CParameter::ContentSizeFlag(true),
@@ -284,84 +301,15 @@ fn compress_part(bytes: &[u8], reference: Option<&[u8]>, level: i32) -> Result<V
     Ok(out)
 }
 
-/// Decodes a blob of one or more frames the way the shipped binary does (libzstd,
-/// window limit [`MAX_WINDOW_LOG`], each frame against `reference` when given, the
-/// parts one after another, then the filters undone), checks every frame records its
-/// content size and a checksum and that the whole has `emulator`'s size and sha256,
-/// and returns it. The error says what differs.
+/// Decodes an embedded blob the way the shipped binary does and checks it against
+/// `emulator`'s pin ([`blob_format::decode`]), and returns it. The error says what
+/// differs.
 pub fn decode_embedded(
     compressed: &[u8],
     reference: Option<&[u8]>,
     emulator: &Pin,
 ) -> Result<Vec<u8>> {
     decode_frames(compressed, reference, Filtered::Yes, emulator)
-}
-
-/// Whether a blob holds the emulator filtered (the embedded forms) or as it is (the
-/// standalone blobs).
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Filtered {
-    Yes,
-    No,
-}
-
-fn decode_frames(
-    compressed: &[u8],
-    reference: Option<&[u8]>,
-    filtered: Filtered,
-    emulator: &Pin,
-) -> Result<Vec<u8>> {
-    let zstd_error = |code: usize| -> anyhow::Error {
-        anyhow!("cannot decode: {}", zstd_safe::get_error_name(code))
-    };
-    let mut bytes = Vec::with_capacity(usize::try_from(emulator.size)?);
-    let mut rest = compressed;
-    while !rest.is_empty() {
-        let frame_len = zstd_safe::find_frame_compressed_size(rest)
-            .map_err(|code| anyhow!("not a zstd frame ({})", zstd_safe::get_error_name(code)))?;
-        let (frame, after) = rest.split_at(frame_len);
-        rest = after;
-        let size = match zstd_safe::get_frame_content_size(frame) {
-            Ok(Some(size)) if bytes.len() as u64 + size <= emulator.size => size as usize,
-            Ok(Some(size)) => {
-                return Err(anyhow!(
-                    "frame header says {size} bytes, more than the {} expected",
-                    emulator.size - bytes.len() as u64
-                ));
-            }
-            _ => return Err(anyhow!("frame header does not record the content size")),
-        };
-        // The shipped decoder relies on the checksum (bit 2 of the frame header
-        // descriptor, after the magic number).
-        if frame
-            .get(4)
-            .is_none_or(|descriptor| descriptor & 0b100 == 0)
-        {
-            return Err(anyhow!("frame carries no content checksum"));
-        }
-        let mut dctx = DCtx::create();
-        dctx.set_parameter(DParameter::WindowLogMax(MAX_WINDOW_LOG))
-            .map_err(zstd_error)?;
-        if let Some(reference) = reference {
-            dctx.ref_prefix(reference).map_err(zstd_error)?;
-        }
-        let mut part = Vec::with_capacity(size);
-        dctx.decompress(&mut part, frame).map_err(zstd_error)?;
-        bytes.extend_from_slice(&part);
-    }
-    if filtered == Filtered::Yes {
-        elf_filter::unfilter_in_place(&mut bytes).context("cannot undo the filters")?;
-    }
-    let actual = sha256_hex(&bytes);
-    if bytes.len() as u64 != emulator.size || actual != emulator.sha256 {
-        return Err(anyhow!(
-            "decodes to {} bytes with sha256 {actual}, expected {} bytes with sha256 {}",
-            bytes.len(),
-            emulator.size,
-            emulator.sha256
-        ));
-    }
-    Ok(bytes)
 }
 
 /// The state of one emulator's blob in the cache.

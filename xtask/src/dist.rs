@@ -87,13 +87,6 @@ pub struct Artifact {
     pub host: &'static str,
     /// The Rust target it is built for.
     pub target: &'static str,
-    /// The OCI platform the `Dockerfile` packages it for.
-    pub platform: &'static str,
-    /// `e_machine` of the ELF header (`EM_X86_64`, `EM_AARCH64`, `EM_PPC64`, `EM_S390`,
-    /// `EM_RISCV`).
-    machine: u16,
-    /// Whether the ELF file is big-endian (s390x).
-    pub big_endian: bool,
     /// The largest the binary may be: [`GOAL_SIZE`] for every host. The tightest are
     /// s390x and riscv64, whose nine emulators are the largest to embed (the
     /// `elf-filter` crate is what brings them within it).
@@ -108,27 +101,18 @@ pub const ARTIFACTS: [Artifact; 5] = [
     Artifact {
         host: "x86_64",
         target: "x86_64-unknown-linux-musl",
-        platform: "linux/amd64",
-        machine: 62,
-        big_endian: false,
         max_size: GOAL_SIZE,
         cross_gcc: None,
     },
     Artifact {
         host: "aarch64",
         target: "aarch64-unknown-linux-musl",
-        platform: "linux/arm64",
-        machine: 183,
-        big_endian: false,
         max_size: GOAL_SIZE,
         cross_gcc: None,
     },
     Artifact {
         host: "powerpc64le",
         target: "powerpc64le-unknown-linux-gnu",
-        platform: "linux/ppc64le",
-        machine: 21,
-        big_endian: false,
         max_size: GOAL_SIZE,
         cross_gcc: Some((
             "powerpc64le-linux-gnu-gcc",
@@ -138,9 +122,6 @@ pub const ARTIFACTS: [Artifact; 5] = [
     Artifact {
         host: "s390x",
         target: "s390x-unknown-linux-gnu",
-        platform: "linux/s390x",
-        machine: 22,
-        big_endian: true,
         max_size: GOAL_SIZE,
         cross_gcc: Some((
             "s390x-linux-gnu-gcc",
@@ -150,9 +131,6 @@ pub const ARTIFACTS: [Artifact; 5] = [
     Artifact {
         host: "riscv64",
         target: "riscv64gc-unknown-linux-gnu",
-        platform: "linux/riscv64",
-        machine: 243,
-        big_endian: false,
         max_size: GOAL_SIZE,
         cross_gcc: Some((
             "riscv64-linux-gnu-gcc",
@@ -162,6 +140,22 @@ pub const ARTIFACTS: [Artifact; 5] = [
 ];
 
 impl Artifact {
+    /// The architecture it runs on: its host's own ([`arch_table::HOSTS`]), whose row
+    /// says its OCI platform, `e_machine` and byte order.
+    pub fn arch(&self) -> &'static arch_table::Arch {
+        arch_table::host(self.host).map_or(&arch_table::ARCHES[0], arch_table::Host::arch)
+    }
+
+    /// The OCI platform the `Dockerfile` packages it for.
+    pub fn platform(&self) -> &'static str {
+        self.arch().platforms[0]
+    }
+
+    /// Whether the ELF file is big-endian (s390x).
+    pub fn big_endian(&self) -> bool {
+        self.arch().big_endian
+    }
+
     /// The file name in `dist/`: `binfmt-<arch>-<os>-<libc>` (`binfmt-x86_64-linux-musl`,
     /// `binfmt-s390x-linux-gnu`).
     pub fn file_name(&self) -> String {
@@ -294,7 +288,7 @@ fn packaged(artifact: &Artifact) -> package::Binary<'static> {
     package::Binary {
         host: artifact.host,
         file_name: artifact.file_name(),
-        big_endian: artifact.big_endian,
+        big_endian: artifact.big_endian(),
     }
 }
 
@@ -327,7 +321,7 @@ fn build(root: &Path, target_dir: &Path, artifact: &Artifact) -> Result<Vec<u8>>
     }
     let built = target_dir.join(target).join("release").join("binfmt");
     let bytes = fs::read(&built).with_context(|| format!("reading {}", built.display()))?;
-    check_static_elf(&bytes, artifact.machine, artifact.big_endian)
+    check_static_elf(&bytes, artifact.arch().elf_machine, artifact.big_endian())
         .map_err(|reason| anyhow!("{}: {reason}", built.display()))?;
     if bytes.len() as u64 > artifact.max_size {
         return Err(anyhow!(
@@ -489,6 +483,38 @@ pub fn check_static_elf(elf: &[u8], machine: u16, big_endian: bool) -> Result<()
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_artifact_is_of_a_host_of_the_table_in_its_order() {
+        let hosts: Vec<&str> = ARTIFACTS.iter().map(|artifact| artifact.host).collect();
+        let table: Vec<&str> = arch_table::HOSTS.iter().map(|host| host.name).collect();
+        assert_eq!(hosts, table);
+        let platforms: Vec<&str> = ARTIFACTS.iter().map(Artifact::platform).collect();
+        assert_eq!(
+            platforms,
+            [
+                "linux/amd64",
+                "linux/arm64",
+                "linux/ppc64le",
+                "linux/s390x",
+                "linux/riscv64"
+            ]
+        );
+        let machines: Vec<(u16, bool)> = ARTIFACTS
+            .iter()
+            .map(|artifact| (artifact.arch().elf_machine, artifact.big_endian()))
+            .collect();
+        assert_eq!(
+            machines,
+            [
+                (62, false),
+                (183, false),
+                (21, false),
+                (22, true),
+                (243, false)
+            ]
+        );
+    }
 
     /// The smallest little-endian ELF header with `phnum` program headers of the given
     /// types.

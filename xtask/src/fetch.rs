@@ -19,7 +19,7 @@ use std::sync::Mutex;
 use std::thread;
 use std::time::Instant;
 
-use qemu_pins::{BlobCache, Compression, Host, MANIFEST_PATH, Manifest, NATIVE_CPUS, Pin};
+use qemu_pins::{BlobCache, Compression, Host, MANIFEST_PATH, Manifest, Pin};
 use sha2::{Digest, Sha256};
 
 use anyhow::{Context, Result, anyhow};
@@ -39,9 +39,9 @@ pub struct Args {
 
 /// The names `--host` takes: every host binfmt is built for, and `all`.
 pub fn host_names() -> Vec<&'static str> {
-    NATIVE_CPUS
+    arch_table::HOSTS
         .iter()
-        .map(|(arch, _)| *arch)
+        .map(|host| host.name)
         .chain(["all"])
         .collect()
 }
@@ -49,7 +49,7 @@ pub fn host_names() -> Vec<&'static str> {
 /// The host this xtask runs on, as pins.toml names hosts: the one development builds
 /// and the tests build for.
 pub fn build_host() -> String {
-    qemu_pins::host_arch(
+    arch_table::host_name(
         std::env::consts::ARCH,
         if cfg!(target_endian = "little") {
             "little"
@@ -222,7 +222,7 @@ pub fn ensure_embedded(cache: &BlobCache, host: &Host, compression: Compression)
     let start = Instant::now();
     let reference = host.reference().with_context(|| {
         format!(
-            "host {} has no reference emulator pinned (qemu_pins::REFERENCE_CPUS)",
+            "host {} has no reference emulator pinned (arch_table::HOSTS)",
             host.arch
         )
     })?;

@@ -4,7 +4,7 @@
 //!
 //! The targets are libFuzzer programs built by cargo-fuzz, which needs a nightly
 //! toolchain: `rustup toolchain install nightly` and `cargo install cargo-fuzz`. Each
-//! run starts from the committed seeds in `fuzz/corpus/<target>/` and keeps what it
+//! run starts from the committed inputs in `fuzz/corpus/<target>/` and keeps what it
 //! discovers in `target/fuzz-corpus/<target>/`, so the committed corpus only changes
 //! when someone copies a useful input there on purpose. A failing input is written to
 //! `fuzz/artifacts/<target>/`; fix the bug and add the input as a regression test.
@@ -39,12 +39,12 @@ pub fn run(args: &Args) -> Result<()> {
     for target in &targets {
         let found = root.join("target").join("fuzz-corpus").join(target);
         std::fs::create_dir_all(&found).with_context(|| format!("creating {}", found.display()))?;
-        let seeds = fuzz_dir.join("corpus").join(target);
+        let committed = fuzz_dir.join("corpus").join(target);
         eprintln!("fuzz: {target} for {} s", args.seconds);
         let output = cargo_fuzz(&fuzz_dir)
             .args(["run", target])
             .arg(&found)
-            .arg(&seeds)
+            .arg(&committed)
             .arg("--")
             .arg(format!("-max_total_time={}", args.seconds))
             .arg("-print_final_stats=1")

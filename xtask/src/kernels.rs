@@ -52,7 +52,7 @@ use std::process::{Command, ExitCode};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use qemu_pins::{BlobCache, MANIFEST_PATH, Manifest, NATIVE_CPUS};
+use qemu_pins::{BlobCache, MANIFEST_PATH, Manifest};
 
 use anyhow::{Context, Result, anyhow};
 
@@ -164,7 +164,8 @@ pub struct Guest {
     pub console: &'static str,
     /// Virtual CPUs (each one a thread of qemu).
     pub vcpus: u8,
-    /// QEMU cpus this CPU runs natively besides the host's own ([`NATIVE_CPUS`]):
+    /// QEMU cpus this CPU runs natively besides the host's own
+    /// ([`arch_table::Host::native`]):
     /// `arm` on an arm64 CPU with AArch32 at EL0.
     pub also_native: &'static [&'static str],
 }
@@ -620,10 +621,8 @@ fn build_initramfs(
     let all = manifest
         .host("x86_64")
         .with_context(|| format!("{MANIFEST_PATH} pins nothing for host x86_64"))?;
-    let native: Vec<String> = NATIVE_CPUS
-        .iter()
-        .find(|(arch, _)| *arch == guest.host)
-        .map(|(_, cpus)| *cpus)
+    let native: Vec<String> = arch_table::host(guest.host)
+        .map(|host| host.native)
         .unwrap_or_default()
         .iter()
         .chain(guest.also_native)

@@ -130,6 +130,10 @@ mod tests {
             main.contains("\\-\\-install"),
             "the options are on the page"
         );
+        assert!(
+            main.contains("Exit codes:") && main.contains("125"),
+            "the exit codes `binfmt --help` lists are on the page:\n{main}"
+        );
         let check = fs::read_to_string(out.join(MAN_DIR).join("binfmt-check.1")).unwrap();
         assert!(check.contains(".TH binfmt-check 1"), "{check}");
         let bash = fs::read_to_string(out.join(COMPLETIONS_DIR).join("binfmt.bash")).unwrap();

@@ -68,7 +68,8 @@ const DEBIAN_DIR: &str = "deploy/debian";
 const UNIT: &str = "deploy/systemd/binfmt.service";
 const CONFIG: &str = "deploy/systemd/config.toml";
 
-/// `ExecStart=` of the unit as the README installs it, and as the package does.
+/// `ExecStart=` of the unit as docs/systemd-and-the-package.md installs it by hand, and
+/// as the package does.
 const EXEC_START_BY_HAND: &str = "ExecStart=/usr/local/bin/binfmt ";
 const EXEC_START_PACKAGED: &str = "ExecStart=/usr/bin/binfmt ";
 

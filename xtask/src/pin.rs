@@ -38,30 +38,13 @@ use crate::mirror::{MIRROR_ENV, Mirror};
 use crate::version;
 use crate::workspace::{megabytes, workspace_root};
 
-/// The hosts binfmt is built for (as [`qemu_pins::host_arch`] names them) and their
-/// Debian architecture: the five platforms tonistiigi/binfmt's image is published for.
-const HOSTS: [(&str, &str); 5] = [
-    ("x86_64", "amd64"),
-    ("aarch64", "arm64"),
-    ("powerpc64le", "ppc64el"),
-    ("s390x", "s390x"),
-    ("riscv64", "riscv64"),
-];
-
-/// The emulators pinned for every host: OCI architecture and QEMU cpu
-/// (binfmt-facts.md section 3). The host's own is pinned too; embedding skips it.
-pub const ARCHES: [(&str, &str); 10] = [
-    ("amd64", "x86_64"),
-    ("arm64", "aarch64"),
-    ("arm", "arm"),
-    ("386", "i386"),
-    ("riscv64", "riscv64"),
-    ("ppc64le", "ppc64le"),
-    ("s390x", "s390x"),
-    ("mips64le", "mips64el"),
-    ("mips64", "mips64"),
-    ("loong64", "loongarch64"),
-];
+/// The hosts binfmt is built for ([`arch_table::HOSTS`]) and their Debian
+/// architecture: the five platforms tonistiigi/binfmt's image is published for.
+fn debian_hosts() -> impl Iterator<Item = (&'static str, &'static str)> {
+    arch_table::HOSTS
+        .iter()
+        .map(|host| (host.name, host.arch().debian.unwrap_or(host.name)))
+}
 
 /// The Debian binary package holding the static emulators.
 const PACKAGE: &str = "qemu-user";
@@ -129,7 +112,7 @@ pub fn run(args: &Args) -> Result<()> {
     );
 
     let mut indexes = Vec::new();
-    for (_, debian_arch) in HOSTS {
+    for (_, debian_arch) in debian_hosts() {
         indexes.push(read_index(&mirror, &suite, debian_arch)?);
     }
     let version = choose_version(&suite, &indexes, args.version.as_deref())?;
@@ -149,7 +132,7 @@ pub fn run(args: &Args) -> Result<()> {
     eprintln!("pinning {PACKAGE} {version} (source package {source_package}) from {suite}");
 
     let mut hosts = Vec::new();
-    for ((arch, debian_arch), candidate) in HOSTS.into_iter().zip(chosen) {
+    for ((arch, debian_arch), candidate) in debian_hosts().zip(chosen) {
         let previous = current.as_ref().and_then(|m| m.host(arch));
         let emulators = match reusable(previous, candidate, &cache) {
             Some(emulators) => {
@@ -414,11 +397,16 @@ pub fn choose_version(
     }
 }
 
-/// The emulators every host is pinned with.
+/// The emulators every host is pinned with: OCI architecture, QEMU cpu and path, for
+/// every architecture of [`arch_table::ARCHES`]. The host's own is pinned too;
+/// embedding skips it.
 fn wanted_paths() -> Vec<(&'static str, &'static str, String)> {
-    ARCHES
+    arch_table::ARCHES
         .iter()
-        .map(|&(oci, cpu)| (oci, cpu, format!("usr/bin/qemu-{cpu}")))
+        .map(|arch| {
+            let cpu = arch.qemu_cpu;
+            (arch.oci, cpu, format!("usr/bin/qemu-{cpu}"))
+        })
         .collect()
 }
 
@@ -632,14 +620,6 @@ SHA256: c73711af02b97cd5e2667e735d9c06890c57165517110ca4e646c95a7083158d
         assert!(err.contains("amd64: 1:10.0.14+ds-1; arm64: none"), "{err}");
     }
 
-    #[test]
-    fn ten_arches_with_unique_names() {
-        let mut cpus: Vec<_> = ARCHES.iter().map(|(_, cpu)| cpu).collect();
-        cpus.sort();
-        cpus.dedup();
-        assert_eq!(cpus.len(), 10);
-    }
-
     /// The committed manifest must be exactly what `cargo xtask pin` writes.
     #[test]
     fn committed_manifest_is_current() {
@@ -652,7 +632,7 @@ SHA256: c73711af02b97cd5e2667e735d9c06890c57165517110ca4e646c95a7083158d
         });
         let manifest =
             Manifest::parse(&text).unwrap_or_else(|err| panic!("{}: {err}", path.display()));
-        for (arch, debian_arch) in HOSTS {
+        for (arch, debian_arch) in debian_hosts() {
             let host = manifest.host(arch).unwrap_or_else(|| {
                 panic!("{MANIFEST_PATH} pins no {arch} host; run `cargo xtask pin`")
             });
@@ -675,7 +655,7 @@ SHA256: c73711af02b97cd5e2667e735d9c06890c57165517110ca4e646c95a7083158d
         }
         assert_eq!(
             manifest.hosts.len(),
-            HOSTS.len(),
+            debian_hosts().count(),
             "unexpected hosts; run `cargo xtask pin`"
         );
         assert!(

@@ -231,7 +231,7 @@ fn spdx_license(license: &str) -> String {
 
 /// The host name pins.toml uses for a Rust target, found as the catalog's build script
 /// finds it: from the target's `target_arch` and `target_endian` as rustc reports them
-/// (`qemu_pins::host_arch`: `powerpc64le-unknown-linux-gnu` is `powerpc64le`).
+/// (`arch_table::host_name`: `powerpc64le-unknown-linux-gnu` is `powerpc64le`).
 fn pins_host(target: &str) -> Result<String> {
     let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".to_owned());
     let output = Command::new(&rustc)
@@ -246,7 +246,7 @@ fn pins_host(target: &str) -> Result<String> {
             .and_then(|rest| rest.strip_suffix('"'))
     };
     match (value("target_arch"), value("target_endian")) {
-        (Some(arch), Some(endian)) => Ok(qemu_pins::host_arch(arch, endian)),
+        (Some(arch), Some(endian)) => Ok(arch_table::host_name(arch, endian)),
         _ => Err(anyhow!(
             "{rustc} --print cfg --target {target} names no target_arch and target_endian: {}",
             String::from_utf8_lossy(&output.stderr).trim()

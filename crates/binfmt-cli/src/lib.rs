@@ -16,8 +16,7 @@ use std::path::PathBuf;
 use binfmt_misc::Flags;
 use clap::{Parser, Subcommand};
 
-/// Register pinned, verified QEMU emulators with binfmt_misc so programs of other
-/// architectures run on this machine.
+/// Register pinned, verified QEMU emulators with binfmt_misc, so other architectures' programs run
 ///
 /// With no option, prints the status as JSON on stdout:
 /// {"supported": [...platforms...], "emulators": [...entries...]}.
@@ -27,7 +26,8 @@ use clap::{Parser, Subcommand};
     name = "binfmt",
     version = None,
     disable_version_flag = true,
-    args_conflicts_with_subcommands = true
+    args_conflicts_with_subcommands = true,
+    after_help = exit_codes_help()
 )]
 pub struct Args {
     /// A subcommand; without one, binfmt behaves as the tonistiigi/binfmt image.
@@ -68,8 +68,8 @@ pub struct Args {
     /// Flags of every entry registered, letters from POCF: P preserves argv[0], O
     /// passes the binary as an open file, C takes credentials (setuid) from the
     /// binary and implies O, F opens the emulator now so it works inside containers.
-    /// The default matches the tonistiigi/binfmt image; use `--flags PF` (or `OF`) to
-    /// drop C if setuid programs must not run the emulator with raised privileges.
+    /// The default matches the tonistiigi/binfmt image; use `--flags POF` to drop C if
+    /// setuid programs must not run the emulator with raised privileges.
     #[arg(long, value_name = "LETTERS", env = "BINFMT_FLAGS", default_value = "POCF",
           value_parser = parse_flags)]
     pub flags: Flags,
@@ -103,6 +103,53 @@ pub const DEFAULT_CONFIG: &str = "/etc/binfmt/config.toml";
 /// `--lock-timeout`'s default, in seconds ([`binfmt_misc::lock::DEFAULT_TIMEOUT`]).
 pub const DEFAULT_LOCK_TIMEOUT: u64 = binfmt_misc::lock::DEFAULT_TIMEOUT.as_secs();
 
+/// binfmt's exit codes and what each means, as `binfmt --help` lists them (and
+/// docs/options.md, which a test keeps the same).
+pub const EXIT_CODES: [(u8, &str); 6] = [
+    (
+        EXIT_SUCCESS,
+        "everything asked for is in place (check: every platform runs; doctor: nothing is wrong)",
+    ),
+    (
+        EXIT_FAILURE,
+        "something is not: the cause and the fix are on stderr",
+    ),
+    (
+        EXIT_USAGE,
+        "invalid arguments or config file: nothing was changed",
+    ),
+    (
+        EXIT_SETUP_FAILED,
+        "binfmt run: the namespace or the registrations could not be set up",
+    ),
+    (EXIT_CANNOT_EXECUTE, "binfmt run: CMD cannot be executed"),
+    (
+        EXIT_NOT_FOUND,
+        "binfmt run: CMD not found (otherwise run exits with CMD's status)",
+    ),
+];
+/// Everything asked for is done (or proved).
+pub const EXIT_SUCCESS: u8 = 0;
+/// Something could not be done; stderr says what, why and the fix.
+pub const EXIT_FAILURE: u8 = 1;
+/// Invalid arguments (clap's own exit code for them too); nothing was changed.
+pub const EXIT_USAGE: u8 = 2;
+/// `binfmt run` could not set up the namespaces or the registrations.
+pub const EXIT_SETUP_FAILED: u8 = 125;
+/// `binfmt run`: CMD exists but cannot be executed.
+pub const EXIT_CANNOT_EXECUTE: u8 = 126;
+/// `binfmt run`: CMD is not found.
+pub const EXIT_NOT_FOUND: u8 = 127;
+
+/// The `Exit codes:` list after `binfmt --help`, from [`EXIT_CODES`].
+fn exit_codes_help() -> String {
+    let mut help = String::from("Exit codes:");
+    for (code, meaning) in EXIT_CODES {
+        help.push_str(&format!("\n  {code:<4} {meaning}"));
+    }
+    help
+}
+
 /// `--lock-timeout` takes 0 to 86400 seconds.
 fn lock_timeout_range() -> clap::builder::RangedU64ValueParser {
     clap::value_parser!(u64).range(0..=86_400)
@@ -114,18 +161,22 @@ fn parse_flags(letters: &str) -> Result<Flags, String> {
         .map_err(|error| binfmt_misc::report::Report(&error).to_string())
 }
 
-/// Subcommands beyond the tonistiigi/binfmt flags (one module each in this crate).
+/// Subcommands beyond the tonistiigi/binfmt flags (one module each in `binfmt::commands`).
 #[derive(Debug, Subcommand)]
 pub enum Command {
     Run(RunArgs),
     /// Prove that PLATFORMS run here, by running a tiny program of each (CI preflight).
     ///
     /// Exits 0 only if every platform is proved. Otherwise prints, per platform, what
-    /// is missing and why (no entry, disabled, no flag F, probe failed) and the
-    /// command that fixes it, and exits 1.
+    /// is missing and why (no entry, disabled, no flag F, probe failed, binfmt_misc
+    /// disabled or not mounted, CPU level too low) and the command that fixes it, and
+    /// exits 1.
     Check(CheckArgs),
-    /// Inspect the kernel, binfmt_misc and every entry; report each problem with its
-    /// cause and fix. Exits 1 when anything is wrong. Changes nothing.
+    /// Find what is wrong with binfmt_misc and its entries, and the fix for each
+    ///
+    /// Inspects the kernel, the binfmt_misc mount, permissions and every entry, runs
+    /// every probe, and reports each problem with its cause and fix. Exits 1 when
+    /// anything is wrong. Changes nothing.
     Doctor(DoctorArgs),
     /// Register what a config file lists: for the systemd unit and Kubernetes.
     ///
@@ -144,9 +195,12 @@ pub enum Command {
     ///     sha256 = "..."                          # optional
     ///
     /// The file is checked whole before anything is written; the top-level options
-    /// and their BINFMT_* variables do not apply here (but --lock-timeout does). Exit codes as without a
-    /// subcommand.
-    #[command(verbatim_doc_comment)]
+    /// and their BINFMT_* variables do not apply here (but --lock-timeout does). Exit
+    /// codes as without a subcommand.
+    #[command(
+        verbatim_doc_comment,
+        about = "Register what a config file lists: for the systemd unit and Kubernetes"
+    )]
     Apply(ApplyArgs),
     /// List the emulators this binary carries, or which one serves each architecture.
     ///
@@ -178,7 +232,8 @@ pub struct EmulatorsArgs {
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
 
-    /// Show this emulator for ARCH, checked, as the top-level --emulator takes it.
+    /// Show this emulator for ARCH, checked, as the top-level --emulator takes it
+    /// (repeatable).
     #[arg(long = "emulator", value_name = "ARCH=PATH[@sha256:DIGEST]")]
     pub emulators: Vec<String>,
 }
@@ -243,7 +298,7 @@ pub struct RunArgs {
 pub struct CheckArgs {
     /// Platforms that must run, comma- or space-separated, in any usual spelling:
     /// linux/arm64, arm64, linux/arm/v7, linux/amd64/v3, riscv64, or entry names as
-    /// the seed's verify-qemu.sh lists them (qemu-aarch64).
+    /// a verify-qemu.sh lists them (qemu-aarch64).
     #[arg(value_name = "PLATFORMS", required = true)]
     pub platforms: Vec<String>,
 
@@ -294,4 +349,196 @@ pub struct ApplyArgs {
     #[arg(long, value_name = "SECONDS", env = "BINFMT_LOCK_TIMEOUT",
           default_value_t = DEFAULT_LOCK_TIMEOUT, value_parser = lock_timeout_range())]
     pub lock_timeout: u64,
+}
+
+/// `--help` and the docs say the same: docs/options.md lists exactly the options clap
+/// defines here, with the same value names, defaults and environment variables, and
+/// the exit codes [`EXIT_CODES`] lists; each subcommand's summary is one line.
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::path::Path;
+
+    use clap::CommandFactory;
+
+    use super::*;
+
+    /// One row of an options table: the option as written (`--mount DIR`, `--json`,
+    /// `PLATFORMS`), its default and its environment variable, `` ` `` stripped.
+    #[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+    struct Row {
+        option: String,
+        default: String,
+        env: String,
+    }
+
+    fn options_md() -> String {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/options.md");
+        std::fs::read_to_string(&path).unwrap_or_else(|error| panic!("{}: {error}", path.display()))
+    }
+
+    fn code(cell: &str) -> String {
+        cell.trim().trim_matches('`').to_owned()
+    }
+
+    /// The tables of docs/options.md by command (`binfmt`, `binfmt run`, ...): a
+    /// `## ` heading names one or more commands in backticks.
+    fn documented() -> BTreeMap<String, Vec<Row>> {
+        let mut tables: BTreeMap<String, Vec<Row>> = BTreeMap::new();
+        let mut commands: Vec<String> = Vec::new();
+        for line in options_md().lines() {
+            if let Some(heading) = line.strip_prefix("## ") {
+                commands = heading
+                    .split('`')
+                    .skip(1)
+                    .step_by(2)
+                    .filter(|name| name.starts_with("binfmt"))
+                    .map(str::to_owned)
+                    .collect();
+                for command in &commands {
+                    tables.entry(command.clone()).or_default();
+                }
+            } else if line.starts_with("| `") && !commands.is_empty() {
+                let cells: Vec<&str> = line.trim_matches('|').split(" | ").collect();
+                assert_eq!(
+                    cells.len(),
+                    4,
+                    "docs/options.md: a row of four cells: {line}"
+                );
+                for command in &commands {
+                    tables.get_mut(command).unwrap().push(Row {
+                        option: code(cells[0]),
+                        default: code(cells[1]),
+                        env: code(cells[2]),
+                    });
+                }
+            }
+        }
+        tables
+    }
+
+    /// What clap defines, in the same form.
+    fn defined() -> BTreeMap<String, Vec<Row>> {
+        let root = Args::command();
+        let mut commands = vec![("binfmt".to_owned(), root.clone())];
+        for sub in root.get_subcommands() {
+            commands.push((format!("binfmt {}", sub.get_name()), sub.clone()));
+        }
+        commands
+            .into_iter()
+            .map(|(name, command)| {
+                let rows = command
+                    .get_arguments()
+                    .filter(|arg| arg.get_id() != "help")
+                    .map(|arg| {
+                        let takes_value = arg.get_action().takes_values();
+                        let value_names = arg
+                            .get_value_names()
+                            .map(|names| {
+                                names
+                                    .iter()
+                                    .map(ToString::to_string)
+                                    .collect::<Vec<_>>()
+                                    .join(" ")
+                            })
+                            .unwrap_or_else(|| arg.get_id().as_str().to_uppercase());
+                        let option = match arg.get_long() {
+                            Some(long) if takes_value => format!("--{long} {value_names}"),
+                            Some(long) => format!("--{long}"),
+                            None => value_names,
+                        };
+                        let default = if takes_value {
+                            arg.get_default_values()
+                                .iter()
+                                .map(|value| value.to_string_lossy().into_owned())
+                                .collect::<Vec<_>>()
+                                .join(",")
+                        } else {
+                            String::new()
+                        };
+                        let env = arg
+                            .get_env()
+                            .map(|env| env.to_string_lossy().into_owned())
+                            .unwrap_or_default();
+                        Row {
+                            option,
+                            default,
+                            env,
+                        }
+                    })
+                    .collect();
+                (name, rows)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_options_table_lists_exactly_what_clap_defines() {
+        let mut documented = documented();
+        let mut defined = defined();
+        for rows in documented.values_mut().chain(defined.values_mut()) {
+            rows.sort();
+        }
+        assert_eq!(
+            documented.keys().collect::<Vec<_>>(),
+            defined.keys().collect::<Vec<_>>(),
+            "docs/options.md has a table for each command, and only for those"
+        );
+        for (command, rows) in &defined {
+            assert_eq!(
+                &documented[command], rows,
+                "docs/options.md, `{command}`: option, default, environment as clap defines them"
+            );
+        }
+    }
+
+    #[test]
+    fn the_documented_exit_codes_are_those_help_lists() {
+        let text = options_md();
+        let section = text
+            .split_once("\n## Exit codes\n")
+            .expect("docs/options.md: a section \"## Exit codes\"")
+            .1;
+        let section = section.split("\n## ").next().unwrap();
+        let documented: Vec<u8> = section
+            .lines()
+            .filter_map(|line| line.strip_prefix("| "))
+            .filter_map(|line| line.split(" |").next()?.parse().ok())
+            .collect();
+        let listed: Vec<u8> = EXIT_CODES.iter().map(|(code, _)| *code).collect();
+        assert_eq!(
+            documented, listed,
+            "docs/options.md's exit codes, and `binfmt --help`'s"
+        );
+        let help = Args::command().render_long_help().to_string();
+        for (code, meaning) in EXIT_CODES {
+            assert!(
+                help.contains(&format!("{code:<4} {meaning}")),
+                "binfmt --help lists exit code {code}:\n{help}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_summary_is_one_line_without_a_final_period() {
+        let root = Args::command();
+        let about = |command: &clap::Command| {
+            command
+                .get_about()
+                .map(ToString::to_string)
+                .unwrap_or_default()
+        };
+        let mut commands: Vec<clap::Command> = root.get_subcommands().cloned().collect();
+        commands.push(root);
+        for command in &commands {
+            let summary = about(command);
+            assert!(!summary.is_empty(), "{}: no summary", command.get_name());
+            assert!(
+                !summary.contains('\n') && !summary.ends_with('.') && summary.len() <= 100,
+                "{}: the summary in --help is one line of at most 100 characters, no final \
+                 period: {summary:?}",
+                command.get_name()
+            );
+        }
+    }
 }

@@ -866,7 +866,7 @@ mod tests {
 
     #[test]
     fn differences_name_what_changed() {
-        // The seed's stale entry: registered by hand without F, pointing elsewhere.
+        // A stale entry: registered by hand without F, pointing elsewhere.
         let stale = Entry {
             enabled: false,
             registration: Registration {

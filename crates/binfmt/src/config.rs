@@ -109,8 +109,8 @@ impl Config {
             error: if error.kind() == std::io::ErrorKind::NotFound {
                 Message::new(error.to_string())
                     .fix(
-                        "write one (see `binfmt apply --help` or the README) or give another \
-                         file with --config",
+                        "write one (see `binfmt apply --help` or `man binfmt-apply`) or give \
+                         another file with --config",
                     )
                     .into()
             } else {

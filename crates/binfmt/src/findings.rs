@@ -166,7 +166,16 @@ impl Finding {
         }
     }
 
-    /// A short, stable name (`stale-entry`), for scripts and the README.
+    /// Whether this is worth knowing but not wrong (another tool's handler or
+    /// emulator): doctor prints it as a `NOTE` and does not count it as a problem.
+    pub fn is_notice(&self) -> bool {
+        matches!(
+            self,
+            Finding::Shadowed { .. } | Finding::ForeignEmulator { .. }
+        )
+    }
+
+    /// A short, stable name (`stale-entry`), for scripts and docs/troubleshooting.md.
     pub fn id(&self) -> &'static str {
         match self {
             Finding::BinfmtMiscNotLoaded => "binfmt-misc-not-loaded",
@@ -301,7 +310,7 @@ impl Finding {
                 entries,
                 failure,
             } => format!(
-                "a {arch} program does not run through {} (interpreter {}): {failure}",
+                "{arch} programs do not run through {} (interpreter {}): {failure}",
                 names(entries).join(", "),
                 entries
                     .iter()
@@ -404,8 +413,8 @@ impl Finding {
             }
             Finding::ReadOnly => {
                 "containers without --privileged see /proc/sys, and binfmt_misc under it, \
-                 read-only (Docker, Kubernetes without privileged: true); this is the seed's \
-                 `failed to register binfmt_misc`"
+                 read-only (Docker, Kubernetes without privileged: true); buildkitd logs this \
+                 as `failed to register binfmt_misc`"
             }
             Finding::NotPrivileged { .. } => {
                 "registering needs root in the user namespace that owns the binfmt_misc mount"
@@ -428,7 +437,7 @@ impl Finding {
                 "without F the kernel looks the interpreter up when a program starts, in that \
                  program's own mount namespace and root; the entry is listed in binfmt_misc \
                  but every program it claims fails with `exec format error` or ENOENT (the \
-                 seed's stale registration)"
+                 stale registration `docker buildx ls` still lists as a platform)"
             }
             Finding::NoFixBinary { .. } => {
                 "without F the kernel looks the interpreter up in each program's own root: \

@@ -11,7 +11,8 @@
 //!   instead of binfmt's; [`targets`]: which entries a list names.
 //! - [`survey`], [`probe`], [`proof_record`], [`status`]: what runs here, proved
 //!   by running probes in an empty root, remembered within a boot, and the status JSON.
-//! - [`findings`]: every problem binfmt diagnoses, worded once with its cause and fix.
+//! - [`findings`]: every problem binfmt diagnoses, worded once with its cause and fix;
+//!   [`troubleshooting`]: the reference page generated from them.
 //! - [`host`]: the facts `/proc` gives about the kernel and this process's namespaces.
 //! - [`userns`]: the user and mount namespaces of `binfmt run`.
 //!
@@ -40,6 +41,7 @@ pub mod survey;
 pub mod targets;
 #[cfg(test)]
 mod testing;
+pub mod troubleshooting;
 pub mod uninstall;
 pub mod unused_emulators;
 pub mod userns;

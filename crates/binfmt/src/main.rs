@@ -6,10 +6,10 @@
 //! `binfmt-misc` (the kernel interface), `qemu-catalog` (architectures and embedded
 //! emulators) and `interpreter-files` (where the emulators are put).
 //!
-//! Exit codes: 0 when everything asked for is done, 1 when something could not be
-//! done (the cause and fix are on stderr), 2 when the arguments are invalid (nothing
-//! was changed); `binfmt run` exits with its command's status, or 125 to 127 when it
-//! could not execute it.
+//! Exit codes: `binfmt_cli::EXIT_CODES`, which `binfmt --help` lists: 0 when
+//! everything asked for is done, 1 when something could not be done (the cause and
+//! fix are on stderr), 2 when the arguments are invalid (nothing was changed); `binfmt
+//! run` exits with its command's status, or 125 to 127 when it could not execute it.
 
 use std::io::Write as _;
 use std::process::ExitCode;
@@ -39,7 +39,7 @@ fn main() -> ExitCode {
         Err(error) => {
             eprintln!("binfmt: {error}");
             match error {
-                CommandError::Usage(_) => ExitCode::from(2),
+                CommandError::Usage(_) => ExitCode::from(binfmt_cli::EXIT_USAGE),
                 CommandError::Runtime(_) => ExitCode::FAILURE,
                 CommandError::Run { code, .. } => ExitCode::from(code),
             }

@@ -513,7 +513,7 @@ mod tests {
     }
 
     #[test]
-    fn the_seeds_stale_entry_is_replaced() {
+    fn a_stale_entry_is_replaced() {
         let dir = scratch("stale");
         let table = FakeTable::new();
         let options = options(&dir);

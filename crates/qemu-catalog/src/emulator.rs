@@ -1,10 +1,10 @@
 //! The QEMU emulators embedded in this binary, and decoding one with its integrity
 //! checked on the way.
 //!
-//! The blobs are made by `cargo xtask fetch` (format and trade-offs: xtask's `blob`
-//! module): the host's *reference* emulator on its own, every other one as a patch
-//! against the reference's bytes (a zstd prefix), each cut into consecutive parts of
-//! one zstd frame each. So decoding a patched emulator needs the reference decoded
+//! The blobs are made by `cargo xtask fetch` (format: the `blob-format` crate;
+//! trade-offs: xtask's `blob` module): the host's *reference* emulator on its own,
+//! every other one as a patch against the reference's bytes (a zstd prefix), each cut
+//! into consecutive parts of one zstd frame each. So decoding a patched emulator needs the reference decoded
 //! first ([`Emulator::reference`]), and after that every part of every patch decodes
 //! on its own: the parts of one emulator at the same time, on every core
 //! ([`Emulator::decode_part`]).
@@ -38,12 +38,10 @@ use crate::arch::Arch;
 /// Decoded bytes at their offset in an emulator, for [`Emulator::unfilter`].
 pub use elf_filter::Piece;
 
-// The largest match window (log2) the decoder accepts, `WINDOW_LOG_MAX`, comes with
-// the generated table below: `build.rs` writes qemu_pins::ZSTD_WINDOW_LOG_MAX there,
-// the one limit xtask makes every blob within and `build.rs` checks each blob against
-// (the catalog needs qemu-pins, with its TOML parser, only at build time). A patch's
-// window spans the reference and the emulator (~32 MB). With a stable output buffer
-// the window costs no memory; the limit only refuses nonsense.
+// The largest match window (log2) the decoder accepts is `blob_format::WINDOW_LOG_MAX`,
+// the one limit xtask makes every blob within and `build.rs` checks each blob against.
+// A patch's window spans the reference and the emulator (~32 MB). With a stable output
+// buffer the window costs no memory; the limit only refuses nonsense.
 
 /// How much compressed input each decoding step is given: about a zstd block's worth,
 /// so that most blocks decode straight from the blob rather than being copied into
@@ -278,13 +276,13 @@ impl Emulator {
             .compressed
             .get(frame.start..frame.end)
             .ok_or_else(|| corrupt(format!("part {part} lies outside the blob")))?;
-        if !has_content_checksum(compressed) {
+        if !blob_format::has_content_checksum(compressed) {
             return Err(corrupt(
                 "a part is not a zstd frame with a content checksum".to_owned(),
             ));
         }
         let mut dctx = DCtx::create();
-        dctx.set_parameter(DParameter::WindowLogMax(WINDOW_LOG_MAX))
+        dctx.set_parameter(DParameter::WindowLogMax(blob_format::WINDOW_LOG_MAX))
             .map_err(zstd_error)?;
         dctx.set_parameter(DParameter::StableOutBuffer(true))
             .map_err(zstd_error)?;
@@ -406,14 +404,6 @@ impl Emulator {
         }
         Ok(size == self.size() && hex::encode(hasher.finalize()) == self.sha256())
     }
-}
-
-/// Whether `frame` starts a zstd frame whose header says it carries a content checksum
-/// (RFC 8878 3.1.1: magic number, then the frame header descriptor, whose bit 2 is the
-/// Content_Checksum_flag). `build.rs` refuses blobs without one.
-fn has_content_checksum(frame: &[u8]) -> bool {
-    const MAGIC: [u8; 4] = 0xFD2F_B528u32.to_le_bytes();
-    frame.len() > 4 && frame[..4] == MAGIC && frame[4] & 0b100 != 0
 }
 
 /// Writing an emulator out failed.
@@ -586,7 +576,7 @@ mod tests {
     fn every_emulator_is_in_parts_that_decode_on_their_own() {
         let reference_bytes = reference().to_vec().unwrap();
         for emulator in Emulator::all() {
-            assert_eq!(emulator.parts(), 2, "{emulator:?}");
+            assert_eq!(emulator.parts(), blob_format::PARTS, "{emulator:?}");
             assert_eq!(emulator.part_range(0).start, 0);
             assert_eq!(emulator.part_range(0).end, emulator.part_range(1).start);
             assert_eq!(emulator.part_range(1).end as u64, emulator.size());

@@ -18,11 +18,6 @@ pub const BLOB_CACHE_ENV: &str = "BINFMT_BLOB_CACHE";
 /// `cargo::rerun-if-env-changed=<var>` for each of them.
 pub const CACHE_ENV_VARS: &[&str] = &[BLOB_CACHE_ENV, "XDG_CACHE_HOME", "HOME"];
 
-/// The largest zstd window (log2) a blob may need (a patched part's spans the reference
-/// and the part, ~25 MB): xtask makes every blob within it, qemu-catalog's build script
-/// checks each against it and hands it to the binary's decoder, which accepts no more.
-pub const ZSTD_WINDOW_LOG_MAX: u32 = 27;
-
 /// Environment variable that says which [`Compression`] of the embedded emulators a
 /// build takes: `release` (what `cargo xtask dist` sets) or `fast` (the default).
 pub const COMPRESSION_ENV: &str = "BINFMT_EMBEDDED_COMPRESSION";

@@ -24,9 +24,7 @@ mod hosts;
 mod manifest;
 
 pub use cache::{
-    BLOB_CACHE_ENV, BlobCache, CACHE_ENV_VARS, COMPRESSION_ENV, Compression, ZSTD_WINDOW_LOG_MAX,
-    sha256_hex,
+    BLOB_CACHE_ENV, BlobCache, CACHE_ENV_VARS, COMPRESSION_ENV, Compression, sha256_hex,
 };
 pub use error::Error;
-pub use hosts::{NATIVE_CPUS, REFERENCE_CPUS, host_arch};
 pub use manifest::{Host, MANIFEST_PATH, Manifest, Pin, Source};

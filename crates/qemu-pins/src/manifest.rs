@@ -40,7 +40,7 @@ pub struct Source {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Host {
-    /// Host architecture, as [`crate::host_arch`] names it: `x86_64`, `aarch64`,
+    /// Host architecture, as [`arch_table::host_name`] names it: `x86_64`, `aarch64`,
     /// `powerpc64le`, `s390x` or `riscv64`.
     pub arch: String,
     /// The same architecture in Debian's spelling: `amd64`, `arm64`, `ppc64el`, `s390x`

@@ -2,93 +2,15 @@
 //! QEMU's), and which of them this machine can check. Kept in this one module so that
 //! a shared architecture table can replace it.
 
-use qemu_pins::NATIVE_CPUS;
+/// An architecture, in the names the run needs: its row of the one table (`oci`, which
+/// `binfmt --install` takes; `qemu_cpu`, as in `qemu-blobs/pins.toml`; `debian`,
+/// `None` where Debian has no port; `uname`, what `uname -m` starts with under QEMU).
+pub use arch_table::Arch as Target;
 
-/// An architecture, in the names the run needs.
-#[derive(Debug, PartialEq, Eq)]
-pub struct Target {
-    /// The OCI name, which `binfmt --install` takes.
-    pub oci: &'static str,
-    /// QEMU's cpu name, as in `qemu-blobs/pins.toml`.
-    pub cpu: &'static str,
-    /// Debian's architecture name; `None` where Debian has no port at all.
-    pub debian: Option<&'static str>,
-    /// What `uname -m` starts with under QEMU (`armv7l` or `armv8l` for arm, ...).
-    pub machine: &'static str,
+/// The name the matrix and the record use: Debian's, else OCI's.
+pub fn name(target: &Target) -> &'static str {
+    target.debian.unwrap_or(target.oci)
 }
-
-impl Target {
-    /// The name the matrix and the record use: Debian's, else OCI's.
-    pub fn name(&self) -> &'static str {
-        self.debian.unwrap_or(self.oci)
-    }
-}
-
-/// Every architecture binfmt pins an emulator for (`qemu-blobs/README.md`), with
-/// Debian's name for it: these differ from the OCI ones, and xtask cannot use the
-/// catalog crate (whose build needs the blobs xtask fetches).
-pub const TARGETS: [Target; 10] = [
-    Target {
-        oci: "amd64",
-        cpu: "x86_64",
-        debian: Some("amd64"),
-        machine: "x86_64",
-    },
-    Target {
-        oci: "arm64",
-        cpu: "aarch64",
-        debian: Some("arm64"),
-        machine: "aarch64",
-    },
-    Target {
-        oci: "arm",
-        cpu: "arm",
-        debian: Some("armhf"),
-        machine: "armv",
-    },
-    Target {
-        oci: "386",
-        cpu: "i386",
-        debian: Some("i386"),
-        machine: "i",
-    },
-    Target {
-        oci: "riscv64",
-        cpu: "riscv64",
-        debian: Some("riscv64"),
-        machine: "riscv64",
-    },
-    Target {
-        oci: "ppc64le",
-        cpu: "ppc64le",
-        debian: Some("ppc64el"),
-        machine: "ppc64le",
-    },
-    Target {
-        oci: "s390x",
-        cpu: "s390x",
-        debian: Some("s390x"),
-        machine: "s390x",
-    },
-    Target {
-        oci: "mips64le",
-        cpu: "mips64el",
-        debian: Some("mips64el"),
-        machine: "mips64",
-    },
-    Target {
-        oci: "mips64",
-        cpu: "mips64",
-        debian: None,
-        machine: "mips64",
-    },
-    Target {
-        oci: "loong64",
-        cpu: "loongarch64",
-        debian: Some("loong64"),
-        machine: "loongarch64",
-    },
-];
 
 /// The matrix a bare `cargo xtask conformance` runs (issue #23): the architectures
 /// users build for most, and linux/amd64 as arm64 hosts (Apple silicon, Graviton)
@@ -98,11 +20,11 @@ pub const DEFAULT: [&str; 6] = ["arm64", "armhf", "riscv64", "ppc64el", "s390x",
 /// Parses an architecture argument: a Debian, OCI or QEMU name, `linux/` optional.
 pub fn parse_target(name: &str) -> Result<&'static Target, String> {
     let target = by_name(name).ok_or_else(|| {
-        let known: Vec<&str> = TARGETS.iter().filter_map(|t| t.debian).collect();
+        let known: Vec<&str> = arch_table::ARCHES.iter().filter_map(|t| t.debian).collect();
         format!("unknown architecture {name:?}; known: {}", known.join(", "))
     })?;
     // amd64 is taken on an amd64 machine too: its row says why it cannot run here.
-    if host_native_cpus().contains(&target.cpu) && target.cpu != "x86_64" {
+    if host_native_cpus().contains(&target.qemu_cpu) && target.qemu_cpu != "x86_64" {
         return Err(format!(
             "{name} is this machine's own architecture: it runs natively, there is no \
              emulator to check"
@@ -113,24 +35,17 @@ pub fn parse_target(name: &str) -> Result<&'static Target, String> {
 
 /// The target any of whose names is `name` (Debian, OCI or QEMU; `linux/` optional).
 pub fn by_name(name: &str) -> Option<&'static Target> {
-    let bare = name.strip_prefix("linux/").unwrap_or(name);
-    let name = if bare == "arm/v7" { "arm" } else { bare };
-    TARGETS
-        .iter()
-        .find(|t| t.oci == name || t.cpu == name || t.debian == Some(name))
+    arch_table::find(name)
 }
 
 /// The QEMU cpus this machine runs natively.
 pub fn host_native_cpus() -> &'static [&'static str] {
-    NATIVE_CPUS
-        .iter()
-        .find(|(arch, _)| *arch == crate::fetch::build_host())
-        .map_or(&[], |(_, cpus)| cpus)
+    arch_table::this_host().map_or(&[], |host| host.native)
 }
 
 /// Why `target` cannot be checked on this machine at all, whatever the mirror serves.
 pub fn unavailable_here(target: &Target) -> Option<String> {
-    if !host_native_cpus().contains(&target.cpu) {
+    if !host_native_cpus().contains(&target.qemu_cpu) {
         return None;
     }
     Some(format!(
@@ -207,7 +122,7 @@ mod tests {
         let manifest = Manifest::load(&workspace_root().join(MANIFEST_PATH)).unwrap();
         for host in &manifest.hosts {
             for emulator in &host.emulators {
-                let target = TARGETS.iter().find(|t| t.cpu == emulator.cpu);
+                let target = arch_table::by_qemu_cpu(&emulator.cpu);
                 assert_eq!(
                     target.map(|t| t.oci),
                     Some(emulator.oci.as_str()),

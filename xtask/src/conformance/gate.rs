@@ -32,7 +32,7 @@ pub fn parse_acceptance(text: &str) -> Result<Acceptance, String> {
         arch::by_name(arch).ok_or_else(|| format!("unknown architecture {arch:?} in {text:?}"))?;
     let workload = Workload::parse(workload)?;
     Ok(Acceptance {
-        arch: target.name().to_owned(),
+        arch: arch::name(target).to_owned(),
         workload: workload.name().to_owned(),
     })
 }

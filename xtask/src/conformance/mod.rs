@@ -396,7 +396,7 @@ fn in_namespace(args: &Args) -> Result<ExitCode> {
                             &args.suite,
                             std::slice::from_ref(&*row),
                         );
-                        partial.save(&scratch.join(row.target.name()).join(RESULTS_FILE))?;
+                        partial.save(&scratch.join(arch::name(row.target)).join(RESULTS_FILE))?;
                     }
                     Ok(())
                 })
@@ -655,7 +655,7 @@ mod tests {
         assert!(!args.arches.is_empty());
         for entry in &record.results {
             assert!(
-                args.arches.iter().any(|t| t.name() == entry.arch),
+                args.arches.iter().any(|t| arch::name(t) == entry.arch),
                 "{}",
                 entry.arch
             );

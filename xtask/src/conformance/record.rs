@@ -79,7 +79,7 @@ impl Record {
                     Outcome::NotRun(why) => (Verdict::NotRun, None, Some(why.clone())),
                 };
                 results.push(Entry {
-                    arch: row.target.name().to_owned(),
+                    arch: crate::conformance::arch::name(row.target).to_owned(),
                     workload: workload.name().to_owned(),
                     verdict,
                     seconds,

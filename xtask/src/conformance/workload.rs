@@ -225,13 +225,13 @@ pub fn run_in_root(
         )? {
             Ok((elapsed, output)) => {
                 let said = output.trim().to_owned();
-                if said.starts_with(target.machine) {
+                if said.starts_with(target.uname) {
                     *machine = Some(said);
                     Outcome::Passed(elapsed)
                 } else {
                     Outcome::Failed(format!(
                         "python3 says the machine is {said:?}, not {}*",
-                        target.machine
+                        target.uname
                     ))
                 }
             }
@@ -255,7 +255,7 @@ pub fn run_in_root(
                     Some(machine) => Outcome::Failed(format!(
                         "perl says the machine is {said:?}, python3 {machine:?}"
                     )),
-                    None if said.starts_with(target.machine) => Outcome::Passed(elapsed),
+                    None if said.starts_with(target.uname) => Outcome::Passed(elapsed),
                     None => Outcome::Failed(format!("perl says the machine is {said:?}")),
                 }
             }

@@ -1,5 +1,5 @@
-//! `binfmt check PLATFORMS`: the CI preflight (the seed's `verify-qemu.sh`, but by
-//! execution).
+//! `binfmt check PLATFORMS`: the CI preflight (what a `verify-qemu.sh` that looks
+//! for files in binfmt_misc means to check, but by execution).
 //!
 //! Exits 0 only if every listed platform is proved by its probe; otherwise it says,
 //! per platform, what is missing and why (a [`Finding`]: no entry, entry disabled, no
@@ -70,7 +70,7 @@ impl fmt::Display for Platform {
 
 /// Parses `linux/arm64,amd64/v3,qemu-riscv64,...` (items may also come as separate
 /// arguments). Every usual spelling of [`Arch::parse`], plus entry names
-/// (`qemu-aarch64`) as the seed's `verify-qemu.sh` lists them.
+/// (`qemu-aarch64`) as a `verify-qemu.sh` lists them.
 pub fn parse(items: &[String]) -> Result<Vec<Platform>, UnknownArch> {
     let mut wanted = Vec::new();
     for item in items.iter().flat_map(|list| list.split(',')).map(str::trim) {

@@ -14,7 +14,7 @@
 //! 3. permission: may this process write `register` (root, and not a read-only
 //!    `/proc/sys` as in a container without `--privileged`)? Is the table enabled?
 //! 4. every entry: disabled; claiming the machine's own architecture; no flag F with
-//!    an interpreter missing from this mount namespace (the seed's stale entry), or
+//!    an interpreter missing from this mount namespace (a stale entry), or
 //!    present here but not in containers. Entries for other kinds of files
 //!    (binfmt-support's jar and python entries, WSLInterop) are only reported when
 //!    stale. The entry that runs an architecture binfmt carries with an interpreter
@@ -96,12 +96,14 @@ impl DoctorReport {
         self.checks.push(check);
     }
 
+    /// Records a problem, or a notice among the notes ([`Finding::is_notice`]).
     fn find(&mut self, finding: &Finding) {
-        self.findings.push(finding.worded(&self.mount));
-    }
-
-    fn note(&mut self, finding: &Finding) {
-        self.notes.push(finding.worded(&self.mount));
+        let worded = finding.worded(&self.mount);
+        if finding.is_notice() {
+            self.notes.push(worded);
+        } else {
+            self.findings.push(worded);
+        }
     }
 
     /// The human report.
@@ -295,7 +297,7 @@ fn check_entries(survey: &Survey, report: &mut DoctorReport) {
             && entry.interpreter().file_name()
                 != Some(interpreter_files::file_name(&emulator).as_ref())
         {
-            report.note(&Finding::ForeignEmulator {
+            report.find(&Finding::ForeignEmulator {
                 arch,
                 entries: this(),
             });
@@ -356,7 +358,7 @@ fn check_arches(survey: &Survey, report: &mut DoctorReport) {
             && !passed_over.is_empty()
             && enabled.iter().any(|entry| !is_binfmts_entry(entry))
         {
-            report.note(&Finding::Shadowed {
+            report.find(&Finding::Shadowed {
                 arch,
                 runner: EntryRef::from(*runner),
                 passed_over: passed_over.iter().map(|e| EntryRef::from(*e)).collect(),

@@ -55,14 +55,15 @@ use crate::register::{self, InstallOutcome};
 use crate::userns::{self, IdMap, IdMapping, NamespaceError, Step};
 use binfmt_cli::RunArgs;
 
-/// Exit status when binfmt cannot set up the namespaces or the registrations.
-pub const SETUP_FAILED: u8 = 125;
+/// Exit status when binfmt cannot set up the namespaces or the registrations (the
+/// codes are binfmt-cli's, which `binfmt --help` lists).
+pub const SETUP_FAILED: u8 = binfmt_cli::EXIT_SETUP_FAILED;
 /// Exit status when CMD exists but cannot be executed.
-pub const CANNOT_EXECUTE: u8 = 126;
+pub const CANNOT_EXECUTE: u8 = binfmt_cli::EXIT_CANNOT_EXECUTE;
 /// Exit status when CMD is not found.
-pub const NOT_FOUND: u8 = 127;
+pub const NOT_FOUND: u8 = binfmt_cli::EXIT_NOT_FOUND;
 /// Exit status for invalid arguments (as for every binfmt command).
-pub const USAGE: u8 = 2;
+pub const USAGE: u8 = binfmt_cli::EXIT_USAGE;
 
 /// Flags of the private entries: those of `--install` (and tonistiigi/binfmt). `F`
 /// matters most: the emulator lives in a memfd of this process, which is gone once CMD

@@ -1,13 +1,13 @@
-//! The seed's session, replayed on this machine's Docker engine: a `docker buildx
+//! The failing build's session, replayed on this machine's Docker engine: a `docker buildx
 //! build --platform linux/arm64` whose `RUN` runs an arm64 program dies with `exec
 //! /bin/sh: exec format error`; `binfmt doctor` says why; the image's `--install
 //! arm64` fixes it; `docker buildx inspect --bootstrap` lists linux/arm64, and the
 //! same build passes, its `RUN` having run as aarch64.
 //!
-//! The README's Troubleshooting section shows this session with the outputs this test
+//! docs/failing-build.md shows this session with the outputs this test
 //! saw: the test reads that walk-through and checks every output line it quotes
-//! against what it sees now, step by step, so the README cannot drift from the truth.
-//! The commands differ from the README's only where a test must: a tag of its own,
+//! against what it sees now, step by step, so the page cannot drift from the truth.
+//! The commands differ from the page's only where a test must: a tag of its own,
 //! `--no-cache` and `--progress=plain` for the builds, the release binary as `sudo
 //! binfmt`, the equivalent of `--privileged` this engine can grant (`privileged`), and
 //! the mount made by the guard, as doctor's fix says.
@@ -26,22 +26,30 @@ use std::process::Command;
 use binfmt_misc::{BinfmtMisc, DEFAULT_MOUNT};
 
 use crate::docker::{
-    BuildCache, Builder, GlobalEntries, Images, buildx, buildx_docker_config, docker,
-    engine_answers, privileged, readme_build_command,
+    BuildCache, Builder, GlobalEntries, Images, build_command, buildx, buildx_docker_config,
+    docker, privileged, require_engine,
 };
 use crate::util::{
-    GlobalTable, Run, debian_package, dist, host_arch, line_with, readme_block, report,
+    DocSection, GlobalTable, Run, debian_package, dist, host_arch, line_with, report,
 };
 
-/// The seed's failure: BuildKit's `RUN /bin/sh -c ...` of an arm64 shell that the kernel
+/// The failing build's error: BuildKit's `RUN /bin/sh -c ...` of an arm64 shell that the kernel
 /// cannot run.
 const EXEC_FORMAT_ERROR: &str = "exec /bin/sh: exec format error";
 
-/// The seed's build: an arm64 shell (Debian's static busybox) and a `RUN` in the shell
+/// The failing build: an arm64 shell (Debian's static busybox) and a `RUN` in the shell
 /// form, as in any Dockerfile `FROM` an arm64 image.
-const SEED_DOCKERFILE: &str = "FROM scratch\nCOPY sh /bin/sh\nRUN uname -m\n";
+const FAILING_DOCKERFILE: &str = "FROM scratch\nCOPY sh /bin/sh\nRUN uname -m\n";
 
-/// One step of the README's walk-through: the command shown after `$ `, and the output
+/// The session as docs/failing-build.md shows it: its walk-through.
+pub(crate) const SESSION: DocSection = DocSection {
+    file: "docs/failing-build.md",
+    heading: "The session, replayed",
+    language: "console",
+    blocks: 1,
+};
+
+/// One step of the page's walk-through: the command shown after `$ `, and the output
 /// lines quoted under it (`...` elides).
 #[derive(Debug)]
 struct Step {
@@ -49,11 +57,11 @@ struct Step {
     output: Vec<String>,
 }
 
-/// The walk-through under the README's "### The seed's session, replayed" heading (its
+/// The walk-through of [`SESSION`] (its
 /// first `console` block).
-fn readme_walk_through() -> Vec<Step> {
+fn walk_through() -> Vec<Step> {
     let mut steps: Vec<Step> = Vec::new();
-    for line in readme_block("The seed's session, replayed", "console").lines() {
+    for line in SESSION.block().lines() {
         if let Some(command) = line.strip_prefix("$ ") {
             steps.push(Step {
                 command: command.to_owned(),
@@ -62,7 +70,7 @@ fn readme_walk_through() -> Vec<Step> {
         } else if !line.trim().is_empty() && line.trim() != "..." {
             steps
                 .last_mut()
-                .expect("README.md: the walk-through starts with a `$ ` command")
+                .expect("docs/failing-build.md: the walk-through starts with a `$ ` command")
                 .output
                 .push(line.trim().to_owned());
         }
@@ -89,13 +97,13 @@ fn contains_in_order(line: &str, parts: &[String]) -> bool {
     })
 }
 
-/// Checks the README's walk-through step by step against what the test saw.
+/// Checks the page's walk-through step by step against what the test saw.
 struct WalkThrough {
     steps: std::vec::IntoIter<Step>,
 }
 
 impl WalkThrough {
-    /// The README's next step must be `command` (its start), and every line it quotes
+    /// The page's next step must be `command` (its start), and every line it quotes
     /// must be (digits aside, `...` for anything) in one of the lines the test saw for
     /// it.
     #[track_caller]
@@ -116,23 +124,22 @@ impl WalkThrough {
                 seen_lines
                     .iter()
                     .any(|line| contains_in_order(line, &parts)),
-                "README.md, the seed's session, `$ {}` quotes\n  {quoted}\nwhich is not what \
+                "docs/failing-build.md, the session, `$ {}` quotes\n  {quoted}\nwhich is not what \
                  the test saw:\n{seen}",
                 step.command
             );
         }
     }
 
-    /// The README's next step, which must be `command` (its start).
+    /// The page's next step, which must be `command` (its start).
     #[track_caller]
     fn step(&mut self, command: &str) -> Step {
-        let step = self
-            .steps
-            .next()
-            .unwrap_or_else(|| panic!("README.md, the seed's session: no step for `{command}`"));
+        let step = self.steps.next().unwrap_or_else(|| {
+            panic!("docs/failing-build.md, the session: no step for `{command}`")
+        });
         assert!(
             step.command.starts_with(command),
-            "README.md, the seed's session: the step `$ {}` is where the test runs `{command}`",
+            "docs/failing-build.md, the session: the step `$ {}` is where the test runs `{command}`",
             step.command
         );
         step
@@ -142,28 +149,28 @@ impl WalkThrough {
     fn end(mut self) {
         if let Some(step) = self.steps.next() {
             panic!(
-                "README.md, the seed's session: the test has no step for `$ {}`",
+                "docs/failing-build.md, the session: the test has no step for `$ {}`",
                 step.command
             );
         }
     }
 }
 
-/// A build context with the seed's Dockerfile and an arm64 shell.
-fn seed_context() -> PathBuf {
+/// A build context with the failing build's Dockerfile and an arm64 shell.
+fn build_context() -> PathBuf {
     let busybox = debian_package("busybox-static:arm64").join("usr/bin/busybox");
-    let context = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("seed-context");
+    let context = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("failing-build-context");
     let _ = std::fs::remove_dir_all(&context);
     std::fs::create_dir_all(&context).expect("create the build context");
     std::fs::copy(&busybox, context.join("sh"))
         .unwrap_or_else(|error| panic!("cannot copy {}: {error}", busybox.display()));
-    std::fs::write(context.join("Dockerfile"), SEED_DOCKERFILE).expect("write the Dockerfile");
+    std::fs::write(context.join("Dockerfile"), FAILING_DOCKERFILE).expect("write the Dockerfile");
     context
 }
 
-/// The seed's build, with no cache (the failed and the passing build must both run
+/// The failing build, with no cache (the failed and the passing build must both run
 /// their `RUN`) and plain progress (to see its output).
-fn seed_build(docker_config: &Path, tag: &str, context: &Path) -> Run {
+fn arm64_build(docker_config: &Path, tag: &str, context: &Path) -> Run {
     buildx(
         docker_config,
         &[
@@ -190,47 +197,53 @@ fn binfmt_on_the_host(args: &[&str]) -> Run {
 }
 
 #[test]
-fn the_seeds_failing_buildx_build_passes_after_install_arm64() {
+#[cfg_attr(
+    not(slow_tests),
+    ignore = "slow: set BINFMT_SLOW_TESTS=1 to run it (.ci/run does)"
+)]
+#[cfg_attr(
+    all(slow_tests, not(all(target_arch = "x86_64", not(no_docker)))),
+    ignore = "needs an x86_64 machine with a Docker engine (it registers arm64 in the machine's table for the engine); here BINFMT_SKIP_DOCKER is set or the machine is not x86_64"
+)]
+fn the_failing_buildx_build_passes_after_install_arm64() {
     if !cfg!(target_arch = "x86_64") {
         panic!("this test registers arm64 as the foreign architecture: run it on x86_64");
     }
-    if !engine_answers("seed::the_seeds_failing_buildx_build_passes_after_install_arm64") {
-        return;
-    }
+    require_engine();
     let docker_config = buildx_docker_config();
-    let context = seed_context();
+    let context = build_context();
     dist();
-    let mut readme = WalkThrough {
-        steps: readme_walk_through().into_iter(),
+    let mut shown = WalkThrough {
+        steps: walk_through().into_iter(),
     };
 
     let lock = GlobalTable::exclusive();
     let cache = BuildCache::new(&docker_config);
     let mut images = Images::new();
     let image = images.build(
-        &readme_build_command(Builder::BuildKit, "linux/amd64"),
+        &build_command(Builder::BuildKit, "linux/amd64"),
         &docker_config,
     );
     let privileged = privileged(&image, &["--version"]);
-    let seed_tag = format!("binfmt-test-seed-{}", std::process::id());
-    images.claim(&seed_tag);
+    let build_tag = format!("binfmt-test-failing-build-{}", std::process::id());
+    images.claim(&build_tag);
 
-    // The seed's error, on a host with nothing mounted (these VMs: an automount that
+    // The failing build's error, on a host with nothing mounted (these VMs: an automount that
     // never triggered); doctor names that, and the fix is to mount it.
     if BinfmtMisc::open(DEFAULT_MOUNT).is_ok() {
         report(
-            "seed: binfmt_misc is mounted on this host already: the walk-through's first \
+            "failing_build: binfmt_misc is mounted on this host already: the walk-through's first \
              steps (the build failing with nothing mounted, doctor, the mount) are NOT \
              replayed",
         );
         for command in ["docker buildx build", "sudo binfmt doctor", "sudo mount"] {
-            readme.step(command);
+            shown.step(command);
         }
     } else {
-        let failed = seed_build(&docker_config, &seed_tag, &context);
+        let failed = arm64_build(&docker_config, &build_tag, &context);
         assert_eq!(failed.code, Some(1), "{failed}");
         assert!(failed.stderr.contains(EXEC_FORMAT_ERROR), "{failed}");
-        readme.next("docker buildx build", &failed);
+        shown.next("docker buildx build", &failed);
         let doctor = binfmt_on_the_host(&["doctor"]);
         assert_eq!(doctor.code, Some(1), "{doctor}");
         assert!(
@@ -243,18 +256,18 @@ fn the_seeds_failing_buildx_build_passes_after_install_arm64() {
             BinfmtMisc::open(DEFAULT_MOUNT).is_err(),
             "doctor left binfmt_misc mounted"
         );
-        readme.next("sudo binfmt doctor", &doctor);
+        shown.next("sudo binfmt doctor", &doctor);
         // The guard below mounts binfmt_misc as doctor's fix says.
-        readme.step("sudo mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc");
+        shown.step("sudo mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc");
     }
     // Mounted now (the guard refuses to go on where foreign entries are registered
     // already, and undoes its mount at the end), and still nothing for arm64: the
     // same error, and `check` says why.
     let global = GlobalEntries::open(&lock);
-    let failed = seed_build(&docker_config, &seed_tag, &context);
+    let failed = arm64_build(&docker_config, &build_tag, &context);
     assert_eq!(failed.code, Some(1), "{failed}");
     assert!(failed.stderr.contains(EXEC_FORMAT_ERROR), "{failed}");
-    // What the README says of this state: doctor finds nothing wrong (nothing is),
+    // What the page says of this state: doctor finds nothing wrong (nothing is),
     // and its runs: line has no linux/arm64; check names the missing entry.
     let doctor = binfmt_on_the_host(&["doctor"]).success();
     assert!(
@@ -266,7 +279,7 @@ fn the_seeds_failing_buildx_build_passes_after_install_arm64() {
     let runs = line_with(&doctor.stdout, "runs: ");
     assert!(!runs.contains("linux/arm64"), "{doctor}");
     let check = binfmt_on_the_host(&["check", "linux/arm64"]).exit(1);
-    readme.next("sudo binfmt check linux/arm64", &check);
+    shown.next("sudo binfmt check linux/arm64", &check);
     let listed = |inspect: &Run| {
         inspect
             .stdout
@@ -278,7 +291,7 @@ fn the_seeds_failing_buildx_build_passes_after_install_arm64() {
     let listed_before = listed(&inspect);
     if listed_before {
         report(&format!(
-            "seed: buildx inspect lists linux/arm64 BEFORE --install, while arm64 builds fail: \
+            "failing_build: buildx inspect lists linux/arm64 BEFORE --install, while arm64 builds fail: \
              the engine's BuildKit (Docker 20.10) keeps every platform it once found until \
              dockerd restarts, so the listing after --install proves nothing on this run; \
              the build does\n{}",
@@ -297,11 +310,11 @@ fn the_seeds_failing_buildx_build_passes_after_install_arm64() {
         install.stderr.contains("installing: arm64 OK\n"),
         "{install}"
     );
-    readme.next("docker run --rm --privileged", &install);
+    shown.next("docker run --rm --privileged", &install);
     let inspect = buildx(&docker_config, &["inspect", "--bootstrap"]).success();
     assert!(listed(&inspect), "{inspect}");
-    readme.next("docker buildx inspect --bootstrap", &inspect);
-    let passed = seed_build(&docker_config, &seed_tag, &context).success();
+    shown.next("docker buildx inspect --bootstrap", &inspect);
+    let passed = arm64_build(&docker_config, &build_tag, &context).success();
     assert!(
         passed
             .stderr
@@ -309,17 +322,17 @@ fn the_seeds_failing_buildx_build_passes_after_install_arm64() {
             .any(|line| line.starts_with('#') && line.ends_with(" aarch64")),
         "the RUN step did not print aarch64:\n{passed}"
     );
-    readme.next("docker buildx build", &passed);
-    readme.end();
+    shown.next("docker buildx build", &passed);
+    shown.end();
 
-    // The README's warning: with the entry gone, Docker 20.10's BuildKit still lists
+    // The page's warning: with the entry gone, Docker 20.10's BuildKit still lists
     // linux/arm64 (its worker only ever adds platforms).
     drop(global);
     let inspect = buildx(&docker_config, &["inspect", "--bootstrap"]).success();
     if inspect.stdout.contains("BuildKit version: v0.8") {
         assert!(
             listed(&inspect),
-            "the README says BuildKit v0.8 keeps listing linux/arm64 after its entry is \
+            "docs/failing-build.md says BuildKit v0.8 keeps listing linux/arm64 after its entry is \
              gone:\n{inspect}"
         );
     }
